@@ -1,0 +1,20 @@
+//! The SMTP server protocol of wasmtpd as pure functions over bytes: command lines parsed
+//! into typed commands, replies as values with one writer, and the DATA receiver that
+//! frames messages strictly. No sockets here: the host's session does the I/O.
+
+pub mod address;
+pub mod command;
+pub mod line;
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod oracle;
+pub mod receiver;
+pub mod reply;
+
+pub use address::{Address, PathError};
+pub use command::{Body, Command, CommandError, MailParams, parse_command};
+pub use line::{Frame, next_command_line, skip_to_line_end};
+pub use receiver::{DataReceiver, DataSummary};
+pub use reply::{BadReply, EnhancedCode, Reply, replies};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,333 @@
+//! SMTP replies as values (code, enhanced status code, text) with one writer for
+//! single- and multi-line forms, and the check applied to replies that handlers supply.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// An RFC 3463 enhanced status code, `class.subject.detail`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EnhancedCode {
+    pub class: u8,
+    pub subject: u16,
+    pub detail: u16,
+}
+
+impl fmt::Display for EnhancedCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.class, self.subject, self.detail)
+    }
+}
+
+/// One reply: a three-digit code, an optional enhanced code, and text whose lines are
+/// separated by `\n` (the writer turns them into a multi-line reply).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    code: u16,
+    enhanced: Option<EnhancedCode>,
+    text: Cow<'static, str>,
+}
+
+const fn esc(class: u8, subject: u16, detail: u16) -> Option<EnhancedCode> {
+    Some(EnhancedCode {
+        class,
+        subject,
+        detail,
+    })
+}
+
+impl Reply {
+    /// A reply with an enhanced code, for the constants below.
+    pub const fn fixed(code: u16, enhanced: (u8, u16, u16), text: &'static str) -> Reply {
+        Reply {
+            code,
+            enhanced: esc(enhanced.0, enhanced.1, enhanced.2),
+            text: Cow::Borrowed(text),
+        }
+    }
+
+    /// A reply that never carries an enhanced code (the greeting, EHLO, 354).
+    pub const fn plain(code: u16, text: &'static str) -> Reply {
+        Reply {
+            code,
+            enhanced: None,
+            text: Cow::Borrowed(text),
+        }
+    }
+
+    pub fn new(
+        code: u16,
+        enhanced: Option<EnhancedCode>,
+        text: impl Into<Cow<'static, str>>,
+    ) -> Reply {
+        Reply {
+            code,
+            enhanced,
+            text: text.into(),
+        }
+    }
+
+    /// The same code and enhanced code with other text.
+    pub fn with_text(&self, text: impl Into<Cow<'static, str>>) -> Reply {
+        Reply {
+            text: text.into(),
+            ..self.clone()
+        }
+    }
+
+    pub fn code(&self) -> u16 {
+        self.code
+    }
+
+    pub fn enhanced(&self) -> Option<EnhancedCode> {
+        self.enhanced
+    }
+
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
+    pub fn is_positive(&self) -> bool {
+        (200..400).contains(&self.code)
+    }
+
+    /// 5xx: the client must not retry as is.
+    pub fn is_permanent(&self) -> bool {
+        self.code >= 500
+    }
+
+    /// Appends the wire form. `with_enhanced` is true once the client has said EHLO
+    /// (RFC 2034: enhanced codes go on every reply after that, except to EHLO itself).
+    pub fn write_to(&self, out: &mut Vec<u8>, with_enhanced: bool) {
+        let mut lines = self.text.split('\n').peekable();
+        while let Some(line) = lines.next() {
+            let sep = if lines.peek().is_some() { '-' } else { ' ' };
+            match self.enhanced.filter(|_| with_enhanced) {
+                Some(e) => out.extend_from_slice(
+                    format!("{}{}{} {}\r\n", self.code, sep, e, line).as_bytes(),
+                ),
+                None => {
+                    out.extend_from_slice(format!("{}{}{}\r\n", self.code, sep, line).as_bytes())
+                }
+            }
+        }
+    }
+
+    /// Checks a reply string that a message handler returned (smtpd's contract:
+    /// `"550 No such user"`). The code must be 2xx, 4xx or 5xx; an enhanced code of the same
+    /// class may follow; there must be no CR or LF. A missing enhanced code becomes `X.0.0`.
+    pub fn from_handler(s: &str) -> Result<Reply, BadReply> {
+        if s.bytes().any(|b| b == b'\r' || b == b'\n') {
+            return Err(BadReply::LineBreak);
+        }
+        if s.len() > MAX_HANDLER_REPLY {
+            return Err(BadReply::TooLong);
+        }
+        let b = s.as_bytes();
+        let code_ok = b.len() >= 3
+            && matches!(b[0], b'2' | b'4' | b'5')
+            && (b'0'..=b'5').contains(&b[1])
+            && b[2].is_ascii_digit()
+            && (b.len() == 3 || b[3] == b' ');
+        if !code_ok {
+            return Err(BadReply::Code);
+        }
+        let code: u16 = s[..3].parse().map_err(|_| BadReply::Code)?;
+        let class = b[0] - b'0';
+        let rest = s.get(4..).unwrap_or("");
+        let (first, after) = rest.split_once(' ').unwrap_or((rest, ""));
+        let (enhanced, text) = match parse_enhanced(first) {
+            Some(e) if e.class != class => return Err(BadReply::EnhancedClass),
+            Some(e) => (e, after),
+            None => {
+                let default = EnhancedCode {
+                    class,
+                    subject: 0,
+                    detail: 0,
+                };
+                (default, rest)
+            }
+        };
+        Ok(Reply::new(code, Some(enhanced), text.to_owned()))
+    }
+}
+
+/// Longest reply text a handler may return: a reply line is at most 512 octets (RFC 5321 4.5.3.1.5).
+const MAX_HANDLER_REPLY: usize = 510;
+
+fn parse_enhanced(s: &str) -> Option<EnhancedCode> {
+    let mut parts = s.split('.');
+    let class: u8 = parts.next()?.parse().ok()?;
+    let subject: u16 = parts.next().filter(|p| p.len() <= 3)?.parse().ok()?;
+    let detail: u16 = parts.next().filter(|p| p.len() <= 3)?.parse().ok()?;
+    (parts.next().is_none() && matches!(class, 2 | 4 | 5)).then_some(EnhancedCode {
+        class,
+        subject,
+        detail,
+    })
+}
+
+/// Why a handler's reply string was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BadReply {
+    /// It does not start with a 2xx, 4xx or 5xx code followed by a space or the end.
+    Code,
+    /// Its enhanced code's class differs from the reply code's first digit.
+    EnhancedClass,
+    /// It contains CR or LF, which would let it inject protocol lines.
+    LineBreak,
+    TooLong,
+}
+
+impl fmt::Display for BadReply {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            BadReply::Code => "does not start with a 2xx, 4xx or 5xx reply code",
+            BadReply::EnhancedClass => {
+                "its enhanced status code's class differs from the reply code"
+            }
+            BadReply::LineBreak => "contains CR or LF",
+            BadReply::TooLong => "is longer than 510 octets",
+        })
+    }
+}
+
+impl std::error::Error for BadReply {}
+
+/// The replies the server sends, by name. Text follows CPython's smtpd where it had one.
+pub mod replies {
+    use super::Reply;
+
+    pub const OK: Reply = Reply::fixed(250, (2, 0, 0), "OK");
+    pub const SENDER_OK: Reply = Reply::fixed(250, (2, 1, 0), "OK");
+    pub const RECIPIENT_OK: Reply = Reply::fixed(250, (2, 1, 5), "OK");
+    pub const MESSAGE_ACCEPTED: Reply = Reply::fixed(250, (2, 0, 0), "OK");
+    pub const START_DATA: Reply = Reply::plain(354, "End data with <CR><LF>.<CR><LF>");
+    pub const BYE: Reply = Reply::fixed(221, (2, 0, 0), "Bye");
+    pub const CANNOT_VRFY: Reply = Reply::fixed(
+        252,
+        (2, 5, 0),
+        "Cannot VRFY user, but will accept message and attempt delivery",
+    );
+    pub const EXPN_NOT_IMPLEMENTED: Reply = Reply::fixed(502, (5, 5, 1), "EXPN not implemented");
+    pub const HELP: Reply = Reply::fixed(
+        214,
+        (2, 0, 0),
+        "Supported commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY EXPN HELP",
+    );
+    pub const HELP_UNKNOWN_TOPIC: Reply = Reply::fixed(504, (5, 5, 1), "HELP topic not recognized");
+
+    pub const UNRECOGNIZED: Reply = Reply::fixed(500, (5, 5, 2), "Error: command not recognized");
+    pub const LINE_TOO_LONG: Reply = Reply::fixed(500, (5, 5, 2), "Error: line too long");
+    pub const NEED_HELO: Reply = Reply::fixed(503, (5, 5, 1), "Error: send HELO/EHLO first");
+    pub const NESTED_MAIL: Reply = Reply::fixed(503, (5, 5, 1), "Error: nested MAIL command");
+    pub const NEED_MAIL: Reply = Reply::fixed(503, (5, 5, 1), "Error: need MAIL command");
+    pub const NEED_RCPT: Reply = Reply::fixed(503, (5, 5, 1), "Error: need RCPT command");
+    pub const PARAMS_NEED_EHLO: Reply =
+        Reply::fixed(555, (5, 5, 4), "MAIL/RCPT parameters need EHLO, not HELO");
+    pub const SIZE_EXCEEDED: Reply = Reply::fixed(
+        552,
+        (5, 3, 4),
+        "Message size exceeds fixed maximum message size",
+    );
+    pub const TOO_MANY_RECIPIENTS: Reply = Reply::fixed(452, (4, 5, 3), "Too many recipients");
+    pub const NON_ASCII_NEEDS_SMTPUTF8: Reply = Reply::fixed(
+        553,
+        (5, 6, 7),
+        "Non-ASCII address needs the SMTPUTF8 parameter",
+    );
+    pub const TEXT_LINE_TOO_LONG: Reply = Reply::fixed(
+        500,
+        (5, 5, 2),
+        "Error: message has a line longer than the limit",
+    );
+    pub const BARE_LINE_ENDING: Reply = Reply::fixed(
+        550,
+        (5, 6, 0),
+        "Message contains a bare CR or LF; lines must end with CRLF (RFC 5321 2.3.8)",
+    );
+
+    pub const LOCAL_ERROR: Reply = Reply::fixed(
+        451,
+        (4, 3, 0),
+        "Requested action aborted: local error in processing",
+    );
+    pub const TOO_MANY_ERRORS: Reply =
+        Reply::fixed(421, (4, 7, 0), "Too many errors, closing connection");
+    pub const TOO_MANY_CONNECTIONS: Reply =
+        Reply::fixed(421, (4, 7, 0), "Too many connections, try again later");
+    pub const TIMEOUT: Reply = Reply::fixed(
+        421,
+        (4, 4, 2),
+        "Error: timeout exceeded, closing connection",
+    );
+    pub const SHUTTING_DOWN: Reply =
+        Reply::fixed(421, (4, 3, 2), "Service shutting down, closing connection");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wire(r: &Reply, enhanced: bool) -> String {
+        let mut out = Vec::new();
+        r.write_to(&mut out, enhanced);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn single_line_with_and_without_enhanced_code() {
+        assert_eq!(wire(&replies::SENDER_OK, true), "250 2.1.0 OK\r\n");
+        assert_eq!(wire(&replies::SENDER_OK, false), "250 OK\r\n");
+        assert_eq!(
+            wire(&replies::START_DATA, true),
+            "354 End data with <CR><LF>.<CR><LF>\r\n"
+        );
+    }
+
+    #[test]
+    fn multi_line_uses_dash_until_the_last_line() {
+        let r = Reply::new(250, None, "mx.example\nSIZE 100\nHELP");
+        assert_eq!(
+            wire(&r, true),
+            "250-mx.example\r\n250-SIZE 100\r\n250 HELP\r\n"
+        );
+    }
+
+    #[test]
+    fn handler_reply_without_enhanced_code_gets_class_default() {
+        let r = Reply::from_handler("550 No such user").unwrap();
+        assert_eq!(wire(&r, true), "550 5.0.0 No such user\r\n");
+        assert_eq!(wire(&r, false), "550 No such user\r\n");
+    }
+
+    #[test]
+    fn handler_reply_keeps_its_enhanced_code() {
+        let r = Reply::from_handler("550 5.1.1 No such user").unwrap();
+        assert_eq!(wire(&r, true), "550 5.1.1 No such user\r\n");
+        let bare = Reply::from_handler("451").unwrap();
+        assert_eq!(wire(&bare, true), "451 4.0.0 \r\n");
+    }
+
+    #[test]
+    fn malformed_handler_replies_are_refused() {
+        for (s, why) in [
+            ("", BadReply::Code),
+            ("OK", BadReply::Code),
+            ("350 go on", BadReply::Code),
+            ("150 hello", BadReply::Code),
+            ("25 short", BadReply::Code),
+            ("2500 long", BadReply::Code),
+            ("260 bad second digit", BadReply::Code),
+            ("550-multi", BadReply::Code),
+            ("550 ok\r\n250 injected", BadReply::LineBreak),
+            ("550 bare\nlf", BadReply::LineBreak),
+            ("550 4.1.1 class mismatch", BadReply::EnhancedClass),
+        ] {
+            assert_eq!(Reply::from_handler(s), Err(why), "{s:?}");
+        }
+        assert_eq!(
+            Reply::from_handler(&format!("550 {}", "x".repeat(600))),
+            Err(BadReply::TooLong)
+        );
+    }
+}
