@@ -1,1 +1,105 @@
-fn main() {}
+//! The `wasmtpd` binary: reads the command line and configuration, binds the listeners,
+//! serves until SIGINT/SIGTERM, then shuts down gracefully.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use wasmtpd::admission::Admission;
+use wasmtpd::cli::Cli;
+use wasmtpd::config::Config;
+use wasmtpd::debug_printer::DebugPrinter;
+use wasmtpd::handler::{Chain, MessageHandler, Sink};
+use wasmtpd::listener::ListenerContext;
+use wasmtpd::{server, shutdown};
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("WASMTPD_LOG").unwrap_or_else(|_| "info".into()))
+        .init();
+    let result = Cli::parse().into_config().and_then(|config| {
+        tokio::runtime::Runtime::new()
+            .context("cannot start the runtime")?
+            .block_on(run(config))
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    let sessions = TaskTracker::new();
+    let admission = Admission::new(config.limits.max_connections, config.limits.max_connections_per_ip);
+    let mut accept_loops = Vec::new();
+    for listener_config in &config.listeners {
+        let chain = Chain::new(
+            listener_config
+                .plugins
+                .iter()
+                .map(|name| built_in_handler(name))
+                .collect::<anyhow::Result<_>>()?,
+        );
+        let ctx = Arc::new(ListenerContext::new(
+            config.hostname.clone(),
+            config.limits.clone(),
+            chain,
+        ));
+        let listener = TcpListener::bind(listener_config.address)
+            .await
+            .with_context(|| format!("cannot listen on {}", listener_config.address))?;
+        tracing::info!(
+            "listening on {} (plugins: {})",
+            listener.local_addr()?,
+            listener_config.plugins.join(", ")
+        );
+        accept_loops.push(tokio::spawn(server::serve(
+            listener,
+            ctx,
+            Arc::clone(&admission),
+            shutdown.clone(),
+            sessions.clone(),
+        )));
+    }
+
+    let signal = shutdown::signalled().await.context("cannot install signal handlers")?;
+    tracing::info!(
+        "{signal}: shutting down; {} sessions open, transactions in flight may finish",
+        admission.open_sessions()
+    );
+    shutdown.cancel();
+    for accept_loop in accept_loops {
+        let _ = accept_loop.await;
+    }
+    sessions.close();
+    let grace = config.limits.shutdown_grace();
+    if tokio::time::timeout(grace, sessions.wait()).await.is_err() {
+        tracing::warn!(
+            "{} sessions still open after {}s; exiting anyway",
+            admission.open_sessions(),
+            grace.as_secs()
+        );
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The handlers that exist until plugins are WebAssembly components.
+fn built_in_handler(name: &str) -> anyhow::Result<Arc<dyn MessageHandler>> {
+    Ok(match name {
+        "debug-printer" => Arc::new(DebugPrinter),
+        "sink" => Arc::new(Sink),
+        other => bail!("unknown plugin {other:?} (built in: debug-printer, sink)"),
+    })
+}

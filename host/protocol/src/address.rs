@@ -75,17 +75,12 @@ pub fn parse_path(s: &str) -> Result<(Option<Address>, &str), PathError> {
     let rest = rest.strip_prefix('>').ok_or(PathError::Syntax)?;
     let text = match domain_len {
         Some(d) => &mailbox[..local_len + 1 + d],
-        None if allow_bare_postmaster
-            && mailbox[..local_len].eq_ignore_ascii_case("postmaster") =>
-        {
+        None if allow_bare_postmaster && mailbox[..local_len].eq_ignore_ascii_case("postmaster") => {
             &mailbox[..local_len]
         }
         None => return Err(PathError::Syntax),
     };
-    if local_len > MAX_LOCAL_PART
-        || domain_len.is_some_and(|d| d > MAX_DOMAIN)
-        || s.len() - rest.len() > MAX_PATH
-    {
+    if local_len > MAX_LOCAL_PART || domain_len.is_some_and(|d| d > MAX_DOMAIN) || s.len() - rest.len() > MAX_PATH {
         return Err(PathError::TooLong);
     }
     Ok((Some(Address(text.to_owned())), rest))
@@ -124,9 +119,7 @@ fn is_atext(c: char) -> bool {
 
 /// Dot-string = Atom *("." Atom)
 fn dot_string_len(s: &str) -> Result<usize, PathError> {
-    let len = s
-        .find(|c: char| !(is_atext(c) || c == '.'))
-        .unwrap_or(s.len());
+    let len = s.find(|c: char| !(is_atext(c) || c == '.')).unwrap_or(s.len());
     let dots = &s[..len];
     if dots.is_empty() || dots.starts_with('.') || dots.ends_with('.') || dots.contains("..") {
         return Err(PathError::Syntax);
@@ -170,11 +163,7 @@ fn domain_len(s: &str) -> Result<usize, PathError> {
         && domain
             .split('.')
             .all(|label| !label.is_empty() && !label.starts_with('-') && !label.ends_with('-'));
-    if labels_ok {
-        Ok(len)
-    } else {
-        Err(PathError::Syntax)
-    }
+    if labels_ok { Ok(len) } else { Err(PathError::Syntax) }
 }
 
 /// `[1.2.3.4]`, `[IPv6:...]` or a General-address-literal `[tag:text]`.
@@ -192,11 +181,7 @@ fn address_literal_len(s: &str) -> Result<usize, PathError> {
     } else {
         body.parse::<std::net::Ipv4Addr>().is_ok()
     };
-    if valid {
-        Ok(end + 1)
-    } else {
-        Err(PathError::Syntax)
-    }
+    if valid { Ok(end + 1) } else { Err(PathError::Syntax) }
 }
 
 #[cfg(test)]
@@ -219,26 +204,14 @@ mod tests {
                 "<first.last+tag@sub.example.com>",
                 Some("first.last+tag@sub.example.com"),
             ),
-            (
-                "<\"john doe\"@example.com>",
-                Some("\"john doe\"@example.com"),
-            ),
-            (
-                "<\"a@b\\\"c\"@example.com>",
-                Some("\"a@b\\\"c\"@example.com"),
-            ),
+            ("<\"john doe\"@example.com>", Some("\"john doe\"@example.com")),
+            ("<\"a@b\\\"c\"@example.com>", Some("\"a@b\\\"c\"@example.com")),
             ("<user@[192.0.2.1]>", Some("user@[192.0.2.1]")),
             ("<user@[IPv6:2001:db8::1]>", Some("user@[IPv6:2001:db8::1]")),
-            (
-                "<@relay.example,@b.example:user@example.com>",
-                Some("user@example.com"),
-            ),
+            ("<@relay.example,@b.example:user@example.com>", Some("user@example.com")),
             ("<Postmaster>", Some("Postmaster")),
             ("<postmaster>", Some("postmaster")),
-            (
-                "<δοκιμή@παράδειγμα.δοκιμή>",
-                Some("δοκιμή@παράδειγμα.δοκιμή"),
-            ),
+            ("<δοκιμή@παράδειγμα.δοκιμή>", Some("δοκιμή@παράδειγμα.δοκιμή")),
         ] {
             assert_eq!(mailbox(input), Ok(want.map(str::to_owned)), "{input}");
         }
@@ -271,15 +244,9 @@ mod tests {
     fn length_limits() {
         let local = "a".repeat(64);
         assert!(mailbox(&format!("<{local}@example.com>")).is_ok());
-        assert_eq!(
-            mailbox(&format!("<a{local}@example.com>")),
-            Err(PathError::TooLong)
-        );
+        assert_eq!(mailbox(&format!("<a{local}@example.com>")), Err(PathError::TooLong));
         let long_domain = format!("{}.com", vec!["a".repeat(60); 5].join("."));
-        assert_eq!(
-            mailbox(&format!("<u@{long_domain}>")),
-            Err(PathError::TooLong)
-        );
+        assert_eq!(mailbox(&format!("<u@{long_domain}>")), Err(PathError::TooLong));
     }
 
     #[test]

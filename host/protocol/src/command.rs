@@ -63,27 +63,16 @@ pub enum CommandError {
 impl CommandError {
     pub fn reply(&self) -> Reply {
         let reply = |code, (class, subject, detail), text: String| {
-            Reply::new(
-                code,
-                Some(EnhancedCode {
-                    class,
-                    subject,
-                    detail,
-                }),
-                text,
-            )
+            Reply::new(code, Some(EnhancedCode { class, subject, detail }), text)
         };
         match self {
             CommandError::Unrecognized => crate::replies::UNRECOGNIZED,
             CommandError::Syntax(usage) => reply(501, (5, 5, 4), format!("Syntax: {usage}")),
-            CommandError::BadSender(PathError::Syntax) => {
-                reply(501, (5, 1, 7), "Bad sender address syntax".into())
-            }
+            CommandError::BadSender(PathError::Syntax) => reply(501, (5, 1, 7), "Bad sender address syntax".into()),
             CommandError::BadRecipient(PathError::Syntax) => {
                 reply(501, (5, 1, 3), "Bad recipient address syntax".into())
             }
-            CommandError::BadSender(PathError::TooLong)
-            | CommandError::BadRecipient(PathError::TooLong) => {
+            CommandError::BadSender(PathError::TooLong) | CommandError::BadRecipient(PathError::TooLong) => {
                 reply(501, (5, 5, 4), "Path too long".into())
             }
             CommandError::UnknownParameter(name) => reply(
@@ -91,9 +80,7 @@ impl CommandError {
                 (5, 5, 4),
                 format!("Parameter {name} not recognized or not implemented"),
             ),
-            CommandError::BadParameter(name) => {
-                reply(501, (5, 5, 4), format!("Bad or repeated {name} parameter"))
-            }
+            CommandError::BadParameter(name) => reply(501, (5, 5, 4), format!("Bad or repeated {name} parameter")),
         }
     }
 }
@@ -112,8 +99,7 @@ pub fn parse_command(line: &[u8]) -> Result<Command<'_>, CommandError> {
     };
     let mut verb: [u8; 4] = verb.try_into().map_err(|_| CommandError::Unrecognized)?;
     verb.make_ascii_uppercase();
-    let args =
-        std::str::from_utf8(args).map_err(|_| CommandError::Syntax("arguments must be UTF-8"))?;
+    let args = std::str::from_utf8(args).map_err(|_| CommandError::Syntax("arguments must be UTF-8"))?;
     let no_args = |cmd: Command<'static>, usage: &'static str| {
         if args.trim_end_matches(' ').is_empty() {
             Ok(cmd)
@@ -173,11 +159,7 @@ fn parse_mail(args: &str) -> Result<Command<'_>, CommandError> {
     for (keyword, value) in esmtp_params(rest).map_err(|_| CommandError::Syntax(USAGE_MAIL))? {
         let upper = keyword.to_ascii_uppercase();
         match (upper.as_str(), value) {
-            ("SIZE", Some(v))
-                if params.size.is_none()
-                    && v.len() <= 20
-                    && v.bytes().all(|b| b.is_ascii_digit()) =>
-            {
+            ("SIZE", Some(v)) if params.size.is_none() && v.len() <= 20 && v.bytes().all(|b| b.is_ascii_digit()) => {
                 params.size = Some(v.parse().map_err(|_| CommandError::BadParameter("SIZE"))?);
             }
             ("SIZE", _) => return Err(CommandError::BadParameter("SIZE")),
@@ -208,10 +190,7 @@ fn parse_rcpt(args: &str) -> Result<Command<'_>, CommandError> {
     let (to, rest) = parse_path(path).map_err(CommandError::BadRecipient)?;
     let to = to.ok_or(CommandError::BadRecipient(PathError::Syntax))?;
     // No RCPT parameter is implemented (as in smtpd): any is 555.
-    if let Some((keyword, _)) = esmtp_params(rest)
-        .map_err(|_| CommandError::Syntax(USAGE_RCPT))?
-        .next()
-    {
+    if let Some((keyword, _)) = esmtp_params(rest).map_err(|_| CommandError::Syntax(USAGE_RCPT))?.next() {
         return Err(CommandError::UnknownParameter(keyword.to_ascii_uppercase()));
     }
     Ok(Command::Rcpt { to })
@@ -237,15 +216,8 @@ fn esmtp_params(rest: &str) -> Result<impl Iterator<Item = (&str, Option<&str>)>
             && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
     };
     // esmtp-value: visible characters but '=', or UTF-8 (RFC 6531).
-    let value_ok = |v: &str| {
-        !v.is_empty()
-            && v.chars()
-                .all(|c| (c.is_ascii_graphic() && c != '=') || !c.is_ascii())
-    };
-    if params
-        .iter()
-        .all(|(k, v)| keyword_ok(k) && v.is_none_or(value_ok))
-    {
+    let value_ok = |v: &str| !v.is_empty() && v.chars().all(|c| (c.is_ascii_graphic() && c != '=') || !c.is_ascii());
+    if params.iter().all(|(k, v)| keyword_ok(k) && v.is_none_or(value_ok)) {
         Ok(params.into_iter())
     } else {
         Err(BadParamSyntax)

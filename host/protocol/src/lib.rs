@@ -4,6 +4,7 @@
 
 pub mod address;
 pub mod command;
+pub mod help;
 pub mod line;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod oracle;
@@ -12,6 +13,7 @@ pub mod reply;
 
 pub use address::{Address, PathError};
 pub use command::{Body, Command, CommandError, MailParams, parse_command};
+pub use help::help;
 pub use line::{Frame, next_command_line, skip_to_line_end};
 pub use receiver::{DataReceiver, DataSummary};
 pub use reply::{BadReply, EnhancedCode, Reply, replies};

@@ -23,18 +23,11 @@ pub enum Frame {
 pub fn next_command_line(buf: &[u8], max: usize) -> Frame {
     match memchr::memchr(b'\n', buf) {
         Some(lf) => {
-            let len = if lf > 0 && buf[lf - 1] == b'\r' {
-                lf - 1
-            } else {
-                lf
-            };
+            let len = if lf > 0 && buf[lf - 1] == b'\r' { lf - 1 } else { lf };
             if len + 2 > max {
                 Frame::TooLong { consumed: lf + 1 }
             } else {
-                Frame::Line {
-                    len,
-                    consumed: lf + 1,
-                }
+                Frame::Line { len, consumed: lf + 1 }
             }
         }
         None => {
@@ -62,17 +55,11 @@ mod tests {
     fn crlf_and_bare_lf_end_a_command_line() {
         assert_eq!(
             next_command_line(b"NOOP\r\nQUIT\r\n", 512),
-            Frame::Line {
-                len: 4,
-                consumed: 6
-            }
+            Frame::Line { len: 4, consumed: 6 }
         );
         assert_eq!(
             next_command_line(b"NOOP\nQUIT", 512),
-            Frame::Line {
-                len: 4,
-                consumed: 5
-            }
+            Frame::Line { len: 4, consumed: 5 }
         );
         assert_eq!(next_command_line(b"NOOP\r", 512), Frame::Incomplete);
         assert_eq!(next_command_line(b"", 512), Frame::Incomplete);
@@ -98,16 +85,10 @@ mod tests {
             next_command_line(long_lf.as_bytes(), 512),
             Frame::TooLong { consumed: 512 }
         );
-        assert_eq!(
-            next_command_line(&[b'x'; 511], 512),
-            Frame::TooLongUnfinished
-        );
+        assert_eq!(next_command_line(&[b'x'; 511], 512), Frame::TooLongUnfinished);
         assert_eq!(next_command_line(&[b'x'; 510], 512), Frame::Incomplete);
         let ok_so_far = format!("{}\r", "x".repeat(510));
-        assert_eq!(
-            next_command_line(ok_so_far.as_bytes(), 512),
-            Frame::Incomplete
-        );
+        assert_eq!(next_command_line(ok_so_far.as_bytes(), 512), Frame::Incomplete);
     }
 
     #[test]

@@ -5,11 +5,7 @@ use crate::DataSummary;
 
 /// The message and summary for `input` (the octets after `354`), and how many octets the
 /// end of data consumed; `None` when `input` holds no end of data.
-pub fn receive(
-    input: &[u8],
-    max_size: usize,
-    max_line: usize,
-) -> Option<(Vec<u8>, DataSummary, usize)> {
+pub fn receive(input: &[u8], max_size: usize, max_line: usize) -> Option<(Vec<u8>, DataSummary, usize)> {
     // Pretend a CRLF came before the data, so an end at the very start is found the same way.
     let framed: Vec<u8> = [b"\r\n".as_slice(), input].concat();
     let end = framed.windows(5).position(|w| w == b"\r\n.\r\n")?;

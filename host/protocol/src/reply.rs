@@ -28,11 +28,7 @@ pub struct Reply {
 }
 
 const fn esc(class: u8, subject: u16, detail: u16) -> Option<EnhancedCode> {
-    Some(EnhancedCode {
-        class,
-        subject,
-        detail,
-    })
+    Some(EnhancedCode { class, subject, detail })
 }
 
 impl Reply {
@@ -54,11 +50,7 @@ impl Reply {
         }
     }
 
-    pub fn new(
-        code: u16,
-        enhanced: Option<EnhancedCode>,
-        text: impl Into<Cow<'static, str>>,
-    ) -> Reply {
+    pub fn new(code: u16, enhanced: Option<EnhancedCode>, text: impl Into<Cow<'static, str>>) -> Reply {
         Reply {
             code,
             enhanced,
@@ -102,12 +94,8 @@ impl Reply {
         while let Some(line) = lines.next() {
             let sep = if lines.peek().is_some() { '-' } else { ' ' };
             match self.enhanced.filter(|_| with_enhanced) {
-                Some(e) => out.extend_from_slice(
-                    format!("{}{}{} {}\r\n", self.code, sep, e, line).as_bytes(),
-                ),
-                None => {
-                    out.extend_from_slice(format!("{}{}{}\r\n", self.code, sep, line).as_bytes())
-                }
+                Some(e) => out.extend_from_slice(format!("{}{}{} {}\r\n", self.code, sep, e, line).as_bytes()),
+                None => out.extend_from_slice(format!("{}{}{}\r\n", self.code, sep, line).as_bytes()),
             }
         }
     }
@@ -159,11 +147,7 @@ fn parse_enhanced(s: &str) -> Option<EnhancedCode> {
     let class: u8 = parts.next()?.parse().ok()?;
     let subject: u16 = parts.next().filter(|p| p.len() <= 3)?.parse().ok()?;
     let detail: u16 = parts.next().filter(|p| p.len() <= 3)?.parse().ok()?;
-    (parts.next().is_none() && matches!(class, 2 | 4 | 5)).then_some(EnhancedCode {
-        class,
-        subject,
-        detail,
-    })
+    (parts.next().is_none() && matches!(class, 2 | 4 | 5)).then_some(EnhancedCode { class, subject, detail })
 }
 
 /// Why a handler's reply string was refused.
@@ -182,9 +166,7 @@ impl fmt::Display for BadReply {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             BadReply::Code => "does not start with a 2xx, 4xx or 5xx reply code",
-            BadReply::EnhancedClass => {
-                "its enhanced status code's class differs from the reply code"
-            }
+            BadReply::EnhancedClass => "its enhanced status code's class differs from the reply code",
             BadReply::LineBreak => "contains CR or LF",
             BadReply::TooLong => "is longer than 510 octets",
         })
@@ -222,46 +204,24 @@ pub mod replies {
     pub const NESTED_MAIL: Reply = Reply::fixed(503, (5, 5, 1), "Error: nested MAIL command");
     pub const NEED_MAIL: Reply = Reply::fixed(503, (5, 5, 1), "Error: need MAIL command");
     pub const NEED_RCPT: Reply = Reply::fixed(503, (5, 5, 1), "Error: need RCPT command");
-    pub const PARAMS_NEED_EHLO: Reply =
-        Reply::fixed(555, (5, 5, 4), "MAIL/RCPT parameters need EHLO, not HELO");
-    pub const SIZE_EXCEEDED: Reply = Reply::fixed(
-        552,
-        (5, 3, 4),
-        "Message size exceeds fixed maximum message size",
-    );
+    pub const PARAMS_NEED_EHLO: Reply = Reply::fixed(555, (5, 5, 4), "MAIL/RCPT parameters need EHLO, not HELO");
+    pub const SIZE_EXCEEDED: Reply = Reply::fixed(552, (5, 3, 4), "Message size exceeds fixed maximum message size");
     pub const TOO_MANY_RECIPIENTS: Reply = Reply::fixed(452, (4, 5, 3), "Too many recipients");
-    pub const NON_ASCII_NEEDS_SMTPUTF8: Reply = Reply::fixed(
-        553,
-        (5, 6, 7),
-        "Non-ASCII address needs the SMTPUTF8 parameter",
-    );
-    pub const TEXT_LINE_TOO_LONG: Reply = Reply::fixed(
-        500,
-        (5, 5, 2),
-        "Error: message has a line longer than the limit",
-    );
+    pub const NON_ASCII_NEEDS_SMTPUTF8: Reply =
+        Reply::fixed(553, (5, 6, 7), "Non-ASCII address needs the SMTPUTF8 parameter");
+    pub const TEXT_LINE_TOO_LONG: Reply =
+        Reply::fixed(500, (5, 5, 2), "Error: message has a line longer than the limit");
     pub const BARE_LINE_ENDING: Reply = Reply::fixed(
         550,
         (5, 6, 0),
         "Message contains a bare CR or LF; lines must end with CRLF (RFC 5321 2.3.8)",
     );
 
-    pub const LOCAL_ERROR: Reply = Reply::fixed(
-        451,
-        (4, 3, 0),
-        "Requested action aborted: local error in processing",
-    );
-    pub const TOO_MANY_ERRORS: Reply =
-        Reply::fixed(421, (4, 7, 0), "Too many errors, closing connection");
-    pub const TOO_MANY_CONNECTIONS: Reply =
-        Reply::fixed(421, (4, 7, 0), "Too many connections, try again later");
-    pub const TIMEOUT: Reply = Reply::fixed(
-        421,
-        (4, 4, 2),
-        "Error: timeout exceeded, closing connection",
-    );
-    pub const SHUTTING_DOWN: Reply =
-        Reply::fixed(421, (4, 3, 2), "Service shutting down, closing connection");
+    pub const LOCAL_ERROR: Reply = Reply::fixed(451, (4, 3, 0), "Requested action aborted: local error in processing");
+    pub const TOO_MANY_ERRORS: Reply = Reply::fixed(421, (4, 7, 0), "Too many errors, closing connection");
+    pub const TOO_MANY_CONNECTIONS: Reply = Reply::fixed(421, (4, 7, 0), "Too many connections, try again later");
+    pub const TIMEOUT: Reply = Reply::fixed(421, (4, 4, 2), "Error: timeout exceeded, closing connection");
+    pub const SHUTTING_DOWN: Reply = Reply::fixed(421, (4, 3, 2), "Service shutting down, closing connection");
 }
 
 #[cfg(test)]
@@ -287,10 +247,7 @@ mod tests {
     #[test]
     fn multi_line_uses_dash_until_the_last_line() {
         let r = Reply::new(250, None, "mx.example\nSIZE 100\nHELP");
-        assert_eq!(
-            wire(&r, true),
-            "250-mx.example\r\n250-SIZE 100\r\n250 HELP\r\n"
-        );
+        assert_eq!(wire(&r, true), "250-mx.example\r\n250-SIZE 100\r\n250 HELP\r\n");
     }
 
     #[test]

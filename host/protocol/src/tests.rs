@@ -66,10 +66,7 @@ fn command_table() {
             "RCPT TO:<b@example.com>",
             ok(r#"Rcpt { to: Address("b@example.com") }"#),
         ),
-        (
-            "RCPT TO:<Postmaster>",
-            ok(r#"Rcpt { to: Address("Postmaster") }"#),
-        ),
+        ("RCPT TO:<Postmaster>", ok(r#"Rcpt { to: Address("Postmaster") }"#)),
         ("RCPT TO:<>", Err(Some(501))),
         ("RCPT TO:<b@example.com> NOTIFY=NEVER", Err(Some(555))),
         ("RCPT FROM:<b@example.com>", Err(Some(501))),
@@ -92,11 +89,7 @@ fn command_table() {
     ];
     for ending in ["\r\n", "\n"] {
         for (line, want) in cases {
-            assert_eq!(
-                &parse_with(line, ending),
-                want,
-                "{line:?} ending {ending:?}"
-            );
+            assert_eq!(&parse_with(line, ending), want, "{line:?} ending {ending:?}");
         }
     }
 }
@@ -203,8 +196,7 @@ fn only_crlf_dot_crlf_ends_data() {
             if !ends || before != "\r\n" {
                 // Smuggled "ends" are kept as message text, and the message is refused later.
                 let rest = format!("{input}.\r\n");
-                let (_, summary, consumed) =
-                    receive_in_chunks(rest.as_bytes(), 1, 1 << 20, 1000).unwrap();
+                let (_, summary, consumed) = receive_in_chunks(rest.as_bytes(), 1, 1 << 20, 1000).unwrap();
                 assert!(summary.bare_line_ending, "{input:?}");
                 if !ends {
                     assert_eq!(consumed, rest.len());
@@ -224,11 +216,7 @@ fn bare_line_endings_are_flagged_but_kept() {
         b"\n.\r\n.\r\n",
     ] {
         let (_, summary, _) = receive_in_chunks(input, 1, 1 << 20, 1000).unwrap();
-        assert!(
-            summary.bare_line_ending,
-            "{:?}",
-            String::from_utf8_lossy(input)
-        );
+        assert!(summary.bare_line_ending, "{:?}", String::from_utf8_lossy(input));
         assert_like_oracle(input, 1 << 20, 1000);
     }
 }
@@ -242,10 +230,7 @@ fn size_limit_counts_unstuffed_octets_and_drops_the_body() {
     assert!(!receive_in_chunks(stuffed, 3, 9, 1000).unwrap().1.too_big);
     let over = b"123456789\r\n.\r\n";
     let (body, summary, consumed) = receive_in_chunks(over, 3, 10, 1000).unwrap();
-    assert_eq!(
-        (body.len(), summary.too_big, summary.size, consumed),
-        (0, true, 11, 14)
-    );
+    assert_eq!((body.len(), summary.too_big, summary.size, consumed), (0, true, 11, 14));
 }
 
 #[test]
@@ -285,10 +270,8 @@ fn receiver_matches_oracle_on_random_input() {
     let mut rng = Lcg(0x5eed);
     for _ in 0..20_000 {
         let len = (rng.next() % 24) as usize;
-        let mut input: Vec<u8> = (0..len)
-            .map(|_| alphabet[(rng.next() % 4) as usize])
-            .collect();
-        if rng.next() % 2 == 0 {
+        let mut input: Vec<u8> = (0..len).map(|_| alphabet[(rng.next() % 4) as usize]).collect();
+        if rng.next().is_multiple_of(2) {
             input.extend_from_slice(b"\r\n.\r\n");
         }
         let max_size = (rng.next() % 16) as usize;

@@ -1,0 +1,72 @@
+//! The command line, and how it combines with the configuration file.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+
+use crate::config::{Config, DEFAULT_LISTEN, DEFAULT_PLUGIN, ListenerConfig};
+
+/// A programmable SMTP server. With no arguments it is Python's old DebuggingServer:
+/// it listens on 127.0.0.1:1025 and prints every message it receives.
+#[derive(Debug, Parser)]
+#[command(name = "wasmtpd", version)]
+pub struct Cli {
+    /// TOML configuration file: hostname, [[listener]] tables, [limits].
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Listen on ADDR:PORT (repeatable); replaces the configuration's listeners.
+    /// Port 0 picks a free port, which the log names. Default 127.0.0.1:1025.
+    #[arg(short, long, value_name = "ADDR:PORT")]
+    pub listen: Vec<SocketAddr>,
+
+    /// Message handler chain for every listener (repeatable, run in order; the first
+    /// that answers ends the chain); replaces the configuration's chains. Built in: debug-printer (prints each message, the
+    /// default), sink (accepts and discards).
+    #[arg(short, long, value_name = "NAME")]
+    pub plugin: Vec<String>,
+
+    /// Name in the greeting and the EHLO reply; default the configuration's, else the host name.
+    #[arg(long, value_name = "NAME")]
+    pub hostname: Option<String>,
+
+    /// Largest message in octets (SIZE); default the configuration's, else 33554432.
+    #[arg(long, value_name = "OCTETS")]
+    pub max_message_size: Option<usize>,
+}
+
+impl Cli {
+    /// The configuration file (if any) with the command line's choices applied over it.
+    pub fn into_config(self) -> anyhow::Result<Config> {
+        let mut config = match &self.config {
+            Some(path) => Config::load(path)?,
+            None => Config::empty(),
+        };
+        let listener = |address| ListenerConfig {
+            address,
+            plugins: vec![DEFAULT_PLUGIN.to_owned()],
+        };
+        if !self.listen.is_empty() {
+            config.listeners = self.listen.into_iter().map(listener).collect();
+        } else if config.listeners.is_empty() {
+            config
+                .listeners
+                .push(listener(DEFAULT_LISTEN.parse().context("default listen address")?));
+        }
+        if !self.plugin.is_empty() {
+            for l in &mut config.listeners {
+                l.plugins.clone_from(&self.plugin);
+            }
+        }
+        if let Some(hostname) = self.hostname {
+            config.hostname = hostname;
+        }
+        if let Some(size) = self.max_message_size {
+            config.limits.max_message_size = size;
+        }
+        config.check()?;
+        Ok(config)
+    }
+}

@@ -1,0 +1,12 @@
+//! wasmtpd: a programmable SMTP server. The protocol lives in `wasmtpd-protocol`; this
+//! crate does the I/O: listeners, sessions, limits, configuration and message handlers.
+
+pub mod admission;
+pub mod cli;
+pub mod config;
+pub mod debug_printer;
+pub mod handler;
+pub mod listener;
+pub mod server;
+pub mod session;
+pub mod shutdown;

@@ -1,0 +1,44 @@
+//! What every session of one listener shares: its name, limits, handler chain, and the
+//! replies that depend only on those.
+
+use wasmtpd_protocol::Reply;
+
+use crate::config::Limits;
+use crate::handler::Chain;
+
+pub struct ListenerContext {
+    pub hostname: String,
+    pub limits: Limits,
+    pub chain: Chain,
+    pub greeting: Reply,
+    pub ehlo: Reply,
+    pub helo: Reply,
+}
+
+impl ListenerContext {
+    pub fn new(hostname: String, limits: Limits, chain: Chain) -> ListenerContext {
+        let greeting = Reply::new(
+            220,
+            None,
+            format!("{hostname} ESMTP wasmtpd {}", env!("CARGO_PKG_VERSION")),
+        );
+        // The extensions this server implements, advertised in this order.
+        let ehlo = Reply::new(
+            250,
+            None,
+            format!(
+                "{hostname}\nSIZE {}\n8BITMIME\nSMTPUTF8\nPIPELINING\nENHANCEDSTATUSCODES\nHELP",
+                limits.max_message_size
+            ),
+        );
+        let helo = Reply::new(250, None, hostname.clone());
+        ListenerContext {
+            hostname,
+            limits,
+            chain,
+            greeting,
+            ehlo,
+            helo,
+        }
+    }
+}

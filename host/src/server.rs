@@ -1,0 +1,72 @@
+//! The accept loop: admits or refuses each connection and spawns its session.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use wasmtpd_protocol::replies;
+
+use crate::admission::{Admission, Refusal};
+use crate::listener::ListenerContext;
+use crate::session::Session;
+
+/// How long a refused client gets to read its `421`.
+const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Pause after a failed accept (out of file descriptors, say) before trying again.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// Accepts connections until `shutdown`; sessions are spawned on `sessions`.
+pub async fn serve(
+    listener: TcpListener,
+    ctx: Arc<ListenerContext>,
+    admission: Arc<Admission>,
+    shutdown: CancellationToken,
+    sessions: TaskTracker,
+) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                    continue;
+                }
+            },
+        };
+        // Replies are flushed in whole batches already; don't let Nagle hold them back.
+        let _ = stream.set_nodelay(true);
+        match admission.admit(peer.ip()) {
+            Ok(permit) => {
+                let session = Session::new(stream, peer, Arc::clone(&ctx), shutdown.clone());
+                sessions.spawn(async move {
+                    if let Err(e) = session.run().await {
+                        tracing::debug!(%peer, "session ended: {e}");
+                    }
+                    drop(permit);
+                });
+            }
+            Err(refusal) => {
+                tracing::info!(%peer, ?refusal, "connection refused");
+                sessions.spawn(refuse(stream, refusal));
+            }
+        }
+    }
+}
+
+async fn refuse(mut stream: TcpStream, refusal: Refusal) {
+    let reply = match refusal {
+        Refusal::TooManyInAll | Refusal::TooManyFromAddress => replies::TOO_MANY_CONNECTIONS,
+    };
+    let mut wire = Vec::new();
+    reply.write_to(&mut wire, false);
+    let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, async {
+        stream.write_all(&wire).await?;
+        stream.shutdown().await
+    })
+    .await;
+}

@@ -1,0 +1,90 @@
+//! DATA: receives the message, refuses what breaks the limits or the framing rules, and
+//! hands the rest to the handler chain. The transaction ends here whatever happens.
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use wasmtpd_protocol::{DataSummary, Reply, replies};
+
+use super::input::DataInput;
+use super::{Flow, Session, Transaction};
+use crate::handler::{ChainReply, Message};
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+    pub(super) async fn data(&mut self) -> std::io::Result<Flow> {
+        let size_hint = match &self.transaction {
+            None => return Ok(self.client_error(&replies::NEED_MAIL)),
+            Some(t) if t.recipients.is_empty() => return Ok(self.client_error(&replies::NEED_RCPT)),
+            Some(t) => t.params.size.unwrap_or(0) as usize,
+        };
+        self.send(&replies::START_DATA);
+        let received = self.receive_data(size_hint).await?;
+        let Some(transaction) = self.transaction.take() else {
+            return Ok(Flow::Continue);
+        };
+        Ok(match received {
+            DataInput::Closed => {
+                tracing::info!(peer = %self.peer, "client left during DATA; nothing was accepted");
+                Flow::Gone
+            }
+            DataInput::TimedOut => self.close_with(&replies::TIMEOUT),
+            DataInput::Message(body, summary) => {
+                let reply = match refusal(&summary) {
+                    Some(refused) => refused,
+                    None => self.deliver(transaction, body).await,
+                };
+                self.reply(&reply)
+            }
+        })
+    }
+
+    async fn deliver(&self, transaction: Transaction, data: Vec<u8>) -> Reply {
+        let message = Message {
+            peer: self.peer,
+            mail_from: transaction.from,
+            rcpt_to: transaction.recipients,
+            data,
+            mail_options: transaction.params.raw,
+            rcpt_options: Vec::new(),
+        };
+        let size = message.data.len();
+        let recipients = message.rcpt_to.len();
+        match self.ctx.chain.process_message(&message).await {
+            None => {
+                tracing::info!(peer = %self.peer, size, recipients, "message accepted");
+                replies::MESSAGE_ACCEPTED
+            }
+            Some(ChainReply {
+                handler,
+                result: Ok(text),
+            }) => match Reply::from_handler(&text) {
+                Ok(reply) => {
+                    tracing::info!(peer = %self.peer, size, recipients, handler, reply = %text, "handler answered");
+                    reply
+                }
+                Err(why) => {
+                    tracing::warn!(peer = %self.peer, handler, reply = ?text, "handler reply {why}; answering 451");
+                    replies::LOCAL_ERROR
+                }
+            },
+            Some(ChainReply {
+                handler,
+                result: Err(e),
+            }) => {
+                tracing::warn!(peer = %self.peer, handler, "handler failed: {e:#}; answering 451");
+                replies::LOCAL_ERROR
+            }
+        }
+    }
+}
+
+/// The reply for a message that is refused for what it is, before any handler sees it.
+fn refusal(summary: &DataSummary) -> Option<Reply> {
+    if summary.too_big {
+        Some(replies::SIZE_EXCEEDED)
+    } else if summary.bare_line_ending {
+        Some(replies::BARE_LINE_ENDING)
+    } else if summary.long_line {
+        Some(replies::TEXT_LINE_TOO_LONG)
+    } else {
+        None
+    }
+}

@@ -1,0 +1,138 @@
+//! Reading: the next command line, or message data after `354`, with the idle and
+//! DATA timeouts and the shutdown signal. Replies are flushed before every wait.
+
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use wasmtpd_protocol::{DataReceiver, DataSummary, Frame, next_command_line, skip_to_line_end};
+
+use super::Session;
+
+/// What came in while waiting for a command.
+pub(super) enum Input {
+    /// A command line: `line[..len]` is the line without its ending.
+    Line(Bytes, usize),
+    TooLong,
+    TimedOut,
+    ShuttingDown,
+    Closed,
+}
+
+/// What came in while receiving message data.
+pub(super) enum DataInput {
+    Message(Vec<u8>, DataSummary),
+    TimedOut,
+    Closed,
+}
+
+enum Read {
+    Some,
+    Eof,
+    TimedOut,
+    ShuttingDown,
+}
+
+/// Room kept free in the input buffer before a read: small, so idle sessions stay small.
+const COMMAND_READ_ROOM: usize = 1024;
+/// Room during DATA, where bigger reads mean fewer of them.
+const DATA_READ_ROOM: usize = 64 * 1024;
+/// An input buffer that grew past this during DATA is given back afterwards.
+const KEEP_INPUT_CAPACITY: usize = 16 * 1024;
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+    pub(super) async fn next_command(&mut self) -> std::io::Result<Input> {
+        loop {
+            // No new transaction starts once shutdown began; one in flight may finish.
+            if self.shutdown.is_cancelled() && self.transaction.is_none() {
+                return Ok(Input::ShuttingDown);
+            }
+            if self.discarding {
+                match skip_to_line_end(&self.input) {
+                    Some(n) => {
+                        self.input.advance(n);
+                        self.discarding = false;
+                    }
+                    None => self.input.clear(),
+                }
+            }
+            if !self.discarding {
+                match next_command_line(&self.input, self.ctx.limits.max_command_line) {
+                    Frame::Line { len, consumed } => {
+                        return Ok(Input::Line(self.input.split_to(consumed).freeze(), len));
+                    }
+                    Frame::TooLong { consumed } => {
+                        self.input.advance(consumed);
+                        return Ok(Input::TooLong);
+                    }
+                    Frame::TooLongUnfinished => {
+                        self.input.clear();
+                        self.discarding = true;
+                        return Ok(Input::TooLong);
+                    }
+                    Frame::Incomplete => {}
+                }
+            }
+            self.flush().await?;
+            let stop_on_shutdown = self.transaction.is_none();
+            match self
+                .read_more(COMMAND_READ_ROOM, self.ctx.limits.idle_timeout(), stop_on_shutdown)
+                .await?
+            {
+                Read::Some => {}
+                Read::Eof => return Ok(Input::Closed),
+                Read::TimedOut => return Ok(Input::TimedOut),
+                Read::ShuttingDown => return Ok(Input::ShuttingDown),
+            }
+        }
+    }
+
+    /// Receives one message after `354` (which the caller queued) up to `<CRLF>.<CRLF>`.
+    pub(super) async fn receive_data(&mut self, size_hint: usize) -> std::io::Result<DataInput> {
+        let (max_size, max_line) = (self.ctx.limits.max_message_size, self.ctx.limits.max_text_line);
+        let mut receiver = DataReceiver::new(max_size, max_line);
+        let mut body = Vec::with_capacity(size_hint.min(max_size).min(DATA_READ_ROOM * 4));
+        let data_timeout = self.ctx.limits.data_timeout();
+        loop {
+            if let Some(n) = receiver.feed(&self.input, &mut body) {
+                self.input.advance(n);
+                self.give_back_input_buffer();
+                return Ok(DataInput::Message(body, receiver.summary()));
+            }
+            self.input.clear();
+            self.flush().await?;
+            match self.read_more(DATA_READ_ROOM, data_timeout, false).await? {
+                // Shutdown does not interrupt DATA (it was not asked for here).
+                Read::Some | Read::ShuttingDown => {}
+                Read::Eof => return Ok(DataInput::Closed),
+                Read::TimedOut => return Ok(DataInput::TimedOut),
+            }
+        }
+    }
+
+    async fn read_more(&mut self, room: usize, timeout: Duration, stop_on_shutdown: bool) -> std::io::Result<Read> {
+        if self.input.capacity() - self.input.len() < room / 2 {
+            self.input.reserve(room);
+        }
+        tokio::select! {
+            biased;
+            _ = self.shutdown.cancelled(), if stop_on_shutdown => Ok(Read::ShuttingDown),
+            read = tokio::time::timeout(timeout, self.stream.read_buf(&mut self.input)) => match read {
+                Err(_elapsed) => Ok(Read::TimedOut),
+                Ok(Ok(0)) => Ok(Read::Eof),
+                Ok(Ok(_)) => Ok(Read::Some),
+                Ok(Err(e)) => Err(e),
+            },
+        }
+    }
+
+    /// After a large message, keep what is pipelined behind it in a small buffer again,
+    /// so that an idle session does not hold on to a message-sized allocation.
+    fn give_back_input_buffer(&mut self) {
+        if self.input.capacity() > KEEP_INPUT_CAPACITY {
+            let mut small = BytesMut::with_capacity(self.input.len().max(COMMAND_READ_ROOM));
+            small.extend_from_slice(&self.input);
+            self.input = small;
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! MAIL: starts a transaction after checking sequence, parameters and declared size.
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use wasmtpd_protocol::{Address, MailParams, replies};
+
+use super::{Flow, Session, Transaction};
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+    pub(super) fn mail(&mut self, from: Option<Address>, params: MailParams) -> Flow {
+        let Some(greeting) = &self.greeting else {
+            return self.client_error(&replies::NEED_HELO);
+        };
+        if self.transaction.is_some() {
+            return self.client_error(&replies::NESTED_MAIL);
+        }
+        if !greeting.extended && !params.raw.is_empty() {
+            return self.client_error(&replies::PARAMS_NEED_EHLO);
+        }
+        if params
+            .size
+            .is_some_and(|size| size > self.ctx.limits.max_message_size as u64)
+        {
+            // RFC 1870 6.1: a permanent refusal of this message; the session goes on.
+            return self.reply(&replies::SIZE_EXCEEDED);
+        }
+        if from.as_ref().is_some_and(|a| !a.is_ascii()) && !params.smtputf8 {
+            return self.client_error(&replies::NON_ASCII_NEEDS_SMTPUTF8);
+        }
+        self.transaction = Some(Transaction {
+            from,
+            params,
+            recipients: Vec::new(),
+        });
+        self.reply(&replies::SENDER_OK)
+    }
+}

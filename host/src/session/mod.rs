@@ -1,0 +1,160 @@
+//! One SMTP session: the state, the command loop and the one dispatch `match`. Each verb
+//! lives in its own file as an `impl Session` block. Generic over the stream, so tests
+//! drive it over an in-memory pipe.
+
+mod data;
+mod greeting;
+mod input;
+mod mail;
+mod rcpt;
+mod rset;
+#[cfg(test)]
+mod tests;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+use wasmtpd_protocol::{Address, Command, MailParams, Reply, parse_command, replies};
+
+use crate::listener::ListenerContext;
+use input::Input;
+
+/// Facts about the client's greeting, kept across transactions.
+struct Greeting {
+    /// EHLO rather than HELO: extensions and enhanced status codes are on.
+    extended: bool,
+}
+
+/// One mail transaction: from MAIL to the end of DATA, or RSET.
+struct Transaction {
+    from: Option<Address>,
+    params: MailParams,
+    recipients: Vec<Address>,
+}
+
+/// Whether the session goes on after a command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flow {
+    Continue,
+    /// Send what is queued, then close.
+    Close,
+    /// The client is gone: nothing more to send.
+    Gone,
+}
+
+pub struct Session<S> {
+    stream: S,
+    input: BytesMut,
+    output: Vec<u8>,
+    /// Dropping the rest of an over-long command line.
+    discarding: bool,
+    ctx: Arc<ListenerContext>,
+    peer: SocketAddr,
+    greeting: Option<Greeting>,
+    transaction: Option<Transaction>,
+    errors: u32,
+    shutdown: CancellationToken,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+    pub fn new(stream: S, peer: SocketAddr, ctx: Arc<ListenerContext>, shutdown: CancellationToken) -> Session<S> {
+        Session {
+            stream,
+            input: BytesMut::new(),
+            output: Vec::new(),
+            discarding: false,
+            ctx,
+            peer,
+            greeting: None,
+            transaction: None,
+            errors: 0,
+            shutdown,
+        }
+    }
+
+    /// Serves the session until QUIT, a closing error, shutdown or the client leaving.
+    pub async fn run(mut self) -> std::io::Result<()> {
+        let greeting = self.ctx.greeting.clone();
+        self.send(&greeting);
+        loop {
+            let flow = match self.next_command().await? {
+                Input::Line(line, len) => self.handle_line(&line[..len]).await?,
+                Input::TooLong => self.client_error(&replies::LINE_TOO_LONG),
+                Input::TimedOut => self.close_with(&replies::TIMEOUT),
+                Input::ShuttingDown => self.close_with(&replies::SHUTTING_DOWN),
+                Input::Closed => {
+                    if self.transaction.is_some() {
+                        tracing::info!(peer = %self.peer, "client left in the middle of a transaction");
+                    }
+                    return Ok(());
+                }
+            };
+            match flow {
+                Flow::Continue => {}
+                Flow::Close => {
+                    self.flush().await?;
+                    return self.stream.shutdown().await;
+                }
+                Flow::Gone => return Ok(()),
+            }
+        }
+    }
+
+    async fn handle_line(&mut self, line: &[u8]) -> std::io::Result<Flow> {
+        let command = match parse_command(line) {
+            Ok(command) => command,
+            Err(e) => return Ok(self.client_error(&e.reply())),
+        };
+        Ok(match command {
+            Command::Helo(name) => self.helo(name, false),
+            Command::Ehlo(name) => self.helo(name, true),
+            Command::Mail { from, params } => self.mail(from, params),
+            Command::Rcpt { to } => self.rcpt(to),
+            Command::Data => return self.data().await,
+            Command::Rset => self.rset(),
+            Command::Noop => self.reply(&replies::OK),
+            Command::Quit => self.close_with(&replies::BYE),
+            Command::Vrfy(_) => self.reply(&replies::CANNOT_VRFY),
+            Command::Expn => self.reply(&replies::EXPN_NOT_IMPLEMENTED),
+            Command::Help(topic) => self.reply(&wasmtpd_protocol::help(topic)),
+        })
+    }
+
+    /// Queues a reply; it is written before the session next waits for input (RFC 2920).
+    fn send(&mut self, reply: &Reply) {
+        let extended = self.greeting.as_ref().is_some_and(|g| g.extended);
+        reply.write_to(&mut self.output, extended);
+    }
+
+    fn reply(&mut self, reply: &Reply) -> Flow {
+        self.send(reply);
+        Flow::Continue
+    }
+
+    fn close_with(&mut self, reply: &Reply) -> Flow {
+        self.send(reply);
+        Flow::Close
+    }
+
+    /// A reply to a client's mistake; too many of them end the session.
+    fn client_error(&mut self, reply: &Reply) -> Flow {
+        self.send(reply);
+        self.errors += 1;
+        if self.errors >= self.ctx.limits.max_errors {
+            tracing::info!(peer = %self.peer, errors = self.errors, "closing a session with too many errors");
+            return self.close_with(&replies::TOO_MANY_ERRORS);
+        }
+        Flow::Continue
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.output.is_empty() {
+            self.stream.write_all(&self.output).await?;
+            self.output.clear();
+        }
+        self.stream.flush().await
+    }
+}

@@ -1,0 +1,24 @@
+//! RCPT: adds a recipient to the transaction, up to the recipient limit.
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use wasmtpd_protocol::{Address, replies};
+
+use super::{Flow, Session};
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
+    pub(super) fn rcpt(&mut self, to: Address) -> Flow {
+        let max_recipients = self.ctx.limits.max_recipients;
+        let Some(transaction) = &mut self.transaction else {
+            return self.client_error(&replies::NEED_MAIL);
+        };
+        if !to.is_ascii() && !transaction.params.smtputf8 {
+            return self.client_error(&replies::NON_ASCII_NEEDS_SMTPUTF8);
+        }
+        if transaction.recipients.len() >= max_recipients {
+            // RFC 5321 4.5.3.1.10: 452, and the client sends the rest in another transaction.
+            return self.reply(&replies::TOO_MANY_RECIPIENTS);
+        }
+        transaction.recipients.push(to);
+        self.reply(&replies::RECIPIENT_OK)
+    }
+}

@@ -1,0 +1,467 @@
+//! Whole sessions over an in-memory pipe: the sequencing, limits and replies of the
+//! protocol without a socket. The real binary with real clients is tested in tests/e2e.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::Session;
+use crate::config::Limits;
+use crate::handler::{Chain, HandlerFuture, Message, MessageHandler};
+use crate::listener::ListenerContext;
+
+/// Keeps every message and answers each with `answer`.
+struct Recorder {
+    messages: Mutex<Vec<Message>>,
+    answer: Result<Option<String>, String>,
+}
+
+impl MessageHandler for Recorder {
+    fn name(&self) -> &str {
+        "recorder"
+    }
+
+    fn process_message<'a>(&'a self, message: &'a Message) -> HandlerFuture<'a> {
+        self.messages.lock().unwrap().push(message.clone());
+        let answer = self.answer.clone().map_err(anyhow::Error::msg);
+        Box::pin(async move { answer })
+    }
+}
+
+struct Client {
+    pipe: DuplexStream,
+    unread: Vec<u8>,
+    recorder: Arc<Recorder>,
+    shutdown: CancellationToken,
+    session: JoinHandle<std::io::Result<()>>,
+}
+
+/// How long a test waits for a reply before failing (generous: a shared machine). Tests on
+/// a paused clock set the session timeouts below it, so the session's fires first.
+const REPLY_WAIT: Duration = Duration::from_secs(10);
+
+fn start(limits: Limits) -> Client {
+    start_answering(limits, Ok(None))
+}
+
+fn start_answering(limits: Limits, answer: Result<Option<String>, String>) -> Client {
+    let recorder = Arc::new(Recorder {
+        messages: Mutex::new(Vec::new()),
+        answer,
+    });
+    let chain = Chain::new(vec![recorder.clone() as Arc<dyn MessageHandler>]);
+    let ctx = Arc::new(ListenerContext::new("mx.test".into(), limits, chain));
+    let (pipe, server_end) = tokio::io::duplex(256 * 1024);
+    let peer: SocketAddr = "192.0.2.7:40000".parse().unwrap();
+    let shutdown = CancellationToken::new();
+    let session = tokio::spawn(Session::new(server_end, peer, ctx, shutdown.clone()).run());
+    Client {
+        pipe,
+        unread: Vec::new(),
+        recorder,
+        shutdown,
+        session,
+    }
+}
+
+impl Client {
+    async fn send(&mut self, bytes: &[u8]) {
+        self.pipe.write_all(bytes).await.unwrap();
+    }
+
+    /// Reads one whole reply, its lines joined with `\n`, line endings removed.
+    async fn reply(&mut self) -> String {
+        let mut lines = Vec::new();
+        loop {
+            let line = self.line().await;
+            let last = line.as_bytes().get(3) != Some(&b'-');
+            lines.push(line);
+            if last {
+                return lines.join("\n");
+            }
+        }
+    }
+
+    async fn line(&mut self) -> String {
+        loop {
+            if let Some(end) = self.unread.windows(2).position(|w| w == b"\r\n") {
+                let line = String::from_utf8(self.unread[..end].to_vec()).unwrap();
+                self.unread.drain(..end + 2);
+                return line;
+            }
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout(REPLY_WAIT, self.pipe.read(&mut chunk))
+                .await
+                .expect("no reply in time")
+                .unwrap();
+            assert!(
+                n > 0,
+                "session closed; unread: {:?}",
+                String::from_utf8_lossy(&self.unread)
+            );
+            self.unread.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    /// Sends a command and returns the reply's first line.
+    async fn command(&mut self, line: &str) -> String {
+        self.send(format!("{line}\r\n").as_bytes()).await;
+        self.reply().await
+    }
+
+    async fn expect(&mut self, line: &str, reply_start: &str) {
+        let reply = self.command(line).await;
+        assert!(
+            reply.starts_with(reply_start),
+            "{line:?} got {reply:?}, wanted {reply_start:?}"
+        );
+    }
+
+    /// Asserts that the server closed the connection after what was read so far.
+    async fn expect_closed(&mut self) {
+        let mut rest = Vec::new();
+        tokio::time::timeout(REPLY_WAIT, self.pipe.read_to_end(&mut rest))
+            .await
+            .expect("session did not close")
+            .unwrap();
+        assert!(
+            rest.is_empty(),
+            "more after the last reply: {:?}",
+            String::from_utf8_lossy(&rest)
+        );
+        let result = tokio::time::timeout(REPLY_WAIT, &mut self.session).await.unwrap();
+        result.unwrap().unwrap();
+    }
+
+    fn messages(&self) -> Vec<Message> {
+        self.recorder.messages.lock().unwrap().clone()
+    }
+
+    async fn greeted(limits: Limits) -> Client {
+        let mut client = start(limits);
+        assert!(client.reply().await.starts_with("220 mx.test ESMTP"));
+        client.expect("EHLO client.test", "250-mx.test").await;
+        client
+    }
+}
+
+#[tokio::test]
+async fn ehlo_advertises_every_extension_implemented() {
+    let mut client = start(Limits::default());
+    client.reply().await;
+    let reply = client.command("EHLO client.test").await;
+    assert_eq!(
+        reply,
+        "250-mx.test\n250-SIZE 33554432\n250-8BITMIME\n250-SMTPUTF8\n250-PIPELINING\n250-ENHANCEDSTATUSCODES\n250 HELP"
+    );
+}
+
+#[tokio::test]
+async fn a_message_reaches_the_handler_with_its_envelope_and_parameters() {
+    let mut client = Client::greeted(Limits::default()).await;
+    client
+        .expect("MAIL FROM:<a@example.org> SIZE=20 BODY=8BITMIME", "250 2.1.0")
+        .await;
+    client.expect("RCPT TO:<b@example.com>", "250 2.1.5").await;
+    client.expect("RCPT TO:<Postmaster>", "250 2.1.5").await;
+    client.expect("DATA", "354").await;
+    client.expect("Subject: hi\r\n\r\n..dot\r\n.", "250 2.0.0").await;
+    let messages = client.messages();
+    assert_eq!(messages.len(), 1);
+    let message = &messages[0];
+    assert_eq!(message.peer.to_string(), "192.0.2.7:40000");
+    assert_eq!(message.mail_from.as_ref().unwrap().as_str(), "a@example.org");
+    let to: Vec<&str> = message.rcpt_to.iter().map(|a| a.as_str()).collect();
+    assert_eq!(to, ["b@example.com", "Postmaster"]);
+    assert_eq!(message.data, b"Subject: hi\r\n\r\n.dot\r\n");
+    assert_eq!(message.mail_options, ["SIZE=20", "BODY=8BITMIME"]);
+    // The envelope is cleared after DATA: a new transaction needs MAIL again.
+    client.expect("RCPT TO:<b@example.com>", "503 5.5.1").await;
+    client.expect("QUIT", "221 2.0.0").await;
+    client.expect_closed().await;
+}
+
+#[tokio::test]
+async fn the_null_sender_is_accepted() {
+    let mut client = Client::greeted(Limits::default()).await;
+    client.expect("MAIL FROM:<>", "250").await;
+    client.expect("RCPT TO:<b@example.com>", "250").await;
+    client.expect("DATA", "354").await;
+    client.expect("x\r\n.", "250").await;
+    assert!(client.messages()[0].mail_from.is_none());
+}
+
+#[tokio::test]
+async fn commands_out_of_sequence_get_503() {
+    let mut client = start(Limits::default());
+    client.reply().await;
+    client.expect("MAIL FROM:<a@example.org>", "503").await;
+    client.expect("HELO client.test", "250 mx.test").await;
+    client.expect("RCPT TO:<b@example.com>", "503").await;
+    client.expect("DATA", "503").await;
+    client.expect("MAIL FROM:<a@example.org>", "250").await;
+    client.expect("MAIL FROM:<a@example.org>", "503").await;
+    client.expect("DATA", "503").await;
+}
+
+#[tokio::test]
+async fn helo_replies_carry_no_enhanced_codes_and_refuse_parameters() {
+    let mut client = start(Limits::default());
+    client.reply().await;
+    client.expect("HELO client.test", "250 mx.test").await;
+    client.expect("MAIL FROM:<a@example.org> SIZE=10", "555 ").await;
+    assert_eq!(client.command("MAIL FROM:<a@example.org>").await, "250 OK");
+}
+
+#[tokio::test]
+async fn a_second_greeting_resets_the_transaction() {
+    let mut client = Client::greeted(Limits::default()).await;
+    client.expect("MAIL FROM:<a@example.org>", "250").await;
+    client.expect("RCPT TO:<b@example.com>", "250").await;
+    client.expect("EHLO again.test", "250-mx.test").await;
+    client.expect("DATA", "503").await;
+    client.expect("MAIL FROM:<a@example.org>", "250").await;
+}
+
+#[tokio::test]
+async fn rset_noop_vrfy_expn_help_and_unknown_commands() {
+    let mut client = Client::greeted(Limits::default()).await;
+    client.expect("MAIL FROM:<a@example.org>", "250").await;
+    client.expect("RSET", "250 2.0.0").await;
+    client.expect("RCPT TO:<b@example.com>", "503").await;
+    client.expect("NOOP", "250 2.0.0").await;
+    client.expect("VRFY someone", "252 2.").await;
+    client.expect("EXPN list", "502 5.5.1").await;
+    client.expect("HELP", "214").await;
+    client.expect("FROB", "500 5.5.").await;
+    client.expect("MAIL FROM:a@example.org", "501 5.5.").await;
+    client.expect("MAIL FROM:<a@example.org> FROB=1", "555 5.5.4").await;
+    client.expect("MAIL FROM:<a@example.org> BODY=BINARYMIME", "501").await;
+}
+
+#[tokio::test]
+async fn utf8_mailboxes_need_the_smtputf8_parameter() {
+    let mut client = Client::greeted(Limits::default()).await;
+    client.expect("MAIL FROM:<jösé@example.org>", "553 5.6.7").await;
+    client.expect("MAIL FROM:<jösé@example.org> SMTPUTF8", "250").await;
+    client.expect("RCPT TO:<用户@例子.广告>", "250").await;
+    client.expect("DATA", "354").await;
+    client.expect("hi\r\n.", "250").await;
+    assert_eq!(client.messages()[0].rcpt_to[0].as_str(), "用户@例子.广告");
+    client.expect("MAIL FROM:<a@example.org>", "250").await;
+    client.expect("RCPT TO:<用户@例子.广告>", "553 5.6.7").await;
+}
+
+#[tokio::test]
+async fn a_declared_size_over_the_limit_is_refused_and_the_session_goes_on() {
+    let limits = Limits {
+        max_message_size: 1000,
+        ..Limits::default()
+    };
+    let mut client = Client::greeted(limits).await;
+    client.expect("MAIL FROM:<a@example.org> SIZE=1001", "552 5.3.4").await;
+    client.expect("MAIL FROM:<a@example.org> SIZE=1000", "250").await;
+}
+
+#[tokio::test]
+async fn an_actual_size_over_the_limit_is_refused_after_the_data() {
+    let limits = Limits {
+        max_message_size: 1000,
+        ..Limits::default()
+    };
+    let mut client = Client::greeted(limits).await;
+    client.expect("MAIL FROM:<a@example.org>", "250").await;
+    client.expect("RCPT TO:<b@example.com>", "250").await;
+    client.expect("DATA", "354").await;
+    let body = "x".repeat(98) + "\r\n";
+    client.expect(&format!("{}.", body.repeat(11)), "552 5.3.4").await;
+    assert!(client.messages().is_empty());
+    // The session goes on, and the next message fits.
+    client.expect("MAIL FROM:<a@example.org>", "250").await;
+    client.expect("RCPT TO:<b@example.com>", "250").await;
+    client.expect("DATA", "354").await;
+    client.expect(&format!("{}.", body.repeat(10)), "250").await;
+    assert_eq!(client.messages()[0].data.len(), 1000);
+}
+
+#[tokio::test]
+async fn recipients_past_the_limit_get_452_and_the_rest_are_delivered() {
+    let limits = Limits {
+        max_recipients: 2,
+        ..Limits::default()
+    };
+    let mut client = Client::greeted(limits).await;
+    client.expect("MAIL FROM:<a@example.org>", "250").await;
+    client.expect("RCPT TO:<1@example.com>", "250").await;
+    client.expect("RCPT TO:<2@example.com>", "250").await;
+    client.expect("RCPT TO:<3@example.com>", "452 4.5.3").await;
+    client.expect("DATA", "354").await;
+    client.expect("x\r\n.", "250").await;
+    assert_eq!(client.messages()[0].rcpt_to.len(), 2);
+}
+
+#[tokio::test]
+async fn pipelined_commands_are_answered_in_order_in_one_batch() {
+    let mut client = Client::greeted(Limits::default()).await;
+    client
+        .send(b"MAIL FROM:<a@example.org>\r\nRCPT TO:<b@example.com>\r\nRCPT TO:<nope>\r\nRCPT TO:<c@example.com>\r\nDATA\r\n")
+        .await;
+    assert!(client.reply().await.starts_with("250 2.1.0"));
+    assert!(client.reply().await.starts_with("250 2.1.5"));
+    assert!(client.reply().await.starts_with("501"));
+    assert!(client.reply().await.starts_with("250 2.1.5"));
+    assert!(client.reply().await.starts_with("354"));
+    client.send(b"body\r\n.\r\nNOOP\r\nQUIT\r\n").await;
+    assert!(client.reply().await.starts_with("250 2.0.0"));
+    assert!(client.reply().await.starts_with("250 2.0.0"));
+    assert!(client.reply().await.starts_with("221"));
+    client.expect_closed().await;
+    assert_eq!(client.messages()[0].rcpt_to.len(), 2);
+}
+
+#[tokio::test]
+async fn commands_may_end_in_a_bare_lf() {
+    let mut client = start(Limits::default());
+    client.reply().await;
+    client.send(b"HELO client.test\nNOOP\n").await;
+    assert!(client.reply().await.starts_with("250 mx.test"));
+    assert!(client.reply().await.starts_with("250"));
+}
+
+#[tokio::test]
+async fn a_bare_lf_in_the_data_is_refused_and_never_ends_it() {
+    let mut client = Client::greeted(Limits::default()).await;
+    client.expect("MAIL FROM:<a@example.org>", "250").await;
+    client.expect("RCPT TO:<b@example.com>", "250").await;
+    client.expect("DATA", "354").await;
+    // The smuggling attempt: `\n.\n` and `\r\n.\n` do not end the data, and the
+    // "command" behind them is part of the refused message, never run.
+    client
+        .send(b"Subject: one\r\n\r\nbody\n.\nMAIL FROM:<evil@example.org>\r\nRCPT TO:<x@example.com>\r\n.\n")
+        .await;
+    client.send(b"more\r\n.\r\n").await;
+    assert!(client.reply().await.starts_with("550 5.6.0"));
+    assert!(client.messages().is_empty());
+    // Back in command state with no transaction.
+    client.expect("RCPT TO:<b@example.com>", "503").await;
+}
+
+#[tokio::test]
+async fn a_long_text_line_is_refused_after_the_data() {
+    let mut client = Client::greeted(Limits::default()).await;
+    client.expect("MAIL FROM:<a@example.org>", "250").await;
+    client.expect("RCPT TO:<b@example.com>", "250").await;
+    client.expect("DATA", "354").await;
+    let line = "y".repeat(999);
+    client.expect(&format!("{line}\r\n."), "500 5.5.2").await;
+    client.expect("MAIL FROM:<a@example.org>", "250").await;
+    client.expect("RCPT TO:<b@example.com>", "250").await;
+    client.expect("DATA", "354").await;
+    client.expect(&format!("{}\r\n.", &line[..998]), "250").await;
+}
+
+#[tokio::test]
+async fn an_over_long_command_line_gets_500_and_the_session_goes_on() {
+    let mut client = Client::greeted(Limits::default()).await;
+    let long = format!("NOOP {}", "z".repeat(600));
+    client.expect(&long, "500 5.5.2").await;
+    // The rest of that line is not taken as a command.
+    client.expect("NOOP", "250").await;
+    // A line longer than the read buffer, sent in pieces.
+    client.send("z".repeat(5000).as_bytes()).await;
+    client.send(b"zzzz\r\nNOOP\r\n").await;
+    assert!(client.reply().await.starts_with("500 5.5.2"));
+    assert!(client.reply().await.starts_with("250"));
+}
+
+#[tokio::test]
+async fn too_many_errors_end_the_session_with_421() {
+    let limits = Limits {
+        max_errors: 3,
+        ..Limits::default()
+    };
+    let mut client = Client::greeted(limits).await;
+    client.expect("FROB", "500").await;
+    client.expect("NOOP", "250").await;
+    client.expect("FROB", "500").await;
+    client.send(b"FROB\r\n").await;
+    assert!(client.reply().await.starts_with("500"));
+    assert!(client.reply().await.starts_with("421 4.7.0"));
+    client.expect_closed().await;
+}
+
+#[tokio::test]
+async fn a_handler_reply_is_sent_and_a_failing_handler_means_451() {
+    let mut client = start_answering(Limits::default(), Ok(Some("550 No such user".into())));
+    client.reply().await;
+    client.expect("HELO client.test", "250").await;
+    client.expect("MAIL FROM:<a@example.org>", "250").await;
+    client.expect("RCPT TO:<b@example.com>", "250").await;
+    client.expect("DATA", "354").await;
+    assert_eq!(client.command("x\r\n.").await, "550 No such user");
+
+    for answer in [
+        Err("boom".to_owned()),
+        Ok(Some("250 two\r\nlines".to_owned())),
+        Ok(Some("hello".into())),
+    ] {
+        let mut client = start_answering(Limits::default(), answer);
+        client.reply().await;
+        client.expect("EHLO client.test", "250").await;
+        client.expect("MAIL FROM:<a@example.org>", "250").await;
+        client.expect("RCPT TO:<b@example.com>", "250").await;
+        client.expect("DATA", "354").await;
+        client.expect("x\r\n.", "451 4.3.0").await;
+        client.expect("NOOP", "250").await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_client_is_closed_with_421() {
+    let limits = Limits {
+        idle_timeout_secs: 5,
+        ..Limits::default()
+    };
+    let mut client = Client::greeted(limits).await;
+    // With the clock paused, tokio jumps to the session's idle deadline.
+    assert!(client.reply().await.starts_with("421 4.4.2"));
+    client.expect_closed().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stalled_data_transfer_is_closed_with_421() {
+    let limits = Limits {
+        data_timeout_secs: 5,
+        ..Limits::default()
+    };
+    let mut client = Client::greeted(limits).await;
+    client.expect("MAIL FROM:<a@example.org>", "250").await;
+    client.expect("RCPT TO:<b@example.com>", "250").await;
+    client.expect("DATA", "354").await;
+    client.send(b"half a message").await;
+    assert!(client.reply().await.starts_with("421 4.4.2"));
+    client.expect_closed().await;
+    assert!(client.messages().is_empty());
+}
+
+#[tokio::test]
+async fn shutdown_closes_idle_sessions_and_lets_a_transaction_finish() {
+    let mut idle = Client::greeted(Limits::default()).await;
+    let mut busy = Client::greeted(Limits::default()).await;
+    busy.expect("MAIL FROM:<a@example.org>", "250").await;
+    idle.shutdown.cancel();
+    busy.shutdown.cancel();
+    assert!(idle.reply().await.starts_with("421 4.3.2"));
+    idle.expect_closed().await;
+    busy.expect("RCPT TO:<b@example.com>", "250").await;
+    busy.expect("DATA", "354").await;
+    busy.send(b"x\r\n.\r\nMAIL FROM:<a@example.org>\r\n").await;
+    assert!(busy.reply().await.starts_with("250 2.0.0"));
+    assert!(busy.reply().await.starts_with("421 4.3.2"));
+    busy.expect_closed().await;
+    assert_eq!(busy.messages().len(), 1);
+}
