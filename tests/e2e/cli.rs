@@ -1,0 +1,72 @@
+//! The command line: help, the defaults, and clear errors for bad input.
+
+use std::process::Command;
+
+use crate::server::{Server, binary, temp_file};
+
+#[test]
+fn help_explains_every_option() {
+    let out = Command::new(binary()).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for option in [
+        "--config",
+        "--listen",
+        "--plugin",
+        "--hostname",
+        "--max-message-size",
+        "127.0.0.1:1025",
+    ] {
+        assert!(help.contains(option), "--help does not mention {option}:\n{help}");
+    }
+}
+
+#[test]
+fn port_zero_picks_a_free_port_and_the_log_names_it() {
+    let server = Server::start(&["--hostname", "mx.example.test"]);
+    assert_ne!(server.port(), 0);
+    assert!(server.log().contains("(plugins: debug-printer)"), "{}", server.log());
+    let (_, greeting) = crate::raw::RawClient::connect(server.addr);
+    assert_eq!(greeting, "220 mx.example.test ESMTP wasmtpd 0.1.0");
+}
+
+#[test]
+fn a_listener_in_the_config_file_is_used() {
+    let config = temp_file(
+        "listener.toml",
+        "[[listener]]\naddress = \"127.0.0.1:0\"\nplugins = [\"sink\"]\n",
+    );
+    let server = Server::start_raw(&["--config", config.to_str().unwrap()]);
+    assert!(server.log().contains("(plugins: sink)"), "{}", server.log());
+}
+
+fn fails_with(args: &[&str], message: &str) {
+    let out = Command::new(binary()).args(args).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{args:?} succeeded");
+    assert!(stderr.contains(message), "{args:?}: no {message:?} in:\n{stderr}");
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    fails_with(
+        &["--config", "/nonexistent/wasmtpd.toml"],
+        "cannot read /nonexistent/wasmtpd.toml",
+    );
+    let bad = temp_file("bad.toml", "[limits]\nmax_command_line = 10\n");
+    fails_with(
+        &["--config", bad.to_str().unwrap()],
+        "limits.max_command_line = 10 is below the minimum 512",
+    );
+    let typo = temp_file("typo.toml", "hostnme = \"x\"\n");
+    fails_with(&["--config", typo.to_str().unwrap()], "unknown field `hostnme`");
+    fails_with(
+        &["--listen", "127.0.0.1:0", "--plugin", "nope"],
+        "unknown plugin \"nope\"",
+    );
+    fails_with(&["--listen", "not-an-address"], "invalid value 'not-an-address'");
+    // A port already taken.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    fails_with(&["--listen", &addr], &format!("cannot listen on {addr}"));
+}

@@ -1,0 +1,147 @@
+//! Real SMTP clients against the real server: the seed's smtplib example, swaks (plain
+//! and pipelined) and lettre, a Rust client.
+
+use std::process::Command;
+
+use crate::server::{Server, repo_path};
+
+/// The seed's client: smtplib `sendmail` of a MIMEText message with the debug level on.
+/// The server prints it exactly as Python's DebuggingServer did.
+#[test]
+fn the_seed_smtplib_client_is_printed_like_the_debugging_server() {
+    let mut server = Server::start(&[]);
+    let client = Command::new("python3")
+        .arg(repo_path("tests/clients/smtpd_senddata.py"))
+        .arg(server.port().to_string())
+        .output()
+        .expect("run python3");
+    let dialogue = String::from_utf8_lossy(&client.stderr);
+    assert!(client.status.success(), "smtplib failed:\n{dialogue}");
+    // smtplib's own debug output shows the ESMTP dialogue it had.
+    assert!(dialogue.contains("send: 'ehlo "), "{dialogue}");
+    assert!(dialogue.contains("reply: b'250-SIZE 33554432\\r\\n'"), "{dialogue}");
+    assert!(
+        dialogue.contains("send: 'mail FROM:<author@example.com> size=236\\r\\n'"),
+        "{dialogue}"
+    );
+    assert!(
+        dialogue.contains("reply: b'354 End data with <CR><LF>.<CR><LF>\\r\\n'"),
+        "{dialogue}"
+    );
+    assert!(dialogue.contains("reply: b'221 2.0.0 Bye\\r\\n'"), "{dialogue}");
+
+    let printed = server.wait_for_messages(1);
+    let expected = [
+        "---------- MESSAGE FOLLOWS ----------",
+        "mail options: ['SIZE=236']",
+        "Content-Type: text/plain; charset=\"us-ascii\"",
+        "MIME-Version: 1.0",
+        "Content-Transfer-Encoding: 7bit",
+        "To: Recipient <recipient@example.com>",
+        "From: Author <author@example.com>",
+        "Subject: Simple test message",
+        "X-Peer: 127.0.0.1",
+        "",
+        "This is the body of the message.",
+        "------------ END MESSAGE ------------",
+    ];
+    let lines: Vec<&str> = printed.lines().collect();
+    assert_eq!(lines, expected, "printed:\n{printed}");
+}
+
+fn swaks(server: &Server, extra: &[&str]) -> String {
+    let out = Command::new("swaks")
+        .args(["--server", "127.0.0.1", "--port", &server.port().to_string()])
+        .args([
+            "--from",
+            "sender@example.org",
+            "--to",
+            "rcpt1@example.com,rcpt2@example.com",
+        ])
+        .args([
+            "--header",
+            "Subject: swaks test",
+            "--body",
+            "Hello from swaks.\n.leading dot",
+        ])
+        .args(extra)
+        .output()
+        .expect("run swaks (apt install swaks)");
+    let dialogue = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "swaks failed:\n{dialogue}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dialogue
+}
+
+#[test]
+fn swaks_delivers_with_and_without_pipelining() {
+    let mut server = Server::start(&[]);
+    let plain = swaks(&server, &[]);
+    assert!(plain.contains("<-  250 2.1.5 OK"), "{plain}");
+    assert!(plain.contains("<-  250 2.0.0 OK"), "{plain}");
+
+    // swaks --pipeline sends MAIL, both RCPTs and DATA in one write, then reads the four
+    // replies, in order.
+    let pipelined = swaks(&server, &["--pipeline"]);
+    assert!(pipelined.contains("<-  250-PIPELINING"), "{pipelined}");
+    let position = |line: &str| {
+        pipelined
+            .find(line)
+            .unwrap_or_else(|| panic!("no {line:?} in:\n{pipelined}"))
+    };
+    assert!(
+        position(" -> DATA") < position("<-  250 2.1.0 OK"),
+        "swaks did not pipeline:\n{pipelined}"
+    );
+    let replies: Vec<&str> = pipelined.lines().filter(|l| l.starts_with("<-  ")).collect();
+    assert_eq!(
+        replies[8..],
+        [
+            "<-  250 2.1.0 OK",
+            "<-  250 2.1.5 OK",
+            "<-  250 2.1.5 OK",
+            "<-  354 End data with <CR><LF>.<CR><LF>",
+            "<-  250 2.0.0 OK",
+            "<-  221 2.0.0 Bye"
+        ]
+    );
+
+    let printed = server.wait_for_messages(2);
+    for message in printed.split("---------- MESSAGE FOLLOWS ----------").skip(1) {
+        assert!(message.contains("\nSubject: swaks test\n"), "{message}");
+        assert!(
+            message.contains("\nX-Peer: 127.0.0.1\n\nHello from swaks.\n.leading dot\n"),
+            "{message}"
+        );
+    }
+}
+
+#[test]
+fn lettre_delivers_and_sees_the_handler_reply() {
+    use lettre::message::header::ContentType;
+    use lettre::{Message, SmtpTransport, Transport};
+
+    let mut server = Server::start(&[]);
+    let mailer = SmtpTransport::builder_dangerous("127.0.0.1")
+        .port(server.port())
+        .build();
+    let email = Message::builder()
+        .from("Rust <rust@example.org>".parse().unwrap())
+        .to("Someone <someone@example.com>".parse().unwrap())
+        .subject("from lettre")
+        .header(ContentType::TEXT_PLAIN)
+        .body("Sent by lettre.\r\n".to_owned())
+        .unwrap();
+    let response = mailer.send(&email).expect("lettre send");
+    assert_eq!(response.code().to_string(), "250");
+    assert_eq!(response.message().collect::<Vec<_>>(), ["2.0.0 OK"]);
+    let printed = server.wait_for_messages(1);
+    assert!(printed.contains("\nSubject: from lettre\n"), "{printed}");
+    assert!(
+        printed.contains("\nX-Peer: 127.0.0.1\n\nSent by lettre.\n"),
+        "{printed}"
+    );
+}

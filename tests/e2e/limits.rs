@@ -1,0 +1,91 @@
+//! Each limit over a real socket, configured from a TOML file, each answered with the
+//! RFC's reply while the server goes on serving.
+
+use crate::raw::RawClient;
+use crate::server::{Server, temp_file};
+
+fn start_with_limits(limits: &str) -> Server {
+    let config = temp_file("limits.toml", &format!("hostname = \"mx.test\"\n[limits]\n{limits}"));
+    Server::start(&["--config", config.to_str().unwrap(), "--plugin", "sink"])
+}
+
+#[test]
+fn connections_past_the_per_address_limit_get_421_at_accept() {
+    let server = start_with_limits("max_connections_per_ip = 2");
+    let (_first, greeting) = RawClient::connect(server.addr);
+    assert!(greeting.starts_with("220 mx.test ESMTP"), "{greeting}");
+    let (_second, greeting) = RawClient::connect(server.addr);
+    assert!(greeting.starts_with("220 "), "{greeting}");
+    let (mut third, greeting) = RawClient::connect(server.addr);
+    // Before EHLO, so without an enhanced code (RFC 2034).
+    assert_eq!(greeting, "421 Too many connections, try again later");
+    third.expect_closed();
+    // When one leaves, there is room again.
+    drop(_first);
+    let mut admitted = false;
+    for _ in 0..100 {
+        let (_client, greeting) = RawClient::connect(server.addr);
+        if greeting.starts_with("220 ") {
+            admitted = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(admitted, "no room after a client left");
+}
+
+#[test]
+fn connections_past_the_total_limit_get_421_at_accept() {
+    let server = start_with_limits("max_connections = 1");
+    let (_first, greeting) = RawClient::connect(server.addr);
+    assert!(greeting.starts_with("220 "), "{greeting}");
+    let (_, greeting) = RawClient::connect(server.addr);
+    // Before EHLO, so without an enhanced code (RFC 2034).
+    assert_eq!(greeting, "421 Too many connections, try again later");
+}
+
+#[test]
+fn message_size_recipients_and_line_limits() {
+    let server = start_with_limits("max_message_size = 2000\nmax_recipients = 3");
+    let mut client = RawClient::ehlo(server.addr);
+    let ehlo = client.expect("EHLO again.test", "250-mx.test");
+    assert!(ehlo.contains("250-SIZE 2000"), "{ehlo}");
+    client.expect("MAIL FROM:<a@example.org> SIZE=2001", "552 5.3.4");
+    client.expect("MAIL FROM:<a@example.org> SIZE=100", "250 2.1.0");
+    for n in 0..3 {
+        client.expect(&format!("RCPT TO:<r{n}@example.com>"), "250 2.1.5");
+    }
+    client.expect("RCPT TO:<r4@example.com>", "452 4.5.3");
+    client.expect("DATA", "354");
+    // Larger than announced and than the limit: read to the end, then refused.
+    client.expect(&format!("{}\r\n.", "x\r\n".repeat(1000)), "552 5.3.4");
+    // A command line over 512 octets.
+    client.expect(&format!("NOOP {}", "n".repeat(600)), "500 5.5.2");
+    client.start_message();
+    client.expect(&format!("{}\r\n.", "l".repeat(1200)), "500 5.5.2");
+    client.expect("QUIT", "221 2.0.0");
+    client.expect_closed();
+}
+
+#[test]
+fn an_idle_client_is_closed_after_the_idle_timeout() {
+    let server = start_with_limits("idle_timeout_secs = 1");
+    let mut client = RawClient::ehlo(server.addr);
+    let reply = client.reply();
+    assert!(reply.starts_with("421 4.4.2"), "{reply:?}");
+    client.expect_closed();
+}
+
+#[test]
+fn too_many_bad_commands_end_the_session() {
+    let server = start_with_limits("max_errors = 2");
+    let mut client = RawClient::ehlo(server.addr);
+    client.expect("BOGUS", "500 5.5.2");
+    client.send(b"BOGUS\r\n");
+    assert!(client.reply().starts_with("500 5.5.2"));
+    let reply = client.reply();
+    assert!(reply.starts_with("421 4.7.0"), "{reply:?}");
+    client.expect_closed();
+    // The server still serves others.
+    RawClient::ehlo(server.addr).expect("NOOP", "250");
+}

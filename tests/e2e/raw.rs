@@ -1,0 +1,76 @@
+//! A bare SMTP client on a socket, for what real clients never send.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+
+use crate::server::WAIT;
+
+pub struct RawClient {
+    reader: BufReader<TcpStream>,
+}
+
+impl RawClient {
+    /// Connects and returns the client with the greeting read.
+    pub fn connect(addr: SocketAddr) -> (RawClient, String) {
+        let stream = TcpStream::connect(addr).expect("connect");
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        let mut client = RawClient {
+            reader: BufReader::new(stream),
+        };
+        let greeting = client.reply();
+        (client, greeting)
+    }
+
+    /// Connects, checks the greeting and says EHLO.
+    pub fn ehlo(addr: SocketAddr) -> RawClient {
+        let (mut client, greeting) = RawClient::connect(addr);
+        assert!(greeting.starts_with("220 "), "{greeting:?}");
+        client.expect("EHLO client.test", "250-");
+        client
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.reader.get_mut().write_all(bytes).unwrap();
+    }
+
+    /// One whole reply, lines joined with `\n`; empty if the server closed the connection.
+    pub fn reply(&mut self) -> String {
+        let mut lines = Vec::new();
+        loop {
+            let mut line = String::new();
+            if self.reader.read_line(&mut line).expect("reading a reply") == 0 {
+                return lines.join("\n");
+            }
+            assert!(line.ends_with("\r\n"), "reply line without CRLF: {line:?}");
+            let line = line.trim_end().to_owned();
+            let last = line.as_bytes().get(3) != Some(&b'-');
+            lines.push(line);
+            if last {
+                return lines.join("\n");
+            }
+        }
+    }
+
+    pub fn expect(&mut self, command: &str, reply_start: &str) -> String {
+        self.send(format!("{command}\r\n").as_bytes());
+        let reply = self.reply();
+        assert!(
+            reply.starts_with(reply_start),
+            "{command:?} got {reply:?}, wanted {reply_start:?}"
+        );
+        reply
+    }
+
+    /// Asserts the server closed the connection.
+    pub fn expect_closed(&mut self) {
+        let reply = self.reply();
+        assert!(reply.is_empty(), "expected the connection closed, got {reply:?}");
+    }
+
+    /// MAIL, RCPT and DATA for one recipient, up to the 354.
+    pub fn start_message(&mut self) {
+        self.expect("MAIL FROM:<a@example.org>", "250 2.1.0");
+        self.expect("RCPT TO:<b@example.com>", "250 2.1.5");
+        self.expect("DATA", "354 ");
+    }
+}

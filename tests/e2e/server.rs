@@ -1,0 +1,172 @@
+//! Starts the real binary on a free loopback port and watches its stdout and log.
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Upper bound on any wait in these tests; a shared machine can be slow.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+    stdout: Arc<Mutex<String>>,
+    log: Arc<Mutex<String>>,
+}
+
+pub fn binary() -> &'static str {
+    env!("CARGO_BIN_EXE_wasmtpd")
+}
+
+/// A path under the repository's top level.
+pub fn repo_path(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join(relative)
+}
+
+/// Writes `text` to a fresh file in the temporary directory and returns its path.
+pub fn temp_file(name: &str, text: &str) -> PathBuf {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("wasmtpd-e2e-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+impl Server {
+    /// `wasmtpd --listen 127.0.0.1:0 ARGS...`, once it logs the address it listens on.
+    pub fn start(args: &[&str]) -> Server {
+        let mut all = vec!["--listen", "127.0.0.1:0"];
+        all.extend_from_slice(args);
+        Server::start_raw(&all)
+    }
+
+    /// The binary with exactly `args`; they must make it listen on one port.
+    pub fn start_raw(args: &[&str]) -> Server {
+        let mut child = Command::new(binary())
+            .args(args)
+            .env("WASMTPD_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start wasmtpd");
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let log = Arc::new(Mutex::new(String::new()));
+        collect(child.stdout.take().unwrap(), Arc::clone(&stdout));
+        collect(child.stderr.take().unwrap(), Arc::clone(&log));
+        let mut server = Server {
+            child,
+            addr: "0.0.0.0:0".parse().unwrap(),
+            stdout,
+            log,
+        };
+        let line = server.wait_for_log("listening on ");
+        let addr = line.split("listening on ").nth(1).unwrap().split(' ').next().unwrap();
+        server.addr = addr.parse().unwrap_or_else(|_| panic!("bad address in {line:?}"));
+        server
+    }
+
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits until the log has a line containing `needle`, and returns that line.
+    pub fn wait_for_log(&mut self, needle: &str) -> String {
+        let log = Arc::clone(&self.log);
+        self.wait_for(|| {
+            log.lock()
+                .unwrap()
+                .lines()
+                .find(|l| l.contains(needle))
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| panic!("no {needle:?} in the log:\n{}", self.log()))
+    }
+
+    /// Waits until stdout holds `count` printed messages, and returns stdout.
+    pub fn wait_for_messages(&mut self, count: usize) -> String {
+        let stdout = Arc::clone(&self.stdout);
+        self.wait_for(|| {
+            let text = stdout.lock().unwrap().clone();
+            (text.matches("------------ END MESSAGE ------------").count() >= count).then_some(text)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "fewer than {count} messages printed:\n{}\nlog:\n{}",
+                self.stdout(),
+                self.log()
+            )
+        })
+    }
+
+    fn wait_for<T>(&mut self, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+        let deadline = Instant::now() + WAIT;
+        while Instant::now() < deadline {
+            if let Some(found) = check() {
+                return Some(found);
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                // Collect what the pipes still hold before giving up.
+                std::thread::sleep(Duration::from_millis(100));
+                eprintln!("wasmtpd exited early with {status}");
+                return check();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "wasmtpd did not exit; log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn collect(pipe: impl Read + Send + 'static, into: Arc<Mutex<String>>) {
+    std::thread::spawn(move || {
+        let mut reader = BufReader::new(pipe);
+        let mut line = String::new();
+        while reader.read_line(&mut line).is_ok_and(|n| n > 0) {
+            into.lock().unwrap().push_str(&line);
+            line.clear();
+        }
+    });
+}
