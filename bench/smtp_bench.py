@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""Throughput and memory of wasmtpd beside postfix's smtp-sink, under smtp-source load.
+
+Prints messages per second at 1, 10 and 100 parallel sessions with 1 KiB and 100 KiB
+messages, for each server, and wasmtpd's ratio to smtp-sink; then each server's resident
+memory idle and with 1,000 open connections. Every figure is the median of --repeat runs,
+with the servers taking turns so that a noisy neighbour hurts both alike.
+
+    bench/run                  # builds wasmtpd (release) and runs everything
+    bench/smtp_bench.py --help
+
+Needs smtp-source and smtp-sink (Debian package postfix; bench/run installs it).
+"""
+
+import argparse
+import os
+import resource
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WASMTPD = ROOT / "target" / "release" / "wasmtpd"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_listening(port, proc, name):
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"{name} exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.recv(512)
+                return
+        except OSError:
+            time.sleep(0.05)
+    sys.exit(f"{name} is not listening on {port}")
+
+
+class Server:
+    def __init__(self, name, argv, port):
+        self.name, self.port = name, port
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_listening(port, self.proc, name)
+
+    def rss_kib(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        raise RuntimeError("no VmRSS")
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def start_servers(wasmtpd_args):
+    servers = []
+    port = free_port()
+    servers.append(Server("smtp-sink", ["smtp-sink", "-u", "nobody", f"127.0.0.1:{port}", "1024"], port))
+    port = free_port()
+    argv = [str(WASMTPD), "--listen", f"127.0.0.1:{port}", "--hostname", "bench.test", *wasmtpd_args]
+    servers.append(Server("wasmtpd", argv, port))
+    return servers
+
+
+def load(port, sessions, size, messages):
+    """Messages per second for one smtp-source run (one connection per session, -d)."""
+    argv = [
+        "smtp-source", "-d", "-s", str(sessions), "-m", str(messages), "-l", str(size),
+        "-f", "sender@example.org", "-t", "rcpt@example.com", "-M", "client.test",
+        f"127.0.0.1:{port}",
+    ]
+    start = time.perf_counter()
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        sys.exit(f"smtp-source failed on port {port}: {result.stderr or result.stdout}")
+    return messages / elapsed
+
+
+def open_idle_connections(port, count):
+    conns = []
+    for _ in range(count):
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        conns.append(s)
+    # Each greeted and EHLO'd, as a real idle client would be.
+    for s in conns:
+        s.recv(512)
+        s.sendall(b"EHLO idle.test\r\n")
+    for s in conns:
+        got = b""
+        while b"\r\n250 " not in got and not got.startswith(b"250 "):
+            chunk = s.recv(4096)
+            if not chunk:
+                sys.exit(f"port {port}: connection closed during EHLO")
+            got += chunk
+    return conns
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sessions", default="1,10,100", help="parallel sessions (default 1,10,100)")
+    parser.add_argument("--sizes", default="1024,102400", help="message payload octets (default 1024,102400)")
+    parser.add_argument("--octets", type=int, default=60_000_000, help="octets sent a run, at most (default 60 MB)")
+    parser.add_argument("--max-messages", type=int, default=10_000, help="messages a run, at most")
+    parser.add_argument("--repeat", type=int, default=3, help="runs a point; the median is printed")
+    parser.add_argument("--connections", type=int, default=1000, help="idle connections for the memory figure")
+    parser.add_argument("--plugin", action="append", default=[], help="wasmtpd plugin chain (default: sink)")
+    args = parser.parse_args()
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the children inherit it
+    plugins = args.plugin or ["sink"]
+    wasmtpd_args = [a for p in plugins for a in ("--plugin", p)]
+    wasmtpd_args += ["--config", str(ROOT / "bench" / "bench.toml")]
+    servers = start_servers(wasmtpd_args)
+    started = {s.name: s.rss_kib() / 1024 for s in servers}
+    try:
+        print(f"wasmtpd --plugin {' --plugin '.join(plugins)}  vs  smtp-sink; median of {args.repeat} runs")
+        print(f"{'sessions':>8} {'size':>8} {'messages':>8} {'smtp-sink msg/s':>16} {'wasmtpd msg/s':>14} {'ratio':>6}")
+        for size in [int(s) for s in args.sizes.split(",")]:
+            messages = min(args.max_messages, max(200, args.octets // size))
+            for sessions in [int(s) for s in args.sessions.split(",")]:
+                rates = {s.name: [] for s in servers}
+                for _ in range(args.repeat):
+                    for server in servers:
+                        rates[server.name].append(load(server.port, sessions, size, messages))
+                a = statistics.median(rates["smtp-sink"])
+                b = statistics.median(rates["wasmtpd"])
+                print(f"{sessions:>8} {size:>8} {messages:>8} {a:>16.0f} {b:>14.0f} {b / a:>6.2f}", flush=True)
+
+        print()
+        print(f"{'server':>10} {'RSS started MiB':>16} {'after load MiB':>15} {f'with {args.connections} connections MiB':>30}")
+        for server in servers:
+            idle = server.rss_kib() / 1024
+            conns = open_idle_connections(server.port, args.connections)
+            time.sleep(0.5)
+            busy = server.rss_kib() / 1024
+            for s in conns:
+                s.close()
+            print(f"{server.name:>10} {started[server.name]:>16.1f} {idle:>15.1f} {busy:>30.1f}", flush=True)
+    except BaseException:
+        for server in servers:
+            server.stop()
+        raise
+    for server in servers:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main()
