@@ -1,10 +1,14 @@
-//! The TOML configuration: server name, listeners with their handler chains, and limits.
+//! The TOML configuration: server name, listeners with their plugin chains, each
+//! plugin's settings and capabilities, and limits.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+
+use crate::plugin::OutputTarget;
 
 /// The port Python's smtpd examples listen on.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:1025";
@@ -21,13 +25,82 @@ pub struct Config {
     pub listeners: Vec<ListenerConfig>,
     #[serde(default)]
     pub limits: Limits,
+    /// Plugins by the name chains use: `[plugin.NAME]` tables.
+    #[serde(default, rename = "plugin")]
+    pub plugins: BTreeMap<String, PluginConfig>,
+    /// Where compiled plugins are cached (`$XDG_CACHE_HOME/wasmtpd` or `~/.cache/wasmtpd`
+    /// by default); an empty string turns the cache off.
+    #[serde(default)]
+    pub cache_dir: Option<PathBuf>,
+    /// The configuration file's directory: relative plugin paths start there.
+    #[serde(skip)]
+    pub base_dir: Option<PathBuf>,
+}
+
+/// One plugin: where its component comes from, its settings and what it may do.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginConfig {
+    /// A built-in plugin's name or a `.wasm` component's path; default: the table's name.
+    pub source: Option<String>,
+    /// Key/values the plugin reads with `get-setting`.
+    #[serde(default)]
+    pub settings: BTreeMap<String, toml::Value>,
+    /// Upstreams (`host:port`) the plugin may relay to; none by default.
+    #[serde(default)]
+    pub relay: Vec<String>,
+    /// Milliseconds each call into the plugin may run.
+    #[serde(default = "default_time_budget_ms")]
+    pub time_budget_ms: u64,
+    /// Mebibytes of linear memory each instance may use.
+    #[serde(default = "default_memory_mib")]
+    pub memory_mib: u64,
+    /// Where the plugin's stdout goes: `stdout` or `log` (default: `stdout` for
+    /// debug-printer, `log` for the others). Its stderr always goes to the log.
+    pub stdout: Option<OutputTarget>,
+}
+
+impl Default for PluginConfig {
+    fn default() -> PluginConfig {
+        PluginConfig {
+            source: None,
+            settings: BTreeMap::new(),
+            relay: Vec::new(),
+            time_budget_ms: default_time_budget_ms(),
+            memory_mib: default_memory_mib(),
+            stdout: None,
+        }
+    }
+}
+
+fn default_time_budget_ms() -> u64 {
+    1000
+}
+
+fn default_memory_mib() -> u64 {
+    64
+}
+
+impl PluginConfig {
+    /// The settings as the plugin sees them: strings, lists joined with `,`.
+    pub fn settings_as_text(&self) -> BTreeMap<String, String> {
+        fn text(value: &toml::Value) -> String {
+            match value {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Array(items) => items.iter().map(text).collect::<Vec<_>>().join(","),
+                other => other.to_string(),
+            }
+        }
+        self.settings.iter().map(|(k, v)| (k.clone(), text(v))).collect()
+    }
 }
 
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
     pub address: SocketAddr,
-    /// The handler chain, in order; the first that answers ends it.
+    /// The plugin chain, in order; the first that answers ends it. Each is a
+    /// `[plugin.NAME]` table's name, a built-in plugin's name or a `.wasm` file's path.
     #[serde(default = "default_plugins")]
     pub plugins: Vec<String>,
 }
@@ -118,6 +191,13 @@ pub enum ConfigError {
     LimitTooLow { name: &'static str, value: u64, min: u64 },
     #[error("listener {0} has an empty plugin chain")]
     EmptyChain(SocketAddr),
+    #[error("plugin.{name}.{field} = {value} is below the minimum {min}")]
+    PluginLimitTooLow {
+        name: String,
+        field: &'static str,
+        value: u64,
+        min: u64,
+    },
 }
 
 impl Config {
@@ -126,10 +206,11 @@ impl Config {
             path: path.display().to_string(),
             source,
         })?;
-        let config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        let mut config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
             path: path.display().to_string(),
             source,
         })?;
+        config.base_dir = path.parent().map(Path::to_path_buf);
         config.check()?;
         Ok(config)
     }
@@ -140,15 +221,32 @@ impl Config {
             hostname: default_hostname(),
             listeners: Vec::new(),
             limits: Limits::default(),
+            plugins: BTreeMap::new(),
+            cache_dir: None,
+            base_dir: None,
         }
     }
 
     pub fn check(&self) -> Result<(), ConfigError> {
         self.limits.check()?;
-        match self.listeners.iter().find(|l| l.plugins.is_empty()) {
-            Some(l) => Err(ConfigError::EmptyChain(l.address)),
-            None => Ok(()),
+        if let Some(l) = self.listeners.iter().find(|l| l.plugins.is_empty()) {
+            return Err(ConfigError::EmptyChain(l.address));
         }
+        for (name, plugin) in &self.plugins {
+            let too_low = |field, value, min| ConfigError::PluginLimitTooLow {
+                name: name.clone(),
+                field,
+                value,
+                min,
+            };
+            if plugin.time_budget_ms < 10 {
+                return Err(too_low("time_budget_ms", plugin.time_budget_ms, 10));
+            }
+            if plugin.memory_mib < 1 {
+                return Err(too_low("memory_mib", plugin.memory_mib, 1));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -183,6 +281,35 @@ mod tests {
         assert_eq!(config.listeners[0].plugins, ["sink"]);
         assert_eq!(config.limits.max_message_size, 1000);
         assert_eq!(config.limits.max_recipients, 100);
+    }
+
+    #[test]
+    fn plugin_tables_and_settings() {
+        let config: Config = toml::from_str(
+            r#"
+            [plugin.relay]
+            source = "proxy"
+            relay = ["127.0.0.1:2525"]
+            time_budget_ms = 250
+            [plugin.relay.settings]
+            upstream = "127.0.0.1:2525"
+            relay_domains = ["example.com", "example.net"]
+            max = 10
+            "#,
+        )
+        .unwrap();
+        config.check().unwrap();
+        let relay = &config.plugins["relay"];
+        assert_eq!(relay.source.as_deref(), Some("proxy"));
+        assert_eq!(relay.memory_mib, 64);
+        let settings = relay.settings_as_text();
+        assert_eq!(settings["relay_domains"], "example.com,example.net");
+        assert_eq!(settings["max"], "10");
+        let low: Config = toml::from_str("[plugin.x]\ntime_budget_ms = 1").unwrap();
+        assert_eq!(
+            low.check().unwrap_err().to_string(),
+            "plugin.x.time_budget_ms = 1 is below the minimum 10"
+        );
     }
 
     #[test]

@@ -1,10 +1,10 @@
-//! What a finished message is handed to: smtpd's `process_message` as a Rust trait, and
-//! chains of handlers where the first reply ends the chain.
+//! What a session asks about its client's commands and hands its messages to: smtpd's
+//! `process_message` and the optional per-command hooks, as traits. The plugin runtime
+//! implements them with WebAssembly components; session tests with plain Rust.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 
 use wasmtpd_protocol::Address;
 
@@ -24,56 +24,54 @@ pub struct Message {
     pub rcpt_options: Vec<String>,
 }
 
-pub type HandlerFuture<'a> = Pin<Box<dyn Future<Output = anyhow::Result<Option<String>>> + Send + 'a>>;
-
-/// smtpd's contract: `Ok(None)` means `250 OK`; `Ok(Some(reply))` is the reply to send
-/// (checked by the session); `Err` means the handler failed, and the client gets a
-/// `451` tempfail so that nothing is lost.
-pub trait MessageHandler: Send + Sync {
-    fn name(&self) -> &str;
-    fn process_message<'a>(&'a self, message: &'a Message) -> HandlerFuture<'a>;
+/// A point in a session where handlers may answer instead of the server.
+#[derive(Clone, Copy, Debug)]
+pub enum Hook<'a> {
+    Connect,
+    Helo {
+        name: &'a str,
+        extended: bool,
+    },
+    /// `from` is `""` for the null reverse path.
+    Mail {
+        from: &'a str,
+        options: &'a [String],
+    },
+    Rcpt {
+        to: &'a str,
+        options: &'a [String],
+    },
+    /// DATA, before `354`.
+    Data,
+    /// RSET, or a new greeting in the middle of a transaction. Answers are ignored.
+    Rset,
+    /// The session is over (QUIT, or the client left). Answers are ignored.
+    Quit,
 }
 
-/// Handlers run in order; the first that answers `Some(reply)` ends the chain.
-#[derive(Clone, Default)]
-pub struct Chain(Vec<Arc<dyn MessageHandler>>);
-
-/// The first handler that answered, and its answer: a reply string, or its failure.
-pub struct ChainReply<'a> {
-    pub handler: &'a str,
-    pub result: anyhow::Result<String>,
+/// What the handlers made of a hook or a message.
+#[derive(Debug)]
+pub enum Verdict {
+    /// No handler answered: the server does what it would do anyway.
+    Continue,
+    /// A handler answered this reply (not checked yet: the session checks it).
+    Reply { handler: String, text: String },
+    /// A handler failed (trapped, ran out of time or memory, could not start): the
+    /// client gets a 4xx tempfail, so that nothing is lost.
+    Failed { handler: String, error: anyhow::Error },
 }
 
-impl Chain {
-    pub fn new(handlers: Vec<Arc<dyn MessageHandler>>) -> Chain {
-        Chain(handlers)
-    }
+pub type VerdictFuture<'a> = Pin<Box<dyn Future<Output = Verdict> + Send + 'a>>;
 
-    pub async fn process_message(&self, message: &Message) -> Option<ChainReply<'_>> {
-        for handler in &self.0 {
-            let result = match handler.process_message(message).await {
-                Ok(None) => continue,
-                Ok(Some(reply)) => Ok(reply),
-                Err(e) => Err(e),
-            };
-            return Some(ChainReply {
-                handler: handler.name(),
-                result,
-            });
-        }
-        None
-    }
+/// The handlers of one session, with whatever state they keep for it.
+pub trait SessionHandlers: Send {
+    fn hook<'a>(&'a mut self, hook: Hook<'a>) -> VerdictFuture<'a>;
+    fn process_message<'a>(&'a mut self, message: &'a Message) -> VerdictFuture<'a>;
 }
 
-/// Accepts and discards every message (smtp-sink's job; for benchmarks).
-pub struct Sink;
-
-impl MessageHandler for Sink {
-    fn name(&self) -> &str {
-        "sink"
-    }
-
-    fn process_message<'a>(&'a self, _message: &'a Message) -> HandlerFuture<'a> {
-        Box::pin(async { Ok(None) })
-    }
+/// A listener's handlers: each session gets its own [`SessionHandlers`].
+pub trait Handlers: Send + Sync {
+    fn session(&self, peer: SocketAddr) -> Box<dyn SessionHandlers>;
+    /// The handlers' names, in order, for the log.
+    fn names(&self) -> Vec<String>;
 }

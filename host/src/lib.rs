@@ -4,9 +4,10 @@
 pub mod admission;
 pub mod cli;
 pub mod config;
-pub mod debug_printer;
 pub mod handler;
 pub mod listener;
+pub mod plugin;
+pub mod relay;
 pub mod server;
 pub mod session;
 pub mod shutdown;

@@ -1,22 +1,24 @@
-//! What every session of one listener shares: its name, limits, handler chain, and the
+//! What every session of one listener shares: its name, limits, handlers, and the
 //! replies that depend only on those.
+
+use std::sync::Arc;
 
 use wasmtpd_protocol::Reply;
 
 use crate::config::Limits;
-use crate::handler::Chain;
+use crate::handler::Handlers;
 
 pub struct ListenerContext {
     pub hostname: String,
     pub limits: Limits,
-    pub chain: Chain,
+    pub handlers: Arc<dyn Handlers>,
     pub greeting: Reply,
     pub ehlo: Reply,
     pub helo: Reply,
 }
 
 impl ListenerContext {
-    pub fn new(hostname: String, limits: Limits, chain: Chain) -> ListenerContext {
+    pub fn new(hostname: String, limits: Limits, handlers: Arc<dyn Handlers>) -> ListenerContext {
         let greeting = Reply::new(
             220,
             None,
@@ -35,7 +37,7 @@ impl ListenerContext {
         ListenerContext {
             hostname,
             limits,
-            chain,
+            handlers,
             greeting,
             ehlo,
             helo,

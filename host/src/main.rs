@@ -5,7 +5,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Parser;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -13,9 +13,9 @@ use tokio_util::task::TaskTracker;
 use wasmtpd::admission::Admission;
 use wasmtpd::cli::Cli;
 use wasmtpd::config::Config;
-use wasmtpd::debug_printer::DebugPrinter;
-use wasmtpd::handler::{Chain, MessageHandler, Sink};
 use wasmtpd::listener::ListenerContext;
+use wasmtpd::plugin::engine::default_cache_dir;
+use wasmtpd::plugin::{EngineOptions, PluginChain, PluginEngine, catalog};
 use wasmtpd::{server, shutdown};
 
 fn main() -> ExitCode {
@@ -42,19 +42,22 @@ async fn run(config: Config) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let sessions = TaskTracker::new();
     let admission = Admission::new(config.limits.max_connections, config.limits.max_connections_per_ip);
+    let engine = PluginEngine::new(&EngineOptions {
+        cache_dir: match &config.cache_dir {
+            Some(dir) if dir.as_os_str().is_empty() => None,
+            Some(dir) => Some(dir.clone()),
+            None => default_cache_dir(),
+        },
+        max_instances: plugin_instances(&config),
+    })?;
+    let chains = catalog::load_chains(&engine, &config).await?;
     let mut accept_loops = Vec::new();
-    for listener_config in &config.listeners {
-        let chain = Chain::new(
-            listener_config
-                .plugins
-                .iter()
-                .map(|name| built_in_handler(name))
-                .collect::<anyhow::Result<_>>()?,
-        );
+    for (listener_config, chain) in config.listeners.iter().zip(chains) {
+        let handlers = Arc::new(PluginChain::new(chain));
         let ctx = Arc::new(ListenerContext::new(
             config.hostname.clone(),
             config.limits.clone(),
-            chain,
+            handlers,
         ));
         let listener = TcpListener::bind(listener_config.address)
             .await
@@ -95,11 +98,10 @@ async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The handlers that exist until plugins are WebAssembly components.
-fn built_in_handler(name: &str) -> anyhow::Result<Arc<dyn MessageHandler>> {
-    Ok(match name {
-        "debug-printer" => Arc::new(DebugPrinter),
-        "sink" => Arc::new(Sink),
-        other => bail!("unknown plugin {other:?} (built in: debug-printer, sink)"),
-    })
+/// Instance slots to preallocate: every session may hold one instance of each plugin in
+/// its chain.
+fn plugin_instances(config: &Config) -> u32 {
+    let longest_chain = config.listeners.iter().map(|l| l.plugins.len()).max().unwrap_or(1);
+    let wanted = config.limits.max_connections.saturating_mul(longest_chain).max(16);
+    u32::try_from(wanted).unwrap_or(u32::MAX)
 }

@@ -3,6 +3,7 @@
 //! frames messages strictly. No sockets here: the host's session does the I/O.
 
 pub mod address;
+pub mod client;
 pub mod command;
 pub mod help;
 pub mod line;
@@ -12,6 +13,7 @@ pub mod receiver;
 pub mod reply;
 
 pub use address::{Address, PathError};
+pub use client::{ReplyError, ServerReply, data_to_send, parse_reply};
 pub use command::{Body, Command, CommandError, MailParams, parse_command};
 pub use help::help;
 pub use line::{Frame, next_command_line, skip_to_line_end};

@@ -6,7 +6,7 @@ use wasmtpd_protocol::{DataSummary, Reply, replies};
 
 use super::input::DataInput;
 use super::{Flow, Session, Transaction};
-use crate::handler::{ChainReply, Message};
+use crate::handler::{Hook, Message};
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub(super) async fn data(&mut self) -> std::io::Result<Flow> {
@@ -15,6 +15,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Some(t) if t.recipients.is_empty() => return Ok(self.client_error(&replies::NEED_RCPT)),
             Some(t) => t.params.size.unwrap_or(0) as usize,
         };
+        if let Some(refusal) = self.ask(Hook::Data).await.filter(|r| !r.is_positive()) {
+            // The transaction stays: the client may RSET or try DATA again.
+            return Ok(self.reply(&refusal));
+        }
         self.send(&replies::START_DATA);
         let received = self.receive_data(size_hint).await?;
         let Some(transaction) = self.transaction.take() else {
@@ -36,7 +40,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         })
     }
 
-    async fn deliver(&self, transaction: Transaction, data: Vec<u8>) -> Reply {
+    async fn deliver(&mut self, transaction: Transaction, data: Vec<u8>) -> Reply {
         let message = Message {
             peer: self.peer,
             mail_from: transaction.from,
@@ -45,32 +49,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             mail_options: transaction.params.raw,
             rcpt_options: Vec::new(),
         };
-        let size = message.data.len();
-        let recipients = message.rcpt_to.len();
-        match self.ctx.chain.process_message(&message).await {
+        let verdict = self.handlers.process_message(&message).await;
+        match self.judge(verdict, "message") {
+            Some(reply) => reply,
             None => {
-                tracing::info!(peer = %self.peer, size, recipients, "message accepted");
+                tracing::info!(peer = %self.peer, size = message.data.len(), recipients = message.rcpt_to.len(), "message accepted");
                 replies::MESSAGE_ACCEPTED
-            }
-            Some(ChainReply {
-                handler,
-                result: Ok(text),
-            }) => match Reply::from_handler(&text) {
-                Ok(reply) => {
-                    tracing::info!(peer = %self.peer, size, recipients, handler, reply = %text, "handler answered");
-                    reply
-                }
-                Err(why) => {
-                    tracing::warn!(peer = %self.peer, handler, reply = ?text, "handler reply {why}; answering 451");
-                    replies::LOCAL_ERROR
-                }
-            },
-            Some(ChainReply {
-                handler,
-                result: Err(e),
-            }) => {
-                tracing::warn!(peer = %self.peer, handler, "handler failed: {e:#}; answering 451");
-                replies::LOCAL_ERROR
             }
         }
     }

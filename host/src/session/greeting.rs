@@ -3,11 +3,23 @@
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Flow, Greeting, Session};
+use crate::handler::Hook;
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
-    pub(super) fn helo(&mut self, client_name: &str, extended: bool) -> Flow {
+    pub(super) async fn helo(&mut self, client_name: &str, extended: bool) -> Flow {
         tracing::debug!(peer = %self.peer, client_name, extended, "greeting");
-        self.transaction = None;
+        self.abandon_transaction().await;
+        let hook = Hook::Helo {
+            name: client_name,
+            extended,
+        };
+        if let Some(reply) = self.ask(hook).await.filter(|r| !r.is_positive()) {
+            // Refused: the client has to greet again. Replies follow the attempted greeting.
+            self.greeting = Some(Greeting { extended });
+            self.send(&reply);
+            self.greeting = None;
+            return Flow::Continue;
+        }
         self.greeting = Some(Greeting { extended });
         let reply = if extended {
             self.ctx.ehlo.clone()

@@ -1,12 +1,14 @@
-//! MAIL: starts a transaction after checking sequence, parameters and declared size.
+//! MAIL: starts a transaction after checking sequence, parameters and declared size,
+//! then asks the handlers.
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use wasmtpd_protocol::{Address, MailParams, replies};
 
 use super::{Flow, Session, Transaction};
+use crate::handler::Hook;
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
-    pub(super) fn mail(&mut self, from: Option<Address>, params: MailParams) -> Flow {
+    pub(super) async fn mail(&mut self, from: Option<Address>, params: MailParams) -> Flow {
         let Some(greeting) = &self.greeting else {
             return self.client_error(&replies::NEED_HELO);
         };
@@ -26,11 +28,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if from.as_ref().is_some_and(|a| !a.is_ascii()) && !params.smtputf8 {
             return self.client_error(&replies::NON_ASCII_NEEDS_SMTPUTF8);
         }
+        let hook = Hook::Mail {
+            from: from.as_ref().map_or("", Address::as_str),
+            options: &params.raw,
+        };
+        let answer = self.ask(hook).await;
+        if let Some(refusal) = answer.as_ref().filter(|r| !r.is_positive()) {
+            return self.reply(refusal);
+        }
         self.transaction = Some(Transaction {
             from,
             params,
             recipients: Vec::new(),
         });
-        self.reply(&replies::SENDER_OK)
+        self.reply(&answer.unwrap_or(replies::SENDER_OK))
     }
 }

@@ -2,6 +2,7 @@
 //! lives in its own file as an `impl Session` block. Generic over the stream, so tests
 //! drive it over an in-memory pipe.
 
+mod ask;
 mod data;
 mod greeting;
 mod input;
@@ -19,6 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use wasmtpd_protocol::{Address, Command, MailParams, Reply, parse_command, replies};
 
+use crate::handler::{Hook, SessionHandlers};
 use crate::listener::ListenerContext;
 use input::Input;
 
@@ -57,10 +59,13 @@ pub struct Session<S> {
     transaction: Option<Transaction>,
     errors: u32,
     shutdown: CancellationToken,
+    /// This session's handlers (plugin instances), asked at each hook and given each message.
+    handlers: Box<dyn SessionHandlers>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub fn new(stream: S, peer: SocketAddr, ctx: Arc<ListenerContext>, shutdown: CancellationToken) -> Session<S> {
+        let handlers = ctx.handlers.session(peer);
         Session {
             stream,
             input: BytesMut::new(),
@@ -72,11 +77,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             transaction: None,
             errors: 0,
             shutdown,
+            handlers,
         }
     }
 
-    /// Serves the session until QUIT, a closing error, shutdown or the client leaving.
+    /// Serves the session until QUIT, a closing error, shutdown or the client leaving,
+    /// then tells the handlers it is over.
     pub async fn run(mut self) -> std::io::Result<()> {
+        let result = self.serve().await;
+        let _ = self.handlers.hook(Hook::Quit).await;
+        result
+    }
+
+    async fn serve(&mut self) -> std::io::Result<()> {
+        if let Some(refusal) = self.ask(Hook::Connect).await.filter(|r| !r.is_positive()) {
+            tracing::info!(peer = %self.peer, reply = %refusal.text(), "connection refused by a handler");
+            self.send(&refusal);
+            self.flush().await?;
+            return self.stream.shutdown().await;
+        }
         let greeting = self.ctx.greeting.clone();
         self.send(&greeting);
         loop {
@@ -109,12 +128,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Err(e) => return Ok(self.client_error(&e.reply())),
         };
         Ok(match command {
-            Command::Helo(name) => self.helo(name, false),
-            Command::Ehlo(name) => self.helo(name, true),
-            Command::Mail { from, params } => self.mail(from, params),
-            Command::Rcpt { to } => self.rcpt(to),
+            Command::Helo(name) => self.helo(name, false).await,
+            Command::Ehlo(name) => self.helo(name, true).await,
+            Command::Mail { from, params } => self.mail(from, params).await,
+            Command::Rcpt { to } => self.rcpt(to).await,
             Command::Data => return self.data().await,
-            Command::Rset => self.rset(),
+            Command::Rset => self.rset().await,
             Command::Noop => self.reply(&replies::OK),
             Command::Quit => self.close_with(&replies::BYE),
             Command::Vrfy(_) => self.reply(&replies::CANNOT_VRFY),

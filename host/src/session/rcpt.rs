@@ -1,14 +1,16 @@
-//! RCPT: adds a recipient to the transaction, up to the recipient limit.
+//! RCPT: adds a recipient to the transaction, up to the recipient limit, unless the
+//! handlers refuse it.
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use wasmtpd_protocol::{Address, replies};
 
 use super::{Flow, Session};
+use crate::handler::Hook;
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
-    pub(super) fn rcpt(&mut self, to: Address) -> Flow {
+    pub(super) async fn rcpt(&mut self, to: Address) -> Flow {
         let max_recipients = self.ctx.limits.max_recipients;
-        let Some(transaction) = &mut self.transaction else {
+        let Some(transaction) = &self.transaction else {
             return self.client_error(&replies::NEED_MAIL);
         };
         if !to.is_ascii() && !transaction.params.smtputf8 {
@@ -18,7 +20,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             // RFC 5321 4.5.3.1.10: 452, and the client sends the rest in another transaction.
             return self.reply(&replies::TOO_MANY_RECIPIENTS);
         }
-        transaction.recipients.push(to);
-        self.reply(&replies::RECIPIENT_OK)
+        let answer = self
+            .ask(Hook::Rcpt {
+                to: to.as_str(),
+                options: &[],
+            })
+            .await;
+        if let Some(refusal) = answer.as_ref().filter(|r| !r.is_positive()) {
+            return self.reply(refusal);
+        }
+        if let Some(transaction) = &mut self.transaction {
+            transaction.recipients.push(to);
+        }
+        self.reply(&answer.unwrap_or(replies::RECIPIENT_OK))
     }
 }

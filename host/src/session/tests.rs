@@ -11,24 +11,82 @@ use tokio_util::sync::CancellationToken;
 
 use super::Session;
 use crate::config::Limits;
-use crate::handler::{Chain, HandlerFuture, Message, MessageHandler};
+use crate::handler::{Handlers, Hook, Message, SessionHandlers, Verdict, VerdictFuture};
 use crate::listener::ListenerContext;
 
-/// Keeps every message and answers each with `answer`.
+/// What the test handlers answer: `Ok(None)` to accept, `Ok(Some(reply))`, or
+/// `Err(why)` to fail like a trapped plugin.
+type Answer = Result<Option<String>, String>;
+
+/// Keeps every message and every hook it saw, and answers as told.
+#[derive(Default)]
 struct Recorder {
     messages: Mutex<Vec<Message>>,
-    answer: Result<Option<String>, String>,
+    hooks: Mutex<Vec<String>>,
+    message_answer: Mutex<Option<Answer>>,
+    /// Answers for hooks whose recorded form starts with the key, e.g. `rcpt <b@`.
+    hook_answers: Mutex<Vec<(String, Answer)>>,
 }
 
-impl MessageHandler for Recorder {
-    fn name(&self) -> &str {
-        "recorder"
+fn verdict(answer: Answer) -> Verdict {
+    match answer {
+        Ok(None) => Verdict::Continue,
+        Ok(Some(text)) => Verdict::Reply {
+            handler: "recorder".into(),
+            text,
+        },
+        Err(why) => Verdict::Failed {
+            handler: "recorder".into(),
+            error: anyhow::Error::msg(why),
+        },
+    }
+}
+
+fn describe(hook: &Hook) -> String {
+    match hook {
+        Hook::Connect => "connect".into(),
+        Hook::Helo { name, extended } => format!("helo {name} {extended}"),
+        Hook::Mail { from, options } => format!("mail <{from}> {options:?}"),
+        Hook::Rcpt { to, .. } => format!("rcpt <{to}>"),
+        Hook::Data => "data".into(),
+        Hook::Rset => "rset".into(),
+        Hook::Quit => "quit".into(),
+    }
+}
+
+struct RecorderSession(Arc<Recorder>);
+
+impl SessionHandlers for RecorderSession {
+    fn hook<'a>(&'a mut self, hook: Hook<'a>) -> VerdictFuture<'a> {
+        let seen = describe(&hook);
+        let answer = self
+            .0
+            .hook_answers
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(k, _)| seen.starts_with(k.as_str()))
+            .map(|(_, a)| a.clone());
+        self.0.hooks.lock().unwrap().push(seen);
+        Box::pin(async move { verdict(answer.unwrap_or(Ok(None))) })
     }
 
-    fn process_message<'a>(&'a self, message: &'a Message) -> HandlerFuture<'a> {
-        self.messages.lock().unwrap().push(message.clone());
-        let answer = self.answer.clone().map_err(anyhow::Error::msg);
-        Box::pin(async move { answer })
+    fn process_message<'a>(&'a mut self, message: &'a Message) -> VerdictFuture<'a> {
+        self.0.messages.lock().unwrap().push(message.clone());
+        let answer = self.0.message_answer.lock().unwrap().clone().unwrap_or(Ok(None));
+        Box::pin(async move { verdict(answer) })
+    }
+}
+
+struct RecorderHandlers(Arc<Recorder>);
+
+impl Handlers for RecorderHandlers {
+    fn session(&self, _peer: SocketAddr) -> Box<dyn SessionHandlers> {
+        Box::new(RecorderSession(Arc::clone(&self.0)))
+    }
+
+    fn names(&self) -> Vec<String> {
+        vec!["recorder".into()]
     }
 }
 
@@ -48,13 +106,15 @@ fn start(limits: Limits) -> Client {
     start_answering(limits, Ok(None))
 }
 
-fn start_answering(limits: Limits, answer: Result<Option<String>, String>) -> Client {
-    let recorder = Arc::new(Recorder {
-        messages: Mutex::new(Vec::new()),
-        answer,
-    });
-    let chain = Chain::new(vec![recorder.clone() as Arc<dyn MessageHandler>]);
-    let ctx = Arc::new(ListenerContext::new("mx.test".into(), limits, chain));
+fn start_answering(limits: Limits, answer: Answer) -> Client {
+    let recorder = Arc::new(Recorder::default());
+    *recorder.message_answer.lock().unwrap() = Some(answer);
+    start_with(limits, recorder)
+}
+
+fn start_with(limits: Limits, recorder: Arc<Recorder>) -> Client {
+    let handlers = Arc::new(RecorderHandlers(Arc::clone(&recorder)));
+    let ctx = Arc::new(ListenerContext::new("mx.test".into(), limits, handlers));
     let (pipe, server_end) = tokio::io::duplex(256 * 1024);
     let peer: SocketAddr = "192.0.2.7:40000".parse().unwrap();
     let shutdown = CancellationToken::new();
@@ -464,4 +524,84 @@ async fn shutdown_closes_idle_sessions_and_lets_a_transaction_finish() {
     assert!(busy.reply().await.starts_with("421 4.3.2"));
     busy.expect_closed().await;
     assert_eq!(busy.messages().len(), 1);
+}
+
+#[tokio::test]
+async fn hooks_are_asked_in_order_and_their_refusals_are_sent() {
+    let recorder = Arc::new(Recorder::default());
+    recorder.hook_answers.lock().unwrap().extend([
+        (
+            "rcpt <nobody@".to_owned(),
+            Ok(Some("550 5.1.1 No such user".to_owned())),
+        ),
+        ("mail <spammer@".to_owned(), Ok(Some("550 5.7.1 Go away".to_owned()))),
+        ("rcpt <broken@".to_owned(), Err("trapped".to_owned())),
+        ("rcpt <bad-reply@".to_owned(), Ok(Some("250 OK\r\nDATA".to_owned()))),
+    ]);
+    let mut client = start_with(Limits::default(), Arc::clone(&recorder));
+    client.reply().await;
+    client.expect("EHLO client.test", "250-").await;
+    client
+        .expect("MAIL FROM:<spammer@example.org>", "550 5.7.1 Go away")
+        .await;
+    client.expect("MAIL FROM:<a@example.org> SIZE=10", "250 2.1.0").await;
+    client
+        .expect("RCPT TO:<nobody@example.com>", "550 5.1.1 No such user")
+        .await;
+    client.expect("RCPT TO:<broken@example.com>", "451 4.3.0").await;
+    client.expect("RCPT TO:<bad-reply@example.com>", "451 4.3.0").await;
+    client.expect("RCPT TO:<b@example.com>", "250 2.1.5").await;
+    client.expect("DATA", "354").await;
+    client.expect("x\r\n.", "250").await;
+    client.expect("MAIL FROM:<a@example.org>", "250").await;
+    client.expect("RSET", "250").await;
+    client.expect("QUIT", "221").await;
+    client.expect_closed().await;
+    // Only the accepted recipient is in the envelope.
+    assert_eq!(client.messages()[0].rcpt_to.len(), 1);
+    let hooks = recorder.hooks.lock().unwrap().clone();
+    assert_eq!(
+        hooks,
+        [
+            "connect",
+            "helo client.test true",
+            "mail <spammer@example.org> []",
+            "mail <a@example.org> [\"SIZE=10\"]",
+            "rcpt <nobody@example.com>",
+            "rcpt <broken@example.com>",
+            "rcpt <bad-reply@example.com>",
+            "rcpt <b@example.com>",
+            "data",
+            "mail <a@example.org> []",
+            "rset",
+            "quit",
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_refusal_at_connect_replaces_the_greeting_and_a_failure_at_data_keeps_the_transaction() {
+    let recorder = Arc::new(Recorder::default());
+    recorder
+        .hook_answers
+        .lock()
+        .unwrap()
+        .push(("connect".into(), Ok(Some("554 5.7.1 Not welcome".into()))));
+    let mut client = start_with(Limits::default(), recorder);
+    assert_eq!(client.reply().await, "554 Not welcome");
+    client.expect_closed().await;
+
+    let recorder = Arc::new(Recorder::default());
+    recorder
+        .hook_answers
+        .lock()
+        .unwrap()
+        .push(("data".into(), Err("out of fuel".into())));
+    let mut client = start_with(Limits::default(), Arc::clone(&recorder));
+    client.reply().await;
+    client.expect("EHLO client.test", "250-").await;
+    client.expect("MAIL FROM:<a@example.org>", "250").await;
+    client.expect("RCPT TO:<b@example.com>", "250").await;
+    client.expect("DATA", "451 4.3.0").await;
+    client.expect("RCPT TO:<c@example.com>", "250").await;
 }

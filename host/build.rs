@@ -1,0 +1,56 @@
+//! Builds the plugins workspace (`plugins/`) for wasm32-wasip2, so that the shipped
+//! plugins can be embedded in the binary and the test-only ones are there for the tests.
+//! `WASMTPD_PLUGINS_DIR` tells the crate where the `.wasm` files are.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const TARGET: &str = "wasm32-wasip2";
+
+fn main() {
+    let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap());
+    let plugins = manifest_dir.join("../plugins");
+    let wit = manifest_dir.join("../wit");
+    for path in [&wit, &plugins.join("Cargo.toml"), &plugins.join("Cargo.lock")] {
+        println!("cargo:rerun-if-changed={}", path.display());
+    }
+    for member in ["debug-printer", "proxy", "filter", "sink", "testing/misbehave"] {
+        println!("cargo:rerun-if-changed={}", plugins.join(member).display());
+    }
+
+    // One target directory for every profile of the host, beside its own, so that
+    // `cargo build`, `cargo test` and `cargo clippy` build the plugins only once.
+    let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").unwrap());
+    let target_dir = host_target_dir(&out_dir).unwrap_or(&out_dir).join("plugins");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut build = Command::new(cargo);
+    build
+        .args(["build", "--release", "--locked", "--target", TARGET, "--manifest-path"])
+        .arg(plugins.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target_dir);
+    // What cargo set for the host's own build must not leak into the plugins' build.
+    for var in [
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "RUSTFLAGS",
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_PRIMARY_PACKAGE",
+    ] {
+        build.env_remove(var);
+    }
+    let status = build.status().expect("cannot run cargo to build the plugins");
+    assert!(
+        status.success(),
+        "building plugins/ for {TARGET} failed (is the target installed? `rustup toolchain install` adds it)"
+    );
+    let wasm_dir = target_dir.join(TARGET).join("release");
+    println!("cargo:rustc-env=WASMTPD_PLUGINS_DIR={}", wasm_dir.display());
+}
+
+/// The host's target directory: the ancestor of OUT_DIR that cargo tagged as one.
+fn host_target_dir(out_dir: &Path) -> Option<&Path> {
+    out_dir.ancestors().find(|dir| dir.join("CACHEDIR.TAG").is_file())
+}

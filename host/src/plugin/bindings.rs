@@ -1,0 +1,19 @@
+//! The host side of `wit/`, generated. Exports are called asynchronously (the store is
+//! async, for `relay`); `relay` is an async import because it does network I/O.
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "wasmtpd:plugin/host-side",
+    imports: {
+        "wasmtpd:plugin/host.relay": async,
+        default: trappable,
+    },
+    exports: { default: async },
+});
+
+pub use exports::wasmtpd::plugin::{
+    connect_hook, data_hook, handler, helo_hook, mail_hook, quit_hook, rcpt_hook, rset_hook,
+};
+pub use wasmtpd::plugin::host::{self, Level, RelayError};
+pub use wasmtpd::plugin::types;
+pub use wasmtpd::plugin::types::Peer;

@@ -1,0 +1,110 @@
+//! From the names in a chain to loaded plugins: a `[plugin.NAME]` table, a built-in
+//! plugin, or a `.wasm` file; each loaded once however many chains name it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+
+use super::builtin;
+use super::component::{Plugin, PluginSpec, Source};
+use super::engine::PluginEngine;
+use super::output::OutputTarget;
+use super::state::PluginInfo;
+use crate::config::{Config, PluginConfig};
+
+/// What a chain entry names, resolved against the configuration.
+pub fn spec(entry: &str, config: &Config) -> anyhow::Result<PluginSpec> {
+    let table = config.plugins.get(entry);
+    let plugin_config = table.cloned().unwrap_or_default();
+    let source_text = plugin_config.source.clone().unwrap_or_else(|| entry.to_owned());
+    let source = resolve(&source_text, table.and(config.base_dir.as_deref()))?;
+    let name = match (&source, table) {
+        (Source::File(path), None) => path
+            .file_stem()
+            .map_or(entry.to_owned(), |s| s.to_string_lossy().into_owned()),
+        _ => entry.to_owned(),
+    };
+    let default_stdout = match source {
+        Source::BuiltIn("debug-printer", _) => OutputTarget::Stdout,
+        _ => OutputTarget::Log,
+    };
+    Ok(spec_from(
+        name,
+        source,
+        &plugin_config,
+        &config.hostname,
+        default_stdout,
+    ))
+}
+
+fn spec_from(
+    name: String,
+    source: Source,
+    config: &PluginConfig,
+    hostname: &str,
+    default_stdout: OutputTarget,
+) -> PluginSpec {
+    PluginSpec {
+        info: PluginInfo {
+            name,
+            settings: config.settings_as_text(),
+            relay_allowed: config.relay.clone(),
+            hostname: hostname.to_owned(),
+        },
+        source,
+        time_budget: Duration::from_millis(config.time_budget_ms),
+        memory_limit: usize::try_from(config.memory_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
+        stdout: config.stdout.unwrap_or(default_stdout),
+    }
+}
+
+/// A built-in plugin's name, or a path to a component (relative paths from `base_dir`,
+/// the configuration file's directory, when given).
+fn resolve(source: &str, base_dir: Option<&Path>) -> anyhow::Result<Source> {
+    if let Some((name, bytes)) = builtin::BUILT_IN.iter().find(|(n, _)| *n == source) {
+        return Ok(Source::BuiltIn(name, bytes));
+    }
+    if source.ends_with(".wasm") || source.contains('/') {
+        let path = PathBuf::from(source);
+        let path = match base_dir {
+            Some(dir) if path.is_relative() => dir.join(path),
+            _ => path,
+        };
+        return Ok(Source::File(path));
+    }
+    bail!(
+        "unknown plugin {source:?}: not a [plugin.{source}] table, not built in ({}), not a path to a .wasm component",
+        builtin::names().join(", ")
+    )
+}
+
+/// Loads every plugin the listeners' chains name, each once; the chains in order.
+pub async fn load_chains(engine: &PluginEngine, config: &Config) -> anyhow::Result<Vec<Vec<Arc<Plugin>>>> {
+    let mut loaded: HashMap<String, Arc<Plugin>> = HashMap::new();
+    let mut chains = Vec::new();
+    for listener in &config.listeners {
+        let mut chain = Vec::new();
+        for entry in &listener.plugins {
+            if let Some(plugin) = loaded.get(entry) {
+                chain.push(Arc::clone(plugin));
+                continue;
+            }
+            let started = Instant::now();
+            let plugin = Plugin::load(engine, spec(entry, config)?).await?;
+            tracing::info!(
+                plugin = %plugin.info.name,
+                source = %plugin.source,
+                hooks = %plugin.hook_names().join(","),
+                "plugin loaded in {} ms",
+                started.elapsed().as_millis()
+            );
+            loaded.insert(entry.clone(), Arc::clone(&plugin));
+            chain.push(plugin);
+        }
+        chains.push(chain);
+    }
+    Ok(chains)
+}

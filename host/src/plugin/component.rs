@@ -1,0 +1,248 @@
+//! A plugin loaded and checked: compiled (through the cache), linked, its exports found.
+//! Which hooks it has is decided here, once, from what the component exports.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use wasmtime::component::{Component, InstancePre};
+use wasmtime::{Engine, Store, StoreLimitsBuilder};
+use wasmtime_wasi::WasiCtxBuilder;
+use wasmtime_wasi::p2::pipe::ClosedInputStream;
+
+use super::WasmtimeResultExt;
+use super::bindings::{connect_hook, data_hook, handler, helo_hook, mail_hook, quit_hook, rcpt_hook, rset_hook};
+use super::engine::{EPOCH_TICK, PluginEngine};
+use super::instance::{Guests, PluginInstance};
+use super::output::{Capture, OutputTarget};
+use super::state::{PluginInfo, PluginState};
+
+/// Where a plugin's component comes from.
+#[derive(Clone, Debug)]
+pub enum Source {
+    BuiltIn(&'static str, &'static [u8]),
+    File(PathBuf),
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::BuiltIn(name, _) => write!(f, "built-in {name}"),
+            Source::File(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// Everything needed to load one plugin.
+pub struct PluginSpec {
+    pub info: PluginInfo,
+    pub source: Source,
+    pub time_budget: Duration,
+    pub memory_limit: usize,
+    pub stdout: OutputTarget,
+}
+
+/// The export indices of the hook interfaces a plugin has; `None` for those it lacks.
+#[derive(Clone)]
+pub struct HookIndices {
+    pub connect: Option<connect_hook::GuestIndices>,
+    pub helo: Option<helo_hook::GuestIndices>,
+    pub mail: Option<mail_hook::GuestIndices>,
+    pub rcpt: Option<rcpt_hook::GuestIndices>,
+    pub data: Option<data_hook::GuestIndices>,
+    pub rset: Option<rset_hook::GuestIndices>,
+    pub quit: Option<quit_hook::GuestIndices>,
+}
+
+pub struct Plugin {
+    pub info: Arc<PluginInfo>,
+    pub source: Source,
+    engine: Engine,
+    pre: InstancePre<PluginState>,
+    handler: handler::GuestIndices,
+    pub hooks: HookIndices,
+    pub time_budget: Duration,
+    memory_limit: usize,
+    pub stdout: OutputTarget,
+}
+
+const PACKAGE: &str = "wasmtpd:plugin";
+const VERSION: &str = "0.1.0";
+
+/// Finds an exported interface: `Ok(None)` if the component does not export it, an
+/// error if it does but not as the contract says.
+fn optional<I>(
+    pre: &InstancePre<PluginState>,
+    interface: &str,
+    new: fn(&InstancePre<PluginState>) -> wasmtime::Result<I>,
+) -> anyhow::Result<Option<I>> {
+    let name = format!("{PACKAGE}/{interface}@{VERSION}");
+    if pre.component().get_export_index(None, &name).is_none() {
+        return Ok(None);
+    }
+    Ok(Some(new(pre).anyhow().with_context(|| {
+        format!("its export {name} does not match the contract")
+    })?))
+}
+
+impl Plugin {
+    /// Compiles (or takes from the cache), links and checks a plugin; it is instantiated
+    /// once here, so that a component that cannot start is refused now, not per session.
+    pub async fn load(engine: &PluginEngine, spec: PluginSpec) -> anyhow::Result<Arc<Plugin>> {
+        let name = spec.info.name.clone();
+        let source = spec.source.clone();
+        let context = || format!("plugin {name} ({source})");
+        let component = match &spec.source {
+            Source::BuiltIn(_, bytes) => Component::new(&engine.engine, bytes),
+            Source::File(path) => {
+                let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+                if !bytes.starts_with(b"\0asm") {
+                    bail!("{} is not a WebAssembly file", path.display());
+                }
+                Component::new(&engine.engine, &bytes)
+            }
+        }
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("{}: not a valid component", context()))?;
+        let pre = engine
+            .linker
+            .instantiate_pre(&component)
+            .map_err(anyhow::Error::from)
+            .with_context(|| {
+                format!(
+                    "{}: imports something wasmtpd does not provide (only WASI and wasmtpd:plugin/host)",
+                    context()
+                )
+            })?;
+        let handler_name = format!("{PACKAGE}/handler@{VERSION}");
+        let handler = optional(&pre, "handler", handler::GuestIndices::new)
+            .with_context(context)?
+            .with_context(|| format!("{}: does not export {handler_name} (process-message)", context()))?;
+        let hooks = HookIndices {
+            connect: optional(&pre, "connect-hook", connect_hook::GuestIndices::new).with_context(context)?,
+            helo: optional(&pre, "helo-hook", helo_hook::GuestIndices::new).with_context(context)?,
+            mail: optional(&pre, "mail-hook", mail_hook::GuestIndices::new).with_context(context)?,
+            rcpt: optional(&pre, "rcpt-hook", rcpt_hook::GuestIndices::new).with_context(context)?,
+            data: optional(&pre, "data-hook", data_hook::GuestIndices::new).with_context(context)?,
+            rset: optional(&pre, "rset-hook", rset_hook::GuestIndices::new).with_context(context)?,
+            quit: optional(&pre, "quit-hook", quit_hook::GuestIndices::new).with_context(context)?,
+        };
+        let plugin = Arc::new(Plugin {
+            info: Arc::new(spec.info),
+            source: spec.source,
+            engine: engine.engine.clone(),
+            pre,
+            handler,
+            hooks,
+            time_budget: spec.time_budget,
+            memory_limit: spec.memory_limit,
+            stdout: spec.stdout,
+        });
+        // Typed exports are checked when loaded into an instance: do it once now.
+        plugin
+            .instantiate()
+            .await
+            .with_context(|| format!("{}: cannot start", context()))?;
+        Ok(plugin)
+    }
+
+    /// The names of the hooks the plugin exports, for the log.
+    pub fn hook_names(&self) -> Vec<&'static str> {
+        let h = &self.hooks;
+        [
+            ("connect", h.connect.is_some()),
+            ("helo", h.helo.is_some()),
+            ("mail", h.mail.is_some()),
+            ("rcpt", h.rcpt.is_some()),
+            ("data", h.data.is_some()),
+            ("rset", h.rset.is_some()),
+            ("quit", h.quit.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, present)| present.then_some(name))
+        .collect()
+    }
+
+    /// Epoch ticks a call may run.
+    pub fn budget_ticks(&self) -> u64 {
+        (self.time_budget.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
+    }
+
+    /// A fresh instance in a store of its own: its memory cap, no WASI capability but
+    /// stdout/stderr (captured), clocks and random.
+    pub async fn instantiate(self: &Arc<Self>) -> anyhow::Result<PluginInstance> {
+        let stdout = Capture::default();
+        let stderr = Capture::default();
+        let wasi = WasiCtxBuilder::new()
+            .stdin(ClosedInputStream)
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .build();
+        let state = PluginState {
+            info: Arc::clone(&self.info),
+            wasi,
+            table: Default::default(),
+            limits: StoreLimitsBuilder::new()
+                .memory_size(self.memory_limit)
+                .trap_on_grow_failure(true)
+                .build(),
+            stdout,
+            stderr,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limits);
+        store.epoch_deadline_trap();
+        // Start functions run under the same budget as calls.
+        store.set_epoch_deadline(self.budget_ticks());
+        let instance = self.pre.instantiate_async(&mut store).await?;
+        let load = |e: wasmtime::Error| anyhow::Error::from(e);
+        let h = &self.hooks;
+        let guests = Guests {
+            handler: self.handler.load(&mut store, &instance).map_err(load)?,
+            connect: h
+                .connect
+                .as_ref()
+                .map(|i| i.load(&mut store, &instance))
+                .transpose()
+                .map_err(load)?,
+            helo: h
+                .helo
+                .as_ref()
+                .map(|i| i.load(&mut store, &instance))
+                .transpose()
+                .map_err(load)?,
+            mail: h
+                .mail
+                .as_ref()
+                .map(|i| i.load(&mut store, &instance))
+                .transpose()
+                .map_err(load)?,
+            rcpt: h
+                .rcpt
+                .as_ref()
+                .map(|i| i.load(&mut store, &instance))
+                .transpose()
+                .map_err(load)?,
+            data: h
+                .data
+                .as_ref()
+                .map(|i| i.load(&mut store, &instance))
+                .transpose()
+                .map_err(load)?,
+            rset: h
+                .rset
+                .as_ref()
+                .map(|i| i.load(&mut store, &instance))
+                .transpose()
+                .map_err(load)?,
+            quit: h
+                .quit
+                .as_ref()
+                .map(|i| i.load(&mut store, &instance))
+                .transpose()
+                .map_err(load)?,
+        };
+        Ok(PluginInstance::new(Arc::clone(self), store, guests))
+    }
+}

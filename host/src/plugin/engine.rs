@@ -1,0 +1,91 @@
+//! The one wasmtime engine of the process: compiled-code cache, pooling allocator, epoch
+//! interruption for time budgets, and the linker with WASI and the host imports.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Cache, CacheConfig, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use super::WasmtimeResultExt;
+use super::bindings::HostSide;
+use super::state::PluginState;
+
+/// How often the engine's epoch advances: the granularity of every time budget.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+pub struct EngineOptions {
+    /// Where compiled components are cached; `None` compiles every time.
+    pub cache_dir: Option<PathBuf>,
+    /// Plugin instances that may be alive at once (sessions × plugins in their chain).
+    pub max_instances: u32,
+}
+
+pub struct PluginEngine {
+    pub engine: Engine,
+    pub linker: Linker<PluginState>,
+}
+
+impl PluginEngine {
+    pub fn new(options: &EngineOptions) -> anyhow::Result<PluginEngine> {
+        let mut config = wasmtime::Config::new();
+        config.epoch_interruption(true);
+        if let Some(dir) = &options.cache_dir {
+            let mut cache = CacheConfig::new();
+            cache.with_directory(dir);
+            config.cache(Some(
+                Cache::new(cache)
+                    .anyhow()
+                    .with_context(|| format!("plugin cache in {}", dir.display()))?,
+            ));
+        }
+        // Instances come from preallocated slots: creating one per session is cheap.
+        let n = options.max_instances.max(1);
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(n)
+            .total_core_instances(n.saturating_mul(8))
+            .total_memories(n.saturating_mul(2))
+            .total_tables(n.saturating_mul(4))
+            .total_stacks(n);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config)
+            .anyhow()
+            .context("cannot start the WebAssembly engine")?;
+        start_epoch_ticker(&engine);
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .anyhow()
+            .context("WASI imports")?;
+        HostSide::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
+            .anyhow()
+            .context("host imports")?;
+        Ok(PluginEngine { engine, linker })
+    }
+}
+
+/// Advances the epoch from a thread of its own, so that a guest spinning on a runtime
+/// thread cannot starve the clock that ends it. Stops when the engine is dropped.
+fn start_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    std::thread::Builder::new()
+        .name("wasmtpd-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = weak.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .expect("cannot start the epoch thread");
+}
+
+/// `$XDG_CACHE_HOME/wasmtpd`, else `$HOME/.cache/wasmtpd`.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+    Some(base.join("wasmtpd"))
+}

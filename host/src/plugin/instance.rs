@@ -1,0 +1,139 @@
+//! One plugin instance, owned by one session: every call runs under the plugin's time
+//! budget, and what the guest printed is sent on after each call.
+
+use std::sync::Arc;
+
+use anyhow::anyhow;
+use wasmtime::{Store, Trap};
+
+use super::bindings::{Peer, connect_hook, data_hook, handler, helo_hook, mail_hook, quit_hook, rcpt_hook, rset_hook};
+use super::component::Plugin;
+use super::output::{self, OutputTarget};
+use super::state::PluginState;
+use crate::handler::{Hook, Message};
+
+/// The loaded exports of one instance.
+pub struct Guests {
+    pub handler: handler::Guest,
+    pub connect: Option<connect_hook::Guest>,
+    pub helo: Option<helo_hook::Guest>,
+    pub mail: Option<mail_hook::Guest>,
+    pub rcpt: Option<rcpt_hook::Guest>,
+    pub data: Option<data_hook::Guest>,
+    pub rset: Option<rset_hook::Guest>,
+    pub quit: Option<quit_hook::Guest>,
+}
+
+pub struct PluginInstance {
+    plugin: Arc<Plugin>,
+    store: Store<PluginState>,
+    guests: Guests,
+}
+
+/// What a call answered: `Ok(None)` to let the server go on, `Ok(Some(reply))`, or why
+/// it failed. After a failure the instance must not be used again.
+pub type CallResult = anyhow::Result<Option<String>>;
+
+impl PluginInstance {
+    pub(super) fn new(plugin: Arc<Plugin>, store: Store<PluginState>, guests: Guests) -> PluginInstance {
+        PluginInstance { plugin, store, guests }
+    }
+
+    pub fn plugin(&self) -> &Arc<Plugin> {
+        &self.plugin
+    }
+
+    /// Whether this plugin exports the hook at all.
+    pub fn has_hook(plugin: &Plugin, hook: &Hook) -> bool {
+        let h = &plugin.hooks;
+        match hook {
+            Hook::Connect => h.connect.is_some(),
+            Hook::Helo { .. } => h.helo.is_some(),
+            Hook::Mail { .. } => h.mail.is_some(),
+            Hook::Rcpt { .. } => h.rcpt.is_some(),
+            Hook::Data => h.data.is_some(),
+            Hook::Rset => h.rset.is_some(),
+            Hook::Quit => h.quit.is_some(),
+        }
+    }
+
+    pub async fn process_message(&mut self, message: &Message) -> CallResult {
+        let peer = Peer {
+            ip: message.peer.ip().to_string(),
+            port: message.peer.port(),
+        };
+        let mail_from = message.mail_from.as_ref().map_or("", |a| a.as_str());
+        let rcpt_tos: Vec<String> = message.rcpt_to.iter().map(|a| a.as_str().to_owned()).collect();
+        self.arm();
+        let result = self
+            .guests
+            .handler
+            .call_process_message(
+                &mut self.store,
+                &peer,
+                mail_from,
+                &rcpt_tos,
+                &message.data,
+                &message.mail_options,
+                &message.rcpt_options,
+            )
+            .await;
+        self.settle(result).await
+    }
+
+    /// Calls the hook; `Ok(None)` if the plugin does not export it.
+    pub async fn hook(&mut self, hook: Hook<'_>, peer: &Peer) -> CallResult {
+        self.arm();
+        let (store, g) = (&mut self.store, &self.guests);
+        let result = match hook {
+            Hook::Connect => match &g.connect {
+                Some(f) => f.call_on_connect(store, peer).await,
+                None => return Ok(None),
+            },
+            Hook::Helo { name, extended } => match &g.helo {
+                Some(f) => f.call_on_helo(store, name, extended).await,
+                None => return Ok(None),
+            },
+            Hook::Mail { from, options } => match &g.mail {
+                Some(f) => f.call_on_mail(store, from, options).await,
+                None => return Ok(None),
+            },
+            Hook::Rcpt { to, options } => match &g.rcpt {
+                Some(f) => f.call_on_rcpt(store, to, options).await,
+                None => return Ok(None),
+            },
+            Hook::Data => match &g.data {
+                Some(f) => f.call_on_data(store).await,
+                None => return Ok(None),
+            },
+            Hook::Rset => match &g.rset {
+                Some(f) => f.call_on_rset(store).await.map(|()| None),
+                None => return Ok(None),
+            },
+            Hook::Quit => match &g.quit {
+                Some(f) => f.call_on_quit(store).await.map(|()| None),
+                None => return Ok(None),
+            },
+        };
+        self.settle(result).await
+    }
+
+    fn arm(&mut self) {
+        self.store.set_epoch_deadline(self.plugin.budget_ticks());
+    }
+
+    /// Sends the call's output on and explains a failure.
+    async fn settle(&mut self, result: wasmtime::Result<Option<String>>) -> CallResult {
+        let (stdout, stderr) = (self.store.data().stdout.clone(), self.store.data().stderr.clone());
+        let name = self.plugin.info.name.as_str();
+        output::deliver(name, "stdout", self.plugin.stdout, &stdout).await;
+        output::deliver(name, "stderr", OutputTarget::Log, &stderr).await;
+        result.map_err(|e| {
+            if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+                anyhow!("ran past its time budget of {} ms", self.plugin.time_budget.as_millis())
+            } else {
+                anyhow::Error::from(e)
+            }
+        })
+    }
+}

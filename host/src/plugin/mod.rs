@@ -1,0 +1,29 @@
+//! The WebAssembly plugin runtime: one engine, plugins compiled once (and cached) and
+//! pre-instantiated, an instance per plugin per session, every call under a time budget
+//! and every instance under a memory cap.
+
+pub mod bindings;
+pub mod builtin;
+pub mod catalog;
+pub mod chain;
+pub mod component;
+pub mod engine;
+pub mod instance;
+pub mod output;
+pub mod state;
+
+pub use chain::PluginChain;
+pub use component::{Plugin, PluginSpec, Source};
+pub use engine::{EngineOptions, PluginEngine};
+pub use output::OutputTarget;
+
+/// wasmtime has an error type of its own; the host's are `anyhow` errors.
+trait WasmtimeResultExt<T> {
+    fn anyhow(self) -> anyhow::Result<T>;
+}
+
+impl<T> WasmtimeResultExt<T> for wasmtime::Result<T> {
+    fn anyhow(self) -> anyhow::Result<T> {
+        self.map_err(anyhow::Error::from)
+    }
+}

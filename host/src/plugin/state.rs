@@ -1,0 +1,101 @@
+//! What a plugin instance's store holds, and the host imports it calls: log, settings,
+//! relay. WASI is there for what `std` needs (clocks, random, stdout); it grants no
+//! files, no network and no environment.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use wasmtime::StoreLimits;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::{Level, RelayError, host, types};
+use super::output::Capture;
+use crate::relay::{self, Envelope, Timeouts};
+
+/// What every instance of one plugin shares.
+pub struct PluginInfo {
+    pub name: String,
+    pub settings: BTreeMap<String, String>,
+    /// Upstreams this plugin may relay to, `host:port` as configured.
+    pub relay_allowed: Vec<String>,
+    /// Our name, for EHLO when relaying.
+    pub hostname: String,
+}
+
+pub struct PluginState {
+    pub info: Arc<PluginInfo>,
+    pub wasi: WasiCtx,
+    pub table: ResourceTable,
+    pub limits: StoreLimits,
+    pub stdout: Capture,
+    pub stderr: Capture,
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl types::Host for PluginState {}
+
+impl host::Host for PluginState {
+    fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        let plugin = self.info.name.as_str();
+        match level {
+            Level::Trace => tracing::trace!(plugin, "{message}"),
+            Level::Debug => tracing::debug!(plugin, "{message}"),
+            Level::Info => tracing::info!(plugin, "{message}"),
+            Level::Warn => tracing::warn!(plugin, "{message}"),
+            Level::Error => tracing::error!(plugin, "{message}"),
+        }
+        Ok(())
+    }
+
+    fn get_setting(&mut self, key: String) -> wasmtime::Result<Option<String>> {
+        Ok(self.info.settings.get(&key).cloned())
+    }
+
+    fn settings(&mut self) -> wasmtime::Result<Vec<(String, String)>> {
+        Ok(self.info.settings.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+    }
+
+    async fn relay(
+        &mut self,
+        upstream: String,
+        mail_from: String,
+        rcpt_tos: Vec<String>,
+        data: Vec<u8>,
+    ) -> Result<String, RelayError> {
+        let plugin = self.info.name.as_str();
+        if !self.info.relay_allowed.contains(&upstream) {
+            tracing::warn!(plugin, upstream, "relay refused: not in the plugin's `relay` list");
+            return Err(RelayError::NotAllowed(format!(
+                "{upstream} is not in this plugin's `relay` list"
+            )));
+        }
+        let envelope = Envelope {
+            mail_from: &mail_from,
+            rcpt_tos: &rcpt_tos,
+            data: &data,
+        };
+        match relay::relay(&upstream, &self.info.hostname, &envelope, Timeouts::default()).await {
+            Ok(reply) => {
+                tracing::info!(plugin, upstream, reply = %reply.one_line(), recipients = rcpt_tos.len(), "relayed");
+                Ok(reply.one_line())
+            }
+            Err(relay::RelayError::Rejected(reply)) => {
+                tracing::info!(plugin, upstream, reply, "upstream refused the message");
+                Err(RelayError::Rejected(reply))
+            }
+            Err(relay::RelayError::Unavailable(why)) => {
+                tracing::warn!(plugin, upstream, "upstream unavailable: {why}");
+                Err(RelayError::Unavailable(why))
+            }
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! The SMTP client that relays a message upstream for a plugin (the proxy): one
+//! connection per message, EHLO (HELO if refused), MAIL, every RCPT, DATA, QUIT.
+//! All or nothing: if the upstream refuses any recipient, nothing is sent, so that our
+//! client's single reply is true for every recipient.
+
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use wasmtpd_protocol::{ServerReply, data_to_send, parse_reply};
+
+/// Why a relay did not deliver (the WIT `relay-error`, less `not-allowed`, which the
+/// plugin runtime decides before calling here).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RelayError {
+    /// Unreachable, too slow, or not speaking SMTP: temporary.
+    #[error("{0}")]
+    Unavailable(String),
+    /// The upstream's refusal, on one line.
+    #[error("{0}")]
+    Rejected(String),
+}
+
+/// What a relay sends: the envelope and the message.
+pub struct Envelope<'a> {
+    /// `""` for the null reverse path.
+    pub mail_from: &'a str,
+    pub rcpt_tos: &'a [String],
+    pub data: &'a [u8],
+}
+
+/// RFC 5321 4.5.3.2's client timeouts, shortened: a relay runs while our own client
+/// waits for its reply.
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    pub connect: Duration,
+    pub command: Duration,
+    /// For the reply after the final `.`, which the upstream may take time over.
+    pub data_end: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Timeouts {
+        Timeouts {
+            connect: Duration::from_secs(10),
+            command: Duration::from_secs(30),
+            data_end: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Relays one message to `upstream` (`host:port`) and returns its final reply.
+pub async fn relay(
+    upstream: &str,
+    helo_name: &str,
+    envelope: &Envelope<'_>,
+    timeouts: Timeouts,
+) -> Result<ServerReply, RelayError> {
+    let unavailable = |what: &str, e: &dyn std::fmt::Display| RelayError::Unavailable(format!("{what}: {e}"));
+    let stream = tokio::time::timeout(timeouts.connect, TcpStream::connect(upstream))
+        .await
+        .map_err(|e| unavailable("connect", &e))?
+        .map_err(|e| unavailable("connect", &e))?;
+    let _ = stream.set_nodelay(true);
+    let mut conn = Connection {
+        stream,
+        input: Vec::new(),
+        timeouts,
+    };
+    let result = conn.transaction(helo_name, envelope).await;
+    if !matches!(result, Err(RelayError::Unavailable(_))) {
+        // Polite, and not worth waiting long for.
+        let _ = tokio::time::timeout(Duration::from_secs(2), conn.command("QUIT", timeouts.command)).await;
+    }
+    result
+}
+
+struct Connection {
+    stream: TcpStream,
+    input: Vec<u8>,
+    timeouts: Timeouts,
+}
+
+impl Connection {
+    async fn transaction(&mut self, helo_name: &str, envelope: &Envelope<'_>) -> Result<ServerReply, RelayError> {
+        let timeout = self.timeouts.command;
+        expect_positive(self.read_reply(timeout).await?)?;
+        let ehlo = self.command(&format!("EHLO {helo_name}"), timeout).await?;
+        let extensions: Vec<String> = if ehlo.is_positive() {
+            ehlo.lines.iter().skip(1).map(|l| l.to_ascii_uppercase()).collect()
+        } else {
+            expect_positive(self.command(&format!("HELO {helo_name}"), timeout).await?)?;
+            Vec::new()
+        };
+        let has = |ext: &str| extensions.iter().any(|e| e.split(' ').next() == Some(ext));
+        let mut mail = format!("MAIL FROM:<{}>", envelope.mail_from);
+        if has("SIZE") {
+            mail.push_str(&format!(" SIZE={}", envelope.data.len()));
+        }
+        if !envelope.data.is_ascii() && has("8BITMIME") {
+            mail.push_str(" BODY=8BITMIME");
+        }
+        let utf8_envelope = !envelope.mail_from.is_ascii() || envelope.rcpt_tos.iter().any(|r| !r.is_ascii());
+        if utf8_envelope {
+            if !has("SMTPUTF8") {
+                return Err(RelayError::Rejected(
+                    "553 5.6.7 Upstream does not support SMTPUTF8 for this envelope".into(),
+                ));
+            }
+            mail.push_str(" SMTPUTF8");
+        }
+        expect_positive(self.command(&mail, timeout).await?)?;
+        let mut refusals = Vec::new();
+        for rcpt in envelope.rcpt_tos {
+            let reply = self.command(&format!("RCPT TO:<{rcpt}>"), timeout).await?;
+            if !reply.is_positive() {
+                refusals.push(reply);
+            }
+        }
+        if let Some(first) = refusals.iter().find(|r| r.code < 500).or(refusals.first()) {
+            // All or nothing: our client gets one reply for every recipient.
+            let _ = self.command("RSET", timeout).await;
+            return Err(RelayError::Rejected(first.one_line()));
+        }
+        let go_ahead = self.command("DATA", timeout).await?;
+        if go_ahead.code != 354 {
+            return Err(RelayError::Rejected(go_ahead.one_line()));
+        }
+        self.write(&data_to_send(envelope.data)).await?;
+        expect_positive(self.read_reply(self.timeouts.data_end).await?)
+    }
+
+    async fn command(&mut self, line: &str, timeout: Duration) -> Result<ServerReply, RelayError> {
+        self.write(format!("{line}\r\n").as_bytes()).await?;
+        self.read_reply(timeout).await
+    }
+
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), RelayError> {
+        tokio::time::timeout(self.timeouts.command, self.stream.write_all(bytes))
+            .await
+            .map_err(|_| RelayError::Unavailable("timed out sending".into()))?
+            .map_err(|e| RelayError::Unavailable(format!("send: {e}")))
+    }
+
+    async fn read_reply(&mut self, timeout: Duration) -> Result<ServerReply, RelayError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match parse_reply(&self.input) {
+                Ok(Some((reply, used))) => {
+                    self.input.drain(..used);
+                    return Ok(reply);
+                }
+                Ok(None) => {}
+                Err(e) => return Err(RelayError::Unavailable(format!("upstream: {e}"))),
+            }
+            let mut chunk = [0u8; 4096];
+            let n = tokio::time::timeout_at(deadline, self.stream.read(&mut chunk))
+                .await
+                .map_err(|_| RelayError::Unavailable("timed out waiting for a reply".into()))?
+                .map_err(|e| RelayError::Unavailable(format!("receive: {e}")))?;
+            if n == 0 {
+                return Err(RelayError::Unavailable("upstream closed the connection".into()));
+            }
+            self.input.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+fn expect_positive(reply: ServerReply) -> Result<ServerReply, RelayError> {
+    if reply.is_positive() {
+        Ok(reply)
+    } else if reply.code == 421 {
+        Err(RelayError::Unavailable(reply.one_line()))
+    } else {
+        Err(RelayError::Rejected(reply.one_line()))
+    }
+}

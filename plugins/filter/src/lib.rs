@@ -1,0 +1,91 @@
+//! Configurable rules that reject mail at each stage, each with its own reply:
+//!
+//! | setting | stage | default reply |
+//! | --- | --- | --- |
+//! | `blocked_senders`: addresses or `@domain`s | MAIL | `550 5.7.1 Sender blocked` |
+//! | `local_domains`: the domains we take mail for | RCPT | `550 5.1.2 Unknown domain` |
+//! | `local_users`: the addresses we take mail for | RCPT | `550 5.1.1 No such user` |
+//! | `max_size`: octets | end of DATA | `552 5.3.4 Message too big` |
+//! | `header_rules`: `Name:text` items | end of DATA | `550 5.7.1 Message rejected` |
+//!
+//! Each reply is set with the setting's name and `_reply`, e.g. `blocked_senders_reply`.
+//! Lists are `,`-separated. A header rule matches when that header's value contains the
+//! text, ignoring case.
+
+wit_bindgen::generate!({
+    path: "../../wit",
+    inline: "
+        package wasmtpd:filter;
+        world filter {
+            include wasmtpd:plugin/plugin@0.1.0;
+            export wasmtpd:plugin/mail-hook@0.1.0;
+            export wasmtpd:plugin/rcpt-hook@0.1.0;
+        }
+    ",
+    world: "wasmtpd:filter/filter",
+    // The wasmtpd:plugin interfaces come from ../wit, not from the inline world.
+    generate_all,
+});
+
+mod rules;
+
+use exports::wasmtpd::plugin::handler::Guest as Handler;
+use exports::wasmtpd::plugin::mail_hook::Guest as MailHook;
+use exports::wasmtpd::plugin::rcpt_hook::Guest as RcptHook;
+use wasmtpd::plugin::host;
+use wasmtpd::plugin::types::Peer;
+
+struct Filter;
+
+/// The reply configured for `rule`, or its default.
+fn reply(rule: &str, default: &str) -> String {
+    host::get_setting(&format!("{rule}_reply")).unwrap_or_else(|| default.to_owned())
+}
+
+fn setting(name: &str) -> String {
+    host::get_setting(name).unwrap_or_default()
+}
+
+impl MailHook for Filter {
+    fn on_mail(mail_from: String, _options: Vec<String>) -> Option<String> {
+        rules::sender_blocked(&setting("blocked_senders"), &mail_from)
+            .then(|| reply("blocked_senders", "550 5.7.1 Sender blocked"))
+    }
+}
+
+impl RcptHook for Filter {
+    fn on_rcpt(rcpt_to: String, _options: Vec<String>) -> Option<String> {
+        let domains = setting("local_domains");
+        if !domains.is_empty() && !rules::domain_listed(&domains, &rcpt_to) {
+            return Some(reply("local_domains", "550 5.1.2 Unknown domain"));
+        }
+        let users = setting("local_users");
+        if !users.is_empty() && !rules::address_listed(&users, &rcpt_to) {
+            return Some(reply("local_users", "550 5.1.1 No such user"));
+        }
+        None
+    }
+}
+
+impl Handler for Filter {
+    fn process_message(
+        _peer: Peer,
+        _mail_from: String,
+        _rcpt_tos: Vec<String>,
+        data: Vec<u8>,
+        _mail_options: Vec<String>,
+        _rcpt_options: Vec<String>,
+    ) -> Option<String> {
+        let max_size = host::get_setting("max_size").and_then(|s| s.parse::<usize>().ok());
+        if max_size.is_some_and(|max| data.len() > max) {
+            return Some(reply("max_size", "552 5.3.4 Message too big"));
+        }
+        let header_rules = setting("header_rules");
+        if !header_rules.is_empty() && rules::headers_match(&header_rules, &data) {
+            return Some(reply("header_rules", "550 5.7.1 Message rejected"));
+        }
+        None
+    }
+}
+
+export!(Filter);

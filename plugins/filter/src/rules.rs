@@ -1,0 +1,88 @@
+//! The filter's rules as pure functions over its settings' text.
+
+fn items(list: &str) -> impl Iterator<Item = &str> {
+    list.split(',').map(str::trim).filter(|i| !i.is_empty())
+}
+
+fn domain_of(address: &str) -> Option<&str> {
+    address.rsplit_once('@').map(|(_, d)| d)
+}
+
+/// `blocked` lists addresses and `@domain`s; the null sender `""` is never blocked.
+pub fn sender_blocked(blocked: &str, sender: &str) -> bool {
+    !sender.is_empty()
+        && items(blocked).any(|item| match item.strip_prefix('@') {
+            Some(domain) => domain_of(sender).is_some_and(|d| d.eq_ignore_ascii_case(domain)),
+            None => item.eq_ignore_ascii_case(sender),
+        })
+}
+
+/// Whether the address's domain is in `domains`. `postmaster` (no domain) always is.
+pub fn domain_listed(domains: &str, address: &str) -> bool {
+    match domain_of(address) {
+        None => true,
+        Some(domain) => items(domains).any(|d| d.eq_ignore_ascii_case(domain)),
+    }
+}
+
+/// Whether the address is in `addresses`: local parts exactly, domains ignoring case.
+pub fn address_listed(addresses: &str, address: &str) -> bool {
+    domain_of(address).is_none()
+        || items(addresses).any(|item| match (item.rsplit_once('@'), address.rsplit_once('@')) {
+            (Some((il, id)), Some((al, ad))) => il == al && id.eq_ignore_ascii_case(ad),
+            _ => false,
+        })
+}
+
+/// Whether any `Name:text` rule matches a header of the message (unfolded; names and
+/// text compared ignoring case).
+pub fn headers_match(rules: &str, message: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(message);
+    let head = text.split("\r\n\r\n").next().unwrap_or("");
+    let unfolded = head.replace("\r\n ", " ").replace("\r\n\t", " ");
+    let headers: Vec<(String, String)> = unfolded
+        .split("\r\n")
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_lowercase()))
+        .collect();
+    items(rules)
+        .filter_map(|rule| rule.split_once(':'))
+        .any(|(name, needle)| {
+            let (name, needle) = (name.trim().to_ascii_lowercase(), needle.trim().to_lowercase());
+            headers.iter().any(|(n, v)| *n == name && v.contains(&needle))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocked_senders() {
+        let list = "spammer@example.org, @bad.example";
+        assert!(sender_blocked(list, "Spammer@example.org"));
+        assert!(sender_blocked(list, "anyone@BAD.example"));
+        assert!(!sender_blocked(list, "friend@example.org"));
+        assert!(!sender_blocked(list, ""));
+        assert!(!sender_blocked("", "a@b.c"));
+    }
+
+    #[test]
+    fn local_domains_and_users() {
+        assert!(domain_listed("example.com", "a@Example.COM"));
+        assert!(!domain_listed("example.com", "a@example.net"));
+        assert!(domain_listed("example.com", "postmaster"));
+        assert!(address_listed("alice@example.com,bob@example.com", "bob@EXAMPLE.com"));
+        assert!(!address_listed("alice@example.com", "Alice@example.com"));
+        assert!(!address_listed("alice@example.com", "carol@example.com"));
+    }
+
+    #[test]
+    fn header_rules() {
+        let message = b"From: a@b.c\r\nSubject: Cheap\r\n  VIAGRA now\r\n\r\nSubject: body is not headers\r\n";
+        assert!(headers_match("subject:viagra", message));
+        assert!(!headers_match("Subject:body", message));
+        assert!(!headers_match("X-Spam:yes", message));
+        assert!(headers_match("X-Spam:yes, From:@b.c", message));
+    }
+}

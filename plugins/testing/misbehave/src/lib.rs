@@ -1,0 +1,88 @@
+//! For tests only: a plugin that misbehaves as its `mode` setting says, at the stage its
+//! `stage` setting says (`data`, the default, or `rcpt`), to prove the sandbox: whatever a
+//! plugin does, the client gets a `451` and the server keeps serving.
+//!
+//! Modes: `trap` (panics: a wasm trap), `loop` (never returns: the time budget),
+//! `alloc` (asks for 1 GiB: the memory cap), `malformed` (answers a reply with no code),
+//! `crlf` (answers a reply with a CRLF inside), `print` (prints to stdout and stderr, then
+//! accepts), `count` (accepts, and answers `250 2.0.0 message N of this session`).
+
+wit_bindgen::generate!({
+    path: "../../../wit",
+    inline: "
+        package wasmtpd:misbehave;
+        world misbehave {
+            include wasmtpd:plugin/plugin@0.1.0;
+            export wasmtpd:plugin/rcpt-hook@0.1.0;
+        }
+    ",
+    world: "wasmtpd:misbehave/misbehave",
+    // The wasmtpd:plugin interfaces come from ../wit, not from the inline world.
+    generate_all,
+});
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use exports::wasmtpd::plugin::handler::Guest as Handler;
+use exports::wasmtpd::plugin::rcpt_hook::Guest as RcptHook;
+use wasmtpd::plugin::host::{self, Level};
+use wasmtpd::plugin::types::Peer;
+
+struct Misbehave;
+
+/// Messages seen by this instance: one instance per session, so this counts per session.
+static MESSAGES: AtomicU32 = AtomicU32::new(0);
+
+fn misbehave(stage: &str) -> Option<String> {
+    if host::get_setting("stage").as_deref().unwrap_or("data") != stage {
+        return None;
+    }
+    let mode = host::get_setting("mode").unwrap_or_default();
+    host::log(Level::Info, &format!("misbehaving: {mode} at {stage}"));
+    match mode.as_str() {
+        "trap" => panic!("asked to trap"),
+        "loop" => {
+            let mut n: u64 = 0;
+            loop {
+                n = std::hint::black_box(n.wrapping_add(1));
+            }
+        }
+        "alloc" => {
+            let big = vec![1u8; 1 << 30];
+            Some(format!("250 allocated {}", std::hint::black_box(big).len()))
+        }
+        "malformed" => Some("hello".into()),
+        "crlf" => Some("250 OK\r\nRCPT TO:<smuggled@example.com>".into()),
+        "print" => {
+            println!("to stdout from the plugin");
+            eprintln!("to stderr from the plugin");
+            None
+        }
+        "count" => {
+            let n = MESSAGES.fetch_add(1, Ordering::Relaxed) + 1;
+            Some(format!("250 2.0.0 message {n} of this session"))
+        }
+        _ => None,
+    }
+}
+
+impl RcptHook for Misbehave {
+    fn on_rcpt(_rcpt_to: String, _options: Vec<String>) -> Option<String> {
+        misbehave("rcpt")
+    }
+}
+
+impl Handler for Misbehave {
+    fn process_message(
+        _peer: Peer,
+        _mail_from: String,
+        _rcpt_tos: Vec<String>,
+        _data: Vec<u8>,
+        _mail_options: Vec<String>,
+        _rcpt_options: Vec<String>,
+    ) -> Option<String> {
+        misbehave("data")
+    }
+}
+
+export!(Misbehave);
