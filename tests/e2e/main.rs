@@ -4,7 +4,10 @@
 mod cli;
 mod clients;
 mod limits;
+mod plugins;
+mod proxy;
 mod raw;
+mod sandbox;
 mod server;
 mod shutdown;
 mod smuggling;

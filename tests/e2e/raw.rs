@@ -69,8 +69,12 @@ impl RawClient {
 
     /// MAIL, RCPT and DATA for one recipient, up to the 354.
     pub fn start_message(&mut self) {
+        self.start_message_to("b@example.com");
+    }
+
+    pub fn start_message_to(&mut self, rcpt: &str) {
         self.expect("MAIL FROM:<a@example.org>", "250 2.1.0");
-        self.expect("RCPT TO:<b@example.com>", "250 2.1.5");
+        self.expect(&format!("RCPT TO:<{rcpt}>"), "250 2.1.5");
         self.expect("DATA", "354 ");
     }
 }

@@ -38,7 +38,22 @@ pub fn temp_file(name: &str, text: &str) -> PathBuf {
     path
 }
 
+/// A component built from plugins/ by the host's build script, e.g. `misbehave`.
+pub fn plugin_path(name: &str) -> String {
+    format!("{}/{}.wasm", env!("WASMTPD_PLUGINS_DIR"), name.replace('-', "_"))
+}
+
 impl Server {
+    /// The server with `config` as its configuration file and `chain` as the plugin chain.
+    pub fn with_config(config: &str, chain: &[&str]) -> Server {
+        let path = temp_file("wasmtpd.toml", config);
+        let mut args = vec!["--config", path.to_str().unwrap()];
+        for plugin in chain {
+            args.extend(["--plugin", plugin]);
+        }
+        Server::start(&args)
+    }
+
     /// `wasmtpd --listen 127.0.0.1:0 ARGS...`, once it logs the address it listens on.
     pub fn start(args: &[&str]) -> Server {
         let mut all = vec!["--listen", "127.0.0.1:0"];

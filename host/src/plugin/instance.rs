@@ -128,12 +128,19 @@ impl PluginInstance {
         let name = self.plugin.info.name.as_str();
         output::deliver(name, "stdout", self.plugin.stdout, &stdout).await;
         output::deliver(name, "stderr", OutputTarget::Log, &stderr).await;
-        result.map_err(|e| {
-            if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
-                anyhow!("ran past its time budget of {} ms", self.plugin.time_budget.as_millis())
-            } else {
-                anyhow::Error::from(e)
-            }
-        })
+        result.map_err(|e| describe(e, self.plugin.time_budget.as_millis()))
+    }
+}
+
+/// A failure on one line, for the log: the trap, the budget, or the innermost cause
+/// (wasmtime's own message carries a multi-line wasm backtrace).
+fn describe(error: wasmtime::Error, budget_ms: u128) -> anyhow::Error {
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => anyhow!("ran past its time budget of {budget_ms} ms"),
+        Some(trap) => anyhow!("wasm trap: {trap}"),
+        None => {
+            let error = anyhow::Error::from(error);
+            anyhow!("{}", error.root_cause().to_string().replace('\n', " "))
+        }
     }
 }

@@ -1,0 +1,108 @@
+//! The proxy against a real upstream (a second wasmtpd): the envelope is kept, relaying
+//! is for the configured domains only, and an upstream that is down or defers means a
+//! 451 for our client, while an upstream 5xx is passed back.
+
+use crate::raw::RawClient;
+use crate::server::Server;
+
+fn proxy_to(upstream: &str, allowed: &str) -> Server {
+    let config = format!(
+        "[plugin.proxy]\nrelay = [\"{allowed}\"]\n[plugin.proxy.settings]\nupstream = \"{upstream}\"\nrelay_domains = [\"example.com\"]\n"
+    );
+    Server::with_config(&config, &["proxy"])
+}
+
+fn upstream_printing() -> Server {
+    Server::with_config("[plugin.debug-printer.settings]\nenvelope = true\n", &["debug-printer"])
+}
+
+#[test]
+fn the_proxy_relays_with_the_envelope_kept() {
+    let mut upstream = upstream_printing();
+    let addr = upstream.addr.to_string();
+    let proxy = proxy_to(&addr, &addr);
+    let mut client = RawClient::ehlo(proxy.addr);
+    client.expect("MAIL FROM:<sender@example.org>", "250");
+    client.expect("RCPT TO:<one@example.com>", "250");
+    client.expect("RCPT TO:<two@EXAMPLE.com>", "250");
+    client.expect("DATA", "354");
+    client.expect("Subject: relayed\r\n\r\n..dotted line\r\n.", "250 2.0.0");
+    let printed = upstream.wait_for_messages(1);
+    assert!(printed.contains("mail from: 'sender@example.org'\n"), "{printed}");
+    assert!(
+        printed.contains("rcpt tos: ['one@example.com', 'two@EXAMPLE.com']\n"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("Subject: relayed\nX-Peer: 127.0.0.1\n\n.dotted line\n"),
+        "{printed}"
+    );
+}
+
+#[test]
+fn the_proxy_is_not_an_open_relay() {
+    let upstream = upstream_printing();
+    let addr = upstream.addr.to_string();
+    let proxy = proxy_to(&addr, &addr);
+    let mut client = RawClient::ehlo(proxy.addr);
+    client.expect("MAIL FROM:<sender@example.org>", "250");
+    client.expect("RCPT TO:<victim@elsewhere.example>", "550 5.7.1");
+    client.expect("RCPT TO:<postmaster>", "550 5.7.1");
+}
+
+#[test]
+fn an_upstream_that_is_down_means_451() {
+    // A port that was free a moment ago: nothing listens there.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .to_string();
+    let mut proxy = proxy_to(&dead, &dead);
+    let mut client = RawClient::ehlo(proxy.addr);
+    client.start_message();
+    let reply = client.expect("x\r\n.", "451 4.4.1");
+    assert!(reply.contains(&dead), "{reply}");
+    proxy.wait_for_log("upstream unavailable");
+}
+
+#[test]
+fn an_upstream_5xx_is_passed_back_and_a_4xx_is_451() {
+    // The upstream takes mail for alice only.
+    let upstream = Server::with_config(
+        "[plugin.filter.settings]\nlocal_users = [\"alice@example.com\"]\n",
+        &["filter", "sink"],
+    );
+    let addr = upstream.addr.to_string();
+    let proxy = proxy_to(&addr, &addr);
+    let mut client = RawClient::ehlo(proxy.addr);
+    client.start_message_to("nobody@example.com");
+    client.expect("x\r\n.", "550 5.1.1 No such user");
+    // All or nothing: one refused recipient means no delivery to the others either.
+    client.expect("MAIL FROM:<a@example.org>", "250");
+    client.expect("RCPT TO:<alice@example.com>", "250");
+    client.expect("RCPT TO:<nobody@example.com>", "250");
+    client.expect("DATA", "354");
+    client.expect("x\r\n.", "550 5.1.1 No such user");
+    client.start_message_to("alice@example.com");
+    client.expect("x\r\n.", "250 2.0.0");
+
+    let deferring = Server::with_config("[limits]\nmax_recipients = 1\n", &["sink"]);
+    let addr = deferring.addr.to_string();
+    let proxy = proxy_to(&addr, &addr);
+    let mut client = RawClient::ehlo(proxy.addr);
+    client.expect("MAIL FROM:<a@example.org>", "250");
+    client.expect("RCPT TO:<one@example.com>", "250");
+    client.expect("RCPT TO:<two@example.com>", "250");
+    client.expect("DATA", "354");
+    client.expect("x\r\n.", "451 4.4.0 Upstream");
+}
+
+#[test]
+fn relaying_to_an_upstream_not_allowed_is_refused() {
+    let upstream = upstream_printing();
+    let proxy = proxy_to(&upstream.addr.to_string(), "127.0.0.1:1");
+    let mut client = RawClient::ehlo(proxy.addr);
+    client.start_message();
+    client.expect("x\r\n.", "451 4.3.5");
+}

@@ -1,0 +1,96 @@
+//! The sandbox, with plugins written to misbehave (plugins/testing/misbehave): whatever a
+//! plugin does, its client gets `451 4.3.0`, the log names the plugin and the cause, and
+//! the server goes on serving.
+
+use crate::raw::RawClient;
+use crate::server::{Server, plugin_path};
+
+fn misbehaving(mode: &str, stage: &str) -> Server {
+    let config = format!(
+        "[plugin.bad]\nsource = \"{}\"\ntime_budget_ms = 300\nmemory_mib = 32\n[plugin.bad.settings]\nmode = \"{mode}\"\nstage = \"{stage}\"\n",
+        plugin_path("misbehave")
+    );
+    Server::with_config(&config, &["bad"])
+}
+
+/// Sends a message; returns the reply to the final dot.
+fn send_message(client: &mut RawClient) -> String {
+    client.start_message();
+    client.send(b"Subject: t\r\n\r\nbody\r\n.\r\n");
+    client.reply()
+}
+
+fn assert_tempfails_and_keeps_serving(mode: &str, cause: &str) {
+    let mut server = misbehaving(mode, "data");
+    let mut client = RawClient::ehlo(server.addr);
+    let reply = send_message(&mut client);
+    assert!(reply.starts_with("451 4.3.0"), "{mode}: {reply:?}");
+    let line = server.wait_for_log("answering 451");
+    assert!(line.contains("handler=\"bad\""), "{mode}: {line}");
+    assert!(line.contains(cause), "{mode}: no {cause:?} in {line}");
+    // The same session goes on, with a fresh instance...
+    client.expect("NOOP", "250");
+    assert!(send_message(&mut client).starts_with("451 4.3.0"));
+    // ...and so do others.
+    let mut other = RawClient::ehlo(server.addr);
+    other.expect("NOOP", "250");
+    other.expect("QUIT", "221");
+}
+
+#[test]
+fn a_trap_is_a_tempfail() {
+    assert_tempfails_and_keeps_serving("trap", "wasm trap: wasm `unreachable` instruction executed");
+}
+
+#[test]
+fn an_endless_loop_is_stopped_by_the_time_budget() {
+    assert_tempfails_and_keeps_serving("loop", "ran past its time budget of 300 ms");
+}
+
+#[test]
+fn a_huge_allocation_is_stopped_by_the_memory_cap() {
+    assert_tempfails_and_keeps_serving("alloc", "forcing trap when growing memory");
+}
+
+#[test]
+fn malformed_replies_are_tempfails() {
+    assert_tempfails_and_keeps_serving("malformed", "reply=\"hello\"");
+    assert_tempfails_and_keeps_serving("crlf", "\\r\\n");
+}
+
+#[test]
+fn a_failing_hook_tempfails_that_command_only() {
+    let mut server = misbehaving("trap", "rcpt");
+    let mut client = RawClient::ehlo(server.addr);
+    client.expect("MAIL FROM:<a@example.org>", "250");
+    client.expect("RCPT TO:<b@example.com>", "451 4.3.0");
+    let line = server.wait_for_log("answering 451");
+    assert!(line.contains("stage=\"rcpt\"") && line.contains("wasm trap"), "{line}");
+    client.expect("RSET", "250");
+}
+
+#[test]
+fn plugin_output_goes_to_the_log_not_to_the_client() {
+    let mut server = misbehaving("print", "data");
+    let mut client = RawClient::ehlo(server.addr);
+    assert!(send_message(&mut client).starts_with("250 2.0.0"));
+    let line = server.wait_for_log("to stdout from the plugin");
+    assert!(
+        line.contains("plugin=\"bad\"") && line.contains("stream=\"stdout\""),
+        "{line}"
+    );
+    server.wait_for_log("to stderr from the plugin");
+    client.expect("NOOP", "250 2.0.0");
+    assert!(server.stdout().is_empty(), "{}", server.stdout());
+}
+
+#[test]
+fn each_session_has_its_own_instance() {
+    let server = misbehaving("count", "data");
+    let mut first = RawClient::ehlo(server.addr);
+    assert!(send_message(&mut first).starts_with("250 2.0.0 message 1 of this session"));
+    assert!(send_message(&mut first).starts_with("250 2.0.0 message 2 of this session"));
+    let mut second = RawClient::ehlo(server.addr);
+    assert!(send_message(&mut second).starts_with("250 2.0.0 message 1 of this session"));
+    assert!(send_message(&mut first).starts_with("250 2.0.0 message 3 of this session"));
+}
