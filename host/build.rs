@@ -17,18 +17,32 @@ fn main() {
     for member in ["debug-printer", "proxy", "filter", "sink", "testing/misbehave"] {
         println!("cargo:rerun-if-changed={}", plugins.join(member).display());
     }
+    // The README's example plugin, a workspace of its own; built so that tests load it.
+    let example = manifest_dir.join("../examples/custom-handler");
+    for path in ["Cargo.toml", "Cargo.lock", "src"] {
+        println!("cargo:rerun-if-changed={}", example.join(path).display());
+    }
 
     // One target directory for every profile of the host, beside its own, so that
     // `cargo build`, `cargo test` and `cargo clippy` build the plugins only once.
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").unwrap());
     let target_dir = host_target_dir(&out_dir).unwrap_or(&out_dir).join("plugins");
+    for manifest in [plugins.join("Cargo.toml"), example.join("Cargo.toml")] {
+        build_for_wasm(&manifest, &target_dir);
+    }
+    let wasm_dir = target_dir.join(TARGET).join("release");
+    println!("cargo:rustc-env=WASMTPD_PLUGINS_DIR={}", wasm_dir.display());
+}
+
+/// `cargo build --release --target wasm32-wasip2` of one workspace.
+fn build_for_wasm(manifest: &Path, target_dir: &Path) {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut build = Command::new(cargo);
     build
         .args(["build", "--release", "--locked", "--target", TARGET, "--manifest-path"])
-        .arg(plugins.join("Cargo.toml"))
+        .arg(manifest)
         .arg("--target-dir")
-        .arg(&target_dir);
+        .arg(target_dir);
     // What cargo set for the host's own build must not leak into the plugins' build.
     for var in [
         "CARGO_TARGET_DIR",
@@ -44,10 +58,9 @@ fn main() {
     let status = build.status().expect("cannot run cargo to build the plugins");
     assert!(
         status.success(),
-        "building plugins/ for {TARGET} failed (is the target installed? `rustup toolchain install` adds it)"
+        "building {} for {TARGET} failed (is the target installed? `rustup toolchain install` adds it)",
+        manifest.display()
     );
-    let wasm_dir = target_dir.join(TARGET).join("release");
-    println!("cargo:rustc-env=WASMTPD_PLUGINS_DIR={}", wasm_dir.display());
 }
 
 /// The host's target directory: the ancestor of OUT_DIR that cargo tagged as one.

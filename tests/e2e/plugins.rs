@@ -111,3 +111,30 @@ fn a_bad_plugin_is_refused_at_start_with_a_clear_error() {
     std::fs::write(&core, b"\0asm\x01\0\0\0").unwrap();
     fails_to_start(core.to_str().unwrap(), "not a valid component");
 }
+
+/// The seed's smtpd_custom.py, as the README's example plugin (examples/custom-handler).
+#[test]
+fn the_custom_handler_example_prints_like_the_seed() {
+    let config = format!(
+        "[plugin.custom]\nsource = \"{}\"\nstdout = \"stdout\"\n",
+        plugin_path("custom-handler")
+    );
+    let mut server = Server::with_config(&config, &["custom"]);
+    let client = Command::new("python3")
+        .arg(crate::server::repo_path("tests/clients/smtpd_senddata.py"))
+        .arg(server.port().to_string())
+        .output()
+        .unwrap();
+    assert!(client.status.success(), "{}", String::from_utf8_lossy(&client.stderr));
+    let printed = server.wait_for_stdout("Message length");
+    let lines: Vec<&str> = printed.lines().collect();
+    assert_eq!(lines.len(), 4, "{printed}");
+    assert!(
+        lines[0].starts_with("Receiving message from: ('127.0.0.1', "),
+        "{printed}"
+    );
+    assert_eq!(lines[1], "Message addressed from: author@example.com");
+    assert_eq!(lines[2], "Message addressed to   : ['recipient@example.com']");
+    // smtplib announced SIZE=236: the length smtpd would have seen.
+    assert_eq!(lines[3], "Message length         : 236");
+}

@@ -112,6 +112,13 @@ impl Server {
         .unwrap_or_else(|| panic!("no {needle:?} in the log:\n{}", self.log()))
     }
 
+    /// Waits until stdout contains `needle`, and returns stdout.
+    pub fn wait_for_stdout(&mut self, needle: &str) -> String {
+        let stdout = Arc::clone(&self.stdout);
+        self.wait_for(|| Some(stdout.lock().unwrap().clone()).filter(|s| s.contains(needle)))
+            .unwrap_or_else(|| panic!("no {needle:?} on stdout:\n{}\nlog:\n{}", self.stdout(), self.log()))
+    }
+
     /// Waits until stdout holds `count` printed messages, and returns stdout.
     pub fn wait_for_messages(&mut self, count: usize) -> String {
         let stdout = Arc::clone(&self.stdout);
