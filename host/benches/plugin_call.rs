@@ -1,0 +1,68 @@
+//! Per-message plugin overhead: a fresh instance plus one `process-message` call (what a
+//! session pays for its first message), and a call on a warm instance (each further
+//! message). Prints microseconds per message; run with `cargo bench --bench plugin_call`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use wasmtpd::config::Config;
+use wasmtpd::handler::Message;
+use wasmtpd::plugin::{EngineOptions, Plugin, PluginEngine, catalog};
+use wasmtpd_protocol::Address;
+
+const ROUNDS: u32 = 20_000;
+
+fn message(size: usize) -> Message {
+    let mut data = b"Subject: bench\r\n\r\n".to_vec();
+    data.resize(size - 2, b'x');
+    data.extend_from_slice(b"\r\n");
+    Message {
+        peer: "127.0.0.1:40000".parse().unwrap(),
+        mail_from: Some(Address::new_unchecked("a@example.org")),
+        rcpt_to: vec![Address::new_unchecked("b@example.com")],
+        data,
+        mail_options: vec!["SIZE=1024".into()],
+        rcpt_options: vec![],
+    }
+}
+
+fn per_message(elapsed: Duration) -> f64 {
+    elapsed.as_secs_f64() * 1e6 / f64::from(ROUNDS)
+}
+
+async fn bench(engine: &PluginEngine, name: &str, size: usize) -> anyhow::Result<()> {
+    let plugin: Arc<Plugin> = Plugin::load(engine, catalog::spec(name, &Config::empty())?).await?;
+    let message = message(size);
+    // Warm up the pool and the caches.
+    for _ in 0..1000 {
+        plugin.instantiate().await?.process_message(&message).await?;
+    }
+    let started = Instant::now();
+    for _ in 0..ROUNDS {
+        let mut instance = plugin.instantiate().await?;
+        instance.process_message(&message).await?;
+    }
+    let fresh = per_message(started.elapsed());
+    let mut instance = plugin.instantiate().await?;
+    let started = Instant::now();
+    for _ in 0..ROUNDS {
+        instance.process_message(&message).await?;
+    }
+    let warm = per_message(started.elapsed());
+    println!("{name:>8} {size:>8} {fresh:>24.1} {warm:>20.1}");
+    Ok(())
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let engine = PluginEngine::new(&EngineOptions {
+        cache_dir: None,
+        max_instances: 1024,
+    })?;
+    println!("{ROUNDS} messages each; microseconds per message");
+    println!("{:>8} {:>8} {:>24} {:>20}", "plugin", "octets", "instantiate + call", "call (warm)");
+    for (name, size) in [("sink", 1024), ("sink", 102_400), ("filter", 1024)] {
+        bench(&engine, name, size).await?;
+    }
+    Ok(())
+}
