@@ -1,6 +1,7 @@
 //! Per-message plugin overhead: a fresh instance plus one `process-message` call (what a
 //! session pays for its first message), and a call on a warm instance (each further
-//! message). Prints microseconds per message; run with `cargo bench --bench plugin_call`.
+//! message). Prints microseconds per message on stderr:
+//! `cargo bench --bench plugin_call > /dev/null`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -49,7 +50,7 @@ async fn bench(engine: &PluginEngine, name: &str, size: usize) -> anyhow::Result
         instance.process_message(&message).await?;
     }
     let warm = per_message(started.elapsed());
-    println!("{name:>8} {size:>8} {fresh:>24.1} {warm:>20.1}");
+    eprintln!("{name:>13} {size:>8} {fresh:>24.1} {warm:>20.1}");
     Ok(())
 }
 
@@ -59,9 +60,18 @@ async fn main() -> anyhow::Result<()> {
         cache_dir: None,
         max_instances: 1024,
     })?;
-    println!("{ROUNDS} messages each; microseconds per message");
-    println!("{:>8} {:>8} {:>24} {:>20}", "plugin", "octets", "instantiate + call", "call (warm)");
-    for (name, size) in [("sink", 1024), ("sink", 102_400), ("filter", 1024)] {
+    // Figures go to stderr: debug-printer's output goes to stdout (send it to /dev/null).
+    eprintln!("{ROUNDS} messages each; microseconds per message");
+    eprintln!(
+        "{:>13} {:>8} {:>24} {:>20}",
+        "plugin", "octets", "instantiate + call", "call (warm)"
+    );
+    for (name, size) in [
+        ("sink", 1024),
+        ("sink", 102_400),
+        ("filter", 1024),
+        ("debug-printer", 1024),
+    ] {
         bench(&engine, name, size).await?;
     }
     Ok(())

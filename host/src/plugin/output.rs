@@ -2,12 +2,16 @@
 //! stdout in one write (debug-printer) or logged line by line, never mixed into the SMTP
 //! stream and never lost (up to a cap per call).
 
+use std::io::Write;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 
+use bytes::Bytes;
 use tokio::io::AsyncWrite;
+use tokio::sync::mpsc;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 
 /// Where a plugin's standard output goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
@@ -50,15 +54,49 @@ impl StdoutStream for Capture {
     fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
         Box::new(self.clone())
     }
+
+    /// Written directly, not through wasmtime-wasi's default adapter, whose background
+    /// task costs a task switch per write: a capture is a memory copy and never blocks.
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
 }
 
-impl AsyncWrite for Capture {
-    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+impl Capture {
+    fn append(&self, buf: &[u8]) {
         let mut captured = self.0.lock().unwrap();
         let room = CAPTURE_LIMIT.saturating_sub(captured.bytes.len());
         let kept = buf.len().min(room);
         captured.bytes.extend_from_slice(&buf[..kept]);
         captured.dropped += buf.len() - kept;
+    }
+}
+
+#[async_trait::async_trait]
+impl Pollable for Capture {
+    async fn ready(&mut self) {}
+}
+
+#[async_trait::async_trait]
+impl OutputStream for Capture {
+    fn write(&mut self, bytes: Bytes) -> Result<(), StreamError> {
+        self.append(&bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), StreamError> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> Result<usize, StreamError> {
+        // Always room: past the cap, output is counted and dropped, never refused.
+        Ok(64 * 1024)
+    }
+}
+
+impl AsyncWrite for Capture {
+    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        self.append(buf);
         Poll::Ready(Ok(buf.len()))
     }
 
@@ -69,6 +107,36 @@ impl AsyncWrite for Capture {
     fn poll_shutdown(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Poll::Ready(Ok(()))
     }
+}
+
+/// Outputs queued for stdout before a plugin call has to wait: bounded, so that a stdout
+/// nobody reads slows the plugins down instead of filling memory.
+const STDOUT_QUEUE: usize = 256;
+
+/// The one thread that writes plugin output to the host's stdout, one call's output in one
+/// write, so that sessions never interleave and no runtime thread blocks on a slow pipe.
+fn stdout_writer() -> &'static mpsc::Sender<Vec<u8>> {
+    static WRITER: OnceLock<mpsc::Sender<Vec<u8>>> = OnceLock::new();
+    WRITER.get_or_init(|| {
+        let (sender, mut receiver) = mpsc::channel::<Vec<u8>>(STDOUT_QUEUE);
+        std::thread::Builder::new()
+            .name("wasmtpd-stdout".into())
+            .spawn(move || {
+                let mut failed = false;
+                while let Some(bytes) = receiver.blocking_recv() {
+                    let mut out = std::io::stdout().lock();
+                    let written = out.write_all(&bytes).and_then(|()| out.flush());
+                    if let Err(e) = written
+                        && !failed
+                    {
+                        tracing::warn!("cannot write plugin output to stdout: {e}");
+                        failed = true;
+                    }
+                }
+            })
+            .expect("cannot start the stdout thread");
+        sender
+    })
 }
 
 /// Sends what a call wrote where it belongs.
@@ -87,16 +155,8 @@ pub async fn deliver(plugin: &str, stream: &'static str, target: OutputTarget, c
     }
     match target {
         OutputTarget::Stdout => {
-            // One write under the lock, so that sessions never interleave their output.
-            let written = tokio::task::spawn_blocking(move || {
-                use std::io::Write;
-                let mut out = std::io::stdout().lock();
-                out.write_all(&bytes)?;
-                out.flush()
-            })
-            .await;
-            if let Ok(Err(e)) | Err(e) = written.map_err(std::io::Error::other) {
-                tracing::warn!(plugin, "cannot write plugin output to stdout: {e}");
+            if stdout_writer().send(bytes).await.is_err() {
+                tracing::warn!(plugin, "the stdout writer has stopped; plugin output lost");
             }
         }
         OutputTarget::Log => {
