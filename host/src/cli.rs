@@ -38,8 +38,9 @@ pub struct Cli {
 }
 
 impl Cli {
-    /// The configuration file (if any) with the command line's choices applied over it.
-    pub fn into_config(self) -> anyhow::Result<Config> {
+    /// The configuration file (if any) with the command line's choices applied over it;
+    /// read again at every reload.
+    pub fn load_config(&self) -> anyhow::Result<Config> {
         let mut config = match &self.config {
             Some(path) => Config::load(path)?,
             None => Config::empty(),
@@ -49,7 +50,7 @@ impl Cli {
             plugins: vec![DEFAULT_PLUGIN.to_owned()],
         };
         if !self.listen.is_empty() {
-            config.listeners = self.listen.into_iter().map(listener).collect();
+            config.listeners = self.listen.iter().copied().map(listener).collect();
         } else if config.listeners.is_empty() {
             config
                 .listeners
@@ -60,8 +61,8 @@ impl Cli {
                 l.plugins.clone_from(&self.plugin);
             }
         }
-        if let Some(hostname) = self.hostname {
-            config.hostname = hostname;
+        if let Some(hostname) = &self.hostname {
+            config.hostname.clone_from(hostname);
         }
         if let Some(size) = self.max_message_size {
             config.limits.max_message_size = size;

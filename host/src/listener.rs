@@ -1,7 +1,7 @@
 //! What every session of one listener shares: its name, limits, handlers, and the
 //! replies that depend only on those.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use wasmtpd_protocol::Reply;
 
@@ -42,5 +42,27 @@ impl ListenerContext {
             ehlo,
             helo,
         }
+    }
+}
+
+/// A listener's current context. A reload replaces it; each session keeps the context
+/// (and so the plugin versions) it started with.
+pub struct ListenerSlot {
+    current: RwLock<Arc<ListenerContext>>,
+}
+
+impl ListenerSlot {
+    pub fn new(ctx: Arc<ListenerContext>) -> ListenerSlot {
+        ListenerSlot {
+            current: RwLock::new(ctx),
+        }
+    }
+
+    pub fn current(&self) -> Arc<ListenerContext> {
+        Arc::clone(&self.current.read().unwrap_or_else(|poisoned| poisoned.into_inner()))
+    }
+
+    pub fn replace(&self, ctx: Arc<ListenerContext>) {
+        *self.current.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = ctx;
     }
 }

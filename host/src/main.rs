@@ -1,22 +1,21 @@
-//! The `wasmtpd` binary: reads the command line and configuration, binds the listeners,
-//! serves until SIGINT/SIGTERM, then shuts down gracefully.
+//! The `wasmtpd` binary: reads the command line and configuration, starts the listeners,
+//! reloads on file changes and SIGHUP, and on SIGINT/SIGTERM shuts down gracefully.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::Context;
 use clap::Parser;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use wasmtpd::admission::Admission;
 use wasmtpd::cli::Cli;
 use wasmtpd::config::Config;
-use wasmtpd::listener::ListenerContext;
 use wasmtpd::plugin::engine::default_cache_dir;
-use wasmtpd::plugin::{EngineOptions, PluginChain, PluginEngine, catalog};
-use wasmtpd::{server, shutdown};
+use wasmtpd::plugin::{EngineOptions, PluginEngine};
+use wasmtpd::reload::{self, FileWatcher};
+use wasmtpd::service::Service;
+use wasmtpd::signals::{Signal, Signals};
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -24,11 +23,10 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("WASMTPD_LOG").unwrap_or_else(|_| "info".into()))
         .init();
-    let result = Cli::parse().into_config().and_then(|config| {
-        tokio::runtime::Runtime::new()
-            .context("cannot start the runtime")?
-            .block_on(run(config))
-    });
+    let cli = Cli::parse();
+    let result = tokio::runtime::Runtime::new()
+        .context("cannot start the runtime")
+        .and_then(|runtime| runtime.block_on(run(cli)));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -38,10 +36,9 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
-    let shutdown = CancellationToken::new();
-    let sessions = TaskTracker::new();
-    let admission = Admission::new(config.limits.max_connections, config.limits.max_connections_per_ip);
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = cli.load_config()?;
+    let mut signals = Signals::new().context("cannot install signal handlers")?;
     let engine = PluginEngine::new(&EngineOptions {
         cache_dir: match &config.cache_dir {
             Some(dir) if dir.as_os_str().is_empty() => None,
@@ -50,47 +47,41 @@ async fn run(config: Config) -> anyhow::Result<()> {
         },
         max_instances: plugin_instances(&config),
     })?;
-    let chains = catalog::load_chains(&engine, &config).await?;
-    let mut accept_loops = Vec::new();
-    for (listener_config, chain) in config.listeners.iter().zip(chains) {
-        let handlers = Arc::new(PluginChain::new(chain));
-        let ctx = Arc::new(ListenerContext::new(
-            config.hostname.clone(),
-            config.limits.clone(),
-            handlers,
-        ));
-        let listener = TcpListener::bind(listener_config.address)
-            .await
-            .with_context(|| format!("cannot listen on {}", listener_config.address))?;
-        tracing::info!(
-            "listening on {} (plugins: {})",
-            listener.local_addr()?,
-            listener_config.plugins.join(", ")
-        );
-        accept_loops.push(tokio::spawn(server::serve(
-            listener,
-            ctx,
-            Arc::clone(&admission),
-            shutdown.clone(),
-            sessions.clone(),
-        )));
-    }
+    let admission = Admission::new(config.limits.max_connections, config.limits.max_connections_per_ip);
+    let shutdown = CancellationToken::new();
+    let mut service = Service::new(engine, admission, shutdown.clone());
+    let serving = service.apply(&config).await?;
+    tracing::info!("serving {serving}");
+    let mut watcher = FileWatcher::new()?;
+    watcher.watch(reload::files_of(&config, cli.config.as_deref()));
+    let mut grace = config.limits.shutdown_grace();
 
-    let signal = shutdown::signalled().await.context("cannot install signal handlers")?;
+    let signal = loop {
+        let why = tokio::select! {
+            signal = signals.next() => match signal {
+                Signal::Stop(name) => break name,
+                Signal::Reload => "SIGHUP".to_owned(),
+            },
+            changed = watcher.changed() => {
+                let names: Vec<String> = changed.iter().map(|p| p.display().to_string()).collect();
+                format!("{} changed", names.join(", "))
+            }
+        };
+        if let Some(config) = reload(&cli, &mut service, &why).await {
+            watcher.watch(reload::files_of(&config, cli.config.as_deref()));
+            grace = config.limits.shutdown_grace();
+        }
+    };
+
     tracing::info!(
         "{signal}: shutting down; {} sessions open, transactions in flight may finish",
-        admission.open_sessions()
+        service.admission().open_sessions()
     );
-    shutdown.cancel();
-    for accept_loop in accept_loops {
-        let _ = accept_loop.await;
-    }
-    sessions.close();
-    let grace = config.limits.shutdown_grace();
+    let sessions = service.stop_accepting().await;
     if tokio::time::timeout(grace, sessions.wait()).await.is_err() {
         tracing::warn!(
             "{} sessions still open after {}s; exiting anyway",
-            admission.open_sessions(),
+            service.admission().open_sessions(),
             grace.as_secs()
         );
     }
@@ -98,8 +89,32 @@ async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Reads the configuration again and applies it; on any error the running one stays.
+async fn reload(cli: &Cli, service: &mut Service, why: &str) -> Option<Config> {
+    let started = Instant::now();
+    let applied = match cli.load_config() {
+        Ok(config) => service.apply(&config).await.map(|serving| (config, serving)),
+        Err(e) => Err(e),
+    };
+    match applied {
+        Ok((config, serving)) => {
+            tracing::info!(
+                "reloaded ({why}) in {} ms; now serving {serving}",
+                started.elapsed().as_millis()
+            );
+            Some(config)
+        }
+        Err(e) => {
+            // One line, whatever the error's own text holds.
+            let cause = format!("{e:#}").replace('\n', " ");
+            tracing::warn!("reload refused ({why}), still serving the previous version: {cause}");
+            None
+        }
+    }
+}
+
 /// Instance slots to preallocate: every session may hold one instance of each plugin in
-/// its chain.
+/// its chain. Fixed at start: a reload that lengthens chains shares the same pool.
 fn plugin_instances(config: &Config) -> u32 {
     let longest_chain = config.listeners.iter().map(|l| l.plugins.len()).max().unwrap_or(1);
     let wanted = config.limits.max_connections.saturating_mul(longest_chain).max(16);

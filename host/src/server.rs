@@ -10,7 +10,7 @@ use tokio_util::task::TaskTracker;
 use wasmtpd_protocol::replies;
 
 use crate::admission::{Admission, Refusal};
-use crate::listener::ListenerContext;
+use crate::listener::ListenerSlot;
 use crate::session::Session;
 
 /// How long a refused client gets to read its `421`.
@@ -18,17 +18,19 @@ const REFUSAL_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause after a failed accept (out of file descriptors, say) before trying again.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
-/// Accepts connections until `shutdown`; sessions are spawned on `sessions`.
+/// Accepts connections until `stop` (the listener was removed, or shutdown); sessions are
+/// spawned on `sessions` with the slot's context of the moment and the `shutdown` token.
 pub async fn serve(
     listener: TcpListener,
-    ctx: Arc<ListenerContext>,
+    slot: Arc<ListenerSlot>,
     admission: Arc<Admission>,
+    stop: CancellationToken,
     shutdown: CancellationToken,
     sessions: TaskTracker,
 ) {
     loop {
         let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => return,
+            _ = stop.cancelled() => return,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
@@ -42,7 +44,7 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         match admission.admit(peer.ip()) {
             Ok(permit) => {
-                let session = Session::new(stream, peer, Arc::clone(&ctx), shutdown.clone());
+                let session = Session::new(stream, peer, slot.current(), shutdown.clone());
                 sessions.spawn(async move {
                     if let Err(e) = session.run().await {
                         tracing::debug!(%peer, "session ended: {e}");

@@ -11,9 +11,9 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
+pub use self::wasmtpd::plugin::host::{self, Level, RelayError};
+pub use self::wasmtpd::plugin::types;
+pub use self::wasmtpd::plugin::types::Peer;
 pub use exports::wasmtpd::plugin::{
     connect_hook, data_hook, handler, helo_hook, mail_hook, quit_hook, rcpt_hook, rset_hook,
 };
-pub use wasmtpd::plugin::host::{self, Level, RelayError};
-pub use wasmtpd::plugin::types;
-pub use wasmtpd::plugin::types::Peer;

@@ -97,6 +97,7 @@ pub async fn load_chains(engine: &PluginEngine, config: &Config) -> anyhow::Resu
             tracing::info!(
                 plugin = %plugin.info.name,
                 source = %plugin.source,
+                version = %plugin.version,
                 hooks = %plugin.hook_names().join(","),
                 "plugin loaded in {} ms",
                 started.elapsed().as_millis()

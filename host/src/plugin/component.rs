@@ -58,6 +58,8 @@ pub struct HookIndices {
 pub struct Plugin {
     pub info: Arc<PluginInfo>,
     pub source: Source,
+    /// A hash of the component's bytes: which version of the plugin this is.
+    pub version: String,
     engine: Engine,
     pre: InstancePre<PluginState>,
     handler: handler::GuestIndices,
@@ -86,6 +88,14 @@ fn optional<I>(
     })?))
 }
 
+/// A short, stable hash of a component's bytes (FNV-1a, 64 bits), to name its version.
+fn content_hash(bytes: &[u8]) -> String {
+    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |hash, &byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{hash:016x}")
+}
+
 impl Plugin {
     /// Compiles (or takes from the cache), links and checks a plugin; it is instantiated
     /// once here, so that a component that cannot start is refused now, not per session.
@@ -93,18 +103,24 @@ impl Plugin {
         let name = spec.info.name.clone();
         let source = spec.source.clone();
         let context = || format!("plugin {name} ({source})");
-        let component = match &spec.source {
-            Source::BuiltIn(_, bytes) => Component::new(&engine.engine, bytes),
+        let bytes: Arc<[u8]> = match &spec.source {
+            Source::BuiltIn(_, bytes) => Arc::from(*bytes),
             Source::File(path) => {
                 let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
                 if !bytes.starts_with(b"\0asm") {
                     bail!("{} is not a WebAssembly file", path.display());
                 }
-                Component::new(&engine.engine, &bytes)
+                Arc::from(bytes)
             }
-        }
-        .map_err(anyhow::Error::from)
-        .with_context(|| format!("{}: not a valid component", context()))?;
+        };
+        let version = content_hash(&bytes);
+        // Compiling takes a while on a cache miss: keep it off the runtime's threads.
+        let compile_engine = engine.engine.clone();
+        let component = tokio::task::spawn_blocking(move || Component::new(&compile_engine, &bytes))
+            .await
+            .context("the compiler thread failed")?
+            .anyhow()
+            .with_context(|| format!("{}: not a valid component", context()))?;
         let pre = engine
             .linker
             .instantiate_pre(&component)
@@ -131,6 +147,7 @@ impl Plugin {
         let plugin = Arc::new(Plugin {
             info: Arc::new(spec.info),
             source: spec.source,
+            version,
             engine: engine.engine.clone(),
             pre,
             handler,

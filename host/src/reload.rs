@@ -1,0 +1,104 @@
+//! Watching the configuration file and the plugin files for changes. Editors and
+//! `cargo build` write a file several times, so changes are debounced: a reload starts
+//! once the files have been quiet for a moment.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use notify::{EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
+use tokio::sync::mpsc;
+
+use crate::config::Config;
+use crate::plugin::{Source, catalog};
+
+/// How long the watched files must be quiet before a reload starts.
+pub const DEBOUNCE: Duration = Duration::from_millis(100);
+/// A file that keeps changing is reloaded after this long anyway.
+const MAX_DEBOUNCE: Duration = Duration::from_secs(2);
+
+pub struct FileWatcher {
+    watcher: RecommendedWatcher,
+    /// Directories watched: a file is replaced by rename as often as written in place,
+    /// so its directory is watched, not the file.
+    directories: HashSet<PathBuf>,
+    files: Arc<RwLock<HashSet<PathBuf>>>,
+    changes: mpsc::UnboundedReceiver<PathBuf>,
+}
+
+impl FileWatcher {
+    pub fn new() -> anyhow::Result<FileWatcher> {
+        let (sender, changes) = mpsc::unbounded_channel();
+        let files: Arc<RwLock<HashSet<PathBuf>>> = Arc::default();
+        let watched = Arc::clone(&files);
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            let Ok(event) = event else { return };
+            if matches!(event.kind, EventKind::Access(_)) {
+                return;
+            }
+            let files = watched.read().unwrap_or_else(|p| p.into_inner());
+            for path in event.paths.into_iter().filter(|p| files.contains(p)) {
+                let _ = sender.send(path);
+            }
+        })
+        .context("cannot watch files")?;
+        Ok(FileWatcher {
+            watcher,
+            directories: HashSet::new(),
+            files,
+            changes,
+        })
+    }
+
+    /// Watches exactly `files` from now on.
+    pub fn watch(&mut self, files: Vec<PathBuf>) {
+        let files: HashSet<PathBuf> = files.into_iter().filter_map(|f| std::path::absolute(f).ok()).collect();
+        let directories: HashSet<PathBuf> = files.iter().filter_map(|f| f.parent().map(Path::to_path_buf)).collect();
+        for gone in self.directories.difference(&directories) {
+            let _ = self.watcher.unwatch(gone);
+        }
+        for new in directories.difference(&self.directories) {
+            if let Err(e) = self.watcher.watch(new, RecursiveMode::NonRecursive) {
+                tracing::warn!("cannot watch {}: {e}; changes there need SIGHUP", new.display());
+            }
+        }
+        self.directories = directories;
+        *self.files.write().unwrap_or_else(|p| p.into_inner()) = files;
+    }
+
+    /// Waits for a change, then for the files to be quiet; returns what changed.
+    pub async fn changed(&mut self) -> Vec<PathBuf> {
+        let Some(first) = self.changes.recv().await else {
+            return std::future::pending().await;
+        };
+        let mut changed = vec![first];
+        let deadline = tokio::time::Instant::now() + MAX_DEBOUNCE;
+        while let Ok(Some(path)) = tokio::time::timeout(DEBOUNCE, self.changes.recv()).await {
+            if !changed.contains(&path) {
+                changed.push(path);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                break;
+            }
+        }
+        changed
+    }
+}
+
+/// The files a configuration depends on: the file itself and the plugins loaded from disk.
+pub fn files_of(config: &Config, config_path: Option<&Path>) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = config_path.map(Path::to_path_buf).into_iter().collect();
+    for listener in &config.listeners {
+        for entry in &listener.plugins {
+            if let Ok(spec) = catalog::spec(entry, config)
+                && let Source::File(path) = spec.source
+                && !files.contains(&path)
+            {
+                files.push(path);
+            }
+        }
+    }
+    files
+}

@@ -1,0 +1,142 @@
+//! The running server: its listeners, each with a slot for its current context, and the
+//! plugin engine. `apply` makes a configuration current, at start and at every reload:
+//! everything is loaded and checked first, and only then swapped in, so that a bad
+//! configuration or plugin changes nothing.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::admission::Admission;
+use crate::config::Config;
+use crate::listener::{ListenerContext, ListenerSlot};
+use crate::plugin::{Plugin, PluginChain, PluginEngine, catalog};
+use crate::server;
+
+struct RunningListener {
+    slot: Arc<ListenerSlot>,
+    stop: CancellationToken,
+    accept_loop: JoinHandle<()>,
+}
+
+pub struct Service {
+    engine: PluginEngine,
+    admission: Arc<Admission>,
+    shutdown: CancellationToken,
+    sessions: TaskTracker,
+    listeners: HashMap<SocketAddr, RunningListener>,
+}
+
+impl Service {
+    pub fn new(engine: PluginEngine, admission: Arc<Admission>, shutdown: CancellationToken) -> Service {
+        Service {
+            engine,
+            admission,
+            shutdown,
+            sessions: TaskTracker::new(),
+            listeners: HashMap::new(),
+        }
+    }
+
+    pub fn admission(&self) -> &Arc<Admission> {
+        &self.admission
+    }
+
+    /// Loads every plugin of `config`, binds its new listeners, then swaps: new sessions
+    /// get the new contexts, listeners no longer configured stop accepting. Sessions in
+    /// flight keep what they started with. On error nothing has changed. Returns what now
+    /// serves, e.g. `127.0.0.1:25: filter@0123456789abcdef, proxy@...`.
+    pub async fn apply(&mut self, config: &Config) -> anyhow::Result<String> {
+        let chains = catalog::load_chains(&self.engine, config).await?;
+        let mut new_listeners = Vec::new();
+        for listener_config in &config.listeners {
+            if !self.listeners.contains_key(&listener_config.address) {
+                let listener = TcpListener::bind(listener_config.address)
+                    .await
+                    .with_context(|| format!("cannot listen on {}", listener_config.address))?;
+                new_listeners.push((listener_config.address, listener));
+            }
+        }
+
+        // Everything is ready: from here on nothing fails.
+        let serving: Vec<String> = config
+            .listeners
+            .iter()
+            .zip(&chains)
+            .map(|(l, chain)| format!("{}: {}", l.address, versions(chain)))
+            .collect();
+        let contexts: HashMap<SocketAddr, Arc<ListenerContext>> = config
+            .listeners
+            .iter()
+            .zip(chains)
+            .map(|(l, chain)| {
+                let handlers = Arc::new(PluginChain::new(chain));
+                let ctx = ListenerContext::new(config.hostname.clone(), config.limits.clone(), handlers);
+                (l.address, Arc::new(ctx))
+            })
+            .collect();
+        for (address, running) in &self.listeners {
+            if let Some(ctx) = contexts.get(address) {
+                running.slot.replace(Arc::clone(ctx));
+            }
+        }
+        let removed: Vec<SocketAddr> = self
+            .listeners
+            .keys()
+            .filter(|a| !contexts.contains_key(a))
+            .copied()
+            .collect();
+        for address in removed {
+            if let Some(running) = self.listeners.remove(&address) {
+                tracing::info!("no longer listening on {address}; its sessions go on");
+                running.stop.cancel();
+            }
+        }
+        for (address, listener) in new_listeners {
+            let local = listener.local_addr().unwrap_or(address);
+            let plugins = contexts[&address].handlers.names().join(", ");
+            tracing::info!("listening on {local} (plugins: {plugins})");
+            let slot = Arc::new(ListenerSlot::new(Arc::clone(&contexts[&address])));
+            let stop = self.shutdown.child_token();
+            let accept_loop = tokio::spawn(server::serve(
+                listener,
+                Arc::clone(&slot),
+                Arc::clone(&self.admission),
+                stop.clone(),
+                self.shutdown.clone(),
+                self.sessions.clone(),
+            ));
+            self.listeners.insert(
+                address,
+                RunningListener {
+                    slot,
+                    stop,
+                    accept_loop,
+                },
+            );
+        }
+        Ok(serving.join("; "))
+    }
+
+    /// Stops accepting everywhere and waits for the accept loops; the sessions are
+    /// tracked by the returned tracker.
+    pub async fn stop_accepting(&mut self) -> TaskTracker {
+        self.shutdown.cancel();
+        for (_, running) in self.listeners.drain() {
+            let _ = running.accept_loop.await;
+        }
+        self.sessions.close();
+        self.sessions.clone()
+    }
+}
+
+fn versions(chain: &[Arc<Plugin>]) -> String {
+    let versions: Vec<String> = chain.iter().map(|p| format!("{}@{}", p.info.name, p.version)).collect();
+    versions.join(", ")
+}
