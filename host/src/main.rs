@@ -50,10 +50,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let admission = Admission::new(config.limits.max_connections, config.limits.max_connections_per_ip);
     let shutdown = CancellationToken::new();
     let mut service = Service::new(engine, admission, shutdown.clone());
-    let serving = service.apply(&config).await?;
-    tracing::info!("serving {serving}");
+    // Watching starts before listening: a change made once the server listens is seen.
     let mut watcher = FileWatcher::new()?;
     watcher.watch(reload::files_of(&config, cli.config.as_deref()));
+    let serving = service.apply(&config).await?;
+    tracing::info!("serving {serving}");
     let mut grace = config.limits.shutdown_grace();
 
     let signal = loop {

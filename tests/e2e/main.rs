@@ -7,6 +7,7 @@ mod limits;
 mod plugins;
 mod proxy;
 mod raw;
+mod reload;
 mod sandbox;
 mod server;
 mod shutdown;

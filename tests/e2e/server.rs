@@ -29,13 +29,18 @@ pub fn repo_path(relative: &str) -> PathBuf {
 
 /// Writes `text` to a fresh file in the temporary directory and returns its path.
 pub fn temp_file(name: &str, text: &str) -> PathBuf {
+    let path = temp_dir().join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// A fresh directory under the temporary directory.
+pub fn temp_dir() -> PathBuf {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let dir = std::env::temp_dir().join(format!("wasmtpd-e2e-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, text).unwrap();
-    path
+    dir
 }
 
 /// A component built from plugins/ by the host's build script, e.g. `misbehave`.
@@ -110,6 +115,32 @@ impl Server {
                 .map(str::to_owned)
         })
         .unwrap_or_else(|| panic!("no {needle:?} in the log:\n{}", self.log()))
+    }
+
+    /// How many log lines contain `needle`.
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.log().lines().filter(|l| l.contains(needle)).count()
+    }
+
+    /// Waits until at least `count` log lines contain `needle`; returns the last of them.
+    pub fn wait_for_log_count(&mut self, needle: &str, count: usize) -> String {
+        let log = Arc::clone(&self.log);
+        self.wait_for(|| {
+            let log = log.lock().unwrap();
+            let lines: Vec<&str> = log.lines().filter(|l| l.contains(needle)).collect();
+            (lines.len() >= count).then(|| lines.last().unwrap().to_string())
+        })
+        .unwrap_or_else(|| panic!("fewer than {count} {needle:?} in the log:\n{}", self.log()))
+    }
+
+    /// Sends SIGHUP.
+    pub fn hangup(&self) {
+        let status = Command::new("kill")
+            .arg("-HUP")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
     }
 
     /// Waits until stdout contains `needle`, and returns stdout.

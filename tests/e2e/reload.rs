@@ -1,0 +1,181 @@
+//! Hot reload with the real binary: a plugin file replaced under load, sessions in flight
+//! keeping their version, broken versions refused, a deleted file, config changes, SIGHUP.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::raw::RawClient;
+use crate::server::{Server, plugin_path, temp_dir};
+
+/// Version A answers `250 2.0.0 OK`; version B counts: `250 2.0.0 message N of this session`.
+const A: &str = "sink";
+const B: &str = "misbehave";
+
+struct Setup {
+    server: Server,
+    plugin: PathBuf,
+    config: PathBuf,
+}
+
+fn install(version: &str, at: &Path) {
+    // Written in place, in several writes, as a build or a copy does.
+    std::fs::copy(plugin_path(version), at).unwrap();
+}
+
+fn config_text(extra: &str) -> String {
+    format!("[plugin.p]\nsource = \"p.wasm\"\n[plugin.p.settings]\nmode = \"count\"\n{extra}")
+}
+
+fn start(version: &str) -> Setup {
+    let dir = temp_dir();
+    let plugin = dir.join("p.wasm");
+    install(version, &plugin);
+    let config = dir.join("wasmtpd.toml");
+    std::fs::write(&config, config_text("")).unwrap();
+    let server = Server::start(&["--config", config.to_str().unwrap(), "--plugin", "p"]);
+    Setup { server, plugin, config }
+}
+
+fn send_message(client: &mut RawClient) -> String {
+    client.start_message();
+    client.send(b"Subject: reload\r\n\r\nbody\r\n.\r\n");
+    client.reply()
+}
+
+fn is_a(reply: &str) -> bool {
+    reply == "250 2.0.0 OK"
+}
+
+fn is_b(reply: &str) -> bool {
+    reply.starts_with("250 2.0.0 message ") && reply.ends_with(" of this session")
+}
+
+/// Replaces the plugin and waits until the server says it reloaded.
+fn swap(setup: &mut Setup, version: &str) {
+    let reloads = setup.server.log_count("reloaded (");
+    install(version, &setup.plugin);
+    setup.server.wait_for_log_count("reloaded (", reloads + 1);
+}
+
+#[test]
+fn swapping_under_load_loses_nothing_and_new_sessions_see_the_new_version() {
+    let mut setup = start(A);
+    let addr = setup.server.addr;
+    let stop = Arc::new(AtomicBool::new(false));
+    let sessions: Arc<Mutex<Vec<Vec<String>>>> = Arc::default();
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let (stop, sessions) = (Arc::clone(&stop), Arc::clone(&sessions));
+            std::thread::spawn(move || {
+                // Bounded: at most 2,000 sessions a client.
+                for _ in 0..2000 {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let mut client = RawClient::ehlo(addr);
+                    let replies: Vec<String> = (0..3).map(|_| send_message(&mut client)).collect();
+                    client.expect("QUIT", "221");
+                    sessions.lock().unwrap().push(replies);
+                }
+            })
+        })
+        .collect();
+    for version in [B, A, B, A, B] {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        swap(&mut setup, version);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.join().expect("a client failed: a reply was missing or wrong");
+    }
+    let sessions = sessions.lock().unwrap();
+    let (mut saw_a, mut saw_b) = (0, 0);
+    for replies in sessions.iter() {
+        // Each session is served by one version from start to end.
+        if replies.iter().all(|r| is_a(r)) {
+            saw_a += 1;
+        } else if replies.iter().all(|r| is_b(r)) {
+            saw_b += 1;
+        } else {
+            panic!("a session saw {replies:?}");
+        }
+    }
+    assert!(saw_a > 0 && saw_b > 0, "sessions on A: {saw_a}, on B: {saw_b}");
+    // The last version installed was B: a new session gets it.
+    assert!(is_b(&send_message(&mut RawClient::ehlo(addr))));
+    assert_eq!(setup.server.log_count("reload refused"), 0, "{}", setup.server.log());
+}
+
+#[test]
+fn a_transaction_in_the_middle_of_data_finishes_with_its_version() {
+    let mut setup = start(A);
+    let mut in_flight = RawClient::ehlo(setup.server.addr);
+    in_flight.start_message();
+    in_flight.send(b"Subject: slow\r\n\r\nhalf of the body\r\n");
+    swap(&mut setup, B);
+    in_flight.send(b"the other half\r\n.\r\n");
+    let reply = in_flight.reply();
+    assert!(is_a(&reply), "{reply}");
+    assert!(is_b(&send_message(&mut RawClient::ehlo(setup.server.addr))));
+}
+
+#[test]
+fn broken_versions_are_refused_and_a_fix_is_picked_up() {
+    let mut setup = start(A);
+    let whole = std::fs::read(plugin_path(B)).unwrap();
+    let path = setup.plugin.display().to_string();
+    let cases: [(&str, Vec<u8>, &str); 3] = [
+        ("not wasm", b"hello, world".to_vec(), "is not a WebAssembly file"),
+        ("truncated", whole[..whole.len() / 2].to_vec(), "not a valid component"),
+        ("a core module", b"\0asm\x01\0\0\0".to_vec(), "not a valid component"),
+    ];
+    for (n, (what, bytes, cause)) in cases.into_iter().enumerate() {
+        std::fs::write(&setup.plugin, bytes).unwrap();
+        let line = setup.server.wait_for_log_count("reload refused", n + 1);
+        assert!(line.contains(&path) && line.contains(cause), "{what}: {line}");
+        assert!(line.contains("still serving the previous version"), "{line}");
+        assert!(is_a(&send_message(&mut RawClient::ehlo(setup.server.addr))), "{what}");
+    }
+    swap(&mut setup, B);
+    assert!(is_b(&send_message(&mut RawClient::ehlo(setup.server.addr))));
+}
+
+#[test]
+fn a_deleted_plugin_keeps_serving_and_a_recreated_one_is_picked_up() {
+    let mut setup = start(A);
+    std::fs::remove_file(&setup.plugin).unwrap();
+    let line = setup.server.wait_for_log_count("reload refused", 1);
+    assert!(line.contains("WARN") && line.contains("cannot read"), "{line}");
+    assert!(is_a(&send_message(&mut RawClient::ehlo(setup.server.addr))));
+    swap(&mut setup, B);
+    assert!(is_b(&send_message(&mut RawClient::ehlo(setup.server.addr))));
+}
+
+#[test]
+fn a_config_change_applies_to_new_sessions_and_a_bad_one_is_refused() {
+    let mut setup = start(B);
+    let reloads = setup.server.log_count("reloaded (");
+    // A setting: mode "" makes version B accept with a plain OK.
+    std::fs::write(
+        &setup.config,
+        config_text("").replace("mode = \"count\"", "mode = \"\""),
+    )
+    .unwrap();
+    setup.server.wait_for_log_count("reloaded (", reloads + 1);
+    assert!(is_a(&send_message(&mut RawClient::ehlo(setup.server.addr))));
+    // Not TOML: refused, the running configuration stays.
+    std::fs::write(&setup.config, "[plugin.p\nsource = ").unwrap();
+    let line = setup.server.wait_for_log_count("reload refused", 1);
+    assert!(line.contains("wasmtpd.toml"), "{line}");
+    assert!(is_a(&send_message(&mut RawClient::ehlo(setup.server.addr))));
+}
+
+#[test]
+fn sighup_reloads_and_names_the_version_serving() {
+    let mut setup = start(A);
+    setup.server.hangup();
+    let line = setup.server.wait_for_log_count("reloaded (SIGHUP)", 1);
+    assert!(line.contains("now serving 127.0.0.1:0: p@"), "{line}");
+}
