@@ -191,6 +191,8 @@ pub enum ConfigError {
     LimitTooLow { name: &'static str, value: u64, min: u64 },
     #[error("listener {0} has an empty plugin chain")]
     EmptyChain(SocketAddr),
+    #[error("listener {0} is configured twice")]
+    DuplicateListener(SocketAddr),
     #[error("plugin.{name}.{field} = {value} is below the minimum {min}")]
     PluginLimitTooLow {
         name: String,
@@ -231,6 +233,11 @@ impl Config {
         self.limits.check()?;
         if let Some(l) = self.listeners.iter().find(|l| l.plugins.is_empty()) {
             return Err(ConfigError::EmptyChain(l.address));
+        }
+        for (i, l) in self.listeners.iter().enumerate() {
+            if self.listeners[..i].iter().any(|other| other.address == l.address) {
+                return Err(ConfigError::DuplicateListener(l.address));
+            }
         }
         for (name, plugin) in &self.plugins {
             let too_low = |field, value, min| ConfigError::PluginLimitTooLow {

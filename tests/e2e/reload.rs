@@ -179,3 +179,26 @@ fn sighup_reloads_and_names_the_version_serving() {
     let line = setup.server.wait_for_log_count("reloaded (SIGHUP)", 1);
     assert!(line.contains("now serving 127.0.0.1:0: p@"), "{line}");
 }
+
+#[test]
+fn a_listener_added_to_the_config_starts_listening() {
+    let dir = temp_dir();
+    let config = dir.join("wasmtpd.toml");
+    let first = "[[listener]]\naddress = \"127.0.0.1:0\"\nplugins = [\"sink\"]\n";
+    std::fs::write(&config, first).unwrap();
+    let mut server = Server::start_raw(&["--config", config.to_str().unwrap()]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let second = format!("[[listener]]\naddress = \"127.0.0.1:{port}\"\nplugins = [\"debug-printer\"]\n");
+    std::fs::write(&config, format!("{first}{second}")).unwrap();
+    server.wait_for_log_count("reloaded (", 1);
+    let mut client = RawClient::ehlo(format!("127.0.0.1:{port}").parse().unwrap());
+    client.start_message();
+    client.expect("Subject: new listener\r\n\r\nhi\r\n.", "250 2.0.0");
+    assert!(server.wait_for_messages(1).contains("Subject: new listener"));
+    // The first listener still serves too.
+    RawClient::ehlo(server.addr).expect("NOOP", "250");
+}
