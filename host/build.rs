@@ -14,7 +14,14 @@ fn main() {
     for path in [&wit, &plugins.join("Cargo.toml"), &plugins.join("Cargo.lock")] {
         println!("cargo:rerun-if-changed={}", path.display());
     }
-    for member in ["debug-printer", "proxy", "filter", "sink", "testing/misbehave"] {
+    for member in [
+        "debug-printer",
+        "proxy",
+        "filter",
+        "sink",
+        "testing/misbehave",
+        "testing/no-handler",
+    ] {
         println!("cargo:rerun-if-changed={}", plugins.join(member).display());
     }
     // The README's example plugin, a workspace of its own; built so that tests load it.

@@ -126,10 +126,16 @@ fn broken_versions_are_refused_and_a_fix_is_picked_up() {
     let mut setup = start(A);
     let whole = std::fs::read(plugin_path(B)).unwrap();
     let path = setup.plugin.display().to_string();
-    let cases: [(&str, Vec<u8>, &str); 3] = [
+    let no_handler = std::fs::read(plugin_path("no-handler")).unwrap();
+    let cases: [(&str, Vec<u8>, &str); 4] = [
         ("not wasm", b"hello, world".to_vec(), "is not a WebAssembly file"),
         ("truncated", whole[..whole.len() / 2].to_vec(), "not a valid component"),
         ("a core module", b"\0asm\x01\0\0\0".to_vec(), "not a valid component"),
+        (
+            "wrong exports",
+            no_handler,
+            "does not export wasmtpd:plugin/handler@0.1.0",
+        ),
     ];
     for (n, (what, bytes, cause)) in cases.into_iter().enumerate() {
         std::fs::write(&setup.plugin, bytes).unwrap();
@@ -201,4 +207,18 @@ fn a_listener_added_to_the_config_starts_listening() {
     assert!(server.wait_for_messages(1).contains("Subject: new listener"));
     // The first listener still serves too.
     RawClient::ehlo(server.addr).expect("NOOP", "250");
+}
+
+#[test]
+fn a_version_that_cannot_start_is_refused() {
+    let mut setup = start(A);
+    // Rust components start with 17 pages of memory: a 1 MiB cap stops them at instantiation.
+    std::fs::write(
+        &setup.config,
+        config_text("").replace("[plugin.p]\n", "[plugin.p]\nmemory_mib = 1\n"),
+    )
+    .unwrap();
+    let line = setup.server.wait_for_log_count("reload refused", 1);
+    assert!(line.contains("plugin p (") && line.contains("cannot start"), "{line}");
+    assert!(is_a(&send_message(&mut RawClient::ehlo(setup.server.addr))));
 }
