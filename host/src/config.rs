@@ -235,7 +235,8 @@ impl Config {
             return Err(ConfigError::EmptyChain(l.address));
         }
         for (i, l) in self.listeners.iter().enumerate() {
-            if self.listeners[..i].iter().any(|other| other.address == l.address) {
+            // Port 0 is a new free port each time: it may appear more than once.
+            if l.address.port() != 0 && self.listeners[..i].iter().any(|other| other.address == l.address) {
                 return Err(ConfigError::DuplicateListener(l.address));
             }
         }

@@ -30,7 +30,24 @@ pub struct Service {
     admission: Arc<Admission>,
     shutdown: CancellationToken,
     sessions: TaskTracker,
-    listeners: HashMap<SocketAddr, RunningListener>,
+    listeners: HashMap<ListenerKey, RunningListener>,
+}
+
+/// Which running listener a configured one is: its address, or for port 0 (any free
+/// port, a new one at each bind) its place among the configured listeners.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct ListenerKey(SocketAddr, usize);
+
+impl ListenerKey {
+    fn of(address: SocketAddr, position: usize) -> ListenerKey {
+        ListenerKey(address, if address.port() == 0 { position } else { 0 })
+    }
+}
+
+impl std::fmt::Display for ListenerKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
 }
 
 impl Service {
@@ -54,13 +71,19 @@ impl Service {
     /// serves, e.g. `127.0.0.1:25: filter@0123456789abcdef, proxy@...`.
     pub async fn apply(&mut self, config: &Config) -> anyhow::Result<String> {
         let chains = catalog::load_chains(&self.engine, config).await?;
+        let keys: Vec<ListenerKey> = config
+            .listeners
+            .iter()
+            .enumerate()
+            .map(|(i, l)| ListenerKey::of(l.address, i))
+            .collect();
         let mut new_listeners = Vec::new();
-        for listener_config in &config.listeners {
-            if !self.listeners.contains_key(&listener_config.address) {
-                let listener = TcpListener::bind(listener_config.address)
+        for key in &keys {
+            if !self.listeners.contains_key(key) {
+                let listener = TcpListener::bind(key.0)
                     .await
-                    .with_context(|| format!("cannot listen on {}", listener_config.address))?;
-                new_listeners.push((listener_config.address, listener));
+                    .with_context(|| format!("cannot listen on {key}"))?;
+                new_listeners.push((key.clone(), listener));
             }
         }
 
@@ -71,14 +94,13 @@ impl Service {
             .zip(&chains)
             .map(|(l, chain)| format!("{}: {}", l.address, versions(chain)))
             .collect();
-        let contexts: HashMap<SocketAddr, Arc<ListenerContext>> = config
-            .listeners
-            .iter()
+        let contexts: HashMap<ListenerKey, Arc<ListenerContext>> = keys
+            .into_iter()
             .zip(chains)
-            .map(|(l, chain)| {
+            .map(|(key, chain)| {
                 let handlers = Arc::new(PluginChain::new(chain));
                 let ctx = ListenerContext::new(config.hostname.clone(), config.limits.clone(), handlers);
-                (l.address, Arc::new(ctx))
+                (key, Arc::new(ctx))
             })
             .collect();
         for (address, running) in &self.listeners {
@@ -86,11 +108,11 @@ impl Service {
                 running.slot.replace(Arc::clone(ctx));
             }
         }
-        let removed: Vec<SocketAddr> = self
+        let removed: Vec<ListenerKey> = self
             .listeners
             .keys()
-            .filter(|a| !contexts.contains_key(a))
-            .copied()
+            .filter(|k| !contexts.contains_key(k))
+            .cloned()
             .collect();
         for address in removed {
             if let Some(running) = self.listeners.remove(&address) {
@@ -99,7 +121,7 @@ impl Service {
             }
         }
         for (address, listener) in new_listeners {
-            let local = listener.local_addr().unwrap_or(address);
+            let local = listener.local_addr().unwrap_or(address.0);
             let plugins = contexts[&address].handlers.names().join(", ");
             tracing::info!("listening on {local} (plugins: {plugins})");
             let slot = Arc::new(ListenerSlot::new(Arc::clone(&contexts[&address])));

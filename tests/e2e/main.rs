@@ -3,6 +3,7 @@
 
 mod cli;
 mod clients;
+mod isolation;
 mod limits;
 mod plugins;
 mod proxy;

@@ -92,6 +92,16 @@ impl Server {
         server
     }
 
+    /// Every address the log says the server listens on, once `count` are there.
+    pub fn addresses(&mut self, count: usize) -> Vec<SocketAddr> {
+        self.wait_for_log_count("listening on ", count);
+        self.log()
+            .lines()
+            .filter_map(|l| l.split("listening on ").nth(1))
+            .filter_map(|rest| rest.split(' ').next()?.parse().ok())
+            .collect()
+    }
+
     pub fn port(&self) -> u16 {
         self.addr.port()
     }

@@ -1,13 +1,15 @@
 //! A listener's plugin chain: each session gets one instance of each plugin, created when
 //! first needed; hooks and messages go through the plugins in order until one answers.
+//! Every call runs on the plugin threads ([`super::pool`]), never on a session's thread.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::bindings::Peer;
 use super::component::Plugin;
-use super::instance::PluginInstance;
-use crate::handler::{Handlers, Hook, Message, SessionHandlers, Verdict, VerdictFuture};
+use super::instance::{CallResult, PluginInstance};
+use super::pool;
+use crate::handler::{Handlers, Hook, Message, OwnedHook, SessionHandlers, Verdict, VerdictFuture};
 
 pub struct PluginChain {
     plugins: Vec<Arc<Plugin>>,
@@ -44,29 +46,62 @@ struct ChainSession {
 }
 
 /// Whether a hook is only news for the plugins (its answer is ignored).
-fn is_notice(hook: &Hook) -> bool {
-    matches!(hook, Hook::Rset | Hook::Quit)
+fn is_notice(hook: &OwnedHook) -> bool {
+    matches!(hook, OwnedHook::Rset | OwnedHook::Quit)
+}
+
+/// One call into a plugin, with what it needs, owned: it runs on another thread.
+enum Call {
+    Hook(OwnedHook, Peer),
+    Message(Arc<Message>),
 }
 
 impl ChainSession {
-    async fn instance(&mut self, index: usize) -> anyhow::Result<&mut PluginInstance> {
-        let slot = &mut self.instances[index];
-        if slot.is_none() {
-            *slot = Some(self.plugins[index].instantiate().await?);
+    /// Runs `call` on the plugin threads with this session's instance of plugin `index`
+    /// (created there if needed). A failed instance is not kept: it cannot be entered again.
+    async fn call(&mut self, index: usize, call: Call) -> CallResult {
+        let plugin = Arc::clone(&self.plugins[index]);
+        let instance = self.instances[index].take();
+        let outcome = pool::run(async move {
+            let mut instance = match instance {
+                Some(instance) => instance,
+                None => match plugin.instantiate().await {
+                    Ok(instance) => instance,
+                    Err(e) => return (None, Err(e.context("cannot start an instance"))),
+                },
+            };
+            let result = match &call {
+                Call::Hook(hook, peer) => instance.hook(hook, peer).await,
+                Call::Message(message) => instance.process_message(message).await,
+            };
+            let keep = result.is_ok().then_some(instance);
+            (keep, result)
+        })
+        .await;
+        match outcome {
+            Ok((instance, result)) => {
+                self.instances[index] = instance;
+                result
+            }
+            Err(e) => Err(e),
         }
-        Ok(slot.as_mut().expect("just filled"))
     }
 
-    fn failed(&mut self, index: usize, error: anyhow::Error) -> Verdict {
-        // A trapped instance cannot be entered again; the next call gets a fresh one.
-        self.instances[index] = None;
+    fn reply(&self, index: usize, text: String) -> Verdict {
+        Verdict::Reply {
+            handler: self.plugins[index].info.name.clone(),
+            text,
+        }
+    }
+
+    fn failed(&self, index: usize, error: anyhow::Error) -> Verdict {
         Verdict::Failed {
             handler: self.plugins[index].info.name.clone(),
             error,
         }
     }
 
-    async fn run_hook(&mut self, hook: Hook<'_>) -> Verdict {
+    async fn run_hook(&mut self, hook: OwnedHook) -> Verdict {
         for index in 0..self.plugins.len() {
             if !PluginInstance::has_hook(&self.plugins[index], &hook) {
                 continue;
@@ -75,48 +110,28 @@ impl ChainSession {
                 // Nothing to tell a plugin that never saw this session.
                 continue;
             }
-            let peer = self.peer.clone();
-            let result = match self.instance(index).await {
-                Ok(instance) => instance.hook(hook, &peer).await,
-                Err(e) => Err(e.context("cannot start an instance")),
-            };
-            match result {
+            match self.call(index, Call::Hook(hook.clone(), self.peer.clone())).await {
                 Ok(None) => {}
                 Ok(Some(_)) if is_notice(&hook) => {}
-                Ok(Some(text)) => {
-                    return Verdict::Reply {
-                        handler: self.plugins[index].info.name.clone(),
-                        text,
-                    };
-                }
+                Ok(Some(text)) => return self.reply(index, text),
                 Err(error) if is_notice(&hook) => {
                     let plugin = self.plugins[index].info.name.as_str();
                     tracing::warn!(plugin, "hook {hook:?} failed: {error:#}");
-                    self.instances[index] = None;
                 }
                 Err(error) => return self.failed(index, error),
             }
         }
-        if matches!(hook, Hook::Quit) {
+        if matches!(hook, OwnedHook::Quit) {
             self.instances.iter_mut().for_each(|slot| *slot = None);
         }
         Verdict::Continue
     }
 
-    async fn run_message(&mut self, message: &Message) -> Verdict {
+    async fn run_message(&mut self, message: Arc<Message>) -> Verdict {
         for index in 0..self.plugins.len() {
-            let result = match self.instance(index).await {
-                Ok(instance) => instance.process_message(message).await,
-                Err(e) => Err(e.context("cannot start an instance")),
-            };
-            match result {
+            match self.call(index, Call::Message(Arc::clone(&message))).await {
                 Ok(None) => {}
-                Ok(Some(text)) => {
-                    return Verdict::Reply {
-                        handler: self.plugins[index].info.name.clone(),
-                        text,
-                    };
-                }
+                Ok(Some(text)) => return self.reply(index, text),
                 Err(error) => return self.failed(index, error),
             }
         }
@@ -126,10 +141,10 @@ impl ChainSession {
 
 impl SessionHandlers for ChainSession {
     fn hook<'a>(&'a mut self, hook: Hook<'a>) -> VerdictFuture<'a> {
-        Box::pin(self.run_hook(hook))
+        Box::pin(self.run_hook(OwnedHook::from(hook)))
     }
 
-    fn process_message<'a>(&'a mut self, message: &'a Message) -> VerdictFuture<'a> {
+    fn process_message(&mut self, message: Arc<Message>) -> VerdictFuture<'_> {
         Box::pin(self.run_message(message))
     }
 }

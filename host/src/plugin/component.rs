@@ -3,17 +3,17 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use wasmtime::component::{Component, InstancePre};
-use wasmtime::{Engine, Store, StoreLimitsBuilder};
+use wasmtime::{Engine, Store, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p2::pipe::ClosedInputStream;
 
 use super::WasmtimeResultExt;
 use super::bindings::{connect_hook, data_hook, handler, helo_hook, mail_hook, quit_hook, rcpt_hook, rset_hook};
-use super::engine::{EPOCH_TICK, PluginEngine};
+use super::engine::PluginEngine;
 use super::instance::{Guests, PluginInstance};
 use super::output::{Capture, OutputTarget};
 use super::state::{PluginInfo, PluginState};
@@ -181,11 +181,6 @@ impl Plugin {
         .collect()
     }
 
-    /// Epoch ticks a call may run.
-    pub fn budget_ticks(&self) -> u64 {
-        (self.time_budget.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
-    }
-
     /// A fresh instance in a store of its own: its memory cap, no WASI capability but
     /// stdout/stderr (captured), clocks and random.
     pub async fn instantiate(self: &Arc<Self>) -> anyhow::Result<PluginInstance> {
@@ -198,6 +193,8 @@ impl Plugin {
             .build();
         let state = PluginState {
             info: Arc::clone(&self.info),
+            // Start functions run under the same budget as calls.
+            call_deadline: Instant::now() + self.time_budget,
             wasi,
             table: Default::default(),
             limits: StoreLimitsBuilder::new()
@@ -209,9 +206,16 @@ impl Plugin {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
-        store.epoch_deadline_trap();
-        // Start functions run under the same budget as calls.
-        store.set_epoch_deadline(self.budget_ticks());
+        // At every epoch tick a running guest yields to the runtime, so that a plugin that
+        // loops shares its thread with other sessions until its budget ends the call.
+        store.epoch_deadline_callback(|store| {
+            Ok(if Instant::now() >= store.data().call_deadline {
+                UpdateDeadline::Interrupt
+            } else {
+                UpdateDeadline::Yield(1)
+            })
+        });
+        store.set_epoch_deadline(1);
         let instance = self.pre.instantiate_async(&mut store).await?;
         let load = |e: wasmtime::Error| anyhow::Error::from(e);
         let h = &self.hooks;

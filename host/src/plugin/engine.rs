@@ -13,7 +13,7 @@ use super::bindings::HostSide;
 use super::state::PluginState;
 
 /// How often the engine's epoch advances: the granularity of every time budget.
-pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 pub struct EngineOptions {
     /// Where compiled components are cached; `None` compiles every time.

@@ -2,6 +2,7 @@
 //! budget, and what the guest printed is sent on after each call.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::anyhow;
 use wasmtime::{Store, Trap};
@@ -10,7 +11,7 @@ use super::bindings::{Peer, connect_hook, data_hook, handler, helo_hook, mail_ho
 use super::component::Plugin;
 use super::output::{self, OutputTarget};
 use super::state::PluginState;
-use crate::handler::{Hook, Message};
+use crate::handler::{Message, OwnedHook};
 
 /// The loaded exports of one instance.
 pub struct Guests {
@@ -44,16 +45,16 @@ impl PluginInstance {
     }
 
     /// Whether this plugin exports the hook at all.
-    pub fn has_hook(plugin: &Plugin, hook: &Hook) -> bool {
+    pub fn has_hook(plugin: &Plugin, hook: &OwnedHook) -> bool {
         let h = &plugin.hooks;
         match hook {
-            Hook::Connect => h.connect.is_some(),
-            Hook::Helo { .. } => h.helo.is_some(),
-            Hook::Mail { .. } => h.mail.is_some(),
-            Hook::Rcpt { .. } => h.rcpt.is_some(),
-            Hook::Data => h.data.is_some(),
-            Hook::Rset => h.rset.is_some(),
-            Hook::Quit => h.quit.is_some(),
+            OwnedHook::Connect => h.connect.is_some(),
+            OwnedHook::Helo { .. } => h.helo.is_some(),
+            OwnedHook::Mail { .. } => h.mail.is_some(),
+            OwnedHook::Rcpt { .. } => h.rcpt.is_some(),
+            OwnedHook::Data => h.data.is_some(),
+            OwnedHook::Rset => h.rset.is_some(),
+            OwnedHook::Quit => h.quit.is_some(),
         }
     }
 
@@ -82,35 +83,35 @@ impl PluginInstance {
     }
 
     /// Calls the hook; `Ok(None)` if the plugin does not export it.
-    pub async fn hook(&mut self, hook: Hook<'_>, peer: &Peer) -> CallResult {
+    pub async fn hook(&mut self, hook: &OwnedHook, peer: &Peer) -> CallResult {
         self.arm();
         let (store, g) = (&mut self.store, &self.guests);
         let result = match hook {
-            Hook::Connect => match &g.connect {
+            OwnedHook::Connect => match &g.connect {
                 Some(f) => f.call_on_connect(store, peer).await,
                 None => return Ok(None),
             },
-            Hook::Helo { name, extended } => match &g.helo {
-                Some(f) => f.call_on_helo(store, name, extended).await,
+            OwnedHook::Helo { name, extended } => match &g.helo {
+                Some(f) => f.call_on_helo(store, name, *extended).await,
                 None => return Ok(None),
             },
-            Hook::Mail { from, options } => match &g.mail {
+            OwnedHook::Mail { from, options } => match &g.mail {
                 Some(f) => f.call_on_mail(store, from, options).await,
                 None => return Ok(None),
             },
-            Hook::Rcpt { to, options } => match &g.rcpt {
+            OwnedHook::Rcpt { to, options } => match &g.rcpt {
                 Some(f) => f.call_on_rcpt(store, to, options).await,
                 None => return Ok(None),
             },
-            Hook::Data => match &g.data {
+            OwnedHook::Data => match &g.data {
                 Some(f) => f.call_on_data(store).await,
                 None => return Ok(None),
             },
-            Hook::Rset => match &g.rset {
+            OwnedHook::Rset => match &g.rset {
                 Some(f) => f.call_on_rset(store).await.map(|()| None),
                 None => return Ok(None),
             },
-            Hook::Quit => match &g.quit {
+            OwnedHook::Quit => match &g.quit {
                 Some(f) => f.call_on_quit(store).await.map(|()| None),
                 None => return Ok(None),
             },
@@ -119,7 +120,8 @@ impl PluginInstance {
     }
 
     fn arm(&mut self) {
-        self.store.set_epoch_deadline(self.plugin.budget_ticks());
+        self.store.data_mut().call_deadline = Instant::now() + self.plugin.time_budget;
+        self.store.set_epoch_deadline(1);
     }
 
     /// Sends the call's output on and explains a failure.

@@ -10,6 +10,7 @@ pub mod component;
 pub mod engine;
 pub mod instance;
 pub mod output;
+pub mod pool;
 pub mod state;
 
 pub use chain::PluginChain;

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
@@ -25,6 +26,8 @@ pub struct PluginInfo {
 
 pub struct PluginState {
     pub info: Arc<PluginInfo>,
+    /// When the call in progress runs out of its time budget.
+    pub call_deadline: Instant,
     pub wasi: WasiCtx,
     pub table: ResourceTable,
     pub limits: StoreLimits,

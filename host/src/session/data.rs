@@ -1,6 +1,8 @@
 //! DATA: receives the message, refuses what breaks the limits or the framing rules, and
 //! hands the rest to the handler chain. The transaction ends here whatever happens.
 
+use std::sync::Arc;
+
 use tokio::io::{AsyncRead, AsyncWrite};
 use wasmtpd_protocol::{DataSummary, Reply, replies};
 
@@ -49,7 +51,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             mail_options: transaction.params.raw,
             rcpt_options: Vec::new(),
         };
-        let verdict = self.handlers.process_message(&message).await;
+        let message = Arc::new(message);
+        let verdict = self.handlers.process_message(Arc::clone(&message)).await;
         match self.judge(verdict, "message") {
             Some(reply) => reply,
             None => {

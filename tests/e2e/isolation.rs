@@ -1,0 +1,50 @@
+//! One listener's plugin cannot hold up another's sessions: a plugin call that loops
+//! yields its thread at every epoch tick until its budget ends it.
+
+use std::sync::mpsc;
+use std::time::Instant;
+
+use crate::raw::RawClient;
+use crate::server::{Server, plugin_path, temp_file};
+
+#[test]
+fn a_looping_plugin_does_not_hold_up_other_sessions() {
+    let config = format!(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\nplugins = [\"bad\"]\n\
+         [[listener]]\naddress = \"127.0.0.1:0\"\nplugins = [\"sink\"]\n\
+         [plugin.bad]\nsource = \"{}\"\ntime_budget_ms = 3000\n[plugin.bad.settings]\nmode = \"loop\"\n",
+        plugin_path("misbehave")
+    );
+    let path = temp_file("isolation.toml", &config);
+    let mut server = Server::start_raw(&["--config", path.to_str().unwrap()]);
+    let addresses = server.addresses(2);
+    let (looping, healthy) = (addresses[0], addresses[1]);
+
+    // More looping calls than the runtime has threads (2 on this machine's CI).
+    let (done, replies) = mpsc::channel();
+    for _ in 0..4 {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let mut client = RawClient::ehlo(looping);
+            client.start_message();
+            let reply = client.expect("x\r\n.", "451 4.3.0");
+            done.send((Instant::now(), reply)).unwrap();
+        });
+    }
+    server.wait_for_log_count("misbehaving: loop", 4);
+    for _ in 0..2 {
+        let mut client = RawClient::ehlo(healthy);
+        for _ in 0..10 {
+            client.start_message();
+            client.expect("x\r\n.", "250 2.0.0");
+        }
+    }
+    let healthy_done = Instant::now();
+    for _ in 0..4 {
+        let (when, reply) = replies.recv().unwrap();
+        assert!(
+            when > healthy_done,
+            "a looping call ended before the healthy sessions: {reply}"
+        );
+    }
+}
