@@ -58,6 +58,25 @@ pub struct PluginConfig {
     /// Where the plugin's stdout goes: `stdout` or `log` (default: `stdout` for
     /// debug-printer, `log` for the others). Its stderr always goes to the log.
     pub stdout: Option<OutputTarget>,
+    /// Host directories the plugin may open (WASI preopens); none by default.
+    #[serde(default)]
+    pub dirs: Vec<DirGrant>,
+    /// Environment variables the plugin sees; none by default.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+/// A host directory granted to a plugin.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DirGrant {
+    /// The directory on the host (relative paths start at the configuration file's).
+    pub host: PathBuf,
+    /// Where the plugin sees it, e.g. `/maildir`.
+    pub guest: String,
+    /// Whether the plugin may create, change and delete files there; read-only otherwise.
+    #[serde(default)]
+    pub writable: bool,
 }
 
 impl Default for PluginConfig {
@@ -69,6 +88,8 @@ impl Default for PluginConfig {
             time_budget_ms: default_time_budget_ms(),
             memory_mib: default_memory_mib(),
             stdout: None,
+            dirs: Vec::new(),
+            env: BTreeMap::new(),
         }
     }
 }

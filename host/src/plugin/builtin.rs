@@ -12,6 +12,7 @@ pub const BUILT_IN: &[(&str, &[u8])] = &[
     ("proxy", plugin_bytes!("proxy.wasm")),
     ("filter", plugin_bytes!("filter.wasm")),
     ("sink", plugin_bytes!("sink.wasm")),
+    ("store", plugin_bytes!("store.wasm")),
 ];
 
 pub fn built_in(name: &str) -> Option<&'static [u8]> {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 
 use super::builtin;
-use super::component::{Plugin, PluginSpec, Source};
+use super::component::{Grants, Plugin, PluginSpec, Source};
 use super::engine::PluginEngine;
 use super::output::OutputTarget;
 use super::state::PluginInfo;
@@ -58,6 +58,10 @@ fn spec_from(
         time_budget: Duration::from_millis(config.time_budget_ms),
         memory_limit: usize::try_from(config.memory_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
         stdout: config.stdout.unwrap_or(default_stdout),
+        grants: Grants {
+            dirs: config.dirs.clone(),
+            env: config.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        },
     }
 }
 

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use wasmtime::component::{Component, InstancePre};
 use wasmtime::{Engine, Store, StoreLimitsBuilder, UpdateDeadline};
-use wasmtime_wasi::WasiCtxBuilder;
 use wasmtime_wasi::p2::pipe::ClosedInputStream;
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use super::WasmtimeResultExt;
 use super::bindings::{connect_hook, data_hook, handler, helo_hook, mail_hook, quit_hook, rcpt_hook, rset_hook};
@@ -17,6 +17,7 @@ use super::engine::PluginEngine;
 use super::instance::{Guests, PluginInstance};
 use super::output::{Capture, OutputTarget};
 use super::state::{PluginInfo, PluginState};
+use crate::config::DirGrant;
 
 /// Where a plugin's component comes from.
 #[derive(Clone, Debug)]
@@ -41,6 +42,14 @@ pub struct PluginSpec {
     pub time_budget: Duration,
     pub memory_limit: usize,
     pub stdout: OutputTarget,
+    pub grants: Grants,
+}
+
+/// The WASI capabilities a plugin is granted beyond stdout, stderr, clocks and random.
+#[derive(Clone, Debug, Default)]
+pub struct Grants {
+    pub dirs: Vec<DirGrant>,
+    pub env: Vec<(String, String)>,
 }
 
 /// The export indices of the hook interfaces a plugin has; `None` for those it lacks.
@@ -67,6 +76,7 @@ pub struct Plugin {
     pub time_budget: Duration,
     memory_limit: usize,
     pub stdout: OutputTarget,
+    grants: Grants,
 }
 
 const PACKAGE: &str = "wasmtpd:plugin";
@@ -155,6 +165,7 @@ impl Plugin {
             time_budget: spec.time_budget,
             memory_limit: spec.memory_limit,
             stdout: spec.stdout,
+            grants: spec.grants,
         });
         // Typed exports are checked when loaded into an instance: do it once now.
         plugin
@@ -181,16 +192,29 @@ impl Plugin {
         .collect()
     }
 
-    /// A fresh instance in a store of its own: its memory cap, no WASI capability but
-    /// stdout/stderr (captured), clocks and random.
+    /// A fresh instance in a store of its own: its memory cap, and no WASI capability but
+    /// stdout/stderr (captured), clocks, random, and what its configuration grants.
     pub async fn instantiate(self: &Arc<Self>) -> anyhow::Result<PluginInstance> {
         let stdout = Capture::default();
         let stderr = Capture::default();
-        let wasi = WasiCtxBuilder::new()
-            .stdin(ClosedInputStream)
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.stdin(ClosedInputStream)
             .stdout(stdout.clone())
-            .stderr(stderr.clone())
-            .build();
+            .stderr(stderr.clone());
+        for dir in &self.grants.dirs {
+            let perms = if dir.writable {
+                FsPerms::ReadWrite
+            } else {
+                FsPerms::ReadOnly
+            };
+            wasi.preopened_dir(&dir.host, &dir.guest, perms)
+                .anyhow()
+                .with_context(|| format!("cannot grant directory {}", dir.host.display()))?;
+        }
+        for (key, value) in &self.grants.env {
+            wasi.env(key, value);
+        }
+        let wasi = wasi.build();
         let state = PluginState {
             info: Arc::clone(&self.info),
             // Start functions run under the same budget as calls.

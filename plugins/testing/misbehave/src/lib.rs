@@ -5,7 +5,9 @@
 //! Modes: `trap` (panics: a wasm trap), `loop` (never returns: the time budget),
 //! `alloc` (asks for 1 GiB: the memory cap), `malformed` (answers a reply with no code),
 //! `crlf` (answers a reply with a CRLF inside), `print` (prints to stdout and stderr, then
-//! accepts), `count` (accepts, and answers `250 2.0.0 message N of this session`).
+//! accepts), `count` (accepts, and answers `250 2.0.0 message N of this session`),
+//! `read-file` (reads the file its `path` setting names, `/etc/passwd` by default, and says
+//! how it went in its reply), `env` (answers with the environment it sees).
 
 wit_bindgen::generate!({
     path: "../../../wit",
@@ -58,6 +60,15 @@ fn misbehave(stage: &str) -> Option<String> {
             eprintln!("to stderr from the plugin");
             None
         }
+        // Reaching outside the sandbox: what it found, or the error, is the reply.
+        "read-file" => {
+            let path = host::get_setting("path").unwrap_or_else(|| "/etc/passwd".to_owned());
+            Some(match std::fs::read(&path) {
+                Ok(bytes) => format!("250 2.0.0 read {} octets of {path}", bytes.len()),
+                Err(e) => format!("554 5.7.0 cannot read {path}: {e}"),
+            })
+        }
+        "env" => Some(format!("250 2.0.0 env: {:?}", std::env::vars().collect::<Vec<_>>())),
         "count" => {
             let n = MESSAGES.fetch_add(1, Ordering::Relaxed) + 1;
             Some(format!("250 2.0.0 message {n} of this session"))
