@@ -32,6 +32,10 @@ pub struct Cli {
     #[arg(long, value_name = "NAME")]
     pub hostname: Option<String>,
 
+    /// Serve counters in the Prometheus text format at http://ADDR:PORT/metrics.
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<SocketAddr>,
+
     /// Largest message in octets (SIZE); default the configuration's, else 33554432.
     #[arg(long, value_name = "OCTETS")]
     pub max_message_size: Option<usize>,
@@ -47,6 +51,7 @@ impl Cli {
         };
         let listener = |address| ListenerConfig {
             address,
+            tenant: None,
             plugins: vec![DEFAULT_PLUGIN.to_owned()],
         };
         if !self.listen.is_empty() {
@@ -63,6 +68,9 @@ impl Cli {
         }
         if let Some(hostname) = &self.hostname {
             config.hostname.clone_from(hostname);
+        }
+        if let Some(metrics) = self.metrics {
+            config.metrics = Some(metrics);
         }
         if let Some(size) = self.max_message_size {
             config.limits.max_message_size = size;

@@ -32,6 +32,10 @@ pub struct Config {
     /// by default); an empty string turns the cache off.
     #[serde(default)]
     pub cache_dir: Option<PathBuf>,
+    /// Where to serve the counters in the Prometheus text format (`GET /metrics`); off
+    /// by default. Read at start only.
+    #[serde(default)]
+    pub metrics: Option<SocketAddr>,
     /// The configuration file's directory: relative plugin paths start there.
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,
@@ -120,6 +124,8 @@ impl PluginConfig {
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
     pub address: SocketAddr,
+    /// Whose listener this is, for the counters and the log; default: its address.
+    pub tenant: Option<String>,
     /// The plugin chain, in order; the first that answers ends it. Each is a
     /// `[plugin.NAME]` table's name, a built-in plugin's name or a `.wasm` file's path.
     #[serde(default = "default_plugins")]
@@ -246,6 +252,7 @@ impl Config {
             limits: Limits::default(),
             plugins: BTreeMap::new(),
             cache_dir: None,
+            metrics: None,
             base_dir: None,
         }
     }

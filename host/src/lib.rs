@@ -6,6 +6,8 @@ pub mod cli;
 pub mod config;
 pub mod handler;
 pub mod listener;
+pub mod metrics;
+pub mod metrics_http;
 pub mod plugin;
 pub mod relay;
 pub mod reload;

@@ -7,8 +7,12 @@ use wasmtpd_protocol::Reply;
 
 use crate::config::Limits;
 use crate::handler::Handlers;
+use crate::metrics::TenantMetrics;
 
 pub struct ListenerContext {
+    /// Whose sessions these are, for the counters and the log.
+    pub tenant: String,
+    pub metrics: Arc<TenantMetrics>,
     pub hostname: String,
     pub limits: Limits,
     pub handlers: Arc<dyn Handlers>,
@@ -18,7 +22,13 @@ pub struct ListenerContext {
 }
 
 impl ListenerContext {
-    pub fn new(hostname: String, limits: Limits, handlers: Arc<dyn Handlers>) -> ListenerContext {
+    pub fn new(
+        tenant: String,
+        metrics: Arc<TenantMetrics>,
+        hostname: String,
+        limits: Limits,
+        handlers: Arc<dyn Handlers>,
+    ) -> ListenerContext {
         let greeting = Reply::new(
             220,
             None,
@@ -35,6 +45,8 @@ impl ListenerContext {
         );
         let helo = Reply::new(250, None, hostname.clone());
         ListenerContext {
+            tenant,
+            metrics,
             hostname,
             limits,
             handlers,

@@ -3,14 +3,18 @@
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
 use clap::Parser;
+use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use wasmtpd::admission::Admission;
 use wasmtpd::cli::Cli;
 use wasmtpd::config::Config;
+use wasmtpd::metrics::Registry;
+use wasmtpd::metrics_http;
 use wasmtpd::plugin::engine::default_cache_dir;
 use wasmtpd::plugin::{EngineOptions, PluginEngine};
 use wasmtpd::reload::{self, FileWatcher};
@@ -49,7 +53,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     })?;
     let admission = Admission::new(config.limits.max_connections, config.limits.max_connections_per_ip);
     let shutdown = CancellationToken::new();
-    let mut service = Service::new(engine, admission, shutdown.clone());
+    let metrics = Arc::new(Registry::default());
+    if let Some(address) = config.metrics {
+        let listener = TcpListener::bind(address)
+            .await
+            .with_context(|| format!("cannot serve metrics on {address}"))?;
+        tracing::info!("metrics on http://{}/metrics", listener.local_addr()?);
+        tokio::spawn(metrics_http::serve(listener, Arc::clone(&metrics), shutdown.clone()));
+    }
+    let mut service = Service::new(engine, admission, metrics, shutdown.clone());
     // Watching starts before listening: a change made once the server listens is seen.
     let mut watcher = FileWatcher::new()?;
     watcher.watch(reload::files_of(&config, cli.config.as_deref()));

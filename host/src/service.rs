@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 use crate::admission::Admission;
 use crate::config::Config;
 use crate::listener::{ListenerContext, ListenerSlot};
+use crate::metrics::Registry;
 use crate::plugin::{Plugin, PluginChain, PluginEngine, catalog};
 use crate::server;
 
@@ -31,6 +32,7 @@ pub struct Service {
     shutdown: CancellationToken,
     sessions: TaskTracker,
     listeners: HashMap<ListenerKey, RunningListener>,
+    metrics: Arc<Registry>,
 }
 
 /// Which running listener a configured one is: its address, or for port 0 (any free
@@ -51,8 +53,14 @@ impl std::fmt::Display for ListenerKey {
 }
 
 impl Service {
-    pub fn new(engine: PluginEngine, admission: Arc<Admission>, shutdown: CancellationToken) -> Service {
+    pub fn new(
+        engine: PluginEngine,
+        admission: Arc<Admission>,
+        metrics: Arc<Registry>,
+        shutdown: CancellationToken,
+    ) -> Service {
         Service {
+            metrics,
             engine,
             admission,
             shutdown,
@@ -96,10 +104,19 @@ impl Service {
             .collect();
         let contexts: HashMap<ListenerKey, Arc<ListenerContext>> = keys
             .into_iter()
+            .zip(&config.listeners)
             .zip(chains)
-            .map(|(key, chain)| {
-                let handlers = Arc::new(PluginChain::new(chain));
-                let ctx = ListenerContext::new(config.hostname.clone(), config.limits.clone(), handlers);
+            .map(|((key, listener), chain)| {
+                let tenant = listener.tenant.clone().unwrap_or_else(|| listener.address.to_string());
+                let metrics = self.metrics.tenant(&tenant);
+                let handlers = Arc::new(PluginChain::new(chain, Arc::clone(&metrics)));
+                let ctx = ListenerContext::new(
+                    tenant,
+                    metrics,
+                    config.hostname.clone(),
+                    config.limits.clone(),
+                    handlers,
+                );
                 (key, Arc::new(ctx))
             })
             .collect();

@@ -6,6 +6,7 @@ mod cli;
 mod clients;
 mod isolation;
 mod limits;
+mod metrics;
 mod plugins;
 mod proxy;
 mod raw;

@@ -4,20 +4,23 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use super::bindings::Peer;
 use super::component::Plugin;
 use super::instance::{CallResult, PluginInstance};
 use super::pool;
 use crate::handler::{Handlers, Hook, Message, OwnedHook, SessionHandlers, Verdict, VerdictFuture};
+use crate::metrics::TenantMetrics;
 
 pub struct PluginChain {
     plugins: Vec<Arc<Plugin>>,
+    metrics: Arc<TenantMetrics>,
 }
 
 impl PluginChain {
-    pub fn new(plugins: Vec<Arc<Plugin>>) -> PluginChain {
-        PluginChain { plugins }
+    pub fn new(plugins: Vec<Arc<Plugin>>, metrics: Arc<TenantMetrics>) -> PluginChain {
+        PluginChain { plugins, metrics }
     }
 }
 
@@ -25,6 +28,7 @@ impl Handlers for PluginChain {
     fn session(&self, peer: SocketAddr) -> Box<dyn SessionHandlers> {
         Box::new(ChainSession {
             plugins: self.plugins.clone(),
+            metrics: Arc::clone(&self.metrics),
             instances: self.plugins.iter().map(|_| None).collect(),
             peer: Peer {
                 ip: peer.ip().to_string(),
@@ -41,6 +45,7 @@ impl Handlers for PluginChain {
 struct ChainSession {
     /// The chain as it was when the session started: a reload does not change it.
     plugins: Vec<Arc<Plugin>>,
+    metrics: Arc<TenantMetrics>,
     instances: Vec<Option<PluginInstance>>,
     peer: Peer,
 }
@@ -62,6 +67,7 @@ impl ChainSession {
     async fn call(&mut self, index: usize, call: Call) -> CallResult {
         let plugin = Arc::clone(&self.plugins[index]);
         let instance = self.instances[index].take();
+        let started = Instant::now();
         let outcome = pool::run(async move {
             let mut instance = match instance {
                 Some(instance) => instance,
@@ -78,6 +84,7 @@ impl ChainSession {
             (keep, result)
         })
         .await;
+        self.metrics.plugin_call(started.elapsed());
         match outcome {
             Ok((instance, result)) => {
                 self.instances[index] = instance;

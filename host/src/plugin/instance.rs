@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::anyhow;
 use wasmtime::{Store, Trap};
 
 use super::bindings::{Peer, connect_hook, data_hook, handler, helo_hook, mail_hook, quit_hook, rcpt_hook, rset_hook};
@@ -12,6 +11,7 @@ use super::component::Plugin;
 use super::output::{self, OutputTarget};
 use super::state::PluginState;
 use crate::handler::{Message, OwnedHook};
+use crate::metrics::PluginError;
 
 /// The loaded exports of one instance.
 pub struct Guests {
@@ -134,15 +134,33 @@ impl PluginInstance {
     }
 }
 
-/// A failure on one line, for the log: the trap, the budget, or the innermost cause
+/// Why a call failed, typed for the counters, on one line for the log.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct CallError {
+    pub kind: PluginError,
+    pub message: String,
+}
+
+/// A failure on one line: the trap, the budget, the memory cap, or the innermost cause
 /// (wasmtime's own message carries a multi-line wasm backtrace).
 fn describe(error: wasmtime::Error, budget_ms: u128) -> anyhow::Error {
-    match error.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => anyhow!("ran past its time budget of {budget_ms} ms"),
-        Some(trap) => anyhow!("wasm trap: {trap}"),
+    let (kind, message) = match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => (
+            PluginError::Timeout,
+            format!("ran past its time budget of {budget_ms} ms"),
+        ),
+        Some(trap) => (PluginError::Trap, format!("wasm trap: {trap}")),
         None => {
-            let error = anyhow::Error::from(error);
-            anyhow!("{}", error.root_cause().to_string().replace('\n', " "))
+            let message = anyhow::Error::from(error).root_cause().to_string().replace('\n', " ");
+            // The store's limiter says so when the memory cap stops a growth.
+            let kind = if message.contains("growing memory") {
+                PluginError::Memory
+            } else {
+                PluginError::Other
+            };
+            (kind, message)
         }
-    }
+    };
+    anyhow::Error::new(CallError { kind, message })
 }

@@ -6,6 +6,8 @@ use wasmtpd_protocol::{Reply, replies};
 
 use super::Session;
 use crate::handler::{Hook, Verdict};
+use crate::metrics::PluginError;
+use crate::plugin::instance::CallError;
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// The handlers' reply at `hook`, or `None` for the server's own.
@@ -19,16 +21,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Verdict::Continue => None,
             Verdict::Reply { handler, text } => match Reply::from_handler(&text) {
                 Ok(reply) => {
-                    tracing::info!(peer = %self.peer, handler, stage, reply = %text, "handler answered");
+                    tracing::info!(tenant = %self.ctx.tenant, peer = %self.peer, handler, stage, reply = %text, "handler answered");
                     Some(reply)
                 }
                 Err(why) => {
-                    tracing::warn!(peer = %self.peer, handler, stage, reply = ?text, "handler reply {why}; answering 451");
+                    self.ctx.metrics.plugin_error(PluginError::Malformed);
+                    tracing::warn!(tenant = %self.ctx.tenant, peer = %self.peer, handler, stage, reply = ?text, "handler reply {why}; answering 451");
                     Some(replies::LOCAL_ERROR)
                 }
             },
             Verdict::Failed { handler, error } => {
-                tracing::warn!(peer = %self.peer, handler, stage, "handler failed: {error:#}; answering 451");
+                let kind = error.downcast_ref::<CallError>().map_or(PluginError::Other, |e| e.kind);
+                self.ctx.metrics.plugin_error(kind);
+                tracing::warn!(tenant = %self.ctx.tenant, peer = %self.peer, handler, stage, "handler failed: {error:#}; answering 451");
                 Some(replies::LOCAL_ERROR)
             }
         }

@@ -9,6 +9,7 @@ use wasmtpd_protocol::{DataSummary, Reply, replies};
 use super::input::DataInput;
 use super::{Flow, Session, Transaction};
 use crate::handler::{Hook, Message};
+use crate::metrics::Outcome;
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub(super) async fn data(&mut self) -> std::io::Result<Flow> {
@@ -37,6 +38,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     Some(refused) => refused,
                     None => self.deliver(transaction, body).await,
                 };
+                self.ctx.metrics.message(match reply.code() {
+                    200..=299 => Outcome::Accepted,
+                    400..=499 => Outcome::Tempfailed,
+                    _ => Outcome::Rejected,
+                });
                 self.reply(&reply)
             }
         })
@@ -56,7 +62,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         match self.judge(verdict, "message") {
             Some(reply) => reply,
             None => {
-                tracing::info!(peer = %self.peer, size = message.data.len(), recipients = message.rcpt_to.len(), "message accepted");
+                tracing::info!(tenant = %self.ctx.tenant, peer = %self.peer, size = message.data.len(), recipients = message.rcpt_to.len(), "message accepted");
                 replies::MESSAGE_ACCEPTED
             }
         }

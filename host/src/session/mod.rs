@@ -84,6 +84,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// Serves the session until QUIT, a closing error, shutdown or the client leaving,
     /// then tells the handlers it is over.
     pub async fn run(mut self) -> std::io::Result<()> {
+        self.ctx.metrics.session_started();
         let result = self.serve().await;
         let _ = self.handlers.hook(Hook::Quit).await;
         result

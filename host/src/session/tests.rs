@@ -114,7 +114,13 @@ fn start_answering(limits: Limits, answer: Answer) -> Client {
 
 fn start_with(limits: Limits, recorder: Arc<Recorder>) -> Client {
     let handlers = Arc::new(RecorderHandlers(Arc::clone(&recorder)));
-    let ctx = Arc::new(ListenerContext::new("mx.test".into(), limits, handlers));
+    let ctx = Arc::new(ListenerContext::new(
+        "test".into(),
+        Arc::default(),
+        "mx.test".into(),
+        limits,
+        handlers,
+    ));
     let (pipe, server_end) = tokio::io::duplex(256 * 1024);
     let peer: SocketAddr = "192.0.2.7:40000".parse().unwrap();
     let shutdown = CancellationToken::new();
