@@ -52,6 +52,7 @@ impl Cli {
         let listener = |address| ListenerConfig {
             address,
             tenant: None,
+            route_by_domain: false,
             plugins: vec![DEFAULT_PLUGIN.to_owned()],
         };
         if !self.listen.is_empty() {

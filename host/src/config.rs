@@ -23,6 +23,9 @@ pub struct Config {
     pub hostname: String,
     #[serde(default, rename = "listener")]
     pub listeners: Vec<ListenerConfig>,
+    /// Tenants served on the listeners that route by domain.
+    #[serde(default, rename = "tenant")]
+    pub tenants: Vec<TenantConfig>,
     #[serde(default)]
     pub limits: Limits,
     /// Plugins by the name chains use: `[plugin.NAME]` tables.
@@ -130,6 +133,21 @@ pub struct ListenerConfig {
     /// `[plugin.NAME]` table's name, a built-in plugin's name or a `.wasm` file's path.
     #[serde(default = "default_plugins")]
     pub plugins: Vec<String>,
+    /// Serve the `[[tenant]]`s: each recipient goes to the tenant that owns its domain,
+    /// and other recipients are refused. The listener's own chain then only answers the
+    /// hooks that come before any recipient (connect, HELO/EHLO, MAIL) and DATA.
+    #[serde(default)]
+    pub route_by_domain: bool,
+}
+
+/// A tenant: the recipient domains it owns and the plugin chain that handles their mail.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    pub name: String,
+    pub domains: Vec<String>,
+    /// Its chain, as a listener's: `[plugin.NAME]` tables, built-ins or `.wasm` paths.
+    pub plugins: Vec<String>,
 }
 
 /// Every limit the server enforces, with RFC 5321's numbers where it has them.
@@ -218,6 +236,8 @@ pub enum ConfigError {
     LimitTooLow { name: &'static str, value: u64, min: u64 },
     #[error("listener {0} has an empty plugin chain")]
     EmptyChain(SocketAddr),
+    #[error("{0}")]
+    Tenant(String),
     #[error("listener {0} is configured twice")]
     DuplicateListener(SocketAddr),
     #[error("plugin.{name}.{field} = {value} is below the minimum {min}")]
@@ -249,6 +269,7 @@ impl Config {
         Config {
             hostname: default_hostname(),
             listeners: Vec::new(),
+            tenants: Vec::new(),
             limits: Limits::default(),
             plugins: BTreeMap::new(),
             cache_dir: None,
@@ -267,6 +288,38 @@ impl Config {
             if l.address.port() != 0 && self.listeners[..i].iter().any(|other| other.address == l.address) {
                 return Err(ConfigError::DuplicateListener(l.address));
             }
+        }
+        let mut domains: Vec<String> = Vec::new();
+        for (i, tenant) in self.tenants.iter().enumerate() {
+            if self.tenants[..i].iter().any(|t| t.name == tenant.name) {
+                return Err(ConfigError::Tenant(format!(
+                    "tenant {} is configured twice",
+                    tenant.name
+                )));
+            }
+            if tenant.plugins.is_empty() {
+                return Err(ConfigError::Tenant(format!(
+                    "tenant {} has an empty plugin chain",
+                    tenant.name
+                )));
+            }
+            for domain in &tenant.domains {
+                let domain = domain.to_ascii_lowercase();
+                if domains.contains(&domain) {
+                    return Err(ConfigError::Tenant(format!("domain {domain} belongs to two tenants")));
+                }
+                domains.push(domain);
+            }
+        }
+        if let Some(l) = self
+            .listeners
+            .iter()
+            .find(|l| l.route_by_domain && self.tenants.is_empty())
+        {
+            return Err(ConfigError::Tenant(format!(
+                "listener {} routes by domain, but there is no [[tenant]]",
+                l.address
+            )));
         }
         for (name, plugin) in &self.plugins {
             let too_low = |field, value, min| ConfigError::PluginLimitTooLow {

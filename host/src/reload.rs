@@ -90,8 +90,13 @@ impl FileWatcher {
 /// The files a configuration depends on: the file itself and the plugins loaded from disk.
 pub fn files_of(config: &Config, config_path: Option<&Path>) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = config_path.map(Path::to_path_buf).into_iter().collect();
-    for listener in &config.listeners {
-        for entry in &listener.plugins {
+    let chains = config
+        .listeners
+        .iter()
+        .map(|l| &l.plugins)
+        .chain(config.tenants.iter().map(|t| &t.plugins));
+    for chain in chains {
+        for entry in chain {
             if let Ok(spec) = catalog::spec(entry, config)
                 && let Source::File(path) = spec.source
                 && !files.contains(&path)

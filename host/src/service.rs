@@ -15,8 +15,10 @@ use tokio_util::task::TaskTracker;
 
 use crate::admission::Admission;
 use crate::config::Config;
+use crate::handler::Handlers;
 use crate::listener::{ListenerContext, ListenerSlot};
 use crate::metrics::Registry;
+use crate::plugin::router::{Tenant, TenantRouter};
 use crate::plugin::{Plugin, PluginChain, PluginEngine, catalog};
 use crate::server;
 
@@ -99,17 +101,43 @@ impl Service {
         let serving: Vec<String> = config
             .listeners
             .iter()
-            .zip(&chains)
+            .zip(&chains.listeners)
             .map(|(l, chain)| format!("{}: {}", l.address, versions(chain)))
+            .chain(
+                config
+                    .tenants
+                    .iter()
+                    .zip(&chains.tenants)
+                    .map(|(t, chain)| format!("tenant {}: {}", t.name, versions(chain))),
+            )
+            .collect();
+        let tenants: Vec<Tenant> = config
+            .tenants
+            .iter()
+            .zip(chains.tenants)
+            .map(|(t, chain)| {
+                let metrics = self.metrics.tenant(&t.name);
+                Tenant {
+                    name: t.name.clone(),
+                    domains: t.domains.iter().map(|d| d.to_ascii_lowercase()).collect(),
+                    chain: Arc::new(PluginChain::new(chain, Arc::clone(&metrics))),
+                    metrics,
+                }
+            })
             .collect();
         let contexts: HashMap<ListenerKey, Arc<ListenerContext>> = keys
             .into_iter()
             .zip(&config.listeners)
-            .zip(chains)
+            .zip(chains.listeners)
             .map(|((key, listener), chain)| {
                 let tenant = listener.tenant.clone().unwrap_or_else(|| listener.address.to_string());
                 let metrics = self.metrics.tenant(&tenant);
-                let handlers = Arc::new(PluginChain::new(chain, Arc::clone(&metrics)));
+                let own = Arc::new(PluginChain::new(chain, Arc::clone(&metrics)));
+                let handlers: Arc<dyn Handlers> = if listener.route_by_domain {
+                    Arc::new(TenantRouter::new(own, tenants.clone()))
+                } else {
+                    own
+                };
                 let ctx = ListenerContext::new(
                     tenant,
                     metrics,

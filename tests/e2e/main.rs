@@ -15,3 +15,4 @@ mod sandbox;
 mod server;
 mod shutdown;
 mod smuggling;
+mod tenants;

@@ -85,31 +85,58 @@ fn resolve(source: &str, base_dir: Option<&Path>) -> anyhow::Result<Source> {
     )
 }
 
-/// Loads every plugin the listeners' chains name, each once; the chains in order.
-pub async fn load_chains(engine: &PluginEngine, config: &Config) -> anyhow::Result<Vec<Vec<Arc<Plugin>>>> {
+/// The chains of a configuration, loaded: each plugin once however many chains name it.
+pub struct Chains {
+    /// The listeners' chains, in the configuration's order.
+    pub listeners: Vec<Vec<Arc<Plugin>>>,
+    /// The tenants' chains, in the configuration's order.
+    pub tenants: Vec<Vec<Arc<Plugin>>>,
+}
+
+/// Loads every plugin the listeners' and tenants' chains name.
+pub async fn load_chains(engine: &PluginEngine, config: &Config) -> anyhow::Result<Chains> {
     let mut loaded: HashMap<String, Arc<Plugin>> = HashMap::new();
-    let mut chains = Vec::new();
+    let mut chains = Chains {
+        listeners: Vec::new(),
+        tenants: Vec::new(),
+    };
     for listener in &config.listeners {
-        let mut chain = Vec::new();
-        for entry in &listener.plugins {
-            if let Some(plugin) = loaded.get(entry) {
-                chain.push(Arc::clone(plugin));
-                continue;
-            }
-            let started = Instant::now();
-            let plugin = Plugin::load(engine, spec(entry, config)?).await?;
-            tracing::info!(
-                plugin = %plugin.info.name,
-                source = %plugin.source,
-                version = %plugin.version,
-                hooks = %plugin.hook_names().join(","),
-                "plugin loaded in {} ms",
-                started.elapsed().as_millis()
-            );
-            loaded.insert(entry.clone(), Arc::clone(&plugin));
-            chain.push(plugin);
-        }
-        chains.push(chain);
+        chains
+            .listeners
+            .push(load_chain(engine, config, &listener.plugins, &mut loaded).await?);
+    }
+    for tenant in &config.tenants {
+        chains
+            .tenants
+            .push(load_chain(engine, config, &tenant.plugins, &mut loaded).await?);
     }
     Ok(chains)
+}
+
+async fn load_chain(
+    engine: &PluginEngine,
+    config: &Config,
+    entries: &[String],
+    loaded: &mut HashMap<String, Arc<Plugin>>,
+) -> anyhow::Result<Vec<Arc<Plugin>>> {
+    let mut chain = Vec::new();
+    for entry in entries {
+        if let Some(plugin) = loaded.get(entry) {
+            chain.push(Arc::clone(plugin));
+            continue;
+        }
+        let started = Instant::now();
+        let plugin = Plugin::load(engine, spec(entry, config)?).await?;
+        tracing::info!(
+            plugin = %plugin.info.name,
+            source = %plugin.source,
+            version = %plugin.version,
+            hooks = %plugin.hook_names().join(","),
+            "plugin loaded in {} ms",
+            started.elapsed().as_millis()
+        );
+        loaded.insert(entry.clone(), Arc::clone(&plugin));
+        chain.push(plugin);
+    }
+    Ok(chain)
 }

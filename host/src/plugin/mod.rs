@@ -11,6 +11,7 @@ pub mod engine;
 pub mod instance;
 pub mod output;
 pub mod pool;
+pub mod router;
 pub mod state;
 
 pub use chain::PluginChain;

@@ -1,0 +1,192 @@
+//! Tenants on a shared listener: each recipient goes to the tenant that owns its domain,
+//! and each tenant's chain sees only its own recipients. How the tenants' answers become
+//! the one reply to DATA: all accepted → 250; else the first temporary failure (so the
+//! client retries: a tenant that had accepted may see the message twice, none loses it);
+//! else the first permanent refusal.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use super::chain::PluginChain;
+use crate::handler::{Handlers, Hook, Message, SessionHandlers, Verdict, VerdictFuture};
+use crate::metrics::{Outcome, TenantMetrics};
+
+#[derive(Clone)]
+pub struct Tenant {
+    pub name: String,
+    /// Lower-case domains.
+    pub domains: Vec<String>,
+    pub chain: Arc<PluginChain>,
+    pub metrics: Arc<TenantMetrics>,
+}
+
+pub struct TenantRouter {
+    /// The listener's own chain: hooks before any recipient, and DATA.
+    own: Arc<PluginChain>,
+    tenants: Arc<Vec<Tenant>>,
+}
+
+impl TenantRouter {
+    pub fn new(own: Arc<PluginChain>, tenants: Vec<Tenant>) -> TenantRouter {
+        TenantRouter {
+            own,
+            tenants: Arc::new(tenants),
+        }
+    }
+}
+
+impl Handlers for TenantRouter {
+    fn session(&self, peer: SocketAddr) -> Box<dyn SessionHandlers> {
+        Box::new(RoutedSession {
+            own: self.own.session(peer),
+            tenants: Arc::clone(&self.tenants),
+            sessions: self.tenants.iter().map(|_| None).collect(),
+            peer,
+        })
+    }
+
+    fn names(&self) -> Vec<String> {
+        let mut names = self.own.names();
+        names.extend(
+            self.tenants
+                .iter()
+                .map(|t| format!("tenant {}: {}", t.name, t.chain.names().join(" → "))),
+        );
+        names
+    }
+}
+
+struct RoutedSession {
+    own: Box<dyn SessionHandlers>,
+    tenants: Arc<Vec<Tenant>>,
+    /// Each tenant's handlers for this session, opened at its first recipient.
+    sessions: Vec<Option<Box<dyn SessionHandlers>>>,
+    peer: SocketAddr,
+}
+
+/// Which tenant owns the address's domain.
+fn tenant_of(tenants: &[Tenant], address: &str) -> Option<usize> {
+    let domain = address.rsplit_once('@')?.1.to_ascii_lowercase();
+    tenants.iter().position(|t| t.domains.contains(&domain))
+}
+
+fn outcome(verdict: &Verdict) -> Outcome {
+    match verdict {
+        Verdict::Continue => Outcome::Accepted,
+        Verdict::Reply { text, .. } if text.starts_with('2') => Outcome::Accepted,
+        Verdict::Reply { text, .. } if text.starts_with('5') => Outcome::Rejected,
+        _ => Outcome::Tempfailed,
+    }
+}
+
+impl RoutedSession {
+    fn tenant_session(&mut self, index: usize) -> &mut Box<dyn SessionHandlers> {
+        let (tenants, peer) = (&self.tenants, self.peer);
+        self.sessions[index].get_or_insert_with(|| {
+            tenants[index].metrics.session_started();
+            tenants[index].chain.session(peer)
+        })
+    }
+
+    async fn run_hook(&mut self, hook: Hook<'_>) -> Verdict {
+        match hook {
+            Hook::Rcpt { to, .. } => match tenant_of(&self.tenants, to) {
+                Some(index) => self.tenant_session(index).hook(hook).await,
+                None => Verdict::Reply {
+                    handler: "router".into(),
+                    text: format!("550 5.1.2 <{to}>: no tenant here takes mail for that domain"),
+                },
+            },
+            Hook::Rset | Hook::Quit => {
+                for session in self.sessions.iter_mut().flatten() {
+                    let _ = session.hook(hook).await;
+                }
+                self.own.hook(hook).await
+            }
+            Hook::Connect | Hook::Helo { .. } | Hook::Mail { .. } | Hook::Data => self.own.hook(hook).await,
+        }
+    }
+
+    async fn run_message(&mut self, message: Arc<Message>) -> Verdict {
+        let mut groups: Vec<(usize, Vec<_>)> = Vec::new();
+        for rcpt in &message.rcpt_to {
+            // Every recipient was routed at RCPT; one that no longer routes is refused there.
+            let Some(index) = tenant_of(&self.tenants, rcpt.as_str()) else {
+                continue;
+            };
+            match groups.iter_mut().find(|(i, _)| *i == index) {
+                Some((_, rcpts)) => rcpts.push(rcpt.clone()),
+                None => groups.push((index, vec![rcpt.clone()])),
+            }
+        }
+        let mut verdicts = Vec::new();
+        for (index, rcpt_to) in groups {
+            let own_part = Arc::new(Message {
+                rcpt_to,
+                ..(*message).clone()
+            });
+            let verdict = self.tenant_session(index).process_message(own_part).await;
+            self.tenants[index].metrics.message(outcome(&verdict));
+            verdicts.push(verdict);
+        }
+        combine(verdicts)
+    }
+}
+
+/// The one answer for a message from each tenant's answer (see the module's comment).
+fn combine(verdicts: Vec<Verdict>) -> Verdict {
+    if verdicts.iter().all(|v| outcome(v) == Outcome::Accepted) {
+        return Verdict::Continue;
+    }
+    let first_temporary = verdicts.iter().position(|v| outcome(v) == Outcome::Tempfailed);
+    let index = first_temporary
+        .or_else(|| verdicts.iter().position(|v| outcome(v) == Outcome::Rejected))
+        .unwrap_or(0);
+    verdicts.into_iter().nth(index).unwrap_or(Verdict::Continue)
+}
+
+impl SessionHandlers for RoutedSession {
+    fn hook<'a>(&'a mut self, hook: Hook<'a>) -> VerdictFuture<'a> {
+        Box::pin(self.run_hook(hook))
+    }
+
+    fn process_message(&mut self, message: Arc<Message>) -> VerdictFuture<'_> {
+        Box::pin(self.run_message(message))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(text: &str) -> Verdict {
+        Verdict::Reply {
+            handler: "t".into(),
+            text: text.into(),
+        }
+    }
+
+    fn text(verdict: &Verdict) -> String {
+        match verdict {
+            Verdict::Continue => "continue".into(),
+            Verdict::Reply { text, .. } => text.clone(),
+            Verdict::Failed { error, .. } => format!("failed: {error}"),
+        }
+    }
+
+    #[test]
+    fn replies_combine_with_temporary_failures_first() {
+        assert_eq!(text(&combine(vec![Verdict::Continue, reply("250 fine")])), "continue");
+        assert_eq!(text(&combine(vec![Verdict::Continue, reply("550 no")])), "550 no");
+        assert_eq!(text(&combine(vec![reply("550 no"), reply("451 later")])), "451 later");
+        let failed = Verdict::Failed {
+            handler: "t".into(),
+            error: anyhow::anyhow!("trap"),
+        };
+        assert_eq!(
+            text(&combine(vec![Verdict::Continue, failed, reply("554 no")])),
+            "failed: trap"
+        );
+        assert_eq!(text(&combine(vec![reply("hello")])), "hello");
+    }
+}
