@@ -80,3 +80,14 @@ fn a_plugin_sees_only_the_environment_it_was_given() {
     let server = misbehaving("mode = \"env\"", "env = { TENANT = \"acme\" }");
     assert_eq!(send_message(&server), "250 2.0.0 env: [(\"TENANT\", \"acme\")]");
 }
+
+#[test]
+fn a_plugin_cannot_open_a_socket() {
+    // Not even on loopback: no network is granted.
+    let server = misbehaving("mode = \"connect\"\ntarget = \"127.0.0.1:9\"", "");
+    let reply = send_message(&server);
+    assert!(
+        reply.starts_with("554 5.7.0 cannot connect to 127.0.0.1:9: Permission denied"),
+        "{reply}"
+    );
+}

@@ -7,7 +7,8 @@
 //! `crlf` (answers a reply with a CRLF inside), `print` (prints to stdout and stderr, then
 //! accepts), `count` (accepts, and answers `250 2.0.0 message N of this session`),
 //! `read-file` (reads the file its `path` setting names, `/etc/passwd` by default, and says
-//! how it went in its reply), `env` (answers with the environment it sees).
+//! how it went in its reply), `connect` (opens a TCP connection to its `target` setting and
+//! says how it went), `env` (answers with the environment it sees).
 
 wit_bindgen::generate!({
     path: "../../../wit",
@@ -66,6 +67,13 @@ fn misbehave(stage: &str) -> Option<String> {
             Some(match std::fs::read(&path) {
                 Ok(bytes) => format!("250 2.0.0 read {} octets of {path}", bytes.len()),
                 Err(e) => format!("554 5.7.0 cannot read {path}: {e}"),
+            })
+        }
+        "connect" => {
+            let target = host::get_setting("target").unwrap_or_else(|| "127.0.0.1:25".to_owned());
+            Some(match std::net::TcpStream::connect(&target) {
+                Ok(_) => format!("250 2.0.0 connected to {target}"),
+                Err(e) => format!("554 5.7.0 cannot connect to {target}: {e}"),
             })
         }
         "env" => Some(format!("250 2.0.0 env: {:?}", std::env::vars().collect::<Vec<_>>())),
