@@ -53,6 +53,7 @@ impl Cli {
             address,
             tenant: None,
             route_by_domain: false,
+            max_concurrent_calls: None,
             plugins: vec![DEFAULT_PLUGIN.to_owned()],
         };
         if !self.listen.is_empty() {

@@ -138,6 +138,9 @@ pub struct ListenerConfig {
     /// hooks that come before any recipient (connect, HELO/EHLO, MAIL) and DATA.
     #[serde(default)]
     pub route_by_domain: bool,
+    /// Plugin calls of this listener's own chain that may run at once; see
+    /// [`TenantConfig::max_concurrent_calls`].
+    pub max_concurrent_calls: Option<usize>,
 }
 
 /// A tenant: the recipient domains it owns and the plugin chain that handles their mail.
@@ -148,6 +151,9 @@ pub struct TenantConfig {
     pub domains: Vec<String>,
     /// Its chain, as a listener's: `[plugin.NAME]` tables, built-ins or `.wasm` paths.
     pub plugins: Vec<String>,
+    /// Plugin calls of this tenant that may run at once (the rest wait their turn); by
+    /// default half the plugin threads, so that no tenant can take all of them.
+    pub max_concurrent_calls: Option<usize>,
 }
 
 /// Every limit the server enforces, with RFC 5321's numbers where it has them.

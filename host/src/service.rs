@@ -19,7 +19,7 @@ use crate::handler::Handlers;
 use crate::listener::{ListenerContext, ListenerSlot};
 use crate::metrics::Registry;
 use crate::plugin::router::{Tenant, TenantRouter};
-use crate::plugin::{Plugin, PluginChain, PluginEngine, catalog};
+use crate::plugin::{Plugin, PluginChain, PluginEngine, catalog, pool};
 use crate::server;
 
 struct RunningListener {
@@ -120,7 +120,11 @@ impl Service {
                 Tenant {
                     name: t.name.clone(),
                     domains: t.domains.iter().map(|d| d.to_ascii_lowercase()).collect(),
-                    chain: Arc::new(PluginChain::new(chain, Arc::clone(&metrics))),
+                    chain: Arc::new(PluginChain::new(
+                        chain,
+                        Arc::clone(&metrics),
+                        t.max_concurrent_calls.unwrap_or_else(pool::default_concurrent_calls),
+                    )),
                     metrics,
                 }
             })
@@ -132,7 +136,10 @@ impl Service {
             .map(|((key, listener), chain)| {
                 let tenant = listener.tenant.clone().unwrap_or_else(|| listener.address.to_string());
                 let metrics = self.metrics.tenant(&tenant);
-                let own = Arc::new(PluginChain::new(chain, Arc::clone(&metrics)));
+                let calls = listener
+                    .max_concurrent_calls
+                    .unwrap_or_else(pool::default_concurrent_calls);
+                let own = Arc::new(PluginChain::new(chain, Arc::clone(&metrics), calls));
                 let handlers: Arc<dyn Handlers> = if listener.route_by_domain {
                     Arc::new(TenantRouter::new(own, tenants.clone()))
                 } else {

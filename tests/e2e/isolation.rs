@@ -1,5 +1,6 @@
-//! One listener's plugin cannot hold up another's sessions: a plugin call that loops
-//! yields its thread at every epoch tick until its budget ends it.
+//! One listener's plugin cannot hold up another's sessions: its calls may take only half
+//! the plugin threads at once, and a call that loops yields its thread at every epoch
+//! tick until its budget ends it.
 
 use std::sync::mpsc;
 use std::time::Instant;
@@ -12,7 +13,7 @@ fn a_looping_plugin_does_not_hold_up_other_sessions() {
     let config = format!(
         "[[listener]]\naddress = \"127.0.0.1:0\"\nplugins = [\"bad\"]\n\
          [[listener]]\naddress = \"127.0.0.1:0\"\nplugins = [\"sink\"]\n\
-         [plugin.bad]\nsource = \"{}\"\ntime_budget_ms = 3000\n[plugin.bad.settings]\nmode = \"loop\"\n",
+         [plugin.bad]\nsource = \"{}\"\ntime_budget_ms = 1500\n[plugin.bad.settings]\nmode = \"loop\"\n",
         plugin_path("misbehave")
     );
     let path = temp_file("isolation.toml", &config);
@@ -31,7 +32,7 @@ fn a_looping_plugin_does_not_hold_up_other_sessions() {
             done.send((Instant::now(), reply)).unwrap();
         });
     }
-    server.wait_for_log_count("misbehaving: loop", 4);
+    server.wait_for_log_count("misbehaving: loop", 1);
     for _ in 0..2 {
         let mut client = RawClient::ehlo(healthy);
         for _ in 0..10 {

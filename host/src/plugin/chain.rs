@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use tokio::sync::Semaphore;
+
 use super::bindings::Peer;
 use super::component::Plugin;
 use super::instance::{CallResult, PluginInstance};
@@ -16,11 +18,17 @@ use crate::metrics::TenantMetrics;
 pub struct PluginChain {
     plugins: Vec<Arc<Plugin>>,
     metrics: Arc<TenantMetrics>,
+    /// The tenant's share of the plugin threads: calls beyond it wait.
+    calls: Arc<Semaphore>,
 }
 
 impl PluginChain {
-    pub fn new(plugins: Vec<Arc<Plugin>>, metrics: Arc<TenantMetrics>) -> PluginChain {
-        PluginChain { plugins, metrics }
+    pub fn new(plugins: Vec<Arc<Plugin>>, metrics: Arc<TenantMetrics>, max_concurrent_calls: usize) -> PluginChain {
+        PluginChain {
+            plugins,
+            metrics,
+            calls: Arc::new(Semaphore::new(max_concurrent_calls.max(1))),
+        }
     }
 }
 
@@ -29,6 +37,7 @@ impl Handlers for PluginChain {
         Box::new(ChainSession {
             plugins: self.plugins.clone(),
             metrics: Arc::clone(&self.metrics),
+            calls: Arc::clone(&self.calls),
             instances: self.plugins.iter().map(|_| None).collect(),
             peer: Peer {
                 ip: peer.ip().to_string(),
@@ -46,6 +55,7 @@ struct ChainSession {
     /// The chain as it was when the session started: a reload does not change it.
     plugins: Vec<Arc<Plugin>>,
     metrics: Arc<TenantMetrics>,
+    calls: Arc<Semaphore>,
     instances: Vec<Option<PluginInstance>>,
     peer: Peer,
 }
@@ -68,6 +78,11 @@ impl ChainSession {
         let plugin = Arc::clone(&self.plugins[index]);
         let instance = self.instances[index].take();
         let started = Instant::now();
+        let _turn = self
+            .calls
+            .acquire()
+            .await
+            .map_err(|_| anyhow::anyhow!("the plugin chain was closed"))?;
         let outcome = pool::run(async move {
             let mut instance = match instance {
                 Some(instance) => instance,

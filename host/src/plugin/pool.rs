@@ -8,13 +8,23 @@ use std::sync::OnceLock;
 use anyhow::anyhow;
 use tokio::runtime::{Handle, Runtime};
 
+/// The plugin threads: one per core.
+pub fn threads() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get())
+}
+
+/// Plugin calls one tenant may run at once unless configured: half the threads, so that
+/// a tenant whose plugin computes for its whole budget leaves the others room.
+pub fn default_concurrent_calls() -> usize {
+    (threads() / 2).max(1)
+}
+
 fn runtime() -> &'static Runtime {
     // Lives as long as the process: a runtime may not be dropped inside another one.
     static RUNTIME: OnceLock<Runtime> = OnceLock::new();
     RUNTIME.get_or_init(|| {
-        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
+            .worker_threads(threads())
             .thread_name("wasmtpd-plugin")
             .enable_all()
             .build()
