@@ -19,7 +19,7 @@ use crate::handler::Handlers;
 use crate::listener::{ListenerContext, ListenerSlot};
 use crate::metrics::Registry;
 use crate::plugin::router::{Tenant, TenantRouter};
-use crate::plugin::{Plugin, PluginChain, PluginEngine, catalog, pool};
+use crate::plugin::{Plugin, PluginChain, PluginEngine, catalog, share};
 use crate::server;
 
 struct RunningListener {
@@ -123,7 +123,7 @@ impl Service {
                     chain: Arc::new(PluginChain::new(
                         chain,
                         Arc::clone(&metrics),
-                        t.max_concurrent_calls.unwrap_or_else(pool::default_concurrent_calls),
+                        t.max_concurrent_calls.unwrap_or_else(share::default_concurrent_calls),
                     )),
                     metrics,
                 }
@@ -138,7 +138,7 @@ impl Service {
                 let metrics = self.metrics.tenant(&tenant);
                 let calls = listener
                     .max_concurrent_calls
-                    .unwrap_or_else(pool::default_concurrent_calls);
+                    .unwrap_or_else(share::default_concurrent_calls);
                 let own = Arc::new(PluginChain::new(chain, Arc::clone(&metrics), calls));
                 let handlers: Arc<dyn Handlers> = if listener.route_by_domain {
                     Arc::new(TenantRouter::new(own, tenants.clone()))

@@ -1,6 +1,7 @@
 //! A listener's plugin chain: each session gets one instance of each plugin, created when
 //! first needed; hooks and messages go through the plugins in order until one answers.
-//! Every call runs on the plugin threads ([`super::pool`]), never on a session's thread.
+//! A chain's calls at once are capped (see [`super::share`]), and a running guest yields
+//! at every epoch tick, so that no chain can occupy all of the runtime's threads.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -11,7 +12,6 @@ use tokio::sync::Semaphore;
 use super::bindings::Peer;
 use super::component::Plugin;
 use super::instance::{CallResult, PluginInstance};
-use super::pool;
 use crate::handler::{Handlers, Hook, Message, OwnedHook, SessionHandlers, Verdict, VerdictFuture};
 use crate::metrics::TenantMetrics;
 
@@ -65,15 +65,15 @@ fn is_notice(hook: &OwnedHook) -> bool {
     matches!(hook, OwnedHook::Rset | OwnedHook::Quit)
 }
 
-/// One call into a plugin, with what it needs, owned: it runs on another thread.
+/// One call into a plugin.
 enum Call {
     Hook(OwnedHook, Peer),
     Message(Arc<Message>),
 }
 
 impl ChainSession {
-    /// Runs `call` on the plugin threads with this session's instance of plugin `index`
-    /// (created there if needed). A failed instance is not kept: it cannot be entered again.
+    /// Runs `call` with this session's instance of plugin `index` (created if needed),
+    /// once the chain's share of the runtime's threads has room.
     async fn call(&mut self, index: usize, call: Call) -> CallResult {
         let plugin = Arc::clone(&self.plugins[index]);
         let instance = self.instances[index].take();
@@ -83,30 +83,26 @@ impl ChainSession {
             .acquire()
             .await
             .map_err(|_| anyhow::anyhow!("the plugin chain was closed"))?;
-        let outcome = pool::run(async move {
-            let mut instance = match instance {
-                Some(instance) => instance,
-                None => match plugin.instantiate().await {
-                    Ok(instance) => instance,
-                    Err(e) => return (None, Err(e.context("cannot start an instance"))),
-                },
-            };
-            let result = match &call {
-                Call::Hook(hook, peer) => instance.hook(hook, peer).await,
-                Call::Message(message) => instance.process_message(message).await,
-            };
-            let keep = result.is_ok().then_some(instance);
-            (keep, result)
-        })
-        .await;
+        let mut instance = match instance {
+            Some(instance) => instance,
+            None => match plugin.instantiate().await {
+                Ok(instance) => instance,
+                Err(e) => {
+                    self.metrics.plugin_call(started.elapsed());
+                    return Err(e.context("cannot start an instance"));
+                }
+            },
+        };
+        let result = match &call {
+            Call::Hook(hook, peer) => instance.hook(hook, peer).await,
+            Call::Message(message) => instance.process_message(message).await,
+        };
         self.metrics.plugin_call(started.elapsed());
-        match outcome {
-            Ok((instance, result)) => {
-                self.instances[index] = instance;
-                result
-            }
-            Err(e) => Err(e),
+        // A failed instance cannot be entered again: the next call gets a fresh one.
+        if result.is_ok() {
+            self.instances[index] = Some(instance);
         }
+        result
     }
 
     fn reply(&self, index: usize, text: String) -> Verdict {

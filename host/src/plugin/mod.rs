@@ -10,8 +10,8 @@ pub mod component;
 pub mod engine;
 pub mod instance;
 pub mod output;
-pub mod pool;
 pub mod router;
+pub mod share;
 pub mod state;
 
 pub use chain::PluginChain;
