@@ -21,16 +21,9 @@ import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-WASMTPD = ROOT / "target" / "release" / "wasmtpd"
-PLUGINS = ROOT / "target" / "plugins" / "wasm32-wasip2" / "release"
+from benchlib import PLUGINS, WASMTPD, free_port
+
 VERSIONS = {"A": PLUGINS / "sink.wasm", "B": PLUGINS / "misbehave.wasm"}
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def reply(sock):

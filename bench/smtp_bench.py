@@ -13,7 +13,6 @@ Needs smtp-source and smtp-sink (Debian package postfix; bench/run installs it).
 """
 
 import argparse
-import os
 import resource
 import signal
 import socket
@@ -21,37 +20,15 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
+from benchlib import ROOT, WASMTPD, free_port, wait_greeting
 
-ROOT = Path(__file__).resolve().parent.parent
-WASMTPD = ROOT / "target" / "release" / "wasmtpd"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_listening(port, proc, name):
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            sys.exit(f"{name} exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                s.recv(512)
-                return
-        except OSError:
-            time.sleep(0.05)
-    sys.exit(f"{name} is not listening on {port}")
 
 
 class Server:
     def __init__(self, name, argv, port):
         self.name, self.port = name, port
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_listening(port, self.proc, name)
+        wait_greeting(port, self.proc, name)
 
     def rss_kib(self):
         with open(f"/proc/{self.proc.pid}/status") as f:

@@ -6,7 +6,6 @@ traps on every call). Prints msg/s and the ratio; the target is at least 0.8.
     bench/run tenants         # builds wasmtpd (release) first
 """
 
-import socket
 import statistics
 import subprocess
 import sys
@@ -14,27 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-WASMTPD = ROOT / "target" / "release" / "wasmtpd"
-MISBEHAVE = ROOT / "target" / "plugins" / "wasm32-wasip2" / "release" / "misbehave.wasm"
+from benchlib import PLUGINS, WASMTPD, free_port, wait_greeting
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_listening(port):
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                s.recv(512)
-                return
-        except OSError:
-            time.sleep(0.05)
-    sys.exit(f"nothing listens on {port}")
+MISBEHAVE = PLUGINS / "misbehave.wasm"
 
 
 def smtp_source(port, messages, sessions, keep_going=False):
@@ -69,8 +50,8 @@ def main():
         server = subprocess.Popen([str(WASMTPD), "--config", str(config)],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            wait_listening(a)
-            wait_listening(b)
+            wait_greeting(a)
+            wait_greeting(b)
             alone = statistics.median(rate(b) for _ in range(3))
             hostile = smtp_source(a, 100000, 20, keep_going=True)
             time.sleep(1)

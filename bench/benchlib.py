@@ -1,0 +1,32 @@
+"""What the benchmark scripts share: the repository's paths, free ports, waiting for a
+server to greet."""
+
+import socket
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WASMTPD = ROOT / "target" / "release" / "wasmtpd"
+PLUGINS = ROOT / "target" / "plugins" / "wasm32-wasip2" / "release"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_greeting(port, proc=None, name="server", seconds=30):
+    """Waits until the server on `port` sends its greeting; exits if `proc` dies first."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            sys.exit(f"{name} exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                s.recv(512)
+                return
+        except OSError:
+            time.sleep(0.05)
+    sys.exit(f"{name} is not listening on {port}")
