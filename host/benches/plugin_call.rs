@@ -1,14 +1,14 @@
-//! Per-message plugin overhead: a fresh instance plus one `process-message` call (what a
-//! session pays for its first message), and a call on a warm instance (each further
-//! message). Prints microseconds per message on stderr:
-//! `cargo bench --bench plugin_call > /dev/null`.
+//! Per-message plugin overhead through a plugin chain, as sessions use it: a new session
+//! (a fresh instance plus one `process-message` call: what a session pays for its first
+//! message), and the same session again (a warm instance: each further message).
+//! Prints microseconds per message on stderr: `cargo bench --bench plugin_call > /dev/null`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use wasmtpd::config::Config;
-use wasmtpd::handler::Message;
-use wasmtpd::plugin::{EngineOptions, Plugin, PluginEngine, catalog};
+use wasmtpd::handler::{Handlers, Message, Verdict};
+use wasmtpd::plugin::{EngineOptions, Plugin, PluginChain, PluginEngine, catalog};
 use wasmtpd_protocol::Address;
 
 const ROUNDS: u32 = 20_000;
@@ -33,21 +33,26 @@ fn per_message(elapsed: Duration) -> f64 {
 
 async fn bench(engine: &PluginEngine, name: &str, size: usize) -> anyhow::Result<()> {
     let plugin: Arc<Plugin> = Plugin::load(engine, catalog::spec(name, &Config::empty())?).await?;
+    // The chain as a session uses it: a new session instantiates on its first message.
+    let chain = PluginChain::new(vec![plugin], Arc::default(), 1);
     let message = message(size);
+    let accept = |verdict: Verdict| match verdict {
+        Verdict::Continue => Ok(()),
+        other => Err(anyhow::anyhow!("{name} answered {other:?}")),
+    };
     // Warm up the pool and the caches.
     for _ in 0..1000 {
-        plugin.instantiate().await?.process_message(&message).await?;
+        accept(chain.session(message.peer).process_message(&message).await)?;
     }
     let started = Instant::now();
     for _ in 0..ROUNDS {
-        let mut instance = plugin.instantiate().await?;
-        instance.process_message(&message).await?;
+        accept(chain.session(message.peer).process_message(&message).await)?;
     }
     let fresh = per_message(started.elapsed());
-    let mut instance = plugin.instantiate().await?;
+    let mut session = chain.session(message.peer);
     let started = Instant::now();
     for _ in 0..ROUNDS {
-        instance.process_message(&message).await?;
+        accept(session.process_message(&message).await)?;
     }
     let warm = per_message(started.elapsed());
     eprintln!("{name:>13} {size:>8} {fresh:>24.1} {warm:>20.1}");

@@ -5,7 +5,6 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 
 use wasmtpd_protocol::Address;
 
@@ -50,41 +49,6 @@ pub enum Hook<'a> {
     Quit,
 }
 
-/// A [`Hook`] that owns its text, to be sent to another thread.
-#[derive(Clone, Debug)]
-pub enum OwnedHook {
-    Connect,
-    Helo { name: String, extended: bool },
-    Mail { from: String, options: Vec<String> },
-    Rcpt { to: String, options: Vec<String> },
-    Data,
-    Rset,
-    Quit,
-}
-
-impl From<Hook<'_>> for OwnedHook {
-    fn from(hook: Hook<'_>) -> OwnedHook {
-        match hook {
-            Hook::Connect => OwnedHook::Connect,
-            Hook::Helo { name, extended } => OwnedHook::Helo {
-                name: name.to_owned(),
-                extended,
-            },
-            Hook::Mail { from, options } => OwnedHook::Mail {
-                from: from.to_owned(),
-                options: options.to_vec(),
-            },
-            Hook::Rcpt { to, options } => OwnedHook::Rcpt {
-                to: to.to_owned(),
-                options: options.to_vec(),
-            },
-            Hook::Data => OwnedHook::Data,
-            Hook::Rset => OwnedHook::Rset,
-            Hook::Quit => OwnedHook::Quit,
-        }
-    }
-}
-
 /// What the handlers made of a hook or a message.
 #[derive(Debug)]
 pub enum Verdict {
@@ -102,7 +66,7 @@ pub type VerdictFuture<'a> = Pin<Box<dyn Future<Output = Verdict> + Send + 'a>>;
 /// The handlers of one session, with whatever state they keep for it.
 pub trait SessionHandlers: Send {
     fn hook<'a>(&'a mut self, hook: Hook<'a>) -> VerdictFuture<'a>;
-    fn process_message(&mut self, message: Arc<Message>) -> VerdictFuture<'_>;
+    fn process_message<'a>(&'a mut self, message: &'a Message) -> VerdictFuture<'a>;
 }
 
 /// A listener's handlers: each session gets its own [`SessionHandlers`].

@@ -13,7 +13,6 @@ pub struct ListenerContext {
     /// Whose sessions these are, for the counters and the log.
     pub tenant: String,
     pub metrics: Arc<TenantMetrics>,
-    pub hostname: String,
     pub limits: Limits,
     pub handlers: Arc<dyn Handlers>,
     pub greeting: Reply,
@@ -43,11 +42,10 @@ impl ListenerContext {
                 limits.max_message_size
             ),
         );
-        let helo = Reply::new(250, None, hostname.clone());
+        let helo = Reply::new(250, None, hostname);
         ListenerContext {
             tenant,
             metrics,
-            hostname,
             limits,
             handlers,
             greeting,

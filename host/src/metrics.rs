@@ -19,13 +19,8 @@ pub enum PluginError {
     Other,
 }
 
-const ERROR_KINDS: [(PluginError, &str); 5] = [
-    (PluginError::Trap, "trap"),
-    (PluginError::Timeout, "timeout"),
-    (PluginError::Memory, "memory"),
-    (PluginError::Malformed, "malformed"),
-    (PluginError::Other, "other"),
-];
+/// The `kind` label of each [`PluginError`], in the enum's order.
+const ERROR_KINDS: [&str; 5] = ["trap", "timeout", "memory", "malformed", "other"];
 
 /// How a message ended, as counted: by the class of its final reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,7 +36,7 @@ pub struct TenantMetrics {
     accepted: AtomicU64,
     rejected: AtomicU64,
     tempfailed: AtomicU64,
-    plugin_errors: [AtomicU64; 5],
+    plugin_errors: [AtomicU64; ERROR_KINDS.len()],
     plugin_calls: AtomicU64,
     plugin_call_nanos: AtomicU64,
 }
@@ -61,11 +56,7 @@ impl TenantMetrics {
     }
 
     pub fn plugin_error(&self, kind: PluginError) {
-        let index = ERROR_KINDS
-            .iter()
-            .position(|(k, _)| *k == kind)
-            .unwrap_or(ERROR_KINDS.len() - 1);
-        self.plugin_errors[index].fetch_add(1, Ordering::Relaxed);
+        self.plugin_errors[kind as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn plugin_call(&self, took: Duration) {
@@ -130,7 +121,7 @@ impl Registry {
                 ERROR_KINDS
                     .iter()
                     .zip(&m.plugin_errors)
-                    .map(|((_, kind), c)| (format!("{},kind=\"{kind}\"", label(t)), get(c).to_string()))
+                    .map(|(kind, c)| (format!("{},kind=\"{kind}\"", label(t)), get(c).to_string()))
                     .collect::<Vec<_>>()
             }),
         );

@@ -9,8 +9,7 @@ fn send_message(server: &Server) -> String {
     client.expect("MAIL FROM:<sender@example.org>", "250");
     client.expect("RCPT TO:<b@example.com>", "250");
     client.expect("DATA", "354");
-    client.send(b"Subject: stored\r\n\r\nkeep me\r\n.\r\n");
-    client.reply()
+    client.finish_message("Subject: stored\r\n\r\nkeep me\r\n")
 }
 
 fn misbehaving(settings: &str, grants: &str) -> Server {

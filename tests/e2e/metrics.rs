@@ -18,9 +18,7 @@ fn scrape(address: &str) -> String {
 }
 
 fn send(client: &mut RawClient, body_lines: usize) -> String {
-    client.start_message();
-    client.send(format!("Subject: m\r\n\r\n{}.\r\n", "0123456789\r\n".repeat(body_lines)).as_bytes());
-    client.reply()
+    client.send_message(&format!("Subject: m\r\n\r\n{}", "0123456789\r\n".repeat(body_lines)))
 }
 
 #[test]

@@ -72,6 +72,19 @@ impl RawClient {
         self.start_message_to("b@example.com");
     }
 
+    /// Sends `text` as the message (after `354`) and the final dot; returns the reply.
+    pub fn finish_message(&mut self, text: &str) -> String {
+        self.send(format!("{text}.\r\n").as_bytes());
+        self.reply()
+    }
+
+    /// A whole transaction for one recipient, with `text` as the message; returns the
+    /// reply to the final dot.
+    pub fn send_message(&mut self, text: &str) -> String {
+        self.start_message();
+        self.finish_message(text)
+    }
+
     pub fn start_message_to(&mut self, rcpt: &str) {
         self.expect("MAIL FROM:<a@example.org>", "250 2.1.0");
         self.expect(&format!("RCPT TO:<{rcpt}>"), "250 2.1.5");

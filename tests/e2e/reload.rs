@@ -37,11 +37,7 @@ fn start(version: &str) -> Setup {
     Setup { server, plugin, config }
 }
 
-fn send_message(client: &mut RawClient) -> String {
-    client.start_message();
-    client.send(b"Subject: reload\r\n\r\nbody\r\n.\r\n");
-    client.reply()
-}
+const RELOAD_MESSAGE: &str = "Subject: reload\r\n\r\nbody\r\n";
 
 fn is_a(reply: &str) -> bool {
     reply == "250 2.0.0 OK"
@@ -74,7 +70,7 @@ fn swapping_under_load_loses_nothing_and_new_sessions_see_the_new_version() {
                         break;
                     }
                     let mut client = RawClient::ehlo(addr);
-                    let replies: Vec<String> = (0..3).map(|_| send_message(&mut client)).collect();
+                    let replies: Vec<String> = (0..3).map(|_| client.send_message(RELOAD_MESSAGE)).collect();
                     client.expect("QUIT", "221");
                     sessions.lock().unwrap().push(replies);
                 }
@@ -104,7 +100,7 @@ fn swapping_under_load_loses_nothing_and_new_sessions_see_the_new_version() {
     }
     assert!(saw_a > 0 && saw_b > 0, "sessions on A: {saw_a}, on B: {saw_b}");
     // The last version installed was B: a new session gets it.
-    assert!(is_b(&send_message(&mut RawClient::ehlo(addr))));
+    assert!(is_b(&RawClient::ehlo(addr).send_message(RELOAD_MESSAGE)));
     assert_eq!(setup.server.log_count("reload refused"), 0, "{}", setup.server.log());
 }
 
@@ -118,7 +114,7 @@ fn a_transaction_in_the_middle_of_data_finishes_with_its_version() {
     in_flight.send(b"the other half\r\n.\r\n");
     let reply = in_flight.reply();
     assert!(is_a(&reply), "{reply}");
-    assert!(is_b(&send_message(&mut RawClient::ehlo(setup.server.addr))));
+    assert!(is_b(&RawClient::ehlo(setup.server.addr).send_message(RELOAD_MESSAGE)));
 }
 
 #[test]
@@ -142,10 +138,13 @@ fn broken_versions_are_refused_and_a_fix_is_picked_up() {
         let line = setup.server.wait_for_log_count("reload refused", n + 1);
         assert!(line.contains(&path) && line.contains(cause), "{what}: {line}");
         assert!(line.contains("still serving the previous version"), "{line}");
-        assert!(is_a(&send_message(&mut RawClient::ehlo(setup.server.addr))), "{what}");
+        assert!(
+            is_a(&RawClient::ehlo(setup.server.addr).send_message(RELOAD_MESSAGE)),
+            "{what}"
+        );
     }
     swap(&mut setup, B);
-    assert!(is_b(&send_message(&mut RawClient::ehlo(setup.server.addr))));
+    assert!(is_b(&RawClient::ehlo(setup.server.addr).send_message(RELOAD_MESSAGE)));
 }
 
 #[test]
@@ -154,9 +153,9 @@ fn a_deleted_plugin_keeps_serving_and_a_recreated_one_is_picked_up() {
     std::fs::remove_file(&setup.plugin).unwrap();
     let line = setup.server.wait_for_log_count("reload refused", 1);
     assert!(line.contains("WARN") && line.contains("cannot read"), "{line}");
-    assert!(is_a(&send_message(&mut RawClient::ehlo(setup.server.addr))));
+    assert!(is_a(&RawClient::ehlo(setup.server.addr).send_message(RELOAD_MESSAGE)));
     swap(&mut setup, B);
-    assert!(is_b(&send_message(&mut RawClient::ehlo(setup.server.addr))));
+    assert!(is_b(&RawClient::ehlo(setup.server.addr).send_message(RELOAD_MESSAGE)));
 }
 
 #[test]
@@ -170,12 +169,12 @@ fn a_config_change_applies_to_new_sessions_and_a_bad_one_is_refused() {
     )
     .unwrap();
     setup.server.wait_for_log_count("reloaded (", reloads + 1);
-    assert!(is_a(&send_message(&mut RawClient::ehlo(setup.server.addr))));
+    assert!(is_a(&RawClient::ehlo(setup.server.addr).send_message(RELOAD_MESSAGE)));
     // Not TOML: refused, the running configuration stays.
     std::fs::write(&setup.config, "[plugin.p\nsource = ").unwrap();
     let line = setup.server.wait_for_log_count("reload refused", 1);
     assert!(line.contains("wasmtpd.toml"), "{line}");
-    assert!(is_a(&send_message(&mut RawClient::ehlo(setup.server.addr))));
+    assert!(is_a(&RawClient::ehlo(setup.server.addr).send_message(RELOAD_MESSAGE)));
 }
 
 #[test]
@@ -220,5 +219,5 @@ fn a_version_that_cannot_start_is_refused() {
     .unwrap();
     let line = setup.server.wait_for_log_count("reload refused", 1);
     assert!(line.contains("plugin p (") && line.contains("cannot start"), "{line}");
-    assert!(is_a(&send_message(&mut RawClient::ehlo(setup.server.addr))));
+    assert!(is_a(&RawClient::ehlo(setup.server.addr).send_message(RELOAD_MESSAGE)));
 }

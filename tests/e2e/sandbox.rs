@@ -13,24 +13,19 @@ fn misbehaving(mode: &str, stage: &str) -> Server {
     Server::with_config(&config, &["bad"])
 }
 
-/// Sends a message; returns the reply to the final dot.
-fn send_message(client: &mut RawClient) -> String {
-    client.start_message();
-    client.send(b"Subject: t\r\n\r\nbody\r\n.\r\n");
-    client.reply()
-}
+const MESSAGE: &str = "Subject: t\r\n\r\nbody\r\n";
 
 fn assert_tempfails_and_keeps_serving(mode: &str, cause: &str) {
     let mut server = misbehaving(mode, "data");
     let mut client = RawClient::ehlo(server.addr);
-    let reply = send_message(&mut client);
+    let reply = client.send_message(MESSAGE);
     assert!(reply.starts_with("451 4.3.0"), "{mode}: {reply:?}");
     let line = server.wait_for_log("answering 451");
     assert!(line.contains("handler=\"bad\""), "{mode}: {line}");
     assert!(line.contains(cause), "{mode}: no {cause:?} in {line}");
     // The same session goes on, with a fresh instance...
     client.expect("NOOP", "250");
-    assert!(send_message(&mut client).starts_with("451 4.3.0"));
+    assert!(client.send_message(MESSAGE).starts_with("451 4.3.0"));
     // ...and so do others.
     let mut other = RawClient::ehlo(server.addr);
     other.expect("NOOP", "250");
@@ -73,7 +68,7 @@ fn a_failing_hook_tempfails_that_command_only() {
 fn plugin_output_goes_to_the_log_not_to_the_client() {
     let mut server = misbehaving("print", "data");
     let mut client = RawClient::ehlo(server.addr);
-    assert!(send_message(&mut client).starts_with("250 2.0.0"));
+    assert!(client.send_message(MESSAGE).starts_with("250 2.0.0"));
     let line = server.wait_for_log("to stdout from the plugin");
     assert!(
         line.contains("plugin=\"bad\"") && line.contains("stream=\"stdout\""),
@@ -88,9 +83,25 @@ fn plugin_output_goes_to_the_log_not_to_the_client() {
 fn each_session_has_its_own_instance() {
     let server = misbehaving("count", "data");
     let mut first = RawClient::ehlo(server.addr);
-    assert!(send_message(&mut first).starts_with("250 2.0.0 message 1 of this session"));
-    assert!(send_message(&mut first).starts_with("250 2.0.0 message 2 of this session"));
+    assert!(
+        first
+            .send_message(MESSAGE)
+            .starts_with("250 2.0.0 message 1 of this session")
+    );
+    assert!(
+        first
+            .send_message(MESSAGE)
+            .starts_with("250 2.0.0 message 2 of this session")
+    );
     let mut second = RawClient::ehlo(server.addr);
-    assert!(send_message(&mut second).starts_with("250 2.0.0 message 1 of this session"));
-    assert!(send_message(&mut first).starts_with("250 2.0.0 message 3 of this session"));
+    assert!(
+        second
+            .send_message(MESSAGE)
+            .starts_with("250 2.0.0 message 1 of this session")
+    );
+    assert!(
+        first
+            .send_message(MESSAGE)
+            .starts_with("250 2.0.0 message 3 of this session")
+    );
 }

@@ -29,8 +29,7 @@ fn send(server: &Server, rcpts: &[&str]) -> String {
         client.expect(&format!("RCPT TO:<{rcpt}>"), "250");
     }
     client.expect("DATA", "354");
-    client.send(b"Subject: shared\r\n\r\nfor two tenants\r\n.\r\n");
-    client.reply()
+    client.finish_message("Subject: shared\r\n\r\nfor two tenants\r\n")
 }
 
 #[test]

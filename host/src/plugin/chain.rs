@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 use super::bindings::Peer;
 use super::component::Plugin;
 use super::instance::{CallResult, PluginInstance};
-use crate::handler::{Handlers, Hook, Message, OwnedHook, SessionHandlers, Verdict, VerdictFuture};
+use crate::handler::{Handlers, Hook, Message, SessionHandlers, Verdict, VerdictFuture};
 use crate::metrics::TenantMetrics;
 
 pub struct PluginChain {
@@ -61,20 +61,22 @@ struct ChainSession {
 }
 
 /// Whether a hook is only news for the plugins (its answer is ignored).
-fn is_notice(hook: &OwnedHook) -> bool {
-    matches!(hook, OwnedHook::Rset | OwnedHook::Quit)
+fn is_notice(hook: &Hook) -> bool {
+    matches!(hook, Hook::Rset | Hook::Quit)
 }
 
 /// One call into a plugin.
-enum Call {
-    Hook(OwnedHook, Peer),
-    Message(Arc<Message>),
+#[derive(Clone, Copy)]
+enum Call<'a> {
+    Hook(Hook<'a>),
+    /// The message, with its recipients as the WIT wants them.
+    Message(&'a Message, &'a [String]),
 }
 
 impl ChainSession {
     /// Runs `call` with this session's instance of plugin `index` (created if needed),
     /// once the chain's share of the runtime's threads has room.
-    async fn call(&mut self, index: usize, call: Call) -> CallResult {
+    async fn call(&mut self, index: usize, call: Call<'_>) -> CallResult {
         let plugin = Arc::clone(&self.plugins[index]);
         let instance = self.instances[index].take();
         let started = Instant::now();
@@ -93,9 +95,9 @@ impl ChainSession {
                 }
             },
         };
-        let result = match &call {
-            Call::Hook(hook, peer) => instance.hook(hook, peer).await,
-            Call::Message(message) => instance.process_message(message).await,
+        let result = match call {
+            Call::Hook(hook) => instance.hook(hook, &self.peer).await,
+            Call::Message(message, rcpt_tos) => instance.process_message(message, &self.peer, rcpt_tos).await,
         };
         self.metrics.plugin_call(started.elapsed());
         // A failed instance cannot be entered again: the next call gets a fresh one.
@@ -119,7 +121,7 @@ impl ChainSession {
         }
     }
 
-    async fn run_hook(&mut self, hook: OwnedHook) -> Verdict {
+    async fn run_hook(&mut self, hook: Hook<'_>) -> Verdict {
         for index in 0..self.plugins.len() {
             if !PluginInstance::has_hook(&self.plugins[index], &hook) {
                 continue;
@@ -128,7 +130,7 @@ impl ChainSession {
                 // Nothing to tell a plugin that never saw this session.
                 continue;
             }
-            match self.call(index, Call::Hook(hook.clone(), self.peer.clone())).await {
+            match self.call(index, Call::Hook(hook)).await {
                 Ok(None) => {}
                 Ok(Some(_)) if is_notice(&hook) => {}
                 Ok(Some(text)) => return self.reply(index, text),
@@ -139,15 +141,16 @@ impl ChainSession {
                 Err(error) => return self.failed(index, error),
             }
         }
-        if matches!(hook, OwnedHook::Quit) {
+        if matches!(hook, Hook::Quit) {
             self.instances.iter_mut().for_each(|slot| *slot = None);
         }
         Verdict::Continue
     }
 
-    async fn run_message(&mut self, message: Arc<Message>) -> Verdict {
+    async fn run_message(&mut self, message: &Message) -> Verdict {
+        let rcpt_tos: Vec<String> = message.rcpt_to.iter().map(|a| a.as_str().to_owned()).collect();
         for index in 0..self.plugins.len() {
-            match self.call(index, Call::Message(Arc::clone(&message))).await {
+            match self.call(index, Call::Message(message, &rcpt_tos)).await {
                 Ok(None) => {}
                 Ok(Some(text)) => return self.reply(index, text),
                 Err(error) => return self.failed(index, error),
@@ -159,10 +162,10 @@ impl ChainSession {
 
 impl SessionHandlers for ChainSession {
     fn hook<'a>(&'a mut self, hook: Hook<'a>) -> VerdictFuture<'a> {
-        Box::pin(self.run_hook(OwnedHook::from(hook)))
+        Box::pin(self.run_hook(hook))
     }
 
-    fn process_message(&mut self, message: Arc<Message>) -> VerdictFuture<'_> {
+    fn process_message<'a>(&'a mut self, message: &'a Message) -> VerdictFuture<'a> {
         Box::pin(self.run_message(message))
     }
 }

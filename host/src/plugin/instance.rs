@@ -10,7 +10,7 @@ use super::bindings::{Peer, connect_hook, data_hook, handler, helo_hook, mail_ho
 use super::component::Plugin;
 use super::output::{self, OutputTarget};
 use super::state::PluginState;
-use crate::handler::{Message, OwnedHook};
+use crate::handler::{Hook, Message};
 use crate::metrics::PluginError;
 
 /// The loaded exports of one instance.
@@ -40,40 +40,33 @@ impl PluginInstance {
         PluginInstance { plugin, store, guests }
     }
 
-    pub fn plugin(&self) -> &Arc<Plugin> {
-        &self.plugin
-    }
-
     /// Whether this plugin exports the hook at all.
-    pub fn has_hook(plugin: &Plugin, hook: &OwnedHook) -> bool {
+    pub fn has_hook(plugin: &Plugin, hook: &Hook) -> bool {
         let h = &plugin.hooks;
         match hook {
-            OwnedHook::Connect => h.connect.is_some(),
-            OwnedHook::Helo { .. } => h.helo.is_some(),
-            OwnedHook::Mail { .. } => h.mail.is_some(),
-            OwnedHook::Rcpt { .. } => h.rcpt.is_some(),
-            OwnedHook::Data => h.data.is_some(),
-            OwnedHook::Rset => h.rset.is_some(),
-            OwnedHook::Quit => h.quit.is_some(),
+            Hook::Connect => h.connect.is_some(),
+            Hook::Helo { .. } => h.helo.is_some(),
+            Hook::Mail { .. } => h.mail.is_some(),
+            Hook::Rcpt { .. } => h.rcpt.is_some(),
+            Hook::Data => h.data.is_some(),
+            Hook::Rset => h.rset.is_some(),
+            Hook::Quit => h.quit.is_some(),
         }
     }
 
-    pub async fn process_message(&mut self, message: &Message) -> CallResult {
-        let peer = Peer {
-            ip: message.peer.ip().to_string(),
-            port: message.peer.port(),
-        };
+    /// `peer` and `rcpt_tos` are the message's, in the WIT's shapes: the caller makes them
+    /// once for the whole chain.
+    pub async fn process_message(&mut self, message: &Message, peer: &Peer, rcpt_tos: &[String]) -> CallResult {
         let mail_from = message.mail_from.as_ref().map_or("", |a| a.as_str());
-        let rcpt_tos: Vec<String> = message.rcpt_to.iter().map(|a| a.as_str().to_owned()).collect();
         self.arm();
         let result = self
             .guests
             .handler
             .call_process_message(
                 &mut self.store,
-                &peer,
+                peer,
                 mail_from,
-                &rcpt_tos,
+                rcpt_tos,
                 &message.data,
                 &message.mail_options,
                 &message.rcpt_options,
@@ -83,35 +76,35 @@ impl PluginInstance {
     }
 
     /// Calls the hook; `Ok(None)` if the plugin does not export it.
-    pub async fn hook(&mut self, hook: &OwnedHook, peer: &Peer) -> CallResult {
+    pub async fn hook(&mut self, hook: Hook<'_>, peer: &Peer) -> CallResult {
         self.arm();
         let (store, g) = (&mut self.store, &self.guests);
         let result = match hook {
-            OwnedHook::Connect => match &g.connect {
+            Hook::Connect => match &g.connect {
                 Some(f) => f.call_on_connect(store, peer).await,
                 None => return Ok(None),
             },
-            OwnedHook::Helo { name, extended } => match &g.helo {
-                Some(f) => f.call_on_helo(store, name, *extended).await,
+            Hook::Helo { name, extended } => match &g.helo {
+                Some(f) => f.call_on_helo(store, name, extended).await,
                 None => return Ok(None),
             },
-            OwnedHook::Mail { from, options } => match &g.mail {
+            Hook::Mail { from, options } => match &g.mail {
                 Some(f) => f.call_on_mail(store, from, options).await,
                 None => return Ok(None),
             },
-            OwnedHook::Rcpt { to, options } => match &g.rcpt {
+            Hook::Rcpt { to, options } => match &g.rcpt {
                 Some(f) => f.call_on_rcpt(store, to, options).await,
                 None => return Ok(None),
             },
-            OwnedHook::Data => match &g.data {
+            Hook::Data => match &g.data {
                 Some(f) => f.call_on_data(store).await,
                 None => return Ok(None),
             },
-            OwnedHook::Rset => match &g.rset {
+            Hook::Rset => match &g.rset {
                 Some(f) => f.call_on_rset(store).await.map(|()| None),
                 None => return Ok(None),
             },
-            OwnedHook::Quit => match &g.quit {
+            Hook::Quit => match &g.quit {
                 Some(f) => f.call_on_quit(store).await.map(|()| None),
                 None => return Ok(None),
             },

@@ -107,7 +107,7 @@ impl RoutedSession {
         }
     }
 
-    async fn run_message(&mut self, message: Arc<Message>) -> Verdict {
+    async fn run_message(&mut self, message: &Message) -> Verdict {
         let mut groups: Vec<(usize, Vec<_>)> = Vec::new();
         for rcpt in &message.rcpt_to {
             // Every recipient was routed at RCPT; one that no longer routes is refused there.
@@ -121,11 +121,16 @@ impl RoutedSession {
         }
         let mut verdicts = Vec::new();
         for (index, rcpt_to) in groups {
-            let own_part = Arc::new(Message {
-                rcpt_to,
-                ..(*message).clone()
-            });
-            let verdict = self.tenant_session(index).process_message(own_part).await;
+            let verdict = if rcpt_to.len() == message.rcpt_to.len() {
+                // One tenant has every recipient: the message as it is, no copy.
+                self.tenant_session(index).process_message(message).await
+            } else {
+                let own_part = Message {
+                    rcpt_to,
+                    ..message.clone()
+                };
+                self.tenant_session(index).process_message(&own_part).await
+            };
             self.tenants[index].metrics.message(outcome(&verdict));
             verdicts.push(verdict);
         }
@@ -150,7 +155,7 @@ impl SessionHandlers for RoutedSession {
         Box::pin(self.run_hook(hook))
     }
 
-    fn process_message(&mut self, message: Arc<Message>) -> VerdictFuture<'_> {
+    fn process_message<'a>(&'a mut self, message: &'a Message) -> VerdictFuture<'a> {
         Box::pin(self.run_message(message))
     }
 }

@@ -1,8 +1,6 @@
 //! DATA: receives the message, refuses what breaks the limits or the framing rules, and
 //! hands the rest to the handler chain. The transaction ends here whatever happens.
 
-use std::sync::Arc;
-
 use tokio::io::{AsyncRead, AsyncWrite};
 use wasmtpd_protocol::{DataSummary, Reply, replies};
 
@@ -57,8 +55,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             mail_options: transaction.params.raw,
             rcpt_options: Vec::new(),
         };
-        let message = Arc::new(message);
-        let verdict = self.handlers.process_message(Arc::clone(&message)).await;
+        let verdict = self.handlers.process_message(&message).await;
         match self.judge(verdict, "message") {
             Some(reply) => reply,
             None => {

@@ -14,10 +14,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             extended,
         };
         if let Some(reply) = self.ask(hook).await.filter(|r| !r.is_positive()) {
-            // Refused: the client has to greet again. Replies follow the attempted greeting.
-            self.greeting = Some(Greeting { extended });
-            self.send(&reply);
+            // Refused: the client has to greet again. The reply has the attempted
+            // greeting's flavour (enhanced codes after EHLO).
             self.greeting = None;
+            reply.write_to(&mut self.output, extended);
             return Flow::Continue;
         }
         self.greeting = Some(Greeting { extended });

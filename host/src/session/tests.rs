@@ -71,8 +71,8 @@ impl SessionHandlers for RecorderSession {
         Box::pin(async move { verdict(answer.unwrap_or(Ok(None))) })
     }
 
-    fn process_message(&mut self, message: Arc<Message>) -> VerdictFuture<'_> {
-        self.0.messages.lock().unwrap().push((*message).clone());
+    fn process_message<'a>(&'a mut self, message: &'a Message) -> VerdictFuture<'a> {
+        self.0.messages.lock().unwrap().push(message.clone());
         let answer = self.0.message_answer.lock().unwrap().clone().unwrap_or(Ok(None));
         Box::pin(async move { verdict(answer) })
     }
