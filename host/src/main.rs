@@ -127,9 +127,16 @@ async fn reload(cli: &Cli, service: &mut Service, why: &str) -> Option<Config> {
 }
 
 /// Instance slots to preallocate: every session may hold one instance of each plugin in
-/// its chain. Fixed at start: a reload that lengthens chains shares the same pool.
+/// its chain, and on a routing listener of each tenant's chain too. Fixed at start: a
+/// reload that lengthens chains shares the same pool.
 fn plugin_instances(config: &Config) -> u32 {
-    let longest_chain = config.listeners.iter().map(|l| l.plugins.len()).max().unwrap_or(1);
-    let wanted = config.limits.max_connections.saturating_mul(longest_chain).max(16);
+    let tenant_plugins: usize = config.tenants.iter().map(|t| t.plugins.len()).sum();
+    let per_session = config
+        .listeners
+        .iter()
+        .map(|l| l.plugins.len() + if l.route_by_domain { tenant_plugins } else { 0 })
+        .max()
+        .unwrap_or(1);
+    let wanted = config.limits.max_connections.saturating_mul(per_session).max(16);
     u32::try_from(wanted).unwrap_or(u32::MAX)
 }

@@ -79,12 +79,13 @@ impl ChainSession {
     async fn call(&mut self, index: usize, call: Call<'_>) -> CallResult {
         let plugin = Arc::clone(&self.plugins[index]);
         let instance = self.instances[index].take();
-        let started = Instant::now();
         let _turn = self
             .calls
             .acquire()
             .await
             .map_err(|_| anyhow::anyhow!("the plugin chain was closed"))?;
+        // Counted from the turn: waiting for one is not time spent in the plugin.
+        let started = Instant::now();
         let mut instance = match instance {
             Some(instance) => instance,
             None => match plugin.instantiate().await {
