@@ -221,3 +221,35 @@ fn a_version_that_cannot_start_is_refused() {
     assert!(line.contains("plugin p (") && line.contains("cannot start"), "{line}");
     assert!(is_a(&RawClient::ehlo(setup.server.addr).send_message(RELOAD_MESSAGE)));
 }
+
+#[test]
+fn a_plugin_added_to_the_chain_and_a_new_order_apply_to_new_sessions() {
+    let dir = temp_dir();
+    let config = dir.join("wasmtpd.toml");
+    let chain = |plugins: &str| {
+        format!(
+            "[[listener]]\naddress = \"127.0.0.1:0\"\nplugins = [{plugins}]\n\
+             [plugin.p]\nsource = \"{}\"\n[plugin.p.settings]\nmode = \"count\"\n",
+            plugin_path(B)
+        )
+    };
+    std::fs::write(&config, chain("\"p\"")).unwrap();
+    let mut server = Server::start_raw(&["--config", config.to_str().unwrap()]);
+    assert!(is_b(&RawClient::ehlo(server.addr).send_message(RELOAD_MESSAGE)));
+    // debug-printer added in front: it prints, then p answers.
+    std::fs::write(&config, chain("\"debug-printer\", \"p\"")).unwrap();
+    server.wait_for_log_count("reloaded (", 1);
+    assert!(is_b(&RawClient::ehlo(server.addr).send_message(RELOAD_MESSAGE)));
+    server.wait_for_messages(1);
+    // Reordered: p answers first and ends the chain, so nothing more is printed.
+    std::fs::write(&config, chain("\"p\", \"debug-printer\"")).unwrap();
+    server.wait_for_log_count("reloaded (", 2);
+    assert!(is_b(&RawClient::ehlo(server.addr).send_message(RELOAD_MESSAGE)));
+    RawClient::ehlo(server.addr).expect("NOOP", "250");
+    assert_eq!(
+        server.stdout().matches("MESSAGE FOLLOWS").count(),
+        1,
+        "{}",
+        server.stdout()
+    );
+}
