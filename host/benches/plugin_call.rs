@@ -34,7 +34,7 @@ fn per_message(elapsed: Duration) -> f64 {
 async fn bench(engine: &PluginEngine, name: &str, size: usize) -> anyhow::Result<()> {
     let plugin: Arc<Plugin> = Plugin::load(engine, catalog::spec(name, &Config::empty())?).await?;
     // The chain as a session uses it: a new session instantiates on its first message.
-    let chain = PluginChain::new(vec![plugin], Arc::default(), 1);
+    let chain = PluginChain::new(vec![plugin], Arc::default(), Arc::new(tokio::sync::Semaphore::new(1)));
     let message = message(size);
     let accept = |verdict: Verdict| match verdict {
         Verdict::Continue => Ok(()),

@@ -1,4 +1,5 @@
-//! Connection limits at accept time: sessions in all and per client address.
+//! Connection limits at accept time: sessions in all, per client address, and per
+//! tenant (on the listeners that name one with a `max_connections`).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -15,17 +16,26 @@ pub struct Admission {
 struct Open {
     total: usize,
     per_ip: HashMap<IpAddr, usize>,
+    per_tenant: HashMap<Arc<str>, usize>,
+}
+
+/// The tenant a connection is for, and how many sessions it may have at once.
+pub struct TenantCap {
+    pub name: Arc<str>,
+    pub max: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refusal {
     TooManyInAll,
     TooManyFromAddress,
+    TooManyForTenant,
 }
 
 pub struct Permit {
     admission: Arc<Admission>,
     ip: IpAddr,
+    tenant: Option<Arc<str>>,
 }
 
 impl Admission {
@@ -37,20 +47,28 @@ impl Admission {
         })
     }
 
-    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Permit, Refusal> {
+    pub fn admit(self: &Arc<Self>, ip: IpAddr, tenant: Option<&TenantCap>) -> Result<Permit, Refusal> {
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         if open.total >= self.max_total {
             return Err(Refusal::TooManyInAll);
         }
-        let from_ip = open.per_ip.entry(ip).or_insert(0);
-        if *from_ip >= self.max_per_ip {
+        if open.per_ip.get(&ip).is_some_and(|&n| n >= self.max_per_ip) {
             return Err(Refusal::TooManyFromAddress);
         }
-        *from_ip += 1;
+        if let Some(cap) = tenant
+            && open.per_tenant.get(&cap.name).is_some_and(|&n| n >= cap.max)
+        {
+            return Err(Refusal::TooManyForTenant);
+        }
+        *open.per_ip.entry(ip).or_insert(0) += 1;
+        if let Some(cap) = tenant {
+            *open.per_tenant.entry(Arc::clone(&cap.name)).or_insert(0) += 1;
+        }
         open.total += 1;
         Ok(Permit {
             admission: Arc::clone(self),
             ip,
+            tenant: tenant.map(|cap| Arc::clone(&cap.name)),
         })
     }
 
@@ -69,6 +87,14 @@ impl Drop for Permit {
                 open.per_ip.remove(&self.ip);
             }
         }
+        if let Some(tenant) = &self.tenant
+            && let Some(n) = open.per_tenant.get_mut(tenant)
+        {
+            *n -= 1;
+            if *n == 0 {
+                open.per_tenant.remove(tenant);
+            }
+        }
     }
 }
 
@@ -81,13 +107,31 @@ mod tests {
         let a = Admission::new(3, 2);
         let one: IpAddr = "192.0.2.1".parse().unwrap();
         let two: IpAddr = "192.0.2.2".parse().unwrap();
-        let p1 = a.admit(one).unwrap();
-        let _p2 = a.admit(one).unwrap();
-        assert_eq!(a.admit(one).err(), Some(Refusal::TooManyFromAddress));
-        let _p3 = a.admit(two).unwrap();
-        assert_eq!(a.admit(two).err(), Some(Refusal::TooManyInAll));
+        let p1 = a.admit(one, None).unwrap();
+        let _p2 = a.admit(one, None).unwrap();
+        assert_eq!(a.admit(one, None).err(), Some(Refusal::TooManyFromAddress));
+        let _p3 = a.admit(two, None).unwrap();
+        assert_eq!(a.admit(two, None).err(), Some(Refusal::TooManyInAll));
         drop(p1);
         assert_eq!(a.open_sessions(), 2);
-        assert!(a.admit(one).is_ok());
+        assert!(a.admit(one, None).is_ok());
+    }
+
+    #[test]
+    fn a_tenant_has_its_own_cap_across_addresses() {
+        let a = Admission::new(10, 10);
+        let cap = TenantCap {
+            name: "a".into(),
+            max: 2,
+        };
+        let one: IpAddr = "192.0.2.1".parse().unwrap();
+        let two: IpAddr = "192.0.2.2".parse().unwrap();
+        let p1 = a.admit(one, Some(&cap)).unwrap();
+        let _p2 = a.admit(two, Some(&cap)).unwrap();
+        assert_eq!(a.admit(two, Some(&cap)).err(), Some(Refusal::TooManyForTenant));
+        // Other tenants and tenant-less listeners are not counted against it.
+        assert!(a.admit(two, None).is_ok());
+        drop(p1);
+        assert!(a.admit(one, Some(&cap)).is_ok());
     }
 }

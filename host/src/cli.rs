@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 
-use crate::config::{Config, DEFAULT_LISTEN, DEFAULT_PLUGIN, ListenerConfig};
+use crate::config::{Config, DEFAULT_LISTEN, ListenerConfig};
 
 /// A programmable SMTP server. With no arguments it is Python's old DebuggingServer:
 /// it listens on 127.0.0.1:1025 and prints every message it receives.
@@ -54,7 +54,7 @@ impl Cli {
             tenant: None,
             route_by_domain: false,
             max_concurrent_calls: None,
-            plugins: vec![DEFAULT_PLUGIN.to_owned()],
+            plugins: None,
         };
         if !self.listen.is_empty() {
             config.listeners = self.listen.iter().copied().map(listener).collect();
@@ -65,7 +65,7 @@ impl Cli {
         }
         if !self.plugin.is_empty() {
             for l in &mut config.listeners {
-                l.plugins.clone_from(&self.plugin);
+                l.plugins = Some(self.plugin.clone());
             }
         }
         if let Some(hostname) = &self.hostname {

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -127,33 +128,70 @@ impl PluginConfig {
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
     pub address: SocketAddr,
-    /// Whose listener this is, for the counters and the log; default: its address.
+    /// Whose listener this is: a `[[tenant]]`'s name (its chain and limits then apply
+    /// here), or just a name for the counters and the log; default: its address.
     pub tenant: Option<String>,
     /// The plugin chain, in order; the first that answers ends it. Each is a
     /// `[plugin.NAME]` table's name, a built-in plugin's name or a `.wasm` file's path.
-    #[serde(default = "default_plugins")]
-    pub plugins: Vec<String>,
+    /// Default: the tenant's chain, or `debug-printer`. See [`Config::chain_of`].
+    #[serde(default)]
+    pub plugins: Option<Vec<String>>,
     /// Serve the `[[tenant]]`s: each recipient goes to the tenant that owns its domain,
     /// and other recipients are refused. The listener's own chain then only answers the
     /// hooks that come before any recipient (connect, HELO/EHLO, MAIL) and DATA.
     #[serde(default)]
     pub route_by_domain: bool,
-    /// Plugin calls of this listener's own chain that may run at once; see
-    /// [`TenantConfig::max_concurrent_calls`].
+    /// Plugin calls of this listener's own chain that may run at once; by default its
+    /// tenant's share (see [`TenantConfig::max_concurrent_calls`]) when it names a
+    /// `[[tenant]]`, else a share of its own.
     pub max_concurrent_calls: Option<usize>,
 }
 
-/// A tenant: the recipient domains it owns and the plugin chain that handles their mail.
+/// A tenant: the listeners (those naming it) and recipient domains it owns, the plugin
+/// chain that handles their mail, and its limits.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantConfig {
     pub name: String,
+    /// Recipient domains routed to this tenant on listeners with `route_by_domain`.
+    #[serde(default)]
     pub domains: Vec<String>,
     /// Its chain, as a listener's: `[plugin.NAME]` tables, built-ins or `.wasm` paths.
     pub plugins: Vec<String>,
-    /// Plugin calls of this tenant that may run at once (the rest wait their turn); by
-    /// default half the plugin threads, so that no tenant can take all of them.
+    /// Plugin calls of this tenant that may run at once, on all its chains (the rest
+    /// wait their turn); by default half the plugin threads, so that no tenant can take
+    /// all of them.
     pub max_concurrent_calls: Option<usize>,
+    #[serde(default)]
+    pub limits: TenantLimits,
+}
+
+/// A tenant's own limits, each under the server's `[limits]` (the lower one applies).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TenantLimits {
+    /// Octets a message to this tenant's recipients.
+    pub max_message_size: Option<usize>,
+    /// This tenant's recipients in one transaction.
+    pub max_recipients: Option<usize>,
+    /// Sessions at once on the listeners that name this tenant.
+    pub max_connections: Option<usize>,
+}
+
+impl TenantLimits {
+    fn check(&self, tenant: &str) -> Result<(), ConfigError> {
+        let fields = [
+            ("max_message_size", self.max_message_size),
+            ("max_recipients", self.max_recipients),
+            ("max_connections", self.max_connections),
+        ];
+        match fields.into_iter().find(|(_, value)| *value == Some(0)) {
+            Some((field, _)) => Err(ConfigError::Tenant(format!(
+                "tenant {tenant}: limits.{field} = 0 would refuse everything"
+            ))),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Every limit the server enforces, with RFC 5321's numbers where it has them.
@@ -284,9 +322,36 @@ impl Config {
         }
     }
 
+    /// The `[[tenant]]` a listener names, if it names one.
+    pub fn tenant_of(&self, listener: &ListenerConfig) -> Option<&TenantConfig> {
+        let name = listener.tenant.as_deref()?;
+        self.tenants.iter().find(|t| t.name == name)
+    }
+
+    /// A listener's chain: its own, else its tenant's, else the DebuggingServer's.
+    pub fn chain_of<'a>(&'a self, listener: &'a ListenerConfig) -> &'a [String] {
+        match (&listener.plugins, self.tenant_of(listener)) {
+            (Some(plugins), _) => plugins,
+            (None, Some(tenant)) => &tenant.plugins,
+            (None, None) => &DEFAULT_CHAIN,
+        }
+    }
+
+    /// A listener's limits: the server's, lowered by its tenant's where it has them.
+    pub fn limits_of(&self, listener: &ListenerConfig) -> Limits {
+        let mut limits = self.limits.clone();
+        if let Some(tenant) = self.tenant_of(listener) {
+            let own = &tenant.limits;
+            let lower = |server: usize, tenant: Option<usize>| tenant.map_or(server, |t| t.min(server));
+            limits.max_message_size = lower(limits.max_message_size, own.max_message_size);
+            limits.max_recipients = lower(limits.max_recipients, own.max_recipients);
+        }
+        limits
+    }
+
     pub fn check(&self) -> Result<(), ConfigError> {
         self.limits.check()?;
-        if let Some(l) = self.listeners.iter().find(|l| l.plugins.is_empty()) {
+        if let Some(l) = self.listeners.iter().find(|l| self.chain_of(l).is_empty()) {
             return Err(ConfigError::EmptyChain(l.address));
         }
         for (i, l) in self.listeners.iter().enumerate() {
@@ -309,6 +374,7 @@ impl Config {
                     tenant.name
                 )));
             }
+            tenant.limits.check(&tenant.name)?;
             for domain in &tenant.domains {
                 let domain = domain.to_ascii_lowercase();
                 if domains.contains(&domain) {
@@ -349,9 +415,8 @@ fn default_hostname() -> String {
     gethostname::gethostname().to_string_lossy().into_owned()
 }
 
-fn default_plugins() -> Vec<String> {
-    vec![DEFAULT_PLUGIN.to_owned()]
-}
+/// What a listener with no chain of its own and no tenant's runs.
+static DEFAULT_CHAIN: LazyLock<Vec<String>> = LazyLock::new(|| vec![DEFAULT_PLUGIN.to_owned()]);
 
 #[cfg(test)]
 mod tests {
@@ -373,7 +438,7 @@ mod tests {
         .unwrap();
         config.check().unwrap();
         assert_eq!(config.hostname, "mx.example.com");
-        assert_eq!(config.listeners[0].plugins, ["sink"]);
+        assert_eq!(config.chain_of(&config.listeners[0]), ["sink"]);
         assert_eq!(config.limits.max_message_size, 1000);
         assert_eq!(config.limits.max_recipients, 100);
     }
@@ -404,6 +469,51 @@ mod tests {
         assert_eq!(
             low.check().unwrap_err().to_string(),
             "plugin.x.time_budget_ms = 1 is below the minimum 10"
+        );
+    }
+
+    #[test]
+    fn a_listener_naming_a_tenant_gets_its_chain_and_its_lower_limits() {
+        let config: Config = toml::from_str(
+            r#"
+            [limits]
+            max_message_size = 1000
+            [[listener]]
+            address = "127.0.0.1:2525"
+            tenant = "acme"
+            [[listener]]
+            address = "127.0.0.1:2526"
+            tenant = "acme"
+            plugins = ["sink"]
+            [[listener]]
+            address = "127.0.0.1:2527"
+            tenant = "nobody-configured"
+            [[tenant]]
+            name = "acme"
+            plugins = ["filter", "store"]
+            [tenant.limits]
+            max_message_size = 5000
+            max_recipients = 3
+            "#,
+        )
+        .unwrap();
+        config.check().unwrap();
+        let [own, overridden, named_only] = &config.listeners[..] else {
+            panic!("three listeners")
+        };
+        assert_eq!(config.chain_of(own), ["filter", "store"]);
+        assert_eq!(config.chain_of(overridden), ["sink"]);
+        assert_eq!(config.chain_of(named_only), ["debug-printer"]);
+        let limits = config.limits_of(own);
+        assert_eq!(limits.max_message_size, 1000, "the server's is lower");
+        assert_eq!(limits.max_recipients, 3, "the tenant's is lower");
+        assert_eq!(config.limits_of(named_only).max_recipients, 100);
+        let zero: Config =
+            toml::from_str("[[tenant]]\nname = \"a\"\nplugins = [\"sink\"]\n[tenant.limits]\nmax_connections = 0")
+                .unwrap();
+        assert_eq!(
+            zero.check().unwrap_err().to_string(),
+            "tenant a: limits.max_connections = 0 would refuse everything"
         );
     }
 

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod handler;
 pub mod listener;
+pub mod log_writer;
 pub mod metrics;
 pub mod metrics_http;
 pub mod plugin;

@@ -5,6 +5,7 @@ use std::sync::{Arc, RwLock};
 
 use wasmtpd_protocol::Reply;
 
+use crate::admission::TenantCap;
 use crate::config::Limits;
 use crate::handler::Handlers;
 use crate::metrics::TenantMetrics;
@@ -13,7 +14,10 @@ pub struct ListenerContext {
     /// Whose sessions these are, for the counters and the log.
     pub tenant: String,
     pub metrics: Arc<TenantMetrics>,
+    /// The server's limits, lowered by the tenant's own.
     pub limits: Limits,
+    /// The tenant's sessions at once, when it has a cap.
+    pub tenant_cap: Option<TenantCap>,
     pub handlers: Arc<dyn Handlers>,
     pub greeting: Reply,
     pub ehlo: Reply,
@@ -26,6 +30,7 @@ impl ListenerContext {
         metrics: Arc<TenantMetrics>,
         hostname: String,
         limits: Limits,
+        tenant_cap: Option<TenantCap>,
         handlers: Arc<dyn Handlers>,
     ) -> ListenerContext {
         let greeting = Reply::new(
@@ -47,6 +52,7 @@ impl ListenerContext {
             tenant,
             metrics,
             limits,
+            tenant_cap,
             handlers,
             greeting,
             ehlo,

@@ -13,6 +13,7 @@ use tokio_util::sync::CancellationToken;
 use wasmtpd::admission::Admission;
 use wasmtpd::cli::Cli;
 use wasmtpd::config::Config;
+use wasmtpd::log_writer::LogWriter;
 use wasmtpd::metrics::Registry;
 use wasmtpd::metrics_http;
 use wasmtpd::plugin::engine::default_cache_dir;
@@ -22,8 +23,9 @@ use wasmtpd::service::Service;
 use wasmtpd::signals::{Signal, Signals};
 
 fn main() -> ExitCode {
+    let log = LogWriter::start();
     tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(log.clone())
         .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("WASMTPD_LOG").unwrap_or_else(|_| "info".into()))
         .init();
@@ -31,13 +33,15 @@ fn main() -> ExitCode {
     let result = tokio::runtime::Runtime::new()
         .context("cannot start the runtime")
         .and_then(|runtime| runtime.block_on(run(cli)));
-    match result {
+    let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    log.flush();
+    code
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -134,7 +138,7 @@ fn plugin_instances(config: &Config) -> u32 {
     let per_session = config
         .listeners
         .iter()
-        .map(|l| l.plugins.len() + if l.route_by_domain { tenant_plugins } else { 0 })
+        .map(|l| config.chain_of(l).len() + if l.route_by_domain { tenant_plugins } else { 0 })
         .max()
         .unwrap_or(1);
     let wanted = config.limits.max_connections.saturating_mul(per_session).max(16);

@@ -17,10 +17,12 @@ pub enum PluginError {
     Malformed,
     /// It could not start, or failed otherwise.
     Other,
+    /// It was not called: it failed too often in a row and is resting (see the breaker).
+    Resting,
 }
 
 /// The `kind` label of each [`PluginError`], in the enum's order.
-const ERROR_KINDS: [&str; 5] = ["trap", "timeout", "memory", "malformed", "other"];
+const ERROR_KINDS: [&str; 6] = ["trap", "timeout", "memory", "malformed", "other", "resting"];
 
 /// How a message ended, as counted: by the class of its final reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -93,8 +93,8 @@ pub fn files_of(config: &Config, config_path: Option<&Path>) -> Vec<PathBuf> {
     let chains = config
         .listeners
         .iter()
-        .map(|l| &l.plugins)
-        .chain(config.tenants.iter().map(|t| &t.plugins));
+        .map(|l| config.chain_of(l))
+        .chain(config.tenants.iter().map(|t| t.plugins.as_slice()));
     for chain in chains {
         for entry in chain {
             if let Ok(spec) = catalog::spec(entry, config)

@@ -42,9 +42,10 @@ pub async fn serve(
         };
         // Replies are flushed in whole batches already; don't let Nagle hold them back.
         let _ = stream.set_nodelay(true);
-        match admission.admit(peer.ip()) {
+        let ctx = slot.current();
+        match admission.admit(peer.ip(), ctx.tenant_cap.as_ref()) {
             Ok(permit) => {
-                let session = Session::new(stream, peer, slot.current(), shutdown.clone());
+                let session = Session::new(stream, peer, ctx, shutdown.clone());
                 sessions.spawn(async move {
                     if let Err(e) = session.run().await {
                         tracing::debug!(%peer, "session ended: {e}");
@@ -53,7 +54,7 @@ pub async fn serve(
                 });
             }
             Err(refusal) => {
-                tracing::info!(%peer, ?refusal, "connection refused");
+                tracing::info!(tenant = %ctx.tenant, %peer, ?refusal, "connection refused");
                 sessions.spawn(refuse(stream, refusal));
             }
         }
@@ -62,7 +63,9 @@ pub async fn serve(
 
 async fn refuse(mut stream: TcpStream, refusal: Refusal) {
     let reply = match refusal {
-        Refusal::TooManyInAll | Refusal::TooManyFromAddress => replies::TOO_MANY_CONNECTIONS,
+        Refusal::TooManyInAll | Refusal::TooManyFromAddress | Refusal::TooManyForTenant => {
+            replies::TOO_MANY_CONNECTIONS
+        }
     };
     let mut wire = Vec::new();
     reply.write_to(&mut wire, false);

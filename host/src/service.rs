@@ -9,11 +9,12 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::admission::Admission;
+use crate::admission::{Admission, TenantCap};
 use crate::config::Config;
 use crate::handler::Handlers;
 use crate::listener::{ListenerContext, ListenerSlot};
@@ -111,6 +112,16 @@ impl Service {
                     .map(|(t, chain)| format!("tenant {}: {}", t.name, versions(chain))),
             )
             .collect();
+        // A tenant's share of the plugin threads covers all its chains: its routed
+        // recipients' and its listeners'.
+        let shares: HashMap<&str, Arc<Semaphore>> = config
+            .tenants
+            .iter()
+            .map(|t| {
+                let calls = t.max_concurrent_calls.unwrap_or_else(share::default_concurrent_calls);
+                (t.name.as_str(), Arc::new(Semaphore::new(calls.max(1))))
+            })
+            .collect();
         let tenants: Vec<Tenant> = config
             .tenants
             .iter()
@@ -123,9 +134,10 @@ impl Service {
                     chain: Arc::new(PluginChain::new(
                         chain,
                         Arc::clone(&metrics),
-                        t.max_concurrent_calls.unwrap_or_else(share::default_concurrent_calls),
+                        Arc::clone(&shares[t.name.as_str()]),
                     )),
                     metrics,
+                    limits: t.limits.clone(),
                 }
             })
             .collect();
@@ -136,20 +148,32 @@ impl Service {
             .map(|((key, listener), chain)| {
                 let tenant = listener.tenant.clone().unwrap_or_else(|| listener.address.to_string());
                 let metrics = self.metrics.tenant(&tenant);
-                let calls = listener
-                    .max_concurrent_calls
-                    .unwrap_or_else(share::default_concurrent_calls);
+                let calls = match (listener.max_concurrent_calls, shares.get(tenant.as_str())) {
+                    (None, Some(tenants)) => Arc::clone(tenants),
+                    (own, _) => {
+                        let calls = own.unwrap_or_else(share::default_concurrent_calls);
+                        Arc::new(Semaphore::new(calls.max(1)))
+                    }
+                };
                 let own = Arc::new(PluginChain::new(chain, Arc::clone(&metrics), calls));
                 let handlers: Arc<dyn Handlers> = if listener.route_by_domain {
                     Arc::new(TenantRouter::new(own, tenants.clone()))
                 } else {
                     own
                 };
+                let tenant_cap = config
+                    .tenant_of(listener)
+                    .and_then(|t| t.limits.max_connections)
+                    .map(|max| TenantCap {
+                        name: tenant.as_str().into(),
+                        max,
+                    });
                 let ctx = ListenerContext::new(
                     tenant,
                     metrics,
                     config.hostname.clone(),
-                    config.limits.clone(),
+                    config.limits_of(listener),
+                    tenant_cap,
                     handlers,
                 );
                 (key, Arc::new(ctx))

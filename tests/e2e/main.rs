@@ -15,4 +15,5 @@ mod sandbox;
 mod server;
 mod shutdown;
 mod smuggling;
+mod tenant_limits;
 mod tenants;

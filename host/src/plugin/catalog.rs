@@ -103,7 +103,7 @@ pub async fn load_chains(engine: &PluginEngine, config: &Config) -> anyhow::Resu
     for listener in &config.listeners {
         chains
             .listeners
-            .push(load_chain(engine, config, &listener.plugins, &mut loaded).await?);
+            .push(load_chain(engine, config, config.chain_of(listener), &mut loaded).await?);
     }
     for tenant in &config.tenants {
         chains

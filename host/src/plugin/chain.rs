@@ -1,33 +1,48 @@
 //! A listener's plugin chain: each session gets one instance of each plugin, created when
 //! first needed; hooks and messages go through the plugins in order until one answers.
 //! A chain's calls at once are capped (see [`super::share`]), and a running guest yields
-//! at every epoch tick, so that no chain can occupy all of the runtime's threads.
+//! at every epoch tick, so that no chain can occupy all of the runtime's threads; a
+//! plugin that keeps failing rests (see [`super::breaker`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 
 use super::bindings::Peer;
+use super::breaker::{Breaker, FAILURES_TO_OPEN};
 use super::component::Plugin;
-use super::instance::{CallResult, PluginInstance};
+use super::instance::{CallError, CallResult, PluginInstance};
 use crate::handler::{Handlers, Hook, Message, SessionHandlers, Verdict, VerdictFuture};
-use crate::metrics::TenantMetrics;
+use crate::metrics::{PluginError, TenantMetrics};
+
+/// How long a client waits for its 4xx when the plugin is resting: a client that
+/// hammers a broken tenant is slowed down instead of served as fast as it can ask.
+const RESTING_REPLY_DELAY: Duration = Duration::from_secs(1);
 
 pub struct PluginChain {
     plugins: Vec<Arc<Plugin>>,
     metrics: Arc<TenantMetrics>,
     /// The tenant's share of the plugin threads: calls beyond it wait.
     calls: Arc<Semaphore>,
+    /// One per plugin (in the chain's order) and entry point: a plugin that fails at the
+    /// end of DATA but answers its RCPT hook still rests at the end of DATA.
+    breakers: Arc<Vec<[Breaker; ENTRY_POINTS]>>,
 }
 
 impl PluginChain {
-    pub fn new(plugins: Vec<Arc<Plugin>>, metrics: Arc<TenantMetrics>, max_concurrent_calls: usize) -> PluginChain {
+    /// `calls` is the tenant's share of the plugin threads, shared by all its chains.
+    pub fn new(plugins: Vec<Arc<Plugin>>, metrics: Arc<TenantMetrics>, calls: Arc<Semaphore>) -> PluginChain {
+        let breakers = plugins
+            .iter()
+            .map(|p| std::array::from_fn(|_| Breaker::new(p.time_budget)))
+            .collect();
         PluginChain {
             plugins,
             metrics,
-            calls: Arc::new(Semaphore::new(max_concurrent_calls.max(1))),
+            calls,
+            breakers: Arc::new(breakers),
         }
     }
 }
@@ -38,6 +53,7 @@ impl Handlers for PluginChain {
             plugins: self.plugins.clone(),
             metrics: Arc::clone(&self.metrics),
             calls: Arc::clone(&self.calls),
+            breakers: Arc::clone(&self.breakers),
             instances: self.plugins.iter().map(|_| None).collect(),
             peer: Peer {
                 ip: peer.ip().to_string(),
@@ -56,6 +72,7 @@ struct ChainSession {
     plugins: Vec<Arc<Plugin>>,
     metrics: Arc<TenantMetrics>,
     calls: Arc<Semaphore>,
+    breakers: Arc<Vec<[Breaker; ENTRY_POINTS]>>,
     instances: Vec<Option<PluginInstance>>,
     peer: Peer,
 }
@@ -73,37 +90,81 @@ enum Call<'a> {
     Message(&'a Message, &'a [String]),
 }
 
+/// A plugin's entry points: the seven hooks and `process-message`.
+const ENTRY_POINTS: usize = 8;
+
+impl Call<'_> {
+    fn entry_point(&self) -> usize {
+        match self {
+            Call::Hook(Hook::Connect) => 0,
+            Call::Hook(Hook::Helo { .. }) => 1,
+            Call::Hook(Hook::Mail { .. }) => 2,
+            Call::Hook(Hook::Rcpt { .. }) => 3,
+            Call::Hook(Hook::Data) => 4,
+            Call::Hook(Hook::Rset) => 5,
+            Call::Hook(Hook::Quit) => 6,
+            Call::Message(..) => 7,
+        }
+    }
+
+    fn stage(&self) -> &'static str {
+        ["connect", "helo", "mail", "rcpt", "data", "rset", "quit", "message"][self.entry_point()]
+    }
+}
+
 impl ChainSession {
     /// Runs `call` with this session's instance of plugin `index` (created if needed),
     /// once the chain's share of the runtime's threads has room.
     async fn call(&mut self, index: usize, call: Call<'_>) -> CallResult {
         let plugin = Arc::clone(&self.plugins[index]);
-        let instance = self.instances[index].take();
-        let _turn = self
-            .calls
-            .acquire()
-            .await
-            .map_err(|_| anyhow::anyhow!("the plugin chain was closed"))?;
+        let Ok(turn) = self.calls.acquire().await else {
+            anyhow::bail!("the plugin chain was closed");
+        };
+        // Asked once the turn has come: the breaker may have opened meanwhile.
+        let breaker = &self.breakers[index][call.entry_point()];
+        if let Err(resting) = breaker.admit(Instant::now()) {
+            drop(turn);
+            tokio::time::sleep(RESTING_REPLY_DELAY).await;
+            let left = resting.until.saturating_duration_since(Instant::now());
+            return Err(anyhow::Error::new(CallError {
+                kind: PluginError::Resting,
+                message: format!(
+                    "not called: resting after failing too often ({} ms left)",
+                    left.as_millis()
+                ),
+            }));
+        }
         // Counted from the turn: waiting for one is not time spent in the plugin.
         let started = Instant::now();
-        let mut instance = match instance {
-            Some(instance) => instance,
-            None => match plugin.instantiate().await {
-                Ok(instance) => instance,
-                Err(e) => {
-                    self.metrics.plugin_call(started.elapsed());
-                    return Err(e.context("cannot start an instance"));
-                }
-            },
+        let result = match self.instances[index].take() {
+            Some(instance) => Ok(instance),
+            None => plugin
+                .instantiate()
+                .await
+                .map_err(|e| e.context("cannot start an instance")),
         };
-        let result = match call {
-            Call::Hook(hook) => instance.hook(hook, &self.peer).await,
-            Call::Message(message, rcpt_tos) => instance.process_message(message, &self.peer, rcpt_tos).await,
+        let result = match result {
+            Ok(mut instance) => {
+                let result = match call {
+                    Call::Hook(hook) => instance.hook(hook, &self.peer).await,
+                    Call::Message(message, rcpt_tos) => instance.process_message(message, &self.peer, rcpt_tos).await,
+                };
+                // A failed instance cannot be entered again: the next call gets a fresh one.
+                if result.is_ok() {
+                    self.instances[index] = Some(instance);
+                }
+                result
+            }
+            Err(e) => Err(e),
         };
         self.metrics.plugin_call(started.elapsed());
-        // A failed instance cannot be entered again: the next call gets a fresh one.
-        if result.is_ok() {
-            self.instances[index] = Some(instance);
+        drop(turn);
+        if self.breakers[index][call.entry_point()].record(Instant::now(), result.is_ok()) {
+            tracing::warn!(
+                plugin = %plugin.info.name,
+                stage = call.stage(),
+                "failed {FAILURES_TO_OPEN} times in a row: resting; its calls get 451 until a trial call succeeds"
+            );
         }
         result
     }

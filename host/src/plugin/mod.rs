@@ -3,6 +3,7 @@
 //! and every instance under a memory cap.
 
 pub mod bindings;
+pub mod breaker;
 pub mod builtin;
 pub mod catalog;
 pub mod chain;

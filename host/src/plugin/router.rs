@@ -3,11 +3,16 @@
 //! the one reply to DATA: all accepted → 250; else the first temporary failure (so the
 //! client retries: a tenant that had accepted may see the message twice, none loses it);
 //! else the first permanent refusal.
+//!
+//! Each tenant's own limits apply to its recipients: past its `max_recipients` its next
+//! recipient gets `452`, and a message (declared at MAIL, or received) over its
+//! `max_message_size` gets `552` for its recipients, without its chain being called.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use super::chain::PluginChain;
+use crate::config::TenantLimits;
 use crate::handler::{Handlers, Hook, Message, SessionHandlers, Verdict, VerdictFuture};
 use crate::metrics::{Outcome, TenantMetrics};
 
@@ -18,6 +23,7 @@ pub struct Tenant {
     pub domains: Vec<String>,
     pub chain: Arc<PluginChain>,
     pub metrics: Arc<TenantMetrics>,
+    pub limits: TenantLimits,
 }
 
 pub struct TenantRouter {
@@ -41,6 +47,8 @@ impl Handlers for TenantRouter {
             own: self.own.session(peer),
             tenants: Arc::clone(&self.tenants),
             sessions: self.tenants.iter().map(|_| None).collect(),
+            recipients: vec![0; self.tenants.len()],
+            declared_size: None,
             peer,
         })
     }
@@ -61,6 +69,10 @@ struct RoutedSession {
     tenants: Arc<Vec<Tenant>>,
     /// Each tenant's handlers for this session, opened at its first recipient.
     sessions: Vec<Option<Box<dyn SessionHandlers>>>,
+    /// Each tenant's recipients accepted in this transaction.
+    recipients: Vec<usize>,
+    /// The size the client declared at MAIL (RFC 1870), if it did.
+    declared_size: Option<u64>,
     peer: SocketAddr,
 }
 
@@ -69,6 +81,24 @@ fn tenant_of(tenants: &[Tenant], address: &str) -> Option<usize> {
     let domain = address.rsplit_once('@')?.1.to_ascii_lowercase();
     tenants.iter().position(|t| t.domains.contains(&domain))
 }
+
+/// The `SIZE=` a MAIL command declared, if any.
+fn declared_size(options: &[String]) -> Option<u64> {
+    options.iter().find_map(|option| {
+        let (key, value) = option.split_once('=')?;
+        key.eq_ignore_ascii_case("SIZE").then(|| value.parse().ok())?
+    })
+}
+
+fn refusal(tenant: &Tenant, text: &str) -> Verdict {
+    Verdict::Reply {
+        handler: format!("tenant {} limits", tenant.name),
+        text: text.to_owned(),
+    }
+}
+
+const TOO_BIG: &str = "552 5.3.4 Message size exceeds fixed maximum message size";
+const TOO_MANY: &str = "452 4.5.3 Too many recipients";
 
 fn outcome(verdict: &Verdict) -> Outcome {
     match verdict {
@@ -88,22 +118,51 @@ impl RoutedSession {
         })
     }
 
+    async fn rcpt(&mut self, hook: Hook<'_>, to: &str) -> Verdict {
+        let Some(index) = tenant_of(&self.tenants, to) else {
+            return Verdict::Reply {
+                handler: "router".into(),
+                text: format!("550 5.1.2 <{to}>: no tenant here takes mail for that domain"),
+            };
+        };
+        let tenant = &self.tenants[index];
+        if let (Some(declared), Some(max)) = (self.declared_size, tenant.limits.max_message_size)
+            && declared > max as u64
+        {
+            return refusal(tenant, TOO_BIG);
+        }
+        if tenant
+            .limits
+            .max_recipients
+            .is_some_and(|max| self.recipients[index] >= max)
+        {
+            return refusal(tenant, TOO_MANY);
+        }
+        let verdict = self.tenant_session(index).hook(hook).await;
+        if outcome(&verdict) == Outcome::Accepted {
+            self.recipients[index] += 1;
+        }
+        verdict
+    }
+
     async fn run_hook(&mut self, hook: Hook<'_>) -> Verdict {
+        if matches!(hook, Hook::Mail { .. } | Hook::Rset) {
+            self.recipients.iter_mut().for_each(|n| *n = 0);
+            self.declared_size = None;
+        }
         match hook {
-            Hook::Rcpt { to, .. } => match tenant_of(&self.tenants, to) {
-                Some(index) => self.tenant_session(index).hook(hook).await,
-                None => Verdict::Reply {
-                    handler: "router".into(),
-                    text: format!("550 5.1.2 <{to}>: no tenant here takes mail for that domain"),
-                },
-            },
+            Hook::Rcpt { to, .. } => self.rcpt(hook, to).await,
+            Hook::Mail { options, .. } => {
+                self.declared_size = declared_size(options);
+                self.own.hook(hook).await
+            }
             Hook::Rset | Hook::Quit => {
                 for session in self.sessions.iter_mut().flatten() {
                     let _ = session.hook(hook).await;
                 }
                 self.own.hook(hook).await
             }
-            Hook::Connect | Hook::Helo { .. } | Hook::Mail { .. } | Hook::Data => self.own.hook(hook).await,
+            Hook::Connect | Hook::Helo { .. } | Hook::Data => self.own.hook(hook).await,
         }
     }
 
@@ -121,7 +180,13 @@ impl RoutedSession {
         }
         let mut verdicts = Vec::new();
         for (index, rcpt_to) in groups {
-            let verdict = if rcpt_to.len() == message.rcpt_to.len() {
+            let too_big = self.tenants[index]
+                .limits
+                .max_message_size
+                .is_some_and(|max| message.data.len() > max);
+            let verdict = if too_big {
+                refusal(&self.tenants[index], TOO_BIG)
+            } else if rcpt_to.len() == message.rcpt_to.len() {
                 // One tenant has every recipient: the message as it is, no copy.
                 self.tenant_session(index).process_message(message).await
             } else {
@@ -177,6 +242,15 @@ mod tests {
             Verdict::Reply { text, .. } => text.clone(),
             Verdict::Failed { error, .. } => format!("failed: {error}"),
         }
+    }
+
+    #[test]
+    fn the_declared_size_is_read_from_the_mail_options() {
+        let options = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(declared_size(&options(&["BODY=8BITMIME", "SIZE=1234"])), Some(1234));
+        assert_eq!(declared_size(&options(&["size=99"])), Some(99));
+        assert_eq!(declared_size(&options(&["SIZE=x"])), None);
+        assert_eq!(declared_size(&options(&["SMTPUTF8"])), None);
     }
 
     #[test]

@@ -119,6 +119,7 @@ fn start_with(limits: Limits, recorder: Arc<Recorder>) -> Client {
         Arc::default(),
         "mx.test".into(),
         limits,
+        None,
         handlers,
     ));
     let (pipe, server_end) = tokio::io::duplex(256 * 1024);

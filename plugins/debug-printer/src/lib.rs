@@ -6,6 +6,9 @@ wit_bindgen::generate!({ path: "../../wit", world: "plugin" });
 
 mod render;
 
+use std::io::Write;
+use std::sync::OnceLock;
+
 use exports::wasmtpd::plugin::handler::Guest;
 use wasmtpd::plugin::host;
 use wasmtpd::plugin::types::Peer;
@@ -21,7 +24,9 @@ impl Guest for DebugPrinter {
         mail_options: Vec<String>,
         rcpt_options: Vec<String>,
     ) -> Option<String> {
-        let envelope = host::get_setting("envelope").is_some_and(|v| v == "true");
+        // Settings are fixed for an instance's life (a reload makes new instances).
+        static ENVELOPE: OnceLock<bool> = OnceLock::new();
+        let envelope = *ENVELOPE.get_or_init(|| host::get_setting("envelope").is_some_and(|v| v == "true"));
         let message = render::Message {
             peer_ip: &peer.ip,
             mail_from: &mail_from,
@@ -30,8 +35,9 @@ impl Guest for DebugPrinter {
             mail_options: &mail_options,
             rcpt_options: &rcpt_options,
         };
-        // One write: the host prints a call's output in one piece.
-        print!("{}", render::render(&message, envelope));
+        // One write: the host prints a call's output in one piece. Nothing to do if
+        // stdout is gone: the host reports lost output itself.
+        let _ = std::io::stdout().lock().write_all(&render::render(&message, envelope));
         None
     }
 }

@@ -1,0 +1,115 @@
+//! A tenant's own limits: message size, recipients and sessions at once on the listeners
+//! that name it, the same size and recipient limits for its recipients on a shared
+//! listener, and a plugin that keeps failing put to rest.
+
+use std::time::{Duration, Instant};
+
+use crate::raw::RawClient;
+use crate::server::{Server, plugin_path, temp_file};
+
+#[test]
+fn a_tenants_limits_apply_on_the_listener_that_names_it() {
+    // The listener names the tenant and has no chain of its own: the tenant's runs there.
+    let config = "[[listener]]\naddress = \"127.0.0.1:0\"\ntenant = \"small\"\n\
+                  [[tenant]]\nname = \"small\"\nplugins = [\"debug-printer\"]\n\
+                  [tenant.limits]\nmax_message_size = 100\nmax_recipients = 2\nmax_connections = 2\n";
+    let path = temp_file("tenant-limits.toml", config);
+    let mut server = Server::start_raw(&["--config", path.to_str().unwrap()]);
+    assert!(server.log().contains("(plugins: debug-printer)"), "{}", server.log());
+
+    let mut first = RawClient::ehlo(server.addr);
+    let ehlo = first.expect("EHLO client.test", "250-");
+    assert!(ehlo.contains("\n250-SIZE 100\n"), "{ehlo}");
+    first.expect("MAIL FROM:<a@example.org> SIZE=101", "552 5.3.4");
+    first.expect("MAIL FROM:<a@example.org>", "250");
+    first.expect("RCPT TO:<one@example.com>", "250");
+    first.expect("RCPT TO:<two@example.com>", "250");
+    first.expect("RCPT TO:<three@example.com>", "452 4.5.3");
+    first.expect("DATA", "354");
+    let reply = first.finish_message(&format!("Subject: big\r\n\r\n{}\r\n", "x".repeat(120)));
+    assert!(reply.starts_with("552 5.3.4"), "{reply}");
+    first.start_message();
+    assert!(
+        first
+            .finish_message("Subject: small\r\n\r\nfits\r\n")
+            .starts_with("250")
+    );
+    server.wait_for_messages(1);
+
+    // Two sessions at once; the third is turned away until one ends.
+    let second = RawClient::ehlo(server.addr);
+    let (mut third, greeting) = RawClient::connect(server.addr);
+    assert!(greeting.starts_with("421 4.7.0"), "{greeting}");
+    third.expect_closed();
+    server.wait_for_log("refusal=TooManyForTenant");
+    drop(second);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_client, greeting) = RawClient::connect(server.addr);
+        if greeting.starts_with("220 ") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the closed session's place never came back");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_tenants_limits_apply_to_its_recipients_on_a_shared_listener() {
+    let config = "[[listener]]\naddress = \"127.0.0.1:0\"\nroute_by_domain = true\n\
+                  [[tenant]]\nname = \"acme\"\ndomains = [\"acme.example\"]\nplugins = [\"sink\"]\n\
+                  [tenant.limits]\nmax_message_size = 200\nmax_recipients = 1\n\
+                  [[tenant]]\nname = \"beta\"\ndomains = [\"beta.example\"]\nplugins = [\"sink\"]\n";
+    let path = temp_file("shared-limits.toml", config);
+    let server = Server::start_raw(&["--config", path.to_str().unwrap()]);
+    let mut client = RawClient::ehlo(server.addr);
+    // Declared too big for acme, not for beta.
+    client.expect("MAIL FROM:<a@example.org> SIZE=500", "250");
+    client.expect("RCPT TO:<a@acme.example>", "552 5.3.4");
+    client.expect("RCPT TO:<b@beta.example>", "250");
+    client.expect("RSET", "250");
+    // One acme recipient a transaction; beta's are not counted against it.
+    client.expect("MAIL FROM:<a@example.org>", "250");
+    client.expect("RCPT TO:<a1@acme.example>", "250");
+    client.expect("RCPT TO:<a2@acme.example>", "452 4.5.3");
+    client.expect("RCPT TO:<b@beta.example>", "250");
+    client.expect("DATA", "354");
+    assert!(client.finish_message("Subject: fits\r\n\r\nx\r\n").starts_with("250"));
+    // Received too big for acme (undeclared): refused for acme's recipient.
+    client.start_message_to("a@acme.example");
+    let reply = client.finish_message(&format!("Subject: big\r\n\r\n{}\r\n", "x".repeat(300)));
+    assert!(reply.starts_with("552 5.3.4"), "{reply}");
+    // A new transaction counts afresh.
+    client.start_message_to("a@acme.example");
+    assert!(client.finish_message("Subject: again\r\n\r\nx\r\n").starts_with("250"));
+}
+
+#[test]
+fn a_plugin_that_keeps_failing_rests_and_others_are_not_slowed() {
+    let config = format!(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\nplugins = [\"bad\"]\n\
+         [[listener]]\naddress = \"127.0.0.1:0\"\nplugins = [\"sink\"]\n\
+         [plugin.bad]\nsource = \"{}\"\n[plugin.bad.settings]\nmode = \"trap\"\n",
+        plugin_path("misbehave")
+    );
+    let path = temp_file("breaker.toml", &config);
+    let mut server = Server::start_raw(&["--config", path.to_str().unwrap()]);
+    let addresses = server.addresses(2);
+    let (failing, healthy) = (addresses[0], addresses[1]);
+    let mut client = RawClient::ehlo(failing);
+    for _ in 0..3 {
+        assert!(client.send_message("x\r\n").starts_with("451 4.3.0"));
+    }
+    server.wait_for_log("failed 3 times in a row: resting");
+    // Resting: not called, and the client waits a second for its tempfail.
+    let asked = Instant::now();
+    assert!(client.send_message("x\r\n").starts_with("451 4.3.0"));
+    assert!(asked.elapsed() >= Duration::from_millis(900), "{:?}", asked.elapsed());
+    server.wait_for_log("not called: resting after failing too often");
+    assert_eq!(server.log_count("wasm trap"), 3, "{}", server.log());
+    // Another listener's plugin is untouched.
+    let mut other = RawClient::ehlo(healthy);
+    let asked = Instant::now();
+    assert!(other.send_message("x\r\n").starts_with("250"));
+    assert!(asked.elapsed() < Duration::from_millis(900), "{:?}", asked.elapsed());
+}
