@@ -49,6 +49,21 @@ pub enum Hook<'a> {
     Quit,
 }
 
+impl Hook<'_> {
+    /// The hook's name, as the log and the WIT interfaces call it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Hook::Connect => "connect",
+            Hook::Helo { .. } => "helo",
+            Hook::Mail { .. } => "mail",
+            Hook::Rcpt { .. } => "rcpt",
+            Hook::Data => "data",
+            Hook::Rset => "rset",
+            Hook::Quit => "quit",
+        }
+    }
+}
+
 /// What the handlers made of a hook or a message.
 #[derive(Debug)]
 pub enum Verdict {

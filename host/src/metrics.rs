@@ -32,6 +32,18 @@ pub enum Outcome {
     Tempfailed,
 }
 
+impl Outcome {
+    /// The outcome of a final reply of this class (its code's first digit): 2 accepted,
+    /// 5 rejected, anything else (4, or a reply that is not valid) a temporary failure.
+    pub fn of_class(class: u8) -> Outcome {
+        match class {
+            2 => Outcome::Accepted,
+            5 => Outcome::Rejected,
+            _ => Outcome::Tempfailed,
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct TenantMetrics {
     sessions: AtomicU64,

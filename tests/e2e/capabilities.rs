@@ -20,14 +20,19 @@ fn misbehaving(settings: &str, grants: &str) -> Server {
     Server::with_config(&config, &["p"])
 }
 
+/// The built-in store plugin with `dir` granted as `/maildir`; `access` adds to the grant.
+fn store_granted(dir: &std::path::Path, access: &str) -> Server {
+    let config = format!(
+        "[plugin.store]\ndirs = [{{ host = \"{}\", guest = \"/maildir\"{access} }}]\n",
+        dir.display()
+    );
+    Server::with_config(&config, &["store"])
+}
+
 #[test]
 fn the_store_plugin_writes_a_maildir_in_its_granted_directory() {
     let dir = temp_dir();
-    let config = format!(
-        "[plugin.store]\ndirs = [{{ host = \"{}\", guest = \"/maildir\", writable = true }}]\n",
-        dir.display()
-    );
-    let server = Server::with_config(&config, &["store"]);
+    let server = store_granted(&dir, ", writable = true");
     assert!(send_message(&server).starts_with("250 2.0.0"));
     let stored: Vec<_> = std::fs::read_dir(dir.join("new"))
         .unwrap()
@@ -47,11 +52,7 @@ fn without_a_grant_or_with_a_read_only_one_nothing_is_written_and_the_client_ret
     let server = Server::with_config("", &["store"]);
     assert!(send_message(&server).starts_with("451 4.3.0"));
     let dir = temp_dir();
-    let config = format!(
-        "[plugin.store]\ndirs = [{{ host = \"{}\", guest = \"/maildir\" }}]\n",
-        dir.display()
-    );
-    let server = Server::with_config(&config, &["store"]);
+    let server = store_granted(&dir, "");
     assert!(send_message(&server).starts_with("451 4.3.0"));
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 0, "something was written");
 }

@@ -32,11 +32,7 @@ fn port_zero_picks_a_free_port_and_the_log_names_it() {
 
 #[test]
 fn a_listener_in_the_config_file_is_used() {
-    let config = temp_file(
-        "listener.toml",
-        "[[listener]]\naddress = \"127.0.0.1:0\"\nplugins = [\"sink\"]\n",
-    );
-    let server = Server::start_raw(&["--config", config.to_str().unwrap()]);
+    let server = Server::from_config("[[listener]]\naddress = \"127.0.0.1:0\"\nplugins = [\"sink\"]\n");
     assert!(server.log().contains("(plugins: sink)"), "{}", server.log());
 }
 

@@ -6,18 +6,11 @@ use std::sync::mpsc;
 use std::time::Instant;
 
 use crate::raw::RawClient;
-use crate::server::{Server, plugin_path, temp_file};
+use crate::server::{Server, misbehave_beside_sink};
 
 #[test]
 fn a_looping_plugin_does_not_hold_up_other_sessions() {
-    let config = format!(
-        "[[listener]]\naddress = \"127.0.0.1:0\"\nplugins = [\"bad\"]\n\
-         [[listener]]\naddress = \"127.0.0.1:0\"\nplugins = [\"sink\"]\n\
-         [plugin.bad]\nsource = \"{}\"\ntime_budget_ms = 1500\n[plugin.bad.settings]\nmode = \"loop\"\n",
-        plugin_path("misbehave")
-    );
-    let path = temp_file("isolation.toml", &config);
-    let mut server = Server::start_raw(&["--config", path.to_str().unwrap()]);
+    let mut server = Server::from_config(&misbehave_beside_sink("loop", "time_budget_ms = 1500\n"));
     let addresses = server.addresses(2);
     let (looping, healthy) = (addresses[0], addresses[1]);
 

@@ -4,7 +4,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 
 use crate::raw::RawClient;
-use crate::server::{Server, plugin_path, temp_file};
+use crate::server::{Server, plugin_path};
 
 fn scrape(address: &str) -> String {
     let mut stream = TcpStream::connect(address).unwrap();
@@ -30,8 +30,7 @@ fn counters_per_tenant_match_what_was_sent() {
          [plugin.bad]\nsource = \"{}\"\n[plugin.bad.settings]\nmode = \"trap\"\n",
         plugin_path("misbehave")
     );
-    let path = temp_file("metrics.toml", &config);
-    let mut server = Server::start_raw(&["--config", path.to_str().unwrap()]);
+    let mut server = Server::from_config(&config);
     let addresses = server.addresses(2);
     let line = server.wait_for_log("metrics on http://");
     let endpoint = line

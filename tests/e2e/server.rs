@@ -43,6 +43,17 @@ pub fn temp_dir() -> PathBuf {
     dir
 }
 
+/// Two listeners: the first runs the `misbehave` plugin in `mode` (with `extra` lines in
+/// its table), the second the `sink` plugin.
+pub fn misbehave_beside_sink(mode: &str, extra: &str) -> String {
+    format!(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\nplugins = [\"bad\"]\n\
+         [[listener]]\naddress = \"127.0.0.1:0\"\nplugins = [\"sink\"]\n\
+         [plugin.bad]\nsource = \"{}\"\n{extra}[plugin.bad.settings]\nmode = \"{mode}\"\n",
+        plugin_path("misbehave")
+    )
+}
+
 /// A component built from plugins/ by the host's build script, e.g. `misbehave`.
 pub fn plugin_path(name: &str) -> String {
     format!("{}/{}.wasm", env!("WASMTPD_PLUGINS_DIR"), name.replace('-', "_"))
@@ -57,6 +68,12 @@ impl Server {
             args.extend(["--plugin", plugin]);
         }
         Server::start(&args)
+    }
+
+    /// The server with exactly `config` as its configuration file (its listeners in it).
+    pub fn from_config(config: &str) -> Server {
+        let path = temp_file("wasmtpd.toml", config);
+        Server::start_raw(&["--config", path.to_str().unwrap()])
     }
 
     /// `wasmtpd --listen 127.0.0.1:0 ARGS...`, once it logs the address it listens on.
@@ -145,8 +162,17 @@ impl Server {
 
     /// Sends SIGHUP.
     pub fn hangup(&self) {
+        self.signal("-HUP");
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        self.signal("-TERM");
+    }
+
+    fn signal(&self, flag: &str) {
         let status = Command::new("kill")
-            .arg("-HUP")
+            .arg(flag)
             .arg(self.child.id().to_string())
             .status()
             .unwrap();
@@ -191,16 +217,6 @@ impl Server {
             std::thread::sleep(Duration::from_millis(20));
         }
         None
-    }
-
-    /// Sends SIGTERM.
-    pub fn terminate(&self) {
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
     }
 
     /// Waits for the process to exit.

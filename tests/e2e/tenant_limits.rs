@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use crate::raw::RawClient;
-use crate::server::{Server, plugin_path, temp_file};
+use crate::server::{Server, misbehave_beside_sink};
 
 #[test]
 fn a_tenants_limits_apply_on_the_listener_that_names_it() {
@@ -13,8 +13,7 @@ fn a_tenants_limits_apply_on_the_listener_that_names_it() {
     let config = "[[listener]]\naddress = \"127.0.0.1:0\"\ntenant = \"small\"\n\
                   [[tenant]]\nname = \"small\"\nplugins = [\"debug-printer\"]\n\
                   [tenant.limits]\nmax_message_size = 100\nmax_recipients = 2\nmax_connections = 2\n";
-    let path = temp_file("tenant-limits.toml", config);
-    let mut server = Server::start_raw(&["--config", path.to_str().unwrap()]);
+    let mut server = Server::from_config(config);
     assert!(server.log().contains("(plugins: debug-printer)"), "{}", server.log());
 
     let mut first = RawClient::ehlo(server.addr);
@@ -61,8 +60,7 @@ fn a_tenants_limits_apply_to_its_recipients_on_a_shared_listener() {
                   [[tenant]]\nname = \"acme\"\ndomains = [\"acme.example\"]\nplugins = [\"sink\"]\n\
                   [tenant.limits]\nmax_message_size = 200\nmax_recipients = 1\n\
                   [[tenant]]\nname = \"beta\"\ndomains = [\"beta.example\"]\nplugins = [\"sink\"]\n";
-    let path = temp_file("shared-limits.toml", config);
-    let server = Server::start_raw(&["--config", path.to_str().unwrap()]);
+    let server = Server::from_config(config);
     let mut client = RawClient::ehlo(server.addr);
     // Declared too big for acme, not for beta.
     client.expect("MAIL FROM:<a@example.org> SIZE=500", "250");
@@ -87,14 +85,7 @@ fn a_tenants_limits_apply_to_its_recipients_on_a_shared_listener() {
 
 #[test]
 fn a_plugin_that_keeps_failing_rests_and_others_are_not_slowed() {
-    let config = format!(
-        "[[listener]]\naddress = \"127.0.0.1:0\"\nplugins = [\"bad\"]\n\
-         [[listener]]\naddress = \"127.0.0.1:0\"\nplugins = [\"sink\"]\n\
-         [plugin.bad]\nsource = \"{}\"\n[plugin.bad.settings]\nmode = \"trap\"\n",
-        plugin_path("misbehave")
-    );
-    let path = temp_file("breaker.toml", &config);
-    let mut server = Server::start_raw(&["--config", path.to_str().unwrap()]);
+    let mut server = Server::from_config(&misbehave_beside_sink("trap", ""));
     let addresses = server.addresses(2);
     let (failing, healthy) = (addresses[0], addresses[1]);
     let mut client = RawClient::ehlo(failing);

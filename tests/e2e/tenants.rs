@@ -18,8 +18,7 @@ fn config(acme_chain: &str) -> String {
 }
 
 fn start(acme_chain: &str) -> Server {
-    let path = crate::server::temp_file("tenants.toml", &config(acme_chain));
-    Server::start_raw(&["--config", path.to_str().unwrap()])
+    Server::from_config(&config(acme_chain))
 }
 
 fn send(server: &Server, rcpts: &[&str]) -> String {

@@ -60,7 +60,7 @@ fn spec_from(
         stdout: config.stdout.unwrap_or(default_stdout),
         grants: Grants {
             dirs: config.dirs.clone(),
-            env: config.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            env: config.env.clone(),
         },
     }
 }

@@ -108,7 +108,10 @@ impl Call<'_> {
     }
 
     fn stage(&self) -> &'static str {
-        ["connect", "helo", "mail", "rcpt", "data", "rset", "quit", "message"][self.entry_point()]
+        match self {
+            Call::Hook(hook) => hook.name(),
+            Call::Message(..) => "message",
+        }
     }
 }
 
@@ -121,8 +124,8 @@ impl ChainSession {
             anyhow::bail!("the plugin chain was closed");
         };
         // Asked once the turn has come: the breaker may have opened meanwhile.
-        let breaker = &self.breakers[index][call.entry_point()];
-        if let Err(resting) = breaker.admit(Instant::now()) {
+        let point = call.entry_point();
+        if let Err(resting) = self.breakers[index][point].admit(Instant::now()) {
             drop(turn);
             tokio::time::sleep(RESTING_REPLY_DELAY).await;
             let left = resting.until.saturating_duration_since(Instant::now());
@@ -159,7 +162,7 @@ impl ChainSession {
         };
         self.metrics.plugin_call(started.elapsed());
         drop(turn);
-        if self.breakers[index][call.entry_point()].record(Instant::now(), result.is_ok()) {
+        if self.breakers[index][point].record(Instant::now(), result.is_ok()) {
             tracing::warn!(
                 plugin = %plugin.info.name,
                 stage = call.stage(),

@@ -1,6 +1,7 @@
 //! A plugin loaded and checked: compiled (through the cache), linked, its exports found.
 //! Which hooks it has is decided here, once, from what the component exports.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -49,7 +50,7 @@ pub struct PluginSpec {
 #[derive(Clone, Debug, Default)]
 pub struct Grants {
     pub dirs: Vec<DirGrant>,
-    pub env: Vec<(String, String)>,
+    pub env: BTreeMap<String, String>,
 }
 
 /// The export indices of the hook interfaces a plugin has; `None` for those it lacks.

@@ -133,12 +133,9 @@ fn stdout_writer() -> &'static mpsc::Sender<Vec<u8>> {
             .name("wasmtpd-stdout".into())
             .spawn(move || {
                 let mut failed = false;
-                let mut batch = Vec::new();
-                while let Some(bytes) = receiver.blocking_recv() {
+                while let Some(mut batch) = receiver.blocking_recv() {
                     // Whatever else is queued goes out in the same write: under load one
                     // wake-up and one syscall serve many calls.
-                    batch.clear();
-                    batch.extend_from_slice(&bytes);
                     while batch.len() < STDOUT_BATCH
                         && let Ok(more) = receiver.try_recv()
                     {

@@ -103,9 +103,8 @@ const TOO_MANY: &str = "452 4.5.3 Too many recipients";
 fn outcome(verdict: &Verdict) -> Outcome {
     match verdict {
         Verdict::Continue => Outcome::Accepted,
-        Verdict::Reply { text, .. } if text.starts_with('2') => Outcome::Accepted,
-        Verdict::Reply { text, .. } if text.starts_with('5') => Outcome::Rejected,
-        _ => Outcome::Tempfailed,
+        Verdict::Reply { text, .. } => Outcome::of_class(text.bytes().next().map_or(0, |b| b.wrapping_sub(b'0'))),
+        Verdict::Failed { .. } => Outcome::Tempfailed,
     }
 }
 

@@ -13,7 +13,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// The handlers' reply at `hook`, or `None` for the server's own.
     pub(super) async fn ask(&mut self, hook: Hook<'_>) -> Option<Reply> {
         let verdict = self.handlers.hook(hook).await;
-        self.judge(verdict, hook_name(&hook))
+        self.judge(verdict, hook.name())
     }
 
     pub(super) fn judge(&self, verdict: Verdict, stage: &str) -> Option<Reply> {
@@ -37,17 +37,5 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 Some(replies::LOCAL_ERROR)
             }
         }
-    }
-}
-
-fn hook_name(hook: &Hook) -> &'static str {
-    match hook {
-        Hook::Connect => "connect",
-        Hook::Helo { .. } => "helo",
-        Hook::Mail { .. } => "mail",
-        Hook::Rcpt { .. } => "rcpt",
-        Hook::Data => "data",
-        Hook::Rset => "rset",
-        Hook::Quit => "quit",
     }
 }

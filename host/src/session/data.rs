@@ -36,11 +36,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     Some(refused) => refused,
                     None => self.deliver(transaction, body).await,
                 };
-                self.ctx.metrics.message(match reply.code() {
-                    200..=299 => Outcome::Accepted,
-                    400..=499 => Outcome::Tempfailed,
-                    _ => Outcome::Rejected,
-                });
+                self.ctx.metrics.message(Outcome::of_class((reply.code() / 100) as u8));
                 self.reply(&reply)
             }
         })
