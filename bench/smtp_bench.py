@@ -6,6 +6,10 @@ messages, for each server, and wasmtpd's ratio to smtp-sink; then each server's 
 memory idle and with 1,000 open connections. Every figure is the median of --repeat runs,
 with the servers taking turns so that a noisy neighbour hurts both alike.
 
+By default both servers run on the same one core and smtp-source on the others (--pin):
+smtp-sink is one thread, so this gives both the same machine, and the load generator no
+longer competes with the server it measures. --no-pin lets every process use every core.
+
     bench/run                  # builds wasmtpd (release) and runs everything
     bench/smtp_bench.py --help
 
@@ -13,6 +17,7 @@ Needs smtp-source and smtp-sink (Debian package postfix; bench/run installs it).
 """
 
 import argparse
+import os
 import resource
 import signal
 import socket
@@ -24,10 +29,19 @@ from benchlib import ROOT, WASMTPD, free_port, wait_greeting
 
 
 
+def cpu_split(pin):
+    """(server cores, load generator cores), or (None, None) to let the kernel choose."""
+    cores = sorted(os.sched_getaffinity(0))
+    if not pin or len(cores) < 2:
+        return None, None
+    return {cores[-1]}, set(cores[:-1])
+
+
 class Server:
-    def __init__(self, name, argv, port):
+    def __init__(self, name, argv, port, cpus):
         self.name, self.port = name, port
-        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=pin)
         wait_greeting(port, self.proc, name)
 
     def rss_kib(self):
@@ -36,6 +50,12 @@ class Server:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1])
         raise RuntimeError("no VmRSS")
+
+    def cpu_seconds(self):
+        """User plus system CPU time the server has used, all threads."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
@@ -46,17 +66,17 @@ class Server:
             self.proc.wait()
 
 
-def start_servers(wasmtpd_args):
+def start_servers(wasmtpd_args, cpus):
     servers = []
     port = free_port()
-    servers.append(Server("smtp-sink", ["smtp-sink", "-u", "nobody", f"127.0.0.1:{port}", "1024"], port))
+    servers.append(Server("smtp-sink", ["smtp-sink", "-u", "nobody", f"127.0.0.1:{port}", "1024"], port, cpus))
     port = free_port()
     argv = [str(WASMTPD), "--listen", f"127.0.0.1:{port}", "--hostname", "bench.test", *wasmtpd_args]
-    servers.append(Server("wasmtpd", argv, port))
+    servers.append(Server("wasmtpd", argv, port, cpus))
     return servers
 
 
-def load(port, sessions, size, messages):
+def load(port, sessions, size, messages, cpus):
     """Messages per second for one smtp-source run (one connection per session, -d)."""
     argv = [
         "smtp-source", "-d", "-s", str(sessions), "-m", str(messages), "-l", str(size),
@@ -64,7 +84,8 @@ def load(port, sessions, size, messages):
         f"127.0.0.1:{port}",
     ]
     start = time.perf_counter()
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=600, preexec_fn=pin)
     elapsed = time.perf_counter() - start
     if result.returncode != 0:
         sys.exit(f"smtp-source failed on port {port}: {result.stderr or result.stdout}")
@@ -108,6 +129,8 @@ def main():
     parser.add_argument("--repeat", type=int, default=3, help="runs a point; the median is printed")
     parser.add_argument("--connections", type=int, default=1000, help="idle connections for the memory figure")
     parser.add_argument("--plugin", action="append", default=[], help="wasmtpd plugin chain (default: sink)")
+    parser.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True,
+                        help="servers share one core, smtp-source gets the rest (default: on)")
     args = parser.parse_args()
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -115,21 +138,30 @@ def main():
     plugins = args.plugin or ["sink"]
     wasmtpd_args = [a for p in plugins for a in ("--plugin", p)]
     wasmtpd_args += ["--config", str(ROOT / "bench" / "bench.toml")]
-    servers = start_servers(wasmtpd_args)
+    server_cpus, load_cpus = cpu_split(args.pin)
+    servers = start_servers(wasmtpd_args, server_cpus)
     started = {s.name: s.rss_kib() / 1024 for s in servers}
     try:
-        print(f"wasmtpd --plugin {' --plugin '.join(plugins)}  vs  smtp-sink; median of {args.repeat} runs")
-        print(f"{'sessions':>8} {'size':>8} {'messages':>8} {'smtp-sink msg/s':>16} {'wasmtpd msg/s':>14} {'ratio':>6}")
+        cores = f"servers on cores {sorted(server_cpus)}, smtp-source on {sorted(load_cpus)}" if server_cpus else "not pinned"
+        print(f"wasmtpd --plugin {' --plugin '.join(plugins)}  vs  smtp-sink; median of {args.repeat} runs; {cores}")
+        print(f"{'sessions':>8} {'size':>8} {'messages':>8} {'smtp-sink msg/s':>16} {'wasmtpd msg/s':>14} {'ratio':>6}"
+              f" {'smtp-sink CPU µs/msg':>21} {'wasmtpd CPU µs/msg':>19}")
         for size in [int(s) for s in args.sizes.split(",")]:
             messages = min(args.max_messages, max(200, args.octets // size))
             for sessions in [int(s) for s in args.sessions.split(",")]:
                 rates = {s.name: [] for s in servers}
+                cpu = {s.name: [] for s in servers}
                 for _ in range(args.repeat):
                     for server in servers:
-                        rates[server.name].append(load(server.port, sessions, size, messages))
+                        before = server.cpu_seconds()
+                        rates[server.name].append(load(server.port, sessions, size, messages, load_cpus))
+                        cpu[server.name].append((server.cpu_seconds() - before) * 1e6 / messages)
                 a = statistics.median(rates["smtp-sink"])
                 b = statistics.median(rates["wasmtpd"])
-                print(f"{sessions:>8} {size:>8} {messages:>8} {a:>16.0f} {b:>14.0f} {b / a:>6.2f}", flush=True)
+                ca = statistics.median(cpu["smtp-sink"])
+                cb = statistics.median(cpu["wasmtpd"])
+                print(f"{sessions:>8} {size:>8} {messages:>8} {a:>16.0f} {b:>14.0f} {b / a:>6.2f}"
+                      f" {ca:>21.1f} {cb:>19.1f}", flush=True)
 
         print()
         print(f"{'server':>10} {'RSS started MiB':>16} {'after load MiB':>15} {f'with {args.connections} connections MiB':>30}")

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use wasmtime::component::{HasSelf, Linker};
-use wasmtime::{Cache, CacheConfig, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Cache, CacheConfig, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::WasmtimeResultExt;
 use super::bindings::HostSide;
@@ -14,6 +14,12 @@ use super::state::PluginState;
 
 /// How often the engine's epoch advances: the granularity of every time budget.
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Octets of each instance slot's linear memory, table and async stack kept resident when
+/// the instance ends; past them, pages are given back to the kernel.
+const KEEP_RESIDENT_MEMORY: usize = 2 << 20;
+const KEEP_RESIDENT_TABLE: usize = 64 << 10;
+const KEEP_RESIDENT_STACK: usize = 64 << 10;
 
 pub struct EngineOptions {
     /// Where compiled components are cached; `None` compiles every time.
@@ -48,6 +54,17 @@ impl PluginEngine {
             .total_memories(n.saturating_mul(2))
             .total_tables(n.saturating_mul(4))
             .total_stacks(n);
+        // Where Linux's PAGEMAP_SCAN is there (6.7 and later), a slot given back keeps its
+        // pages and only the ones the instance dirtied are reset in place. Page faults and
+        // madvise's TLB shootdowns were most of a session's instantiation: 43 µs → 23 µs
+        // for `sink`. Without it, keeping pages means zeroing all of them, which is slower
+        // than giving them back (79 µs).
+        if PoolingAllocationConfig::is_pagemap_scan_available() {
+            pool.pagemap_scan(Enabled::Yes)
+                .linear_memory_keep_resident(KEEP_RESIDENT_MEMORY)
+                .table_keep_resident(KEEP_RESIDENT_TABLE)
+                .async_stack_keep_resident(KEEP_RESIDENT_STACK);
+        }
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config)
             .anyhow()
