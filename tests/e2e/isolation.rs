@@ -1,9 +1,9 @@
 //! One listener's plugin cannot hold up another's sessions: its calls may take only half
-//! the plugin threads at once, and a call that loops yields its thread at every epoch
-//! tick until its budget ends it.
+//! the plugin threads at once, a call that loops yields its thread at every epoch tick
+//! until its budget ends it, and past its first 20 ms it pauses at each tick.
 
 use std::sync::mpsc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::raw::RawClient;
 use crate::server::{Server, misbehave_beside_sink};
@@ -41,4 +41,23 @@ fn a_looping_plugin_does_not_hold_up_other_sessions() {
             "a looping call ended before the healthy sessions: {reply}"
         );
     }
+}
+
+#[test]
+fn a_looping_call_uses_a_fraction_of_a_thread() {
+    let mut server = Server::from_config(&misbehave_beside_sink("loop", "time_budget_ms = 2000\n"));
+    let looping = server.addresses(2)[0];
+    let mut client = RawClient::ehlo(looping);
+    let before = server.cpu_time();
+    let started = Instant::now();
+    client.start_message();
+    client.expect("x\r\n.", "451 4.3.0");
+    let (cpu, wall) = (server.cpu_time() - before, started.elapsed());
+    // The call still ends when its budget does ...
+    assert!(wall >= Duration::from_millis(1900), "ended after {wall:?}");
+    // ... having computed about a tenth of it (200 ms measured; unpaced it is 2 s).
+    assert!(
+        cpu < Duration::from_millis(700),
+        "a 2 s looping call used {cpu:?} of CPU"
+    );
 }

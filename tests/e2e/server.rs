@@ -119,6 +119,15 @@ impl Server {
             .collect()
     }
 
+    /// User plus system CPU time the server process has used, all its threads.
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).expect("read /proc stat");
+        let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        // The kernel counts in USER_HZ, 100 a second on Linux.
+        Duration::from_millis(ticks * 10)
+    }
+
     pub fn port(&self) -> u16 {
         self.addr.port()
     }

@@ -17,6 +17,7 @@ use super::bindings::{connect_hook, data_hook, handler, helo_hook, mail_hook, qu
 use super::engine::PluginEngine;
 use super::instance::{Guests, PluginInstance};
 use super::output::{Capture, OutputTarget};
+use super::pacing::{CallClock, Step};
 use super::state::{PluginInfo, PluginState};
 use crate::config::DirGrant;
 
@@ -219,7 +220,7 @@ impl Plugin {
         let state = PluginState {
             info: Arc::clone(&self.info),
             // Start functions run under the same budget as calls.
-            call_deadline: Instant::now() + self.time_budget,
+            clock: CallClock::start(Instant::now(), self.time_budget),
             wasi,
             table: Default::default(),
             limits: StoreLimitsBuilder::new()
@@ -231,13 +232,13 @@ impl Plugin {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
-        // At every epoch tick a running guest yields to the runtime, so that a plugin that
-        // loops shares its thread with other sessions until its budget ends the call.
-        store.epoch_deadline_callback(|store| {
-            Ok(if Instant::now() >= store.data().call_deadline {
-                UpdateDeadline::Interrupt
-            } else {
-                UpdateDeadline::Yield(1)
+        // At every epoch tick a running guest yields or pauses (see `pacing`), so that a
+        // plugin that loops shares its thread with other sessions until its budget ends.
+        store.epoch_deadline_callback(|mut store| {
+            Ok(match store.data_mut().clock.tick(Instant::now()) {
+                Step::Interrupt => UpdateDeadline::Interrupt,
+                Step::Yield => UpdateDeadline::Yield(1),
+                Step::Pause(pause) => UpdateDeadline::YieldCustom(1, Box::pin(tokio::time::sleep(pause))),
             })
         });
         store.set_epoch_deadline(1);

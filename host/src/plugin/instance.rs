@@ -9,6 +9,7 @@ use wasmtime::{Store, Trap};
 use super::bindings::{Peer, connect_hook, data_hook, handler, helo_hook, mail_hook, quit_hook, rcpt_hook, rset_hook};
 use super::component::Plugin;
 use super::output::{self, OutputTarget};
+use super::pacing::CallClock;
 use super::state::PluginState;
 use crate::handler::{Hook, Message};
 use crate::metrics::PluginError;
@@ -113,7 +114,7 @@ impl PluginInstance {
     }
 
     fn arm(&mut self) {
-        self.store.data_mut().call_deadline = Instant::now() + self.plugin.time_budget;
+        self.store.data_mut().clock = CallClock::start(Instant::now(), self.plugin.time_budget);
         self.store.set_epoch_deadline(1);
     }
 

@@ -11,6 +11,7 @@ pub mod component;
 pub mod engine;
 pub mod instance;
 pub mod output;
+pub mod pacing;
 pub mod router;
 pub mod share;
 pub mod state;

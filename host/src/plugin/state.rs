@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
@@ -12,6 +11,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{Level, RelayError, host, types};
 use super::output::Capture;
+use super::pacing::CallClock;
 use crate::relay::{self, Envelope, Timeouts};
 
 /// What every instance of one plugin shares.
@@ -26,8 +26,8 @@ pub struct PluginInfo {
 
 pub struct PluginState {
     pub info: Arc<PluginInfo>,
-    /// When the call in progress runs out of its time budget.
-    pub call_deadline: Instant,
+    /// The call in progress: its deadline and how long it has computed.
+    pub clock: CallClock,
     pub wasi: WasiCtx,
     pub table: ResourceTable,
     pub limits: StoreLimits,
