@@ -55,6 +55,7 @@ impl Cli {
             route_by_domain: false,
             max_concurrent_calls: None,
             plugins: None,
+            tls: None,
         };
         if !self.listen.is_empty() {
             config.listeners = self.listen.iter().copied().map(listener).collect();

@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::plugin::OutputTarget;
+use crate::tls::TlsConfig;
 
 /// The port Python's smtpd examples listen on.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:1025";
@@ -145,6 +146,9 @@ pub struct ListenerConfig {
     /// tenant's share (see [`TenantConfig::max_concurrent_calls`]) when it names a
     /// `[[tenant]]`, else a share of its own.
     pub max_concurrent_calls: Option<usize>,
+    /// `[listener.tls]`: offer STARTTLS with this certificate, or speak TLS from the
+    /// first byte (`implicit = true`).
+    pub tls: Option<TlsConfig>,
 }
 
 /// A tenant: the listeners (those naming it) and recipient domains it owns, the plugin
@@ -304,6 +308,13 @@ impl Config {
             source,
         })?;
         config.base_dir = path.parent().map(Path::to_path_buf);
+        if let Some(base) = &config.base_dir {
+            // Certificate and key paths are relative to the configuration file, as plugins are.
+            for tls in config.listeners.iter_mut().filter_map(|l| l.tls.as_mut()) {
+                tls.cert = base.join(&tls.cert);
+                tls.key = base.join(&tls.key);
+            }
+        }
         config.check()?;
         Ok(config)
     }

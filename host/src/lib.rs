@@ -16,3 +16,4 @@ pub mod server;
 pub mod service;
 pub mod session;
 pub mod signals;
+pub mod tls;

@@ -9,6 +9,7 @@ use crate::admission::TenantCap;
 use crate::config::Limits;
 use crate::handler::Handlers;
 use crate::metrics::TenantMetrics;
+use crate::tls::ListenerTls;
 
 pub struct ListenerContext {
     /// Whose sessions these are, for the counters and the log.
@@ -19,8 +20,13 @@ pub struct ListenerContext {
     /// The tenant's sessions at once, when it has a cap.
     pub tenant_cap: Option<TenantCap>,
     pub handlers: Arc<dyn Handlers>,
+    /// The certificate the listener serves, if it speaks TLS.
+    pub tls: Option<ListenerTls>,
     pub greeting: Reply,
+    /// The EHLO reply over TLS (or where there is none) ...
     pub ehlo: Reply,
+    /// ... and in the clear where STARTTLS is offered.
+    pub ehlo_starttls: Reply,
     pub helo: Reply,
 }
 
@@ -32,6 +38,7 @@ impl ListenerContext {
         limits: Limits,
         tenant_cap: Option<TenantCap>,
         handlers: Arc<dyn Handlers>,
+        tls: Option<ListenerTls>,
     ) -> ListenerContext {
         let greeting = Reply::new(
             220,
@@ -39,14 +46,12 @@ impl ListenerContext {
             format!("{hostname} ESMTP wasmtpd {}", env!("CARGO_PKG_VERSION")),
         );
         // The extensions this server implements, advertised in this order.
-        let ehlo = Reply::new(
-            250,
-            None,
-            format!(
-                "{hostname}\nSIZE {}\n8BITMIME\nSMTPUTF8\nPIPELINING\nENHANCEDSTATUSCODES\nHELP",
-                limits.max_message_size
-            ),
+        let extensions = format!(
+            "{hostname}\nSIZE {}\n8BITMIME\nSMTPUTF8\nPIPELINING\nENHANCEDSTATUSCODES\nHELP",
+            limits.max_message_size
         );
+        let ehlo_starttls = Reply::new(250, None, format!("{extensions}\nSTARTTLS"));
+        let ehlo = Reply::new(250, None, extensions);
         let helo = Reply::new(250, None, hostname);
         ListenerContext {
             tenant,
@@ -54,8 +59,10 @@ impl ListenerContext {
             limits,
             tenant_cap,
             handlers,
+            tls,
             greeting,
             ehlo,
+            ehlo_starttls,
             helo,
         }
     }

@@ -87,9 +87,18 @@ impl FileWatcher {
     }
 }
 
-/// The files a configuration depends on: the file itself and the plugins loaded from disk.
+/// The files a configuration depends on: the file itself, the plugins loaded from disk and
+/// the listeners' certificates and keys.
 pub fn files_of(config: &Config, config_path: Option<&Path>) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = config_path.map(Path::to_path_buf).into_iter().collect();
+    // A renewed certificate is served from the next session on.
+    for tls in config.listeners.iter().filter_map(|l| l.tls.as_ref()) {
+        for file in [&tls.cert, &tls.key] {
+            if !files.contains(file) {
+                files.push(file.clone());
+            }
+        }
+    }
     let chains = config
         .listeners
         .iter()

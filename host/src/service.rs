@@ -22,6 +22,7 @@ use crate::metrics::Registry;
 use crate::plugin::router::{Tenant, TenantRouter};
 use crate::plugin::{Plugin, PluginChain, PluginEngine, catalog, share};
 use crate::server;
+use crate::tls::ListenerTls;
 
 struct RunningListener {
     slot: Arc<ListenerSlot>,
@@ -98,6 +99,18 @@ impl Service {
             }
         }
 
+        // Certificates are read at every apply: a reload serves renewed ones.
+        let tls: Vec<Option<ListenerTls>> = config
+            .listeners
+            .iter()
+            .map(|l| {
+                l.tls
+                    .as_ref()
+                    .map(|t| ListenerTls::load(t).with_context(|| format!("listener {}", l.address)))
+                    .transpose()
+            })
+            .collect::<anyhow::Result<_>>()?;
+
         // Everything is ready: from here on nothing fails.
         let serving: Vec<String> = config
             .listeners
@@ -145,7 +158,8 @@ impl Service {
             .into_iter()
             .zip(&config.listeners)
             .zip(chains.listeners)
-            .map(|((key, listener), chain)| {
+            .zip(tls)
+            .map(|(((key, listener), chain), tls)| {
                 let tenant = listener.tenant.clone().unwrap_or_else(|| listener.address.to_string());
                 let metrics = self.metrics.tenant(&tenant);
                 let calls = match (listener.max_concurrent_calls, shares.get(tenant.as_str())) {
@@ -175,6 +189,7 @@ impl Service {
                     config.limits_of(listener),
                     tenant_cap,
                     handlers,
+                    tls,
                 );
                 (key, Arc::new(ctx))
             })

@@ -24,6 +24,8 @@ pub enum Command<'a> {
     Vrfy(&'a str),
     Expn,
     Help(Option<&'a str>),
+    /// RFC 3207: the rest of the session is to go over TLS.
+    StartTls,
 }
 
 /// RFC 6152 BODY values.
@@ -97,8 +99,6 @@ pub fn parse_command(line: &[u8]) -> Result<Command<'_>, CommandError> {
         Some(sp) => (&line[..sp], &line[sp + 1..]),
         None => (line, &b""[..]),
     };
-    let mut verb: [u8; 4] = verb.try_into().map_err(|_| CommandError::Unrecognized)?;
-    verb.make_ascii_uppercase();
     let args = std::str::from_utf8(args).map_err(|_| CommandError::Syntax("arguments must be UTF-8"))?;
     let no_args = |cmd: Command<'static>, usage: &'static str| {
         if args.trim_end_matches(' ').is_empty() {
@@ -107,6 +107,12 @@ pub fn parse_command(line: &[u8]) -> Result<Command<'_>, CommandError> {
             Err(CommandError::Syntax(usage))
         }
     };
+    // The one verb longer than four letters.
+    if verb.eq_ignore_ascii_case(b"STARTTLS") {
+        return no_args(Command::StartTls, "STARTTLS");
+    }
+    let mut verb: [u8; 4] = verb.try_into().map_err(|_| CommandError::Unrecognized)?;
+    verb.make_ascii_uppercase();
     match &verb {
         b"HELO" => one_word(args)
             .map(Command::Helo)

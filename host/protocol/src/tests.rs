@@ -85,7 +85,10 @@ fn command_table() {
         ("", Err(Some(500))),
         ("FOO", Err(Some(500))),
         ("MAILX FROM:<a@example.com>", Err(Some(500))),
-        ("STARTTLS", Err(Some(500))),
+        ("STARTTLS", ok("StartTls")),
+        ("starttls", ok("StartTls")),
+        ("STARTTLS now", Err(Some(501))),
+        ("STARTTLSX", Err(Some(500))),
     ];
     for ending in ["\r\n", "\n"] {
         for (line, want) in cases {

@@ -9,6 +9,8 @@ mod input;
 mod mail;
 mod rcpt;
 mod rset;
+mod starttls;
+pub mod stream;
 #[cfg(test)]
 mod tests;
 
@@ -23,6 +25,7 @@ use wasmtpd_protocol::{Address, Command, MailParams, Reply, parse_command, repli
 use crate::handler::{Hook, SessionHandlers};
 use crate::listener::ListenerContext;
 use input::Input;
+use stream::SessionStream;
 
 /// Facts about the client's greeting, kept across transactions.
 struct Greeting {
@@ -48,7 +51,7 @@ enum Flow {
 }
 
 pub struct Session<S> {
-    stream: S,
+    stream: SessionStream<S>,
     input: BytesMut,
     output: Vec<u8>,
     /// Dropping the rest of an over-long command line.
@@ -67,7 +70,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub fn new(stream: S, peer: SocketAddr, ctx: Arc<ListenerContext>, shutdown: CancellationToken) -> Session<S> {
         let handlers = ctx.handlers.session(peer);
         Session {
-            stream,
+            stream: SessionStream::Plain(stream),
             input: BytesMut::new(),
             output: Vec::new(),
             discarding: false,
@@ -91,6 +94,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     async fn serve(&mut self) -> std::io::Result<()> {
+        if let Some(tls) = self.ctx.tls.clone().filter(|t| t.implicit)
+            && !self.start_tls(&tls).await
+        {
+            return Ok(());
+        }
         if let Some(refusal) = self.ask(Hook::Connect).await.filter(|r| !r.is_positive()) {
             tracing::info!(peer = %self.peer, reply = %refusal.text(), "connection refused by a handler");
             self.send(&refusal);
@@ -140,6 +148,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Command::Vrfy(_) => self.reply(&replies::CANNOT_VRFY),
             Command::Expn => self.reply(&replies::EXPN_NOT_IMPLEMENTED),
             Command::Help(topic) => self.reply(&wasmtpd_protocol::help(topic)),
+            Command::StartTls => self.starttls().await?,
         })
     }
 

@@ -5,14 +5,19 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls::crypto::ring;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 use tokio_util::sync::CancellationToken;
 
 use super::Session;
 use crate::config::Limits;
 use crate::handler::{Handlers, Hook, Message, SessionHandlers, Verdict, VerdictFuture};
 use crate::listener::ListenerContext;
+use crate::tls::ListenerTls;
 
 /// What the test handlers answer: `Ok(None)` to accept, `Ok(Some(reply))`, or
 /// `Err(why)` to fail like a trapped plugin.
@@ -90,8 +95,12 @@ impl Handlers for RecorderHandlers {
     }
 }
 
+/// The client's end: the in-memory pipe, or TLS over it after STARTTLS.
+trait Pipe: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Pipe for T {}
+
 struct Client {
-    pipe: DuplexStream,
+    pipe: Box<dyn Pipe>,
     unread: Vec<u8>,
     recorder: Arc<Recorder>,
     shutdown: CancellationToken,
@@ -113,6 +122,10 @@ fn start_answering(limits: Limits, answer: Answer) -> Client {
 }
 
 fn start_with(limits: Limits, recorder: Arc<Recorder>) -> Client {
+    start_listener(limits, recorder, None)
+}
+
+fn start_listener(limits: Limits, recorder: Arc<Recorder>, tls: Option<ListenerTls>) -> Client {
     let handlers = Arc::new(RecorderHandlers(Arc::clone(&recorder)));
     let ctx = Arc::new(ListenerContext::new(
         "test".into(),
@@ -121,13 +134,14 @@ fn start_with(limits: Limits, recorder: Arc<Recorder>) -> Client {
         limits,
         None,
         handlers,
+        tls,
     ));
     let (pipe, server_end) = tokio::io::duplex(256 * 1024);
     let peer: SocketAddr = "192.0.2.7:40000".parse().unwrap();
     let shutdown = CancellationToken::new();
     let session = tokio::spawn(Session::new(server_end, peer, ctx, shutdown.clone()).run());
     Client {
-        pipe,
+        pipe: Box::new(pipe),
         unread: Vec::new(),
         recorder,
         shutdown,
@@ -136,6 +150,23 @@ fn start_with(limits: Limits, recorder: Arc<Recorder>) -> Client {
 }
 
 impl Client {
+    /// The TLS handshake as a client that trusts `cert`, named `localhost` in it.
+    async fn start_tls(&mut self, cert: &CertificateDer<'static>) -> std::io::Result<()> {
+        assert!(self.unread.is_empty(), "unread before TLS: {:?}", self.unread);
+        let mut roots = RootCertStore::empty();
+        roots.add(cert.clone()).unwrap();
+        let config = ClientConfig::builder_with_provider(Arc::new(ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let plain = std::mem::replace(&mut self.pipe, Box::new(tokio::io::duplex(1).0));
+        let name = ServerName::try_from("localhost").unwrap();
+        let tls = TlsConnector::from(Arc::new(config)).connect(name, plain).await?;
+        self.pipe = Box::new(tls);
+        Ok(())
+    }
+
     async fn send(&mut self, bytes: &[u8]) {
         self.pipe.write_all(bytes).await.unwrap();
     }
@@ -611,4 +642,114 @@ async fn a_refusal_at_connect_replaces_the_greeting_and_a_failure_at_data_keeps_
     client.expect("RCPT TO:<b@example.com>", "250").await;
     client.expect("DATA", "451 4.3.0").await;
     client.expect("RCPT TO:<c@example.com>", "250").await;
+}
+
+/// A listener with a fresh self-signed certificate for `localhost`, and that certificate.
+fn start_tls_listener(implicit: bool) -> (Client, Arc<Recorder>, CertificateDer<'static>) {
+    let generated = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let cert = generated.cert.der().clone();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(generated.signing_key.serialize_der()));
+    let tls = ListenerTls::new(vec![cert.clone()], key, implicit).unwrap();
+    let recorder = Arc::new(Recorder::default());
+    let client = start_listener(Limits::default(), Arc::clone(&recorder), Some(tls));
+    (client, recorder, cert)
+}
+
+#[tokio::test]
+async fn starttls_is_offered_in_the_clear_then_the_client_greets_again_over_tls() {
+    let (mut client, recorder, cert) = start_tls_listener(false);
+    assert!(client.reply().await.starts_with("220 "));
+    let ehlo = client.command("EHLO client.test").await;
+    assert!(ehlo.ends_with("\n250 STARTTLS"), "{ehlo}");
+    client.expect("STARTTLS", "220 2.0.0").await;
+    client.start_tls(&cert).await.unwrap();
+    // What was said before TLS is forgotten: the greeting first (and no enhanced codes
+    // until it comes).
+    client
+        .expect("MAIL FROM:<a@example.org>", "503 Error: send HELO/EHLO first")
+        .await;
+    let ehlo = client.command("EHLO client.test").await;
+    assert!(!ehlo.contains("STARTTLS"), "{ehlo}");
+    client.expect("STARTTLS", "503 5.5.1").await;
+    client.expect("MAIL FROM:<a@example.org>", "250").await;
+    client.expect("RCPT TO:<b@example.com>", "250").await;
+    client.expect("DATA", "354").await;
+    client.expect("Subject: over TLS\r\n\r\nhi\r\n.", "250 2.0.0").await;
+    assert_eq!(recorder.messages.lock().unwrap().len(), 1);
+    let hooks = recorder.hooks.lock().unwrap().clone();
+    assert_eq!(hooks.iter().filter(|h| h.starts_with("helo ")).count(), 2, "{hooks:?}");
+}
+
+#[tokio::test]
+async fn commands_pipelined_behind_starttls_are_dropped_not_run_over_tls() {
+    let (mut client, recorder, cert) = start_tls_listener(false);
+    client.reply().await;
+    client.command("EHLO client.test").await;
+    // The injection: commands sent in the clear in the same packet as STARTTLS.
+    client
+        .send(b"STARTTLS\r\nMAIL FROM:<evil@example.org>\r\nRCPT TO:<b@example.com>\r\n")
+        .await;
+    assert!(client.reply().await.starts_with("220 2.0.0"));
+    client.start_tls(&cert).await.unwrap();
+    // Had they been kept, these would be answered first (or MAIL would be nested).
+    let ehlo = client.command("EHLO client.test").await;
+    assert!(ehlo.starts_with("250-mx.test"), "{ehlo}");
+    client.expect("MAIL FROM:<a@example.org>", "250").await;
+    let hooks = recorder.hooks.lock().unwrap().clone();
+    assert!(
+        !hooks.iter().any(|h| h.contains("evil") || h.starts_with("rcpt")),
+        "{hooks:?}"
+    );
+}
+
+#[tokio::test]
+async fn starttls_is_refused_where_it_cannot_start() {
+    let mut plain = start(Limits::default());
+    plain.reply().await;
+    let ehlo = plain.command("EHLO client.test").await;
+    assert!(!ehlo.contains("STARTTLS"), "{ehlo}");
+    plain.expect("STARTTLS", "502 5.5.1").await;
+
+    let (mut client, _, _) = start_tls_listener(false);
+    client.reply().await;
+    client.expect("STARTTLS", "503 Error: send HELO/EHLO first").await;
+    client.command("EHLO client.test").await;
+    client.expect("STARTTLS now", "501").await;
+    client.expect("MAIL FROM:<a@example.org>", "250").await;
+    client
+        .expect("STARTTLS", "503 5.5.1 Error: MAIL transaction in progress")
+        .await;
+    client.expect("RSET", "250").await;
+    client.expect("STARTTLS", "220 2.0.0").await;
+}
+
+#[tokio::test]
+async fn a_failed_handshake_ends_the_session() {
+    let (mut client, _, _) = start_tls_listener(false);
+    client.reply().await;
+    client.command("EHLO client.test").await;
+    client.expect("STARTTLS", "220 2.0.0").await;
+    client.send(b"this is not a TLS client hello\r\n").await;
+    // The server may send a TLS alert; then it closes, and nothing in the clear follows.
+    let mut rest = Vec::new();
+    tokio::time::timeout(REPLY_WAIT, client.pipe.read_to_end(&mut rest))
+        .await
+        .expect("session did not close")
+        .unwrap();
+    assert!(!rest.windows(3).any(|w| w == b"250" || w == b"220"), "{rest:?}");
+    tokio::time::timeout(REPLY_WAIT, client.session)
+        .await
+        .expect("session did not end")
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn implicit_tls_greets_only_after_the_handshake() {
+    let (mut client, _, cert) = start_tls_listener(true);
+    client.start_tls(&cert).await.unwrap();
+    assert!(client.reply().await.starts_with("220 mx.test"));
+    let ehlo = client.command("EHLO client.test").await;
+    assert!(!ehlo.contains("STARTTLS"), "{ehlo}");
+    client.expect("MAIL FROM:<a@example.org>", "250").await;
 }

@@ -1,0 +1,76 @@
+//! The session's connection: plain TCP until STARTTLS (or from the first byte with
+//! implicit TLS), then TLS over it.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+
+pub enum SessionStream<S> {
+    Plain(S),
+    Tls(Box<TlsStream<S>>),
+    /// A handshake failed half-way: nothing more can be read or written.
+    Broken,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> SessionStream<S> {
+    pub fn is_tls(&self) -> bool {
+        matches!(self, SessionStream::Tls(_))
+    }
+
+    /// Runs the TLS handshake over the plain stream. On failure the stream is broken.
+    pub async fn upgrade(&mut self, acceptor: &TlsAcceptor) -> std::io::Result<()> {
+        match std::mem::replace(self, SessionStream::Broken) {
+            SessionStream::Plain(plain) => {
+                *self = SessionStream::Tls(Box::new(acceptor.accept(plain).await?));
+                Ok(())
+            }
+            other => {
+                *self = other;
+                Err(std::io::Error::other("TLS is already on"))
+            }
+        }
+    }
+}
+
+fn broken() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::NotConnected, "the TLS handshake failed")
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for SessionStream<S> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            SessionStream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            SessionStream::Tls(s) => Pin::new(s).poll_read(cx, buf),
+            SessionStream::Broken => Poll::Ready(Err(broken())),
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for SessionStream<S> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            SessionStream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            SessionStream::Tls(s) => Pin::new(s).poll_write(cx, buf),
+            SessionStream::Broken => Poll::Ready(Err(broken())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            SessionStream::Plain(s) => Pin::new(s).poll_flush(cx),
+            SessionStream::Tls(s) => Pin::new(s).poll_flush(cx),
+            SessionStream::Broken => Poll::Ready(Err(broken())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            SessionStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            SessionStream::Tls(s) => Pin::new(s).poll_shutdown(cx),
+            SessionStream::Broken => Poll::Ready(Ok(())),
+        }
+    }
+}
