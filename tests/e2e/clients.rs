@@ -49,7 +49,7 @@ fn the_seed_smtplib_client_is_printed_like_the_debugging_server() {
     assert_eq!(lines, expected, "printed:\n{printed}");
 }
 
-fn swaks(server: &Server, extra: &[&str]) -> String {
+pub fn swaks(server: &Server, extra: &[&str]) -> String {
     let out = Command::new("swaks")
         .args(["--server", "127.0.0.1", "--port", &server.port().to_string()])
         .args([

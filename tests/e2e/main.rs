@@ -17,3 +17,4 @@ mod shutdown;
 mod smuggling;
 mod tenant_limits;
 mod tenants;
+mod tls;
