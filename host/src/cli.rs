@@ -56,6 +56,7 @@ impl Cli {
             max_concurrent_calls: None,
             plugins: None,
             tls: None,
+            proxy_protocol: None,
         };
         if !self.listen.is_empty() {
             config.listeners = self.listen.iter().copied().map(listener).collect();

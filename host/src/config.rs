@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::plugin::OutputTarget;
+use crate::proxy_protocol::ProxyProtocol;
 use crate::tls::TlsConfig;
 
 /// The port Python's smtpd examples listen on.
@@ -149,6 +150,9 @@ pub struct ListenerConfig {
     /// `[listener.tls]`: offer STARTTLS with this certificate, or speak TLS from the
     /// first byte (`implicit = true`).
     pub tls: Option<TlsConfig>,
+    /// `[listener.proxy_protocol]`: every connection starts with a PROXY header (v1 or
+    /// v2) from one of the `trusted` sources, naming the real client.
+    pub proxy_protocol: Option<ProxyProtocol>,
 }
 
 /// A tenant: the listeners (those naming it) and recipient domains it owns, the plugin
@@ -288,6 +292,8 @@ pub enum ConfigError {
     Tenant(String),
     #[error("listener {0} is configured twice")]
     DuplicateListener(SocketAddr),
+    #[error("listener {0}: proxy_protocol.trusted names no source, so every connection would be refused")]
+    NoTrustedProxy(SocketAddr),
     #[error("plugin.{name}.{field} = {value} is below the minimum {min}")]
     PluginLimitTooLow {
         name: String,
@@ -364,6 +370,13 @@ impl Config {
         self.limits.check()?;
         if let Some(l) = self.listeners.iter().find(|l| self.chain_of(l).is_empty()) {
             return Err(ConfigError::EmptyChain(l.address));
+        }
+        if let Some(l) = self
+            .listeners
+            .iter()
+            .find(|l| l.proxy_protocol.as_ref().is_some_and(|p| p.trusted.is_empty()))
+        {
+            return Err(ConfigError::NoTrustedProxy(l.address));
         }
         for (i, l) in self.listeners.iter().enumerate() {
             // Port 0 is a new free port each time: it may appear more than once.
@@ -535,6 +548,41 @@ mod tests {
         assert_eq!(
             config.check().unwrap_err().to_string(),
             "limits.max_command_line = 100 is below the minimum 512"
+        );
+    }
+
+    #[test]
+    fn listener_tls_and_proxy_tables() {
+        let config: Config = toml::from_str(
+            r#"
+            [[listener]]
+            address = "127.0.0.1:2525"
+            [listener.tls]
+            cert = "cert.pem"
+            key = "key.pem"
+            [listener.proxy_protocol]
+            trusted = ["10.0.0.0/8", "::1"]
+            "#,
+        )
+        .unwrap();
+        config.check().unwrap();
+        let listener = &config.listeners[0];
+        let tls = listener.tls.as_ref().unwrap();
+        assert_eq!((tls.cert.to_str(), tls.implicit), (Some("cert.pem"), false));
+        let proxy = listener.proxy_protocol.as_ref().unwrap();
+        assert!(proxy.trusts("10.1.2.3".parse().unwrap()));
+        assert!(!proxy.trusts("192.0.2.1".parse().unwrap()));
+
+        let bad = toml::from_str::<Config>(
+            "[[listener]]\naddress = \"127.0.0.1:25\"\n[listener.proxy_protocol]\ntrusted = [\"10.0.0.0/99\"]",
+        );
+        assert!(bad.unwrap_err().to_string().contains("is not an address or a network"));
+        let none: Config =
+            toml::from_str("[[listener]]\naddress = \"127.0.0.1:25\"\n[listener.proxy_protocol]\ntrusted = []")
+                .unwrap();
+        assert_eq!(
+            none.check().unwrap_err().to_string(),
+            "listener 127.0.0.1:25: proxy_protocol.trusted names no source, so every connection would be refused"
         );
     }
 }

@@ -10,6 +10,7 @@ pub mod log_writer;
 pub mod metrics;
 pub mod metrics_http;
 pub mod plugin;
+pub mod proxy_protocol;
 pub mod relay;
 pub mod reload;
 pub mod server;

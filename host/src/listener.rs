@@ -9,7 +9,17 @@ use crate::admission::TenantCap;
 use crate::config::Limits;
 use crate::handler::Handlers;
 use crate::metrics::TenantMetrics;
+use crate::proxy_protocol::ProxyProtocol;
 use crate::tls::ListenerTls;
+
+/// How connections reach the listener: through load balancers, over TLS.
+#[derive(Clone, Default)]
+pub struct Transport {
+    /// The certificate the listener serves, if it speaks TLS.
+    pub tls: Option<ListenerTls>,
+    /// Whom to take a PROXY header from, if connections come through load balancers.
+    pub proxy_protocol: Option<ProxyProtocol>,
+}
 
 pub struct ListenerContext {
     /// Whose sessions these are, for the counters and the log.
@@ -20,8 +30,7 @@ pub struct ListenerContext {
     /// The tenant's sessions at once, when it has a cap.
     pub tenant_cap: Option<TenantCap>,
     pub handlers: Arc<dyn Handlers>,
-    /// The certificate the listener serves, if it speaks TLS.
-    pub tls: Option<ListenerTls>,
+    pub transport: Transport,
     pub greeting: Reply,
     /// The EHLO reply over TLS (or where there is none) ...
     pub ehlo: Reply,
@@ -38,7 +47,7 @@ impl ListenerContext {
         limits: Limits,
         tenant_cap: Option<TenantCap>,
         handlers: Arc<dyn Handlers>,
-        tls: Option<ListenerTls>,
+        transport: Transport,
     ) -> ListenerContext {
         let greeting = Reply::new(
             220,
@@ -59,7 +68,7 @@ impl ListenerContext {
             limits,
             tenant_cap,
             handlers,
-            tls,
+            transport,
             greeting,
             ehlo,
             ehlo_starttls,

@@ -17,7 +17,7 @@ use tokio_util::task::TaskTracker;
 use crate::admission::{Admission, TenantCap};
 use crate::config::Config;
 use crate::handler::Handlers;
-use crate::listener::{ListenerContext, ListenerSlot};
+use crate::listener::{ListenerContext, ListenerSlot, Transport};
 use crate::metrics::Registry;
 use crate::plugin::router::{Tenant, TenantRouter};
 use crate::plugin::{Plugin, PluginChain, PluginEngine, catalog, share};
@@ -189,7 +189,10 @@ impl Service {
                     config.limits_of(listener),
                     tenant_cap,
                     handlers,
-                    tls,
+                    Transport {
+                        tls,
+                        proxy_protocol: listener.proxy_protocol.clone(),
+                    },
                 );
                 (key, Arc::new(ctx))
             })

@@ -9,6 +9,7 @@ mod limits;
 mod metrics;
 mod plugins;
 mod proxy;
+mod proxy_protocol;
 mod raw;
 mod reload;
 mod sandbox;

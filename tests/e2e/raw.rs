@@ -12,8 +12,15 @@ pub struct RawClient {
 impl RawClient {
     /// Connects and returns the client with the greeting read.
     pub fn connect(addr: SocketAddr) -> (RawClient, String) {
-        let stream = TcpStream::connect(addr).expect("connect");
+        RawClient::connect_after(addr, b"")
+    }
+
+    /// Connects, sends `prelude` (a PROXY header, say) and reads the greeting, which is
+    /// empty if the server closed the connection instead.
+    pub fn connect_after(addr: SocketAddr, prelude: &[u8]) -> (RawClient, String) {
+        let mut stream = TcpStream::connect(addr).expect("connect");
         stream.set_read_timeout(Some(WAIT)).unwrap();
+        stream.write_all(prelude).unwrap();
         let mut client = RawClient {
             reader: BufReader::new(stream),
         };

@@ -9,6 +9,7 @@ pub mod help;
 pub mod line;
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod oracle;
+pub mod proxy_header;
 pub mod receiver;
 pub mod reply;
 
@@ -17,6 +18,7 @@ pub use client::{ReplyError, ServerReply, data_to_send, parse_reply};
 pub use command::{Body, Command, CommandError, MailParams, parse_command};
 pub use help::help;
 pub use line::{Frame, next_command_line, skip_to_line_end};
+pub use proxy_header::{ProxyHeader, ProxyHeaderError, parse_proxy_header};
 pub use receiver::{DataReceiver, DataSummary};
 pub use reply::{BadReply, EnhancedCode, Reply, replies};
 

@@ -221,6 +221,11 @@ pub mod replies {
     pub const TOO_MANY_ERRORS: Reply = Reply::fixed(421, (4, 7, 0), "Too many errors, closing connection");
     pub const TOO_MANY_CONNECTIONS: Reply = Reply::fixed(421, (4, 7, 0), "Too many connections, try again later");
     pub const TIMEOUT: Reply = Reply::fixed(421, (4, 4, 2), "Error: timeout exceeded, closing connection");
+    pub const NOT_THROUGH_PROXY: Reply = Reply::fixed(
+        554,
+        (5, 7, 1),
+        "No SMTP service here: connect through the load balancer",
+    );
     pub const READY_FOR_TLS: Reply = Reply::fixed(220, (2, 0, 0), "Ready to start TLS");
     pub const TLS_NOT_AVAILABLE: Reply = Reply::fixed(502, (5, 5, 1), "Error: STARTTLS not available");
     pub const TLS_ALREADY_ON: Reply = Reply::fixed(503, (5, 5, 1), "Error: TLS already active");

@@ -21,7 +21,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return Flow::Continue;
         }
         self.greeting = Some(Greeting { extended });
-        let starttls_offered = self.ctx.tls.as_ref().is_some_and(|t| !t.implicit) && !self.stream.is_tls();
+        let starttls_offered = self.ctx.transport.tls.as_ref().is_some_and(|t| !t.implicit) && !self.stream.is_tls();
         let reply = if extended && starttls_offered {
             self.ctx.ehlo_starttls.clone()
         } else if extended {

@@ -84,6 +84,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
     }
 
+    /// Input that came before the session started (behind a PROXY header): read first.
+    pub fn with_early_input(mut self, input: BytesMut) -> Session<S> {
+        self.input = input;
+        self
+    }
+
     /// Serves the session until QUIT, a closing error, shutdown or the client leaving,
     /// then tells the handlers it is over.
     pub async fn run(mut self) -> std::io::Result<()> {
@@ -94,7 +100,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     async fn serve(&mut self) -> std::io::Result<()> {
-        if let Some(tls) = self.ctx.tls.clone().filter(|t| t.implicit)
+        if let Some(tls) = self.ctx.transport.tls.clone().filter(|t| t.implicit)
             && !self.start_tls(&tls).await
         {
             return Ok(());

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::Session;
 use crate::config::Limits;
 use crate::handler::{Handlers, Hook, Message, SessionHandlers, Verdict, VerdictFuture};
-use crate::listener::ListenerContext;
+use crate::listener::{ListenerContext, Transport};
 use crate::tls::ListenerTls;
 
 /// What the test handlers answer: `Ok(None)` to accept, `Ok(Some(reply))`, or
@@ -134,7 +134,10 @@ fn start_listener(limits: Limits, recorder: Arc<Recorder>, tls: Option<ListenerT
         limits,
         None,
         handlers,
-        tls,
+        Transport {
+            tls,
+            proxy_protocol: None,
+        },
     ));
     let (pipe, server_end) = tokio::io::duplex(256 * 1024);
     let peer: SocketAddr = "192.0.2.7:40000".parse().unwrap();
