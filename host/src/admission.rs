@@ -1,15 +1,24 @@
 //! Connection limits at accept time: sessions in all, per client address, and per
-//! tenant (on the listeners that name one with a `max_connections`).
+//! tenant (on the listeners that name one with a `max_connections`); connections and
+//! commands per client address a minute.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::rate::{CommandBudget, RateLimiter};
+
+/// The window of the per-address rates.
+const RATE_WINDOW: Duration = Duration::from_secs(60);
 
 /// Counts open sessions; a [`Permit`] is one session and gives its place back when dropped.
 pub struct Admission {
     max_total: usize,
     max_per_ip: usize,
     open: Mutex<Open>,
+    connection_rate: Option<RateLimiter>,
+    command_rate: Option<Arc<RateLimiter>>,
 }
 
 #[derive(Default)]
@@ -30,6 +39,7 @@ pub enum Refusal {
     TooManyInAll,
     TooManyFromAddress,
     TooManyForTenant,
+    TooFastFromAddress,
 }
 
 pub struct Permit {
@@ -40,14 +50,40 @@ pub struct Permit {
 
 impl Admission {
     pub fn new(max_total: usize, max_per_ip: usize) -> Arc<Admission> {
+        Admission::with_rates(max_total, max_per_ip, 0, 0)
+    }
+
+    /// Also limits connections and commands per client address a minute (0: no limit).
+    pub fn with_rates(
+        max_total: usize,
+        max_per_ip: usize,
+        connections_a_minute: u32,
+        commands_a_minute: u32,
+    ) -> Arc<Admission> {
+        let rate = |max: u32| (max > 0).then(|| RateLimiter::new(max, RATE_WINDOW));
         Arc::new(Admission {
             max_total,
             max_per_ip,
             open: Mutex::new(Open::default()),
+            connection_rate: rate(connections_a_minute),
+            command_rate: rate(commands_a_minute).map(Arc::new),
+        })
+    }
+
+    /// The command rate the session of a client at `ip` is held to, if there is one.
+    pub fn command_budget(&self, ip: IpAddr) -> Option<CommandBudget> {
+        self.command_rate.as_ref().map(|limiter| CommandBudget {
+            limiter: Arc::clone(limiter),
+            ip,
         })
     }
 
     pub fn admit(self: &Arc<Self>, ip: IpAddr, tenant: Option<&TenantCap>) -> Result<Permit, Refusal> {
+        if let Some(rate) = &self.connection_rate
+            && !rate.allow(ip, Instant::now())
+        {
+            return Err(Refusal::TooFastFromAddress);
+        }
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         if open.total >= self.max_total {
             return Err(Refusal::TooManyInAll);
@@ -133,5 +169,17 @@ mod tests {
         assert!(a.admit(two, None).is_ok());
         drop(p1);
         assert!(a.admit(one, Some(&cap)).is_ok());
+    }
+
+    #[test]
+    fn connections_a_minute_per_address() {
+        let a = Admission::with_rates(10, 10, 2, 0);
+        let one: IpAddr = "192.0.2.1".parse().unwrap();
+        drop(a.admit(one, None).unwrap());
+        drop(a.admit(one, None).unwrap());
+        // Closed sessions still count: it is a rate, not a number at once.
+        assert_eq!(a.admit(one, None).err(), Some(Refusal::TooFastFromAddress));
+        assert!(a.admit("192.0.2.2".parse().unwrap(), None).is_ok());
+        assert!(a.command_budget(one).is_none());
     }
 }

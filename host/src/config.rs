@@ -224,6 +224,13 @@ pub struct Limits {
     pub max_connections: usize,
     /// Sessions at once from one client address.
     pub max_connections_per_ip: usize,
+    /// Connections a minute from one client address; 0: no limit.
+    pub connections_per_ip_per_minute: u32,
+    /// Commands a minute from one client address, all its sessions; 0: no limit.
+    pub commands_per_ip_per_minute: u32,
+    /// Milliseconds the server waits before its greeting; a client that talks first is
+    /// refused (a spam engine that does not wait). 0: greet at once.
+    pub greeting_delay_ms: u64,
     /// Seconds that sessions in a transaction get to finish after SIGINT/SIGTERM.
     pub shutdown_grace_secs: u64,
 }
@@ -240,6 +247,9 @@ impl Default for Limits {
             data_timeout_secs: 180,
             max_connections: 1024,
             max_connections_per_ip: 64,
+            connections_per_ip_per_minute: 0,
+            commands_per_ip_per_minute: 0,
+            greeting_delay_ms: 0,
             shutdown_grace_secs: 30,
         }
     }
@@ -248,6 +258,10 @@ impl Default for Limits {
 impl Limits {
     pub fn idle_timeout(&self) -> Duration {
         Duration::from_secs(self.idle_timeout_secs)
+    }
+
+    pub fn greeting_delay(&self) -> Duration {
+        Duration::from_millis(self.greeting_delay_ms)
     }
 
     pub fn data_timeout(&self) -> Duration {
@@ -584,5 +598,19 @@ mod tests {
             none.check().unwrap_err().to_string(),
             "listener 127.0.0.1:25: proxy_protocol.trusted names no source, so every connection would be refused"
         );
+    }
+
+    #[test]
+    fn every_example_configuration_loads() {
+        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+        let mut loaded = 0;
+        for entry in std::fs::read_dir(&examples).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                Config::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                loaded += 1;
+            }
+        }
+        assert!(loaded >= 3, "only {loaded} examples in {}", examples.display());
     }
 }

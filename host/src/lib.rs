@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod metrics_http;
 pub mod plugin;
 pub mod proxy_protocol;
+pub mod rate;
 pub mod relay;
 pub mod reload;
 pub mod server;

@@ -55,7 +55,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         },
         max_instances: plugin_instances(&config),
     })?;
-    let admission = Admission::new(config.limits.max_connections, config.limits.max_connections_per_ip);
+    let limits = &config.limits;
+    let admission = Admission::with_rates(
+        limits.max_connections,
+        limits.max_connections_per_ip,
+        limits.connections_per_ip_per_minute,
+        limits.commands_per_ip_per_minute,
+    );
     let shutdown = CancellationToken::new();
     let metrics = Arc::new(Registry::default());
     if let Some(address) = config.metrics {

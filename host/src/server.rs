@@ -77,7 +77,9 @@ impl Connection {
     fn start(self, stream: TcpStream, peer: SocketAddr, early: BytesMut) {
         match self.admission.admit(peer.ip(), self.ctx.tenant_cap.as_ref()) {
             Ok(permit) => {
-                let session = Session::new(stream, peer, self.ctx, self.shutdown).with_early_input(early);
+                let session = Session::new(stream, peer, self.ctx, self.shutdown)
+                    .with_early_input(early)
+                    .with_command_budget(self.admission.command_budget(peer.ip()));
                 self.sessions.spawn(async move {
                     if let Err(e) = session.run().await {
                         tracing::debug!(%peer, "session ended: {e}");
@@ -91,6 +93,7 @@ impl Connection {
                     Refusal::TooManyInAll | Refusal::TooManyFromAddress | Refusal::TooManyForTenant => {
                         replies::TOO_MANY_CONNECTIONS
                     }
+                    Refusal::TooFastFromAddress => replies::CONNECTION_RATE,
                 };
                 self.sessions.spawn(close_with(stream, reply));
             }

@@ -1,6 +1,7 @@
 //! End-to-end: the real `wasmtpd` binary on 127.0.0.1, driven by real SMTP clients
 //! (Python's smtplib, swaks, lettre) and by raw sockets for what clients never send.
 
+mod abuse;
 mod capabilities;
 mod cli;
 mod clients;

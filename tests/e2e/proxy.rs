@@ -51,6 +51,21 @@ fn the_proxy_is_not_an_open_relay() {
 }
 
 #[test]
+fn with_no_relay_domains_configured_nothing_is_relayed() {
+    // The default is closed: a proxy told only where to relay relays for no one.
+    let upstream = upstream_printing();
+    let addr = upstream.addr.to_string();
+    let config = format!("[plugin.proxy]\nrelay = [\"{addr}\"]\n[plugin.proxy.settings]\nupstream = \"{addr}\"\n");
+    let proxy = Server::with_config(&config, &["proxy"]);
+    let mut client = RawClient::ehlo(proxy.addr);
+    client.expect("MAIL FROM:<sender@example.org>", "250");
+    for rcpt in ["someone@example.com", "victim@elsewhere.example", "postmaster"] {
+        client.expect(&format!("RCPT TO:<{rcpt}>"), "550 5.7.1");
+    }
+    client.expect("DATA", "503");
+}
+
+#[test]
 fn an_upstream_that_is_down_means_451() {
     // A port that was free a moment ago: nothing listens there.
     let dead = std::net::TcpListener::bind("127.0.0.1:0")

@@ -221,6 +221,17 @@ pub mod replies {
     pub const TOO_MANY_ERRORS: Reply = Reply::fixed(421, (4, 7, 0), "Too many errors, closing connection");
     pub const TOO_MANY_CONNECTIONS: Reply = Reply::fixed(421, (4, 7, 0), "Too many connections, try again later");
     pub const TIMEOUT: Reply = Reply::fixed(421, (4, 4, 2), "Error: timeout exceeded, closing connection");
+    pub const CONNECTION_RATE: Reply = Reply::fixed(
+        421,
+        (4, 7, 0),
+        "Too many connections from your address, try again later",
+    );
+    pub const COMMAND_RATE: Reply = Reply::fixed(
+        421,
+        (4, 7, 0),
+        "Too many commands from your address, closing connection",
+    );
+    pub const EARLY_TALKER: Reply = Reply::fixed(554, (5, 5, 1), "Error: talking before the greeting");
     pub const NOT_THROUGH_PROXY: Reply = Reply::fixed(
         554,
         (5, 7, 1),

@@ -18,12 +18,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use wasmtpd_protocol::{Address, Command, MailParams, Reply, parse_command, replies};
 
 use crate::handler::{Hook, SessionHandlers};
 use crate::listener::ListenerContext;
+use crate::rate::CommandBudget;
 use input::Input;
 use stream::SessionStream;
 
@@ -64,6 +65,8 @@ pub struct Session<S> {
     shutdown: CancellationToken,
     /// This session's handlers (plugin instances), asked at each hook and given each message.
     handlers: Box<dyn SessionHandlers>,
+    /// The commands a minute its client address may send, if limited.
+    command_budget: Option<CommandBudget>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
@@ -81,7 +84,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             errors: 0,
             shutdown,
             handlers,
+            command_budget: None,
         }
+    }
+
+    pub fn with_command_budget(mut self, budget: Option<CommandBudget>) -> Session<S> {
+        self.command_budget = budget;
+        self
     }
 
     /// Input that came before the session started (behind a PROXY header): read first.
@@ -105,6 +114,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         {
             return Ok(());
         }
+        if !self.ctx.limits.greeting_delay().is_zero() && !self.waited_for_greeting().await? {
+            return Ok(());
+        }
         if let Some(refusal) = self.ask(Hook::Connect).await.filter(|r| !r.is_positive()) {
             tracing::info!(peer = %self.peer, reply = %refusal.text(), "connection refused by a handler");
             self.send(&refusal);
@@ -115,6 +127,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         self.send(&greeting);
         loop {
             let flow = match self.next_command().await? {
+                Input::Line(_, _) if self.command_budget.as_ref().is_some_and(|b| !b.allow()) => {
+                    tracing::info!(peer = %self.peer, "closing a session over its address's command rate");
+                    self.close_with(&replies::COMMAND_RATE)
+                }
                 Input::Line(line, len) => self.handle_line(&line[..len]).await?,
                 Input::TooLong => self.client_error(&replies::LINE_TOO_LONG),
                 Input::TimedOut => self.close_with(&replies::TIMEOUT),
@@ -135,6 +151,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 Flow::Gone => return Ok(()),
             }
         }
+    }
+
+    /// The pause before the greeting: true if the client kept quiet through it. One that
+    /// talked is refused and the session closed.
+    async fn waited_for_greeting(&mut self) -> std::io::Result<bool> {
+        let talked = !self.input.is_empty()
+            || match tokio::time::timeout(self.ctx.limits.greeting_delay(), self.stream.read_buf(&mut self.input)).await
+            {
+                Err(_quiet) => false,
+                Ok(Ok(0)) => return Ok(false),
+                Ok(Ok(_)) => true,
+                Ok(Err(e)) => return Err(e),
+            };
+        if talked {
+            tracing::info!(peer = %self.peer, "refused a client that talked before the greeting");
+            self.send(&replies::EARLY_TALKER);
+            self.flush().await?;
+            self.stream.shutdown().await?;
+        }
+        Ok(!talked)
     }
 
     async fn handle_line(&mut self, line: &[u8]) -> std::io::Result<Flow> {
