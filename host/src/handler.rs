@@ -5,6 +5,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use wasmtpd_protocol::Address;
 
@@ -22,6 +23,16 @@ pub struct Message {
     pub mail_options: Vec<String>,
     /// RCPT parameters (smtpd's `rcpt_options`); none is implemented yet, so always empty.
     pub rcpt_options: Vec<String>,
+}
+
+/// What a session has learnt about its client beyond the commands' arguments; handed to
+/// the handlers whenever it changes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SessionFacts {
+    /// The TLS version and cipher suite, once the session is encrypted.
+    pub tls: Option<(String, String)>,
+    /// The identity the client proved with AUTH.
+    pub authenticated: Option<String>,
 }
 
 /// A point in a session where handlers may answer instead of the server.
@@ -82,6 +93,8 @@ pub type VerdictFuture<'a> = Pin<Box<dyn Future<Output = Verdict> + Send + 'a>>;
 pub trait SessionHandlers: Send {
     fn hook<'a>(&'a mut self, hook: Hook<'a>) -> VerdictFuture<'a>;
     fn process_message<'a>(&'a mut self, message: &'a Message) -> VerdictFuture<'a>;
+    /// The session learnt something (TLS started, AUTH succeeded): later calls see it.
+    fn learn(&mut self, facts: Arc<SessionFacts>);
 }
 
 /// A listener's handlers: each session gets its own [`SessionHandlers`].

@@ -1,6 +1,6 @@
 //! One listener's plugin cannot hold up another's sessions: its calls may take only half
 //! the plugin threads at once, a call that loops yields its thread at every epoch tick
-//! until its budget ends it, and past its first 20 ms it pauses at each tick.
+//! until its budget ends it, and past its first 20 ms it pauses four times each slice.
 
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -55,7 +55,7 @@ fn a_looping_call_uses_a_fraction_of_a_thread() {
     let (cpu, wall) = (server.cpu_time() - before, started.elapsed());
     // The call still ends when its budget does ...
     assert!(wall >= Duration::from_millis(1900), "ended after {wall:?}");
-    // ... having computed about a tenth of it (200 ms measured; unpaced it is 2 s).
+    // ... having computed about a fifth of it (unpaced it is the whole 2 s).
     assert!(
         cpu < Duration::from_millis(700),
         "a 2 s looping call used {cpu:?} of CPU"

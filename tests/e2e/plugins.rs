@@ -23,6 +23,7 @@ fn debug_printer_prints_the_envelope_when_asked() {
             "---------- MESSAGE FOLLOWS ----------",
             "mail from: 'a@example.org'",
             "rcpt tos: ['b@example.com', 'c@example.com']",
+            "tls: none",
             "mail options: ['BODY=8BITMIME']",
             "Subject: envelope",
             "X-Peer: 127.0.0.1",

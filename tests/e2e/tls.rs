@@ -31,7 +31,8 @@ fn tls_config(dir: &Path) -> String {
             "[[listener]]\naddress = \"127.0.0.1:0\"\n[listener.tls]\ncert = {cert:?}\nkey = {key:?}\nimplicit = {implicit}\n"
         )
     };
-    format!("{}{}", table(false), table(true))
+    let printer = "[plugin.debug-printer.settings]\nenvelope = true\n";
+    format!("{}{}{printer}", table(false), table(true))
 }
 
 /// smtplib over TLS: `(EHLO keywords before TLS, after, the certificate's DER in hex)`.
@@ -79,6 +80,8 @@ fn smtplib_delivers_over_starttls_and_implicit_tls() {
     let printed = server.wait_for_messages(2);
     assert!(printed.contains("Subject: over TLS (starttls)"), "{printed}");
     assert!(printed.contains("Subject: over TLS (implicit)"), "{printed}");
+    // The plugin was told, through the host's `session` import, how each was protected.
+    assert_eq!(printed.matches("\ntls: TLSv1_3 TLS13_").count(), 2, "{printed}");
 }
 
 #[test]

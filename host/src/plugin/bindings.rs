@@ -11,7 +11,7 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use self::wasmtpd::plugin::host::{self, Level, RelayError};
+pub use self::wasmtpd::plugin::host::{self, Level, RelayError, SessionInfo, TlsInfo};
 pub use self::wasmtpd::plugin::types;
 pub use self::wasmtpd::plugin::types::Peer;
 pub use exports::wasmtpd::plugin::{

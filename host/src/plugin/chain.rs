@@ -14,7 +14,7 @@ use super::bindings::Peer;
 use super::breaker::{Breaker, FAILURES_TO_OPEN};
 use super::component::Plugin;
 use super::instance::{CallError, CallResult, PluginInstance};
-use crate::handler::{Handlers, Hook, Message, SessionHandlers, Verdict, VerdictFuture};
+use crate::handler::{Handlers, Hook, Message, SessionFacts, SessionHandlers, Verdict, VerdictFuture};
 use crate::metrics::{PluginError, TenantMetrics};
 
 /// How long a client waits for its 4xx when the plugin is resting: a client that
@@ -55,6 +55,7 @@ impl Handlers for PluginChain {
             calls: Arc::clone(&self.calls),
             breakers: Arc::clone(&self.breakers),
             instances: self.plugins.iter().map(|_| None).collect(),
+            facts: Arc::default(),
             peer: Peer {
                 ip: peer.ip().to_string(),
                 port: peer.port(),
@@ -75,6 +76,8 @@ struct ChainSession {
     breakers: Arc<Vec<[Breaker; ENTRY_POINTS]>>,
     instances: Vec<Option<PluginInstance>>,
     peer: Peer,
+    /// What the session learnt so far; each call's instance is told before the call.
+    facts: Arc<SessionFacts>,
 }
 
 /// Whether a hook is only news for the plugins (its answer is ignored).
@@ -148,6 +151,7 @@ impl ChainSession {
         };
         let result = match result {
             Ok(mut instance) => {
+                instance.learn(&self.facts);
                 let result = match call {
                     Call::Hook(hook) => instance.hook(hook, &self.peer).await,
                     Call::Message(message, rcpt_tos) => instance.process_message(message, &self.peer, rcpt_tos).await,
@@ -232,5 +236,9 @@ impl SessionHandlers for ChainSession {
 
     fn process_message<'a>(&'a mut self, message: &'a Message) -> VerdictFuture<'a> {
         Box::pin(self.run_message(message))
+    }
+
+    fn learn(&mut self, facts: Arc<SessionFacts>) {
+        self.facts = facts;
     }
 }

@@ -229,6 +229,7 @@ impl Plugin {
                 .build(),
             stdout,
             stderr,
+            facts: Arc::default(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);

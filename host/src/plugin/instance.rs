@@ -11,7 +11,7 @@ use super::component::Plugin;
 use super::output::{self, OutputTarget};
 use super::pacing::CallClock;
 use super::state::PluginState;
-use crate::handler::{Hook, Message};
+use crate::handler::{Hook, Message, SessionFacts};
 use crate::metrics::PluginError;
 
 /// The loaded exports of one instance.
@@ -39,6 +39,14 @@ pub type CallResult = anyhow::Result<Option<String>>;
 impl PluginInstance {
     pub(super) fn new(plugin: Arc<Plugin>, store: Store<PluginState>, guests: Guests) -> PluginInstance {
         PluginInstance { plugin, store, guests }
+    }
+
+    /// What the session learnt, for the `session` import to tell.
+    pub fn learn(&mut self, facts: &Arc<SessionFacts>) {
+        let state = self.store.data_mut();
+        if !Arc::ptr_eq(&state.facts, facts) {
+            state.facts = Arc::clone(facts);
+        }
     }
 
     /// Whether this plugin exports the hook at all.

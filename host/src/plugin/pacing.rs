@@ -1,23 +1,30 @@
 //! How a running guest shares its thread. At every epoch tick (about 1 ms of guest code)
 //! the call yields to the runtime so that the sessions beside it are served. A call that
-//! has computed for longer than plugins normally do also pauses at each tick: a plugin
-//! that spins until its budget ends then costs a fifth of a thread instead of a whole
-//! one, and cannot slow another tenant's sessions down. Time spent waiting in the host
-//! (a relay, for instance) does not count as computing.
+//! has computed for longer than plugins normally do also pauses at each tick, four times
+//! as long as it ran since the last one: a plugin that spins until its budget ends then
+//! costs a fifth of a thread instead of a whole one, and cannot slow another tenant's
+//! sessions down. Pauses are measured, not ticks counted: a busy machine that delays the
+//! epoch thread makes the slices longer and the pauses with them. Time spent waiting in
+//! the host (a relay, for instance) never reaches a tick, so it does not count.
 
 use std::time::{Duration, Instant};
 
-/// Guest time (in epoch ticks, about a millisecond each) a call computes at full speed.
-pub const FULL_SPEED_TICKS: u32 = 20;
+/// Guest time a call computes at full speed.
+pub const FULL_SPEED: Duration = Duration::from_millis(20);
 
-/// The pause after each tick past [`FULL_SPEED_TICKS`]: one tick of work in five.
-pub const PAUSE: Duration = Duration::from_millis(4);
+/// Past it, each slice of computing is followed by this many times its length of pause.
+pub const PAUSE_FACTOR: u32 = 4;
+
+/// The longest single pause, so that a long slice does not leave the call asleep.
+pub const MAX_PAUSE: Duration = Duration::from_millis(50);
 
 /// One call's clock: its deadline and how long it has computed.
 #[derive(Debug, Clone, Copy)]
 pub struct CallClock {
     deadline: Instant,
-    ticks: u32,
+    /// When the guest last went on running (the call's start, or the end of a pause).
+    resumed: Instant,
+    computed: Duration,
 }
 
 /// What a guest does at an epoch tick.
@@ -35,7 +42,8 @@ impl CallClock {
     pub fn start(now: Instant, budget: Duration) -> CallClock {
         CallClock {
             deadline: now + budget,
-            ticks: 0,
+            resumed: now,
+            computed: Duration::ZERO,
         }
     }
 
@@ -44,12 +52,16 @@ impl CallClock {
         if now >= self.deadline {
             return Step::Interrupt;
         }
-        self.ticks = self.ticks.saturating_add(1);
-        if self.ticks <= FULL_SPEED_TICKS {
+        let slice = now.saturating_duration_since(self.resumed);
+        self.computed += slice;
+        if self.computed <= FULL_SPEED {
+            self.resumed = now;
             return Step::Yield;
         }
         // Never sleep past the deadline: the call ends on time.
-        Step::Pause(PAUSE.min(self.deadline - now))
+        let pause = (slice * PAUSE_FACTOR).min(MAX_PAUSE).min(self.deadline - now);
+        self.resumed = now + pause;
+        Step::Pause(pause)
     }
 }
 
@@ -57,24 +69,27 @@ impl CallClock {
 mod tests {
     use super::*;
 
+    const MS: Duration = Duration::from_millis(1);
+
     #[test]
     fn a_short_call_only_yields() {
         let t0 = Instant::now();
         let mut clock = CallClock::start(t0, Duration::from_secs(1));
-        for i in 0..FULL_SPEED_TICKS {
-            assert_eq!(clock.tick(t0 + Duration::from_millis(u64::from(i))), Step::Yield);
+        for i in 1..=20 {
+            assert_eq!(clock.tick(t0 + MS * i), Step::Yield, "tick {i}");
         }
     }
 
     #[test]
-    fn a_long_call_pauses_at_each_tick_after_its_full_speed_time() {
+    fn a_long_call_pauses_four_times_each_slice_it_computes() {
         let t0 = Instant::now();
         let mut clock = CallClock::start(t0, Duration::from_secs(1));
-        for _ in 0..FULL_SPEED_TICKS {
-            clock.tick(t0);
-        }
-        assert_eq!(clock.tick(t0 + Duration::from_millis(30)), Step::Pause(PAUSE));
-        assert_eq!(clock.tick(t0 + Duration::from_millis(35)), Step::Pause(PAUSE));
+        assert_eq!(clock.tick(t0 + MS * 20), Step::Yield);
+        assert_eq!(clock.tick(t0 + MS * 21), Step::Pause(MS * 4));
+        // Resumed at 25 ms; a longer slice (a delayed tick) gets a longer pause ...
+        assert_eq!(clock.tick(t0 + MS * 28), Step::Pause(MS * 12));
+        // ... but never one past the cap.
+        assert_eq!(clock.tick(t0 + MS * 140), Step::Pause(MAX_PAUSE));
     }
 
     #[test]
@@ -82,13 +97,8 @@ mod tests {
         let t0 = Instant::now();
         let budget = Duration::from_millis(100);
         let mut clock = CallClock::start(t0, budget);
-        for _ in 0..FULL_SPEED_TICKS {
-            clock.tick(t0);
-        }
-        assert_eq!(
-            clock.tick(t0 + Duration::from_millis(99)),
-            Step::Pause(Duration::from_millis(1))
-        );
+        clock.tick(t0 + MS * 30);
+        assert_eq!(clock.tick(t0 + MS * 99), Step::Pause(MS));
         assert_eq!(clock.tick(t0 + budget), Step::Interrupt);
     }
 }

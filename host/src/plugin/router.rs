@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use super::chain::PluginChain;
 use crate::config::TenantLimits;
-use crate::handler::{Handlers, Hook, Message, SessionHandlers, Verdict, VerdictFuture};
+use crate::handler::{Handlers, Hook, Message, SessionFacts, SessionHandlers, Verdict, VerdictFuture};
 use crate::metrics::{Outcome, TenantMetrics};
 
 #[derive(Clone)]
@@ -50,6 +50,7 @@ impl Handlers for TenantRouter {
             recipients: vec![0; self.tenants.len()],
             declared_size: None,
             peer,
+            facts: Arc::default(),
         })
     }
 
@@ -74,6 +75,8 @@ struct RoutedSession {
     /// The size the client declared at MAIL (RFC 1870), if it did.
     declared_size: Option<u64>,
     peer: SocketAddr,
+    /// What the session learnt, for tenant sessions opened later.
+    facts: Arc<SessionFacts>,
 }
 
 /// Which tenant owns the address's domain.
@@ -110,10 +113,12 @@ fn outcome(verdict: &Verdict) -> Outcome {
 
 impl RoutedSession {
     fn tenant_session(&mut self, index: usize) -> &mut Box<dyn SessionHandlers> {
-        let (tenants, peer) = (&self.tenants, self.peer);
+        let (tenants, peer, facts) = (&self.tenants, self.peer, &self.facts);
         self.sessions[index].get_or_insert_with(|| {
             tenants[index].metrics.session_started();
-            tenants[index].chain.session(peer)
+            let mut session = tenants[index].chain.session(peer);
+            session.learn(Arc::clone(facts));
+            session
         })
     }
 
@@ -221,6 +226,14 @@ impl SessionHandlers for RoutedSession {
 
     fn process_message<'a>(&'a mut self, message: &'a Message) -> VerdictFuture<'a> {
         Box::pin(self.run_message(message))
+    }
+
+    fn learn(&mut self, facts: Arc<SessionFacts>) {
+        self.own.learn(Arc::clone(&facts));
+        for session in self.sessions.iter_mut().flatten() {
+            session.learn(Arc::clone(&facts));
+        }
+        self.facts = facts;
     }
 }
 

@@ -9,9 +9,10 @@ use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::{Level, RelayError, host, types};
+use super::bindings::{Level, RelayError, SessionInfo, TlsInfo, host, types};
 use super::output::Capture;
 use super::pacing::CallClock;
+use crate::handler::SessionFacts;
 use crate::relay::{self, Envelope, Timeouts};
 
 /// What every instance of one plugin shares.
@@ -33,6 +34,8 @@ pub struct PluginState {
     pub limits: StoreLimits,
     pub stdout: Capture,
     pub stderr: Capture,
+    /// What the session learnt (TLS, AUTH), for the `session` import.
+    pub facts: Arc<SessionFacts>,
 }
 
 impl WasiView for PluginState {
@@ -65,6 +68,17 @@ impl host::Host for PluginState {
 
     fn settings(&mut self) -> wasmtime::Result<Vec<(String, String)>> {
         Ok(self.info.settings.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+    }
+
+    fn session(&mut self) -> wasmtime::Result<SessionInfo> {
+        let facts = &self.facts;
+        Ok(SessionInfo {
+            tls: facts.tls.as_ref().map(|(version, cipher)| TlsInfo {
+                version: version.clone(),
+                cipher: cipher.clone(),
+            }),
+            authenticated: facts.authenticated.clone(),
+        })
     }
 
     async fn relay(

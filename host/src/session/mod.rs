@@ -22,7 +22,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use wasmtpd_protocol::{Address, Command, MailParams, Reply, parse_command, replies};
 
-use crate::handler::{Hook, SessionHandlers};
+use crate::handler::{Hook, SessionFacts, SessionHandlers};
 use crate::listener::ListenerContext;
 use crate::rate::CommandBudget;
 use input::Input;
@@ -67,6 +67,8 @@ pub struct Session<S> {
     handlers: Box<dyn SessionHandlers>,
     /// The commands a minute its client address may send, if limited.
     command_budget: Option<CommandBudget>,
+    /// What the session learnt about its client (TLS, AUTH), as the handlers were told.
+    facts: Arc<SessionFacts>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
@@ -85,7 +87,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             shutdown,
             handlers,
             command_budget: None,
+            facts: Arc::default(),
         }
+    }
+
+    /// Updates what the session knows of its client and tells the handlers.
+    fn learn(&mut self, update: impl FnOnce(&mut SessionFacts)) {
+        update(Arc::make_mut(&mut self.facts));
+        self.handlers.learn(Arc::clone(&self.facts));
     }
 
     pub fn with_command_budget(mut self, budget: Option<CommandBudget>) -> Session<S> {

@@ -46,7 +46,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let timeout = self.ctx.limits.idle_timeout();
         match tokio::time::timeout(timeout, self.stream.upgrade(&tls.acceptor)).await {
             Ok(Ok(())) => {
-                tracing::debug!(peer = %self.peer, "TLS started");
+                let tls = self.stream.tls_parameters();
+                tracing::debug!(peer = %self.peer, ?tls, "TLS started");
+                self.learn(|facts| facts.tls = tls);
                 true
             }
             Ok(Err(e)) => {

@@ -20,6 +20,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SessionStream<S> {
         matches!(self, SessionStream::Tls(_))
     }
 
+    /// The TLS version and cipher suite, once encrypted, as rustls names them.
+    pub fn tls_parameters(&self) -> Option<(String, String)> {
+        let SessionStream::Tls(tls) = self else {
+            return None;
+        };
+        let connection = tls.get_ref().1;
+        let version = connection.protocol_version()?;
+        let cipher = connection.negotiated_cipher_suite()?.suite();
+        Some((format!("{version:?}"), format!("{cipher:?}")))
+    }
+
     /// Runs the TLS handshake over the plain stream. On failure the stream is broken.
     pub async fn upgrade(&mut self, acceptor: &TlsAcceptor) -> std::io::Result<()> {
         match std::mem::replace(self, SessionStream::Broken) {

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Session;
 use crate::config::Limits;
-use crate::handler::{Handlers, Hook, Message, SessionHandlers, Verdict, VerdictFuture};
+use crate::handler::{Handlers, Hook, Message, SessionFacts, SessionHandlers, Verdict, VerdictFuture};
 use crate::listener::{ListenerContext, Transport};
 use crate::tls::ListenerTls;
 
@@ -28,6 +28,8 @@ type Answer = Result<Option<String>, String>;
 struct Recorder {
     messages: Mutex<Vec<Message>>,
     hooks: Mutex<Vec<String>>,
+    /// What the session told the handlers it learnt, in order.
+    facts: Mutex<Vec<SessionFacts>>,
     message_answer: Mutex<Option<Answer>>,
     /// Answers for hooks whose recorded form starts with the key, e.g. `rcpt <b@`.
     hook_answers: Mutex<Vec<(String, Answer)>>,
@@ -74,6 +76,10 @@ impl SessionHandlers for RecorderSession {
             .map(|(_, a)| a.clone());
         self.0.hooks.lock().unwrap().push(seen);
         Box::pin(async move { verdict(answer.unwrap_or(Ok(None))) })
+    }
+
+    fn learn(&mut self, facts: Arc<SessionFacts>) {
+        self.0.facts.lock().unwrap().push((*facts).clone());
     }
 
     fn process_message<'a>(&'a mut self, message: &'a Message) -> VerdictFuture<'a> {
@@ -681,6 +687,11 @@ async fn starttls_is_offered_in_the_clear_then_the_client_greets_again_over_tls(
     assert_eq!(recorder.messages.lock().unwrap().len(), 1);
     let hooks = recorder.hooks.lock().unwrap().clone();
     assert_eq!(hooks.iter().filter(|h| h.starts_with("helo ")).count(), 2, "{hooks:?}");
+    // The handlers were told the session is encrypted, and how.
+    let facts = recorder.facts.lock().unwrap().clone();
+    let (version, cipher) = facts.last().and_then(|f| f.tls.clone()).expect("told about TLS");
+    assert_eq!(version, "TLSv1_3");
+    assert!(cipher.starts_with("TLS13_"), "{cipher}");
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! Python's `smtpd.DebuggingServer` as a plugin: prints each message to standard output
 //! between the same marker lines, with an `X-Peer:` header where the headers end.
-//! With the setting `envelope = true` it also prints the envelope sender and recipients.
+//! With the setting `envelope = true` it also prints the envelope sender and recipients,
+//! and how the session was protected (TLS, AUTH).
 
 wit_bindgen::generate!({ path: "../../wit", world: "plugin" });
 
@@ -27,7 +28,12 @@ impl Guest for DebugPrinter {
         // Settings are fixed for an instance's life (a reload makes new instances).
         static ENVELOPE: OnceLock<bool> = OnceLock::new();
         let envelope = *ENVELOPE.get_or_init(|| host::get_setting("envelope").is_some_and(|v| v == "true"));
+        // Asked only when printed: a host call a message otherwise.
+        let session = envelope.then(host::session);
+        let tls = session.as_ref().and_then(|s| s.tls.as_ref());
         let message = render::Message {
+            tls: tls.map(|t| (t.version.as_str(), t.cipher.as_str())),
+            authenticated: session.as_ref().and_then(|s| s.authenticated.as_deref()),
             peer_ip: &peer.ip,
             mail_from: &mail_from,
             rcpt_tos: &rcpt_tos,

@@ -7,10 +7,15 @@ pub struct Message<'a> {
     pub data: &'a [u8],
     pub mail_options: &'a [String],
     pub rcpt_options: &'a [String],
+    /// The TLS version and cipher suite, if the session is encrypted.
+    pub tls: Option<(&'a str, &'a str)>,
+    /// Who the client authenticated as, if it did.
+    pub authenticated: Option<&'a str>,
 }
 
 /// The options if any, the headers, an `X-Peer:` line where the headers end, the body,
-/// between two marker lines; with `envelope`, the sender and recipients after the first.
+/// between two marker lines; with `envelope`, the sender and recipients after the first,
+/// and how the session was protected (TLS, AUTH).
 /// Lines end in LF, as Python printed them; text that is not UTF-8 is shown with U+FFFD.
 pub fn render(message: &Message, envelope: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(message.data.len() + 256);
@@ -18,6 +23,14 @@ pub fn render(message: &Message, envelope: bool) -> Vec<u8> {
     if envelope {
         out.extend_from_slice(format!("mail from: '{}'\n", message.mail_from).as_bytes());
         out.extend_from_slice(format!("rcpt tos: {}\n", python_list(message.rcpt_tos)).as_bytes());
+        let tls = match message.tls {
+            Some((version, cipher)) => format!("tls: {version} {cipher}\n"),
+            None => "tls: none\n".to_owned(),
+        };
+        out.extend_from_slice(tls.as_bytes());
+        if let Some(who) = message.authenticated {
+            out.extend_from_slice(format!("authenticated: '{who}'\n").as_bytes());
+        }
     }
     if !message.mail_options.is_empty() {
         out.extend_from_slice(format!("mail options: {}\n", python_list(message.mail_options)).as_bytes());
@@ -119,6 +132,8 @@ mod tests {
             data: data.as_bytes(),
             mail_options: &mail_options,
             rcpt_options: &[],
+            tls: None,
+            authenticated: None,
         };
         String::from_utf8(render(&message, envelope)).unwrap()
     }
@@ -172,11 +187,31 @@ mod tests {
             "---------- MESSAGE FOLLOWS ----------\n\
              mail from: 'author@example.com'\n\
              rcpt tos: ['recipient@example.com']\n\
+             tls: none\n\
              Subject: x\n\
              X-Peer: 127.0.0.1\n\
              \n\
              b\n\
              ------------ END MESSAGE ------------\n"
+        );
+    }
+
+    #[test]
+    fn the_envelope_tells_how_the_session_was_protected() {
+        let message = Message {
+            peer_ip: "127.0.0.1",
+            mail_from: "a@example.com",
+            rcpt_tos: &[],
+            data: b"Subject: x\r\n\r\nb\r\n",
+            mail_options: &[],
+            rcpt_options: &[],
+            tls: Some(("TLSv1_3", "TLS13_AES_256_GCM_SHA384")),
+            authenticated: Some("alice"),
+        };
+        let printed = String::from_utf8(render(&message, true)).unwrap();
+        assert!(
+            printed.contains("rcpt tos: []\ntls: TLSv1_3 TLS13_AES_256_GCM_SHA384\nauthenticated: 'alice'\n"),
+            "{printed}"
         );
     }
 
@@ -189,6 +224,8 @@ mod tests {
             data: b"Subject: \xff\r\n\r\nb\xfe\r\n",
             mail_options: &[],
             rcpt_options: &[],
+            tls: None,
+            authenticated: None,
         };
         assert_eq!(
             String::from_utf8(render(&message, false)).unwrap(),
