@@ -57,6 +57,7 @@ impl Cli {
             plugins: None,
             tls: None,
             proxy_protocol: None,
+            auth: None,
         };
         if !self.listen.is_empty() {
             config.listeners = self.listen.iter().copied().map(listener).collect();

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::auth::AuthConfig;
 use crate::plugin::OutputTarget;
 use crate::proxy_protocol::ProxyProtocol;
 use crate::tls::TlsConfig;
@@ -153,6 +154,8 @@ pub struct ListenerConfig {
     /// `[listener.proxy_protocol]`: every connection starts with a PROXY header (v1 or
     /// v2) from one of the `trusted` sources, naming the real client.
     pub proxy_protocol: Option<ProxyProtocol>,
+    /// `[listener.auth]`: AUTH PLAIN and LOGIN over TLS against these users.
+    pub auth: Option<AuthConfig>,
 }
 
 /// A tenant: the listeners (those naming it) and recipient domains it owns, the plugin

@@ -2,6 +2,7 @@
 //! crate does the I/O: listeners, sessions, limits, configuration and message handlers.
 
 pub mod admission;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod handler;

@@ -3,22 +3,26 @@
 
 use std::sync::{Arc, RwLock};
 
-use wasmtpd_protocol::Reply;
+use wasmtpd_protocol::{Reply, sasl};
 
 use crate::admission::TenantCap;
+use crate::auth::Authenticator;
 use crate::config::Limits;
 use crate::handler::Handlers;
 use crate::metrics::TenantMetrics;
 use crate::proxy_protocol::ProxyProtocol;
 use crate::tls::ListenerTls;
 
-/// How connections reach the listener: through load balancers, over TLS.
+/// How clients reach the listener and prove who they are: through load balancers, over
+/// TLS, with AUTH.
 #[derive(Clone, Default)]
-pub struct Transport {
+pub struct Access {
     /// The certificate the listener serves, if it speaks TLS.
     pub tls: Option<ListenerTls>,
     /// Whom to take a PROXY header from, if connections come through load balancers.
     pub proxy_protocol: Option<ProxyProtocol>,
+    /// The users AUTH checks, if the listener offers it (over TLS only).
+    pub auth: Option<Arc<Authenticator>>,
 }
 
 pub struct ListenerContext {
@@ -30,12 +34,14 @@ pub struct ListenerContext {
     /// The tenant's sessions at once, when it has a cap.
     pub tenant_cap: Option<TenantCap>,
     pub handlers: Arc<dyn Handlers>,
-    pub transport: Transport,
+    pub access: Access,
     pub greeting: Reply,
     /// The EHLO reply over TLS (or where there is none) ...
     pub ehlo: Reply,
-    /// ... and in the clear where STARTTLS is offered.
+    /// ... in the clear where STARTTLS is offered ...
     pub ehlo_starttls: Reply,
+    /// ... and over TLS where AUTH is offered.
+    pub ehlo_auth: Reply,
     pub helo: Reply,
 }
 
@@ -47,7 +53,7 @@ impl ListenerContext {
         limits: Limits,
         tenant_cap: Option<TenantCap>,
         handlers: Arc<dyn Handlers>,
-        transport: Transport,
+        access: Access,
     ) -> ListenerContext {
         let greeting = Reply::new(
             220,
@@ -60,6 +66,7 @@ impl ListenerContext {
             limits.max_message_size
         );
         let ehlo_starttls = Reply::new(250, None, format!("{extensions}\nSTARTTLS"));
+        let ehlo_auth = Reply::new(250, None, format!("{extensions}\nAUTH {}", sasl::MECHANISMS));
         let ehlo = Reply::new(250, None, extensions);
         let helo = Reply::new(250, None, hostname);
         ListenerContext {
@@ -68,10 +75,11 @@ impl ListenerContext {
             limits,
             tenant_cap,
             handlers,
-            transport,
+            access,
             greeting,
             ehlo,
             ehlo_starttls,
+            ehlo_auth,
             helo,
         }
     }

@@ -54,7 +54,7 @@ pub async fn serve(
             shutdown: shutdown.clone(),
             sessions: sessions.clone(),
         };
-        if connection.ctx.transport.proxy_protocol.is_some() {
+        if connection.ctx.access.proxy_protocol.is_some() {
             // The header may be slow to come: it is read in the connection's own task.
             sessions.spawn(connection.through_proxy(stream, peer));
         } else {
@@ -104,7 +104,7 @@ impl Connection {
     async fn through_proxy(self, mut stream: TcpStream, source: SocketAddr) {
         let trusted = self
             .ctx
-            .transport
+            .access
             .proxy_protocol
             .as_ref()
             .is_some_and(|p| p.trusts(source.ip()));

@@ -15,9 +15,10 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admission::{Admission, TenantCap};
+use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::handler::Handlers;
-use crate::listener::{ListenerContext, ListenerSlot, Transport};
+use crate::listener::{Access, ListenerContext, ListenerSlot};
 use crate::metrics::Registry;
 use crate::plugin::router::{Tenant, TenantRouter};
 use crate::plugin::{Plugin, PluginChain, PluginEngine, catalog, share};
@@ -111,6 +112,21 @@ impl Service {
             })
             .collect::<anyhow::Result<_>>()?;
 
+        let auth: Vec<Option<Arc<Authenticator>>> = config
+            .listeners
+            .iter()
+            .map(|l| {
+                l.auth
+                    .as_ref()
+                    .map(|a| {
+                        Authenticator::new(a)
+                            .map(Arc::new)
+                            .with_context(|| format!("listener {}", l.address))
+                    })
+                    .transpose()
+            })
+            .collect::<anyhow::Result<_>>()?;
+
         // Everything is ready: from here on nothing fails.
         let serving: Vec<String> = config
             .listeners
@@ -158,8 +174,8 @@ impl Service {
             .into_iter()
             .zip(&config.listeners)
             .zip(chains.listeners)
-            .zip(tls)
-            .map(|(((key, listener), chain), tls)| {
+            .zip(tls.into_iter().zip(auth))
+            .map(|(((key, listener), chain), (tls, auth))| {
                 let tenant = listener.tenant.clone().unwrap_or_else(|| listener.address.to_string());
                 let metrics = self.metrics.tenant(&tenant);
                 let calls = match (listener.max_concurrent_calls, shares.get(tenant.as_str())) {
@@ -189,9 +205,10 @@ impl Service {
                     config.limits_of(listener),
                     tenant_cap,
                     handlers,
-                    Transport {
+                    Access {
                         tls,
                         proxy_protocol: listener.proxy_protocol.clone(),
+                        auth,
                     },
                 );
                 (key, Arc::new(ctx))

@@ -2,6 +2,7 @@
 //! (Python's smtplib, swaks, lettre) and by raw sockets for what clients never send.
 
 mod abuse;
+mod auth;
 mod capabilities;
 mod cli;
 mod clients;

@@ -26,6 +26,12 @@ pub enum Command<'a> {
     Help(Option<&'a str>),
     /// RFC 3207: the rest of the session is to go over TLS.
     StartTls,
+    /// RFC 4954: a SASL mechanism's name (upper-cased) and the client's first response
+    /// (base64, or `=` for an empty one), if it sent it along.
+    Auth {
+        mechanism: String,
+        initial: Option<&'a str>,
+    },
 }
 
 /// RFC 6152 BODY values.
@@ -133,6 +139,17 @@ pub fn parse_command(line: &[u8]) -> Result<Command<'_>, CommandError> {
         },
         b"EXPN" => Ok(Command::Expn),
         b"HELP" => Ok(Command::Help(Some(args.trim()).filter(|t| !t.is_empty()))),
+        b"AUTH" => match args.trim_end_matches(' ').split(' ').collect::<Vec<_>>().as_slice() {
+            [mechanism] if !mechanism.is_empty() => Ok(Command::Auth {
+                mechanism: mechanism.to_ascii_uppercase(),
+                initial: None,
+            }),
+            [mechanism, initial] if !mechanism.is_empty() && !initial.is_empty() => Ok(Command::Auth {
+                mechanism: mechanism.to_ascii_uppercase(),
+                initial: Some(initial),
+            }),
+            _ => Err(CommandError::Syntax("AUTH mechanism [initial-response]")),
+        },
         _ => Err(CommandError::Unrecognized),
     }
 }

@@ -19,6 +19,8 @@ pub fn help(topic: Option<&str>) -> Reply {
         "VRFY" => "Syntax: VRFY <address>",
         "EXPN" => "Syntax: EXPN <list>",
         "HELP" => "Syntax: HELP [command]",
+        "STARTTLS" => "Syntax: STARTTLS (then the TLS handshake)",
+        "AUTH" => "Syntax: AUTH PLAIN|LOGIN [initial-response] (over TLS)",
         _ => return replies::HELP_UNKNOWN_TOPIC,
     };
     replies::HELP.with_text(syntax)

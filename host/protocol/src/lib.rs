@@ -12,6 +12,7 @@ pub mod oracle;
 pub mod proxy_header;
 pub mod receiver;
 pub mod reply;
+pub mod sasl;
 
 pub use address::{Address, PathError};
 pub use client::{ReplyError, ServerReply, data_to_send, parse_reply};

@@ -237,6 +237,22 @@ pub mod replies {
         (5, 7, 1),
         "No SMTP service here: connect through the load balancer",
     );
+    pub const AUTH_OK: Reply = Reply::fixed(235, (2, 7, 0), "Authentication successful");
+    pub const AUTH_FAILED: Reply = Reply::fixed(535, (5, 7, 8), "Authentication credentials invalid");
+    pub const AUTH_NEEDS_TLS: Reply = Reply::fixed(
+        538,
+        (5, 7, 11),
+        "Encryption required for requested authentication mechanism",
+    );
+    pub const AUTH_NOT_AVAILABLE: Reply = Reply::fixed(502, (5, 5, 1), "Error: AUTH not available");
+    pub const AUTH_ALREADY: Reply = Reply::fixed(503, (5, 5, 1), "Error: already authenticated");
+    pub const AUTH_IN_TRANSACTION: Reply = Reply::fixed(503, (5, 5, 1), "Error: MAIL transaction in progress");
+    pub const AUTH_UNKNOWN_MECHANISM: Reply = Reply::fixed(504, (5, 5, 4), "Unrecognized authentication mechanism");
+    pub const AUTH_CANCELLED: Reply = Reply::fixed(501, (5, 0, 0), "Authentication cancelled");
+    pub const AUTH_MALFORMED: Reply = Reply::fixed(501, (5, 5, 2), "Cannot decode the response");
+    pub const AUTH_REQUIRED: Reply = Reply::fixed(530, (5, 7, 0), "Authentication required");
+    pub const AUTH_TOO_MANY_FAILURES: Reply =
+        Reply::fixed(421, (4, 7, 0), "Too many failed authentications, closing connection");
     pub const READY_FOR_TLS: Reply = Reply::fixed(220, (2, 0, 0), "Ready to start TLS");
     pub const TLS_NOT_AVAILABLE: Reply = Reply::fixed(502, (5, 5, 1), "Error: STARTTLS not available");
     pub const TLS_ALREADY_ON: Reply = Reply::fixed(503, (5, 5, 1), "Error: TLS already active");

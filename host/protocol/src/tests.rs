@@ -89,6 +89,14 @@ fn command_table() {
         ("starttls", ok("StartTls")),
         ("STARTTLS now", Err(Some(501))),
         ("STARTTLSX", Err(Some(500))),
+        ("AUTH plain", ok(r#"Auth { mechanism: "PLAIN", initial: None }"#)),
+        (
+            "AUTH PLAIN AGFsaWNlAHM=",
+            ok(r#"Auth { mechanism: "PLAIN", initial: Some("AGFsaWNlAHM=") }"#),
+        ),
+        ("AUTH LOGIN =", ok(r#"Auth { mechanism: "LOGIN", initial: Some("=") }"#)),
+        ("AUTH", Err(Some(501))),
+        ("AUTH PLAIN a b", Err(Some(501))),
     ];
     for ending in ["\r\n", "\n"] {
         for (line, want) in cases {

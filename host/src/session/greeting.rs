@@ -21,9 +21,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return Flow::Continue;
         }
         self.greeting = Some(Greeting { extended });
-        let starttls_offered = self.ctx.transport.tls.as_ref().is_some_and(|t| !t.implicit) && !self.stream.is_tls();
+        let access = &self.ctx.access;
+        let encrypted = self.stream.is_tls();
+        let starttls_offered = access.tls.as_ref().is_some_and(|t| !t.implicit) && !encrypted;
         let reply = if extended && starttls_offered {
             self.ctx.ehlo_starttls.clone()
+        } else if extended && encrypted && access.auth.is_some() {
+            self.ctx.ehlo_auth.clone()
         } else if extended {
             self.ctx.ehlo.clone()
         } else {

@@ -15,6 +15,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if self.transaction.is_some() {
             return self.client_error(&replies::NESTED_MAIL);
         }
+        if self.ctx.access.auth.as_ref().is_some_and(|a| a.required) && self.facts.authenticated.is_none() {
+            return self.client_error(&replies::AUTH_REQUIRED);
+        }
         if !greeting.extended && !params.raw.is_empty() {
             return self.client_error(&replies::PARAMS_NEED_EHLO);
         }

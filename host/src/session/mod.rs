@@ -3,6 +3,7 @@
 //! drive it over an in-memory pipe.
 
 mod ask;
+mod auth;
 mod data;
 mod greeting;
 mod input;
@@ -69,6 +70,8 @@ pub struct Session<S> {
     command_budget: Option<CommandBudget>,
     /// What the session learnt about its client (TLS, AUTH), as the handlers were told.
     facts: Arc<SessionFacts>,
+    /// AUTH attempts that failed.
+    auth_failures: u32,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
@@ -88,6 +91,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             handlers,
             command_budget: None,
             facts: Arc::default(),
+            auth_failures: 0,
         }
     }
 
@@ -118,7 +122,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     async fn serve(&mut self) -> std::io::Result<()> {
-        if let Some(tls) = self.ctx.transport.tls.clone().filter(|t| t.implicit)
+        if let Some(tls) = self.ctx.access.tls.clone().filter(|t| t.implicit)
             && !self.start_tls(&tls).await
         {
             return Ok(());
@@ -200,6 +204,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Command::Expn => self.reply(&replies::EXPN_NOT_IMPLEMENTED),
             Command::Help(topic) => self.reply(&wasmtpd_protocol::help(topic)),
             Command::StartTls => self.starttls().await?,
+            Command::Auth { mechanism, initial } => self.auth(&mechanism, initial).await?,
         })
     }
 

@@ -13,7 +13,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if self.stream.is_tls() {
             return Ok(self.client_error(&replies::TLS_ALREADY_ON));
         }
-        let Some(tls) = self.ctx.transport.tls.clone() else {
+        let Some(tls) = self.ctx.access.tls.clone() else {
             return Ok(self.client_error(&replies::TLS_NOT_AVAILABLE));
         };
         if self.greeting.is_none() {

@@ -14,9 +14,11 @@ use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 use tokio_util::sync::CancellationToken;
 
 use super::Session;
+use crate::auth::tests::quick_hash;
+use crate::auth::{AuthConfig, Authenticator};
 use crate::config::Limits;
 use crate::handler::{Handlers, Hook, Message, SessionFacts, SessionHandlers, Verdict, VerdictFuture};
-use crate::listener::{ListenerContext, Transport};
+use crate::listener::{Access, ListenerContext};
 use crate::tls::ListenerTls;
 
 /// What the test handlers answer: `Ok(None)` to accept, `Ok(Some(reply))`, or
@@ -128,10 +130,10 @@ fn start_answering(limits: Limits, answer: Answer) -> Client {
 }
 
 fn start_with(limits: Limits, recorder: Arc<Recorder>) -> Client {
-    start_listener(limits, recorder, None)
+    start_listener(limits, recorder, Access::default())
 }
 
-fn start_listener(limits: Limits, recorder: Arc<Recorder>, tls: Option<ListenerTls>) -> Client {
+fn start_listener(limits: Limits, recorder: Arc<Recorder>, access: Access) -> Client {
     let handlers = Arc::new(RecorderHandlers(Arc::clone(&recorder)));
     let ctx = Arc::new(ListenerContext::new(
         "test".into(),
@@ -140,10 +142,7 @@ fn start_listener(limits: Limits, recorder: Arc<Recorder>, tls: Option<ListenerT
         limits,
         None,
         handlers,
-        Transport {
-            tls,
-            proxy_protocol: None,
-        },
+        access,
     ));
     let (pipe, server_end) = tokio::io::duplex(256 * 1024);
     let peer: SocketAddr = "192.0.2.7:40000".parse().unwrap();
@@ -655,13 +654,75 @@ async fn a_refusal_at_connect_replaces_the_greeting_and_a_failure_at_data_keeps_
 
 /// A listener with a fresh self-signed certificate for `localhost`, and that certificate.
 fn start_tls_listener(implicit: bool) -> (Client, Arc<Recorder>, CertificateDer<'static>) {
+    start_secure_listener(implicit, None)
+}
+
+/// As [`start_tls_listener`], with AUTH against `auth` when given.
+fn start_secure_listener(implicit: bool, auth: Option<AuthConfig>) -> (Client, Arc<Recorder>, CertificateDer<'static>) {
     let generated = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
     let cert = generated.cert.der().clone();
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(generated.signing_key.serialize_der()));
-    let tls = ListenerTls::new(vec![cert.clone()], key, implicit).unwrap();
+    let access = Access {
+        tls: Some(ListenerTls::new(vec![cert.clone()], key, implicit).unwrap()),
+        proxy_protocol: None,
+        auth: auth.map(|a| Arc::new(Authenticator::new(&a).unwrap())),
+    };
     let recorder = Arc::new(Recorder::default());
-    let client = start_listener(Limits::default(), Arc::clone(&recorder), Some(tls));
+    let client = start_listener(Limits::default(), Arc::clone(&recorder), access);
     (client, recorder, cert)
+}
+
+fn alice(required: bool) -> AuthConfig {
+    AuthConfig {
+        users: [("alice".to_owned(), quick_hash("s3cret"))].into(),
+        required,
+    }
+}
+
+/// base64 of `text`.
+fn b64(text: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+#[tokio::test]
+async fn auth_is_offered_over_tls_only_and_plain_proves_the_user() {
+    let (mut client, recorder, cert) = start_secure_listener(false, Some(alice(false)));
+    client.reply().await;
+    let ehlo = client.command("EHLO client.test").await;
+    assert!(!ehlo.contains("AUTH"), "{ehlo}");
+    client
+        .expect(&format!("AUTH PLAIN {}", b64(b"\0alice\0s3cret")), "538 5.7.11")
+        .await;
+    client.expect("STARTTLS", "220").await;
+    client.start_tls(&cert).await.unwrap();
+    let ehlo = client.command("EHLO client.test").await;
+    assert!(ehlo.ends_with("\n250 AUTH PLAIN LOGIN"), "{ehlo}");
+    client
+        .expect(&format!("AUTH PLAIN {}", b64(b"\0alice\0s3cret")), "235 2.7.0")
+        .await;
+    client.expect("AUTH PLAIN", "503 5.5.1").await;
+    let facts = recorder.facts.lock().unwrap().clone();
+    assert_eq!(facts.last().unwrap().authenticated.as_deref(), Some("alice"));
+}
+
+#[tokio::test]
+async fn auth_login_answers_its_challenges_and_star_cancels() {
+    let (mut client, _, cert) = start_secure_listener(true, Some(alice(true)));
+    client.start_tls(&cert).await.unwrap();
+    client.reply().await;
+    client.command("EHLO client.test").await;
+    // A submission listener: nothing before AUTH.
+    client.expect("MAIL FROM:<alice@example.org>", "530 5.7.0").await;
+    client.expect("AUTH LOGIN", "334 VXNlcm5hbWU6").await;
+    client.expect("*", "501 5.0.0").await;
+    client.expect("AUTH PLAIN", "334 ").await;
+    client.expect("not base64!", "501 5.5.2").await;
+    client.expect("AUTH CRAM-MD5", "504 5.5.4").await;
+    client.expect("AUTH LOGIN", "334 VXNlcm5hbWU6").await;
+    client.expect(&b64(b"alice"), "334 UGFzc3dvcmQ6").await;
+    client.expect(&b64(b"s3cret"), "235 2.7.0").await;
+    client.expect("MAIL FROM:<alice@example.org>", "250").await;
 }
 
 #[tokio::test]

@@ -3,6 +3,9 @@
 //! in the domains its settings name. An upstream that is down or answers 4xx means a
 //! `451` to our client, which retries: nothing is lost. An upstream 5xx is passed back.
 //!
+//! A client that authenticated (AUTH, which the host offers over TLS only) may relay to
+//! any domain: that is what a submission port is for.
+//!
 //! Settings: `upstream` (`host:port`, required; the plugin's `relay` capability must
 //! allow it), `relay_domains` (list; `*` relays for any domain).
 
@@ -34,7 +37,8 @@ struct Proxy;
 impl RcptHook for Proxy {
     fn on_rcpt(rcpt_to: String, _options: Vec<String>) -> Option<String> {
         let domains = host::get_setting("relay_domains").unwrap_or_default();
-        policy::relays_for(&domains, &rcpt_to)
+        let allowed = policy::relays_for(&domains, &rcpt_to) || host::session().authenticated.is_some();
+        allowed
             .not()
             .then(|| format!("550 5.7.1 <{rcpt_to}>: Relay access denied"))
     }
