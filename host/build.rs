@@ -19,8 +19,10 @@ fn main() {
         "proxy",
         "filter",
         "sink",
+        "store",
         "testing/misbehave",
         "testing/no-handler",
+        "testing/user-store",
     ] {
         println!("cargo:rerun-if-changed={}", plugins.join(member).display());
     }

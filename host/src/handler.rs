@@ -54,6 +54,12 @@ pub enum Hook<'a> {
     },
     /// DATA, before `354`.
     Data,
+    /// AUTH over TLS, decoded: a 2xx answer accepts the identity, `Continue` leaves it to
+    /// the listener's own users.
+    Auth {
+        identity: &'a str,
+        password: Password<'a>,
+    },
     /// RSET, or a new greeting in the middle of a transaction. Answers are ignored.
     Rset,
     /// The session is over (QUIT, or the client left). Answers are ignored.
@@ -69,9 +75,20 @@ impl Hook<'_> {
             Hook::Mail { .. } => "mail",
             Hook::Rcpt { .. } => "rcpt",
             Hook::Data => "data",
+            Hook::Auth { .. } => "auth",
             Hook::Rset => "rset",
             Hook::Quit => "quit",
         }
+    }
+}
+
+/// A password on its way to the handlers: shown as `…` wherever a hook is printed.
+#[derive(Clone, Copy)]
+pub struct Password<'a>(pub &'a str);
+
+impl std::fmt::Debug for Password<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("…")
     }
 }
 

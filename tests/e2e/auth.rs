@@ -206,3 +206,50 @@ fn an_authenticated_client_may_relay_an_anonymous_one_may_not() {
         "{printed}"
     );
 }
+
+#[test]
+fn a_plugin_user_store_answers_first_and_the_table_covers_the_rest() {
+    let store = format!(
+        "[plugin.user-store]\nsource = \"{}\"\n[plugin.user-store.settings]\nusers = [\"carol:c4rol\"]\n",
+        crate::server::plugin_path("user-store")
+    );
+    let server = submission(true, "\"user-store\"", &store);
+    // Each attempt in a session of its own, PLAIN once: prints the code AUTH got.
+    let script = r#"
+import smtplib, sys
+for pair in sys.argv[2:]:
+    client = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=20)
+    client.starttls()
+    client.ehlo("client.test")
+    client.user, client.password = pair.split(":")
+    try:
+        code, _ = client.auth("PLAIN", client.auth_plain)
+    except smtplib.SMTPAuthenticationError as e:
+        code = e.smtp_code
+    print(pair, code)
+    client.close()
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, &server.port().to_string()])
+        .args([
+            "carol:c4rol",
+            "carol:wrong",
+            "alice:s3cret",
+            "alice:wrong",
+            "unavailable:x",
+            "dave:x",
+        ])
+        .output()
+        .expect("run python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let codes: Vec<&str> = stdout.lines().map(|l| l.rsplit(' ').next().unwrap()).collect();
+    // The plugin knows carol; alice is in the table; a store that is down defers; dave is
+    // known to no one.
+    assert_eq!(codes, ["235", "535", "235", "535", "454", "535"], "{stdout}");
+    let log = server.log();
+    assert!(
+        !log.contains("c4rol") && !log.contains("s3cret"),
+        "a password in the log:\n{log}"
+    );
+}

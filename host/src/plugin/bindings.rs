@@ -15,5 +15,5 @@ pub use self::wasmtpd::plugin::host::{self, Level, RelayError, SessionInfo, TlsI
 pub use self::wasmtpd::plugin::types;
 pub use self::wasmtpd::plugin::types::Peer;
 pub use exports::wasmtpd::plugin::{
-    connect_hook, data_hook, handler, helo_hook, mail_hook, quit_hook, rcpt_hook, rset_hook,
+    auth_hook, connect_hook, data_hook, handler, helo_hook, mail_hook, quit_hook, rcpt_hook, rset_hook,
 };

@@ -93,8 +93,8 @@ enum Call<'a> {
     Message(&'a Message, &'a [String]),
 }
 
-/// A plugin's entry points: the seven hooks and `process-message`.
-const ENTRY_POINTS: usize = 8;
+/// A plugin's entry points: the eight hooks and `process-message`.
+const ENTRY_POINTS: usize = 9;
 
 impl Call<'_> {
     fn entry_point(&self) -> usize {
@@ -106,7 +106,8 @@ impl Call<'_> {
             Call::Hook(Hook::Data) => 4,
             Call::Hook(Hook::Rset) => 5,
             Call::Hook(Hook::Quit) => 6,
-            Call::Message(..) => 7,
+            Call::Hook(Hook::Auth { .. }) => 7,
+            Call::Message(..) => 8,
         }
     }
 

@@ -13,7 +13,9 @@ use wasmtime_wasi::p2::pipe::ClosedInputStream;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use super::WasmtimeResultExt;
-use super::bindings::{connect_hook, data_hook, handler, helo_hook, mail_hook, quit_hook, rcpt_hook, rset_hook};
+use super::bindings::{
+    auth_hook, connect_hook, data_hook, handler, helo_hook, mail_hook, quit_hook, rcpt_hook, rset_hook,
+};
 use super::engine::PluginEngine;
 use super::instance::{Guests, PluginInstance};
 use super::output::{Capture, OutputTarget};
@@ -64,6 +66,7 @@ pub struct HookIndices {
     pub data: Option<data_hook::GuestIndices>,
     pub rset: Option<rset_hook::GuestIndices>,
     pub quit: Option<quit_hook::GuestIndices>,
+    pub auth: Option<auth_hook::GuestIndices>,
 }
 
 pub struct Plugin {
@@ -155,6 +158,7 @@ impl Plugin {
             data: optional(&pre, "data-hook", data_hook::GuestIndices::new).with_context(context)?,
             rset: optional(&pre, "rset-hook", rset_hook::GuestIndices::new).with_context(context)?,
             quit: optional(&pre, "quit-hook", quit_hook::GuestIndices::new).with_context(context)?,
+            auth: optional(&pre, "auth-hook", auth_hook::GuestIndices::new).with_context(context)?,
         };
         let plugin = Arc::new(Plugin {
             info: Arc::new(spec.info),
@@ -286,6 +290,12 @@ impl Plugin {
                 .map_err(load)?,
             quit: h
                 .quit
+                .as_ref()
+                .map(|i| i.load(&mut store, &instance))
+                .transpose()
+                .map_err(load)?,
+            auth: h
+                .auth
                 .as_ref()
                 .map(|i| i.load(&mut store, &instance))
                 .transpose()

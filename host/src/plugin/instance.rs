@@ -6,7 +6,9 @@ use std::time::Instant;
 
 use wasmtime::{Store, Trap};
 
-use super::bindings::{Peer, connect_hook, data_hook, handler, helo_hook, mail_hook, quit_hook, rcpt_hook, rset_hook};
+use super::bindings::{
+    Peer, auth_hook, connect_hook, data_hook, handler, helo_hook, mail_hook, quit_hook, rcpt_hook, rset_hook,
+};
 use super::component::Plugin;
 use super::output::{self, OutputTarget};
 use super::pacing::CallClock;
@@ -24,6 +26,7 @@ pub struct Guests {
     pub data: Option<data_hook::Guest>,
     pub rset: Option<rset_hook::Guest>,
     pub quit: Option<quit_hook::Guest>,
+    pub auth: Option<auth_hook::Guest>,
 }
 
 pub struct PluginInstance {
@@ -60,6 +63,7 @@ impl PluginInstance {
             Hook::Data => h.data.is_some(),
             Hook::Rset => h.rset.is_some(),
             Hook::Quit => h.quit.is_some(),
+            Hook::Auth { .. } => h.auth.is_some(),
         }
     }
 
@@ -115,6 +119,10 @@ impl PluginInstance {
             },
             Hook::Quit => match &g.quit {
                 Some(f) => f.call_on_quit(store).await.map(|()| None),
+                None => return Ok(None),
+            },
+            Hook::Auth { identity, password } => match &g.auth {
+                Some(f) => f.call_on_auth(store, identity, password.0).await,
                 None => return Ok(None),
             },
         };

@@ -166,7 +166,8 @@ impl RoutedSession {
                 }
                 self.own.hook(hook).await
             }
-            Hook::Connect | Hook::Helo { .. } | Hook::Data => self.own.hook(hook).await,
+            // The listener's own chain speaks for the session before any recipient.
+            Hook::Connect | Hook::Helo { .. } | Hook::Data | Hook::Auth { .. } => self.own.hook(hook).await,
         }
     }
 

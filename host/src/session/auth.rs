@@ -1,6 +1,6 @@
 //! AUTH (RFC 4954) with PLAIN and LOGIN, over TLS only: the 334 exchange, the check
-//! against the listener's users, and what a failure costs the client (a pause, and the
-//! session after three).
+//! (the plugins' auth hook, then the listener's users), and what a failure costs the
+//! client (a pause, and the session after three).
 
 use std::time::Duration;
 
@@ -10,6 +10,7 @@ use wasmtpd_protocol::{Reply, replies};
 
 use super::input::Input;
 use super::{Flow, Session};
+use crate::handler::{Hook, Password};
 
 /// The pause before a failed attempt is answered: guessing passwords is slow.
 const FAILURE_DELAY: Duration = Duration::from_secs(1);
@@ -53,18 +54,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Err(SaslError::Cancelled) => return Ok(self.client_error(&replies::AUTH_CANCELLED)),
             Err(_) => return Ok(self.client_error(&replies::AUTH_MALFORMED)),
         };
-        if auth.verify(&credentials).await {
+        // Plugins with the auth hook first (a tenant's own user store), then the table.
+        let hook = Hook::Auth {
+            identity: &credentials.identity,
+            password: Password(&credentials.password),
+        };
+        let refusal = match self.ask(hook).await {
+            Some(reply) if reply.is_positive() => None,
+            // Deferred (a user store that is down, a plugin that failed): not a failure.
+            Some(reply) if reply.code() < 500 => return Ok(self.reply(&reply)),
+            Some(reply) => Some(reply),
+            None if auth.verify(&credentials).await => None,
+            None => Some(replies::AUTH_FAILED),
+        };
+        let Some(refusal) = refusal else {
             tracing::info!(peer = %self.peer, identity = credentials.identity, "authenticated");
             self.learn(|facts| facts.authenticated = Some(credentials.identity));
             return Ok(self.reply(&replies::AUTH_OK));
-        }
+        };
         self.auth_failures += 1;
         tracing::warn!(peer = %self.peer, identity = credentials.identity, failures = self.auth_failures, "authentication failed");
         tokio::time::sleep(FAILURE_DELAY).await;
         if self.auth_failures >= MAX_FAILURES {
             return Ok(self.close_with(&replies::AUTH_TOO_MANY_FAILURES));
         }
-        Ok(self.reply(&replies::AUTH_FAILED))
+        Ok(self.reply(&refusal))
     }
 
     /// LOGIN: the user name (perhaps sent along with AUTH), then the password.

@@ -60,6 +60,7 @@ fn describe(hook: &Hook) -> String {
         Hook::Data => "data".into(),
         Hook::Rset => "rset".into(),
         Hook::Quit => "quit".into(),
+        Hook::Auth { identity, .. } => format!("auth {identity}"),
     }
 }
 
