@@ -68,8 +68,24 @@ fn swaks_authenticates_with_plain_and_login_over_starttls() {
         assert!(dialogue.contains("<~  235 2.7.0"), "{dialogue}");
         assert!(dialogue.contains("<~  250 2.0.0 OK"), "{dialogue}");
     }
-    let printed = server.wait_for_messages(2);
-    assert_eq!(printed.matches("\nauthenticated: 'alice'\n").count(), 2, "{printed}");
+    // Pipelined over TLS after AUTH: MAIL, RCPTs and DATA in one write.
+    let pipelined = swaks(
+        &server,
+        &[
+            "--tls",
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            "alice",
+            "--auth-password",
+            "s3cret",
+            "--pipeline",
+        ],
+    );
+    assert!(pipelined.contains("<~  250-PIPELINING"), "{pipelined}");
+    assert!(pipelined.contains("<~  250 2.0.0 OK"), "{pipelined}");
+    let printed = server.wait_for_messages(3);
+    assert_eq!(printed.matches("\nauthenticated: 'alice'\n").count(), 3, "{printed}");
     server.wait_for_log("authenticated");
 }
 

@@ -141,3 +141,55 @@ fn a_certificate_that_cannot_be_read_stops_the_start_with_its_name() {
     assert!(log.contains("cannot read the TLS certificate"), "{log}");
     assert!(log.contains(&dir.join("cert.pem").display().to_string()), "{log}");
 }
+
+/// The STARTTLS command injection over a real socket: commands sent in the clear in the
+/// same packet as STARTTLS must not be run once TLS is up (CVE-2011-0411's class).
+#[test]
+fn commands_injected_behind_starttls_are_dropped() {
+    let dir = temp_dir();
+    write_certificate(&dir);
+    let mut server = Server::from_config(&tls_config(&dir));
+    let port = server.addresses(2)[0].port();
+    let script = r#"
+import socket, ssl, sys
+sock = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=20)
+reader = sock.makefile("rb")
+def reply(f):
+    lines = []
+    while True:
+        line = f.readline().decode()
+        lines.append(line.strip())
+        if line[3:4] != "-":
+            return lines
+reply(reader)
+sock.sendall(b"EHLO client.test\r\n")
+reply(reader)
+sock.sendall(b"STARTTLS\r\nMAIL FROM:<evil@example.org>\r\nRCPT TO:<victim@example.com>\r\n")
+print("starttls:", reply(reader)[-1])
+tls = ssl._create_unverified_context().wrap_socket(sock)
+reader = tls.makefile("rb")
+tls.sendall(b"MAIL FROM:<a@example.org>\r\n")
+print("mail:", reply(reader)[-1])
+tls.sendall(b"EHLO client.test\r\n")
+print("ehlo:", reply(reader)[0])
+tls.sendall(b"MAIL FROM:<a@example.org>\r\n")
+print("mail:", reply(reader)[-1])
+"#;
+    let out = Command::new("python3")
+        .args(["-c", script, &port.to_string()])
+        .output()
+        .expect("run python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(lines[0].starts_with("starttls: 220 2.0.0"), "{stdout}");
+    // Over TLS nothing of before is known: no greeting, so no transaction either (had the
+    // injected MAIL run, this would be a nested MAIL, and the greeting would stand).
+    assert!(
+        lines[1].starts_with("mail: 503 Error: send HELO/EHLO first"),
+        "{stdout}"
+    );
+    assert!(lines[2].starts_with("ehlo: 250-"), "{stdout}");
+    assert!(lines[3].starts_with("mail: 250 2.1.0"), "{stdout}");
+    server.wait_for_log("dropped input sent behind STARTTLS");
+}
