@@ -1,0 +1,16 @@
+// A wasmtpd plugin in JavaScript: logs each recipient at RCPT, and accepts every message.
+import { log } from "wasmtpd:plugin/host@0.1.0";
+
+export const rcptHook = {
+  onRcpt(rcptTo, options) {
+    log("info", `recipient ${rcptTo}`);
+    return undefined;
+  },
+};
+
+export const handler = {
+  processMessage(peer, mailFrom, rcptTos, data, mailOptions, rcptOptions) {
+    log("info", `message from ${peer.ip} for ${rcptTos.length} recipient(s), ${data.length} octets`);
+    return undefined;
+  },
+};
