@@ -7,6 +7,7 @@ mod capabilities;
 mod cli;
 mod clients;
 mod isolation;
+mod languages;
 mod limits;
 mod metrics;
 mod plugins;

@@ -13,6 +13,8 @@ pub const WAIT: Duration = Duration::from_secs(20);
 
 pub struct Server {
     child: Child,
+    /// How long waits on this server may take.
+    wait: Duration,
     pub addr: SocketAddr,
     stdout: Arc<Mutex<String>>,
     log: Arc<Mutex<String>>,
@@ -85,6 +87,12 @@ impl Server {
 
     /// The binary with exactly `args`; they must make it listen on one port.
     pub fn start_raw(args: &[&str]) -> Server {
+        Server::start_raw_within(args, WAIT)
+    }
+
+    /// As [`Server::start_raw`], for a server that may take up to `wait` to start (one
+    /// that compiles big plugins) and its other waits.
+    pub fn start_raw_within(args: &[&str], wait: Duration) -> Server {
         let mut child = Command::new(binary())
             .args(args)
             .env("WASMTPD_LOG", "info")
@@ -99,6 +107,7 @@ impl Server {
         collect(child.stderr.take().unwrap(), Arc::clone(&log));
         let mut server = Server {
             child,
+            wait,
             addr: "0.0.0.0:0".parse().unwrap(),
             stdout,
             log,
@@ -212,7 +221,7 @@ impl Server {
     }
 
     fn wait_for<T>(&mut self, mut check: impl FnMut() -> Option<T>) -> Option<T> {
-        let deadline = Instant::now() + WAIT;
+        let deadline = Instant::now() + self.wait;
         while Instant::now() < deadline {
             if let Some(found) = check() {
                 return Some(found);

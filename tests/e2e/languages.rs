@@ -1,0 +1,70 @@
+//! Plugins written in Python (componentize-py) and JavaScript (componentize-js), built
+//! from examples/ by examples/build-plugins (tests/run runs it), in one chain under the
+//! real binary, driven by swaks.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::server::{Server, repo_path, temp_file};
+
+/// A cold compile of each takes about 20 s in a test build here; more on a busy machine.
+const COMPILE_WAIT: Duration = Duration::from_secs(300);
+
+fn example_plugin(name: &str) -> PathBuf {
+    let path = repo_path(&format!("target/plugins/examples/{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run examples/build-plugins first (tests/run does)",
+        path.display()
+    );
+    path
+}
+
+fn swaks(port: u16, subject: &str) -> String {
+    let out = Command::new("swaks")
+        .args(["--server", "127.0.0.1", "--port", &port.to_string()])
+        .args([
+            "--from",
+            "sender@example.org",
+            "--to",
+            "one@example.com,two@example.com",
+        ])
+        .args(["--header", &format!("Subject: {subject}")])
+        .output()
+        .expect("run swaks");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn python_and_javascript_plugins_answer_through_their_hooks() {
+    let (python, javascript) = (example_plugin("subject_filter"), example_plugin("recipient_logger"));
+    // Shared by every run: only the first compiles them.
+    let cache = repo_path("target/plugins/examples/cache");
+    let config = format!(
+        "cache_dir = {cache:?}\n\
+         [[listener]]\naddress = \"127.0.0.1:0\"\n\
+         plugins = [\"recipient-logger\", \"subject-filter\", \"debug-printer\"]\n\
+         [plugin.recipient-logger]\nsource = {javascript:?}\nmemory_mib = 128\n\
+         [plugin.subject-filter]\nsource = {python:?}\nmemory_mib = 128\n\
+         [plugin.subject-filter.settings]\nsubject_pattern = \"lottery|viagra\"\n"
+    );
+    let path = temp_file("wasmtpd.toml", &config);
+    let mut server = Server::start_raw_within(&["--config", path.to_str().unwrap()], COMPILE_WAIT);
+
+    // Python refuses by its setting; JavaScript saw every recipient first.
+    let refused = swaks(server.port(), "You won the LOTTERY");
+    assert!(refused.contains("<** 550 5.7.1 Message refused"), "{refused}");
+    let accepted = swaks(server.port(), "Minutes of the meeting");
+    assert!(accepted.contains("<-  250 2.0.0 OK"), "{accepted}");
+    let printed = server.wait_for_messages(1);
+    assert!(printed.contains("Subject: Minutes of the meeting"), "{printed}");
+    assert!(!printed.contains("LOTTERY"), "{printed}");
+
+    // Their hooks: Python's mail-hook logged each sender, JavaScript's rcpt-hook each
+    // recipient, all through the host's `log`.
+    server.wait_for_log_count("sender sender@example.org", 2);
+    server.wait_for_log_count("recipient two@example.com", 2);
+    server.wait_for_log("refused 'sender@example.org': subject 'You won the LOTTERY' matches");
+    server.wait_for_log("message from 127.0.0.1 for 2 recipient(s)");
+}
