@@ -2,6 +2,8 @@
 //! (a fresh instance plus one `process-message` call: what a session pays for its first
 //! message), and the same session again (a warm instance: each further message).
 //! Prints microseconds per message on stderr: `cargo bench --bench plugin_call > /dev/null`.
+//! Then the Python and JavaScript examples, if examples/build-plugins built them: their
+//! compile time cold and from the cache, and their cost a message.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,12 +29,16 @@ fn message(size: usize) -> Message {
     }
 }
 
-fn per_message(elapsed: Duration) -> f64 {
-    elapsed.as_secs_f64() * 1e6 / f64::from(ROUNDS)
+fn per_message(elapsed: Duration, rounds: u32) -> f64 {
+    elapsed.as_secs_f64() * 1e6 / f64::from(rounds)
 }
 
 async fn bench(engine: &PluginEngine, name: &str, size: usize) -> anyhow::Result<()> {
     let plugin: Arc<Plugin> = Plugin::load(engine, catalog::spec(name, &Config::empty())?).await?;
+    bench_plugin(plugin, name, size, ROUNDS).await
+}
+
+async fn bench_plugin(plugin: Arc<Plugin>, name: &str, size: usize, rounds: u32) -> anyhow::Result<()> {
     // The chain as a session uses it: a new session instantiates on its first message.
     let chain = PluginChain::new(vec![plugin], Arc::default(), Arc::new(tokio::sync::Semaphore::new(1)));
     let message = message(size);
@@ -41,20 +47,20 @@ async fn bench(engine: &PluginEngine, name: &str, size: usize) -> anyhow::Result
         other => Err(anyhow::anyhow!("{name} answered {other:?}")),
     };
     // Warm up the pool and the caches.
-    for _ in 0..1000 {
+    for _ in 0..rounds / 20 {
         accept(chain.session(message.peer).process_message(&message).await)?;
     }
     let started = Instant::now();
-    for _ in 0..ROUNDS {
+    for _ in 0..rounds {
         accept(chain.session(message.peer).process_message(&message).await)?;
     }
-    let fresh = per_message(started.elapsed());
+    let fresh = per_message(started.elapsed(), rounds);
     let mut session = chain.session(message.peer);
     let started = Instant::now();
-    for _ in 0..ROUNDS {
+    for _ in 0..rounds {
         accept(session.process_message(&message).await)?;
     }
-    let warm = per_message(started.elapsed());
+    let warm = per_message(started.elapsed(), rounds);
     eprintln!("{name:>13} {size:>8} {fresh:>24.1} {warm:>20.1}");
     Ok(())
 }
@@ -79,5 +85,60 @@ async fn main() -> anyhow::Result<()> {
     ] {
         bench(&engine, name, size).await?;
     }
+    other_languages().await
+}
+
+/// The examples in Python and JavaScript: compile time without a cache and from one, then
+/// their cost a message like the others'.
+async fn other_languages() -> anyhow::Result<()> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins/examples");
+    let cache = std::env::temp_dir().join(format!("wasmtpd-bench-cache-{}", std::process::id()));
+    let engine = PluginEngine::new(&EngineOptions {
+        cache_dir: Some(cache.clone()),
+        max_instances: 64,
+    })?;
+    let mut loaded = Vec::new();
+    for (name, file) in [
+        ("python", "subject_filter.wasm"),
+        ("javascript", "recipient_logger.wasm"),
+    ] {
+        let path = dir.join(file);
+        if !path.exists() {
+            eprintln!("{name}: {} not built (examples/build-plugins)", path.display());
+            continue;
+        }
+        let config: Config = toml::from_str(&format!("[plugin.{name}]\nsource = {path:?}\nmemory_mib = 128\n"))?;
+        let spec = || catalog::spec(name, &config);
+        let started = Instant::now();
+        Plugin::load(&engine, spec()?).await?;
+        let cold = started.elapsed();
+        let started = Instant::now();
+        let plugin = Plugin::load(&engine, spec()?).await?;
+        let cached = started.elapsed();
+        if loaded.is_empty() {
+            eprintln!(
+                "\n{:>13} {:>10} {:>16} {:>16}",
+                "plugin", "MB", "compile cold ms", "from cache ms"
+            );
+        }
+        let mb = std::fs::metadata(&path)?.len() as f64 / 1e6;
+        eprintln!(
+            "{name:>13} {mb:>10.1} {:>16} {:>16}",
+            cold.as_millis(),
+            cached.as_millis()
+        );
+        loaded.push((name, plugin));
+    }
+    if !loaded.is_empty() {
+        eprintln!("\n200 messages each; microseconds per message");
+        eprintln!(
+            "{:>13} {:>8} {:>24} {:>20}",
+            "plugin", "octets", "instantiate + call", "call (warm)"
+        );
+    }
+    for (name, plugin) in loaded {
+        bench_plugin(plugin, name, 1024, 200).await?;
+    }
+    let _ = std::fs::remove_dir_all(cache);
     Ok(())
 }

@@ -39,6 +39,20 @@ pub struct Cli {
     /// Largest message in octets (SIZE); default the configuration's, else 33554432.
     #[arg(long, value_name = "OCTETS")]
     pub max_message_size: Option<usize>,
+
+    /// Instead of serving: run the message in FILE through the first listener's chain,
+    /// without a network, print the SMTP dialogue, and exit 0 if it was accepted, 75 if
+    /// deferred, 1 if refused. With --from and --to.
+    #[arg(long, value_name = "FILE", requires = "to")]
+    pub deliver: Option<PathBuf>,
+
+    /// --deliver's envelope sender; default the null sender <>.
+    #[arg(long, value_name = "ADDRESS", default_value = "", requires = "deliver")]
+    pub from: String,
+
+    /// --deliver's envelope recipient (repeatable).
+    #[arg(long, value_name = "ADDRESS", requires = "deliver")]
+    pub to: Vec<String>,
 }
 
 impl Cli {

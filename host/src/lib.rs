@@ -5,6 +5,7 @@ pub mod admission;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod deliver;
 pub mod handler;
 pub mod listener;
 pub mod log_writer;

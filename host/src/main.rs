@@ -2,6 +2,7 @@
 //! reloads on file changes and SIGHUP, and on SIGINT/SIGTERM shuts down gracefully.
 
 use std::io::IsTerminal;
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,11 +14,12 @@ use tokio_util::sync::CancellationToken;
 use wasmtpd::admission::Admission;
 use wasmtpd::cli::Cli;
 use wasmtpd::config::Config;
+use wasmtpd::deliver;
 use wasmtpd::log_writer::LogWriter;
 use wasmtpd::metrics::Registry;
 use wasmtpd::metrics_http;
 use wasmtpd::plugin::engine::default_cache_dir;
-use wasmtpd::plugin::{EngineOptions, PluginEngine};
+use wasmtpd::plugin::{EngineOptions, PluginEngine, output};
 use wasmtpd::reload::{self, FileWatcher};
 use wasmtpd::service::Service;
 use wasmtpd::signals::{Signal, Signals};
@@ -34,19 +36,19 @@ fn main() -> ExitCode {
         .context("cannot start the runtime")
         .and_then(|runtime| runtime.block_on(run(cli)));
     let code = match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             tracing::error!("{e:#}");
             ExitCode::FAILURE
         }
     };
+    output::flush_stdout();
     log.flush();
     code
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = cli.load_config()?;
-    let mut signals = Signals::new().context("cannot install signal handlers")?;
     let engine = PluginEngine::new(&EngineOptions {
         cache_dir: match &config.cache_dir {
             Some(dir) if dir.as_os_str().is_empty() => None,
@@ -55,6 +57,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         },
         max_instances: plugin_instances(&config),
     })?;
+    if let Some(file) = &cli.deliver {
+        return deliver_file(&cli, file, &config, &engine).await;
+    }
+    serve(cli, config, engine).await.map(|()| ExitCode::SUCCESS)
+}
+
+/// `--deliver`: the dialogue on stderr, plugins' stdout on stdout; exit 0 if the message
+/// was accepted, 75 (sendmail's EX_TEMPFAIL) if deferred, 1 if refused.
+async fn deliver_file(cli: &Cli, file: &Path, config: &Config, engine: &PluginEngine) -> anyhow::Result<ExitCode> {
+    let message = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let delivery = deliver::deliver(engine, config, &message, &cli.from, &cli.to).await?;
+    for line in &delivery.dialogue {
+        eprintln!("{line}");
+    }
+    Ok(match delivery.last.code {
+        200..=299 => ExitCode::SUCCESS,
+        400..=499 => ExitCode::from(75),
+        _ => ExitCode::FAILURE,
+    })
+}
+
+async fn serve(cli: Cli, config: Config, engine: PluginEngine) -> anyhow::Result<()> {
+    let mut signals = Signals::new().context("cannot install signal handlers")?;
     let limits = &config.limits;
     let admission = Admission::with_rates(
         limits.max_connections,

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use crate::server::{Server, binary, temp_file};
+use crate::server::{Server, binary, misbehave_beside_sink, temp_file};
 
 #[test]
 fn help_explains_every_option() {
@@ -15,6 +15,7 @@ fn help_explains_every_option() {
         "--plugin",
         "--hostname",
         "--max-message-size",
+        "--deliver",
         "127.0.0.1:1025",
     ] {
         assert!(help.contains(option), "--help does not mention {option}:\n{help}");
@@ -65,4 +66,59 @@ fn bad_input_is_a_clear_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = taken.local_addr().unwrap().to_string();
     fails_with(&["--listen", &addr], &format!("cannot listen on {addr}"));
+}
+
+/// `wasmtpd --deliver FILE`: one message through the configured chain without a network.
+fn deliver(config: &str, message: &str, args: &[&str]) -> (Option<i32>, String, String) {
+    let config = temp_file("wasmtpd.toml", config);
+    let message = temp_file("message.eml", message);
+    let out = Command::new(binary())
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "--deliver",
+            message.to_str().unwrap(),
+        ])
+        .args(args)
+        .output()
+        .expect("run wasmtpd --deliver");
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+#[test]
+fn deliver_runs_a_message_through_the_chain_without_a_network() {
+    let config = "[[listener]]\naddress = \"127.0.0.1:0\"\nplugins = [\"filter\", \"debug-printer\"]\n\
+                  [plugin.filter.settings]\nlocal_domains = [\"example.com\"]\nheader_rules = [\"Subject:lottery\"]\n";
+    let to = ["--from", "a@example.org", "--to", "b@example.com"];
+
+    let (code, stdout, dialogue) = deliver(config, "Subject: minutes\r\n\r\n.dot\r\n", &to);
+    assert_eq!(code, Some(0), "{dialogue}");
+    assert!(
+        dialogue.contains("C: RCPT TO:<b@example.com>\nS: 250 2.1.5 OK"),
+        "{dialogue}"
+    );
+    assert!(dialogue.contains("S: 250 2.0.0 OK"), "{dialogue}");
+    // The printer got the message as a client would have sent it, dot and all.
+    assert!(
+        stdout.contains("Subject: minutes\nX-Peer: 127.0.0.1\n\n.dot\n"),
+        "{stdout}"
+    );
+
+    let (code, stdout, dialogue) = deliver(config, "Subject: LOTTERY\r\n\r\nwin\r\n", &to);
+    assert_eq!(code, Some(1), "{dialogue}");
+    assert!(dialogue.contains("S: 550 5.7.1 Message rejected"), "{dialogue}");
+    assert!(stdout.is_empty(), "{stdout}");
+
+    // A refused recipient ends it before DATA.
+    let elsewhere = ["--from", "a@example.org", "--to", "b@elsewhere.example"];
+    let (code, _, dialogue) = deliver(config, "Subject: x\r\n\r\nx\r\n", &elsewhere);
+    assert_eq!(code, Some(1), "{dialogue}");
+    assert!(!dialogue.contains("C: DATA"), "{dialogue}");
+
+    // A plugin that fails defers the message: sendmail's EX_TEMPFAIL.
+    let trap = misbehave_beside_sink("trap", "");
+    let (code, _, dialogue) = deliver(&trap, "Subject: x\r\n\r\nx\r\n", &to);
+    assert_eq!(code, Some(75), "{dialogue}");
+    assert!(dialogue.contains("S: 451 4.3.0"), "{dialogue}");
 }

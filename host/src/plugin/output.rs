@@ -123,23 +123,42 @@ const STDOUT_BATCH: usize = 256 * 1024;
 /// much later.
 const STDOUT_GATHER: Duration = Duration::from_millis(1);
 
+/// What the stdout writer is sent: a call's output, or a request to say when everything
+/// before it is written.
+enum ToStdout {
+    Output(Vec<u8>),
+    Flush(std::sync::mpsc::Sender<()>),
+}
+
+static WRITER: OnceLock<mpsc::Sender<ToStdout>> = OnceLock::new();
+
 /// The one thread that writes plugin output to the host's stdout, one call's output in one
 /// write, so that sessions never interleave and no runtime thread blocks on a slow pipe.
-fn stdout_writer() -> &'static mpsc::Sender<Vec<u8>> {
-    static WRITER: OnceLock<mpsc::Sender<Vec<u8>>> = OnceLock::new();
+fn stdout_writer() -> &'static mpsc::Sender<ToStdout> {
     WRITER.get_or_init(|| {
-        let (sender, mut receiver) = mpsc::channel::<Vec<u8>>(STDOUT_QUEUE);
+        let (sender, mut receiver) = mpsc::channel::<ToStdout>(STDOUT_QUEUE);
         std::thread::Builder::new()
             .name("wasmtpd-stdout".into())
             .spawn(move || {
                 let mut failed = false;
-                while let Some(mut batch) = receiver.blocking_recv() {
+                while let Some(first) = receiver.blocking_recv() {
+                    let mut flushed = Vec::new();
+                    let mut batch = match first {
+                        ToStdout::Output(bytes) => bytes,
+                        ToStdout::Flush(done) => {
+                            flushed.push(done);
+                            Vec::new()
+                        }
+                    };
                     // Whatever else is queued goes out in the same write: under load one
                     // wake-up and one syscall serve many calls.
                     while batch.len() < STDOUT_BATCH
                         && let Ok(more) = receiver.try_recv()
                     {
-                        batch.extend_from_slice(&more);
+                        match more {
+                            ToStdout::Output(bytes) => batch.extend_from_slice(&bytes),
+                            ToStdout::Flush(done) => flushed.push(done),
+                        }
                     }
                     let mut out = std::io::stdout().lock();
                     let written = out.write_all(&batch).and_then(|()| out.flush());
@@ -150,12 +169,27 @@ fn stdout_writer() -> &'static mpsc::Sender<Vec<u8>> {
                         tracing::warn!("cannot write plugin output to stdout: {e}");
                         failed = true;
                     }
+                    for done in flushed {
+                        let _ = done.send(());
+                    }
                     std::thread::sleep(STDOUT_GATHER);
                 }
             })
             .expect("cannot start the stdout thread");
         sender
     })
+}
+
+/// Waits (a second at most) until every plugin output queued so far is written: before
+/// the process exits, so that the last messages printed are not lost.
+pub fn flush_stdout() {
+    let Some(writer) = WRITER.get() else {
+        return;
+    };
+    let (done, written) = std::sync::mpsc::channel();
+    if writer.blocking_send(ToStdout::Flush(done)).is_ok() {
+        let _ = written.recv_timeout(Duration::from_secs(1));
+    }
 }
 
 /// Sends what a call wrote where it belongs.
@@ -174,7 +208,7 @@ pub async fn deliver(plugin: &str, stream: &'static str, target: OutputTarget, c
     }
     match target {
         OutputTarget::Stdout => {
-            if stdout_writer().send(bytes).await.is_err() {
+            if stdout_writer().send(ToStdout::Output(bytes)).await.is_err() {
                 tracing::warn!(plugin, "the stdout writer has stopped; plugin output lost");
             }
         }
