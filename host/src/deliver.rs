@@ -7,15 +7,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::io::{AsyncWriteExt, DuplexStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use wasmtpd_protocol::{ServerReply, data_to_send, parse_reply};
+use wasmtpd_protocol::{ServerReply, data_to_send};
 
 use crate::config::Config;
 use crate::listener::{Access, ListenerContext};
 use crate::metrics::Registry;
 use crate::plugin::{PluginChain, PluginEngine, catalog};
+use crate::reply_reader::ReplyReader;
 use crate::session::Session;
 
 /// The client's address as the plugins see it.
@@ -70,7 +71,7 @@ pub async fn deliver(
     let session = tokio::spawn(Session::new(server, peer, Arc::new(ctx), CancellationToken::new()).run());
     let mut client = Client {
         pipe: client,
-        unread: Vec::new(),
+        replies: ReplyReader::default(),
         dialogue: Vec::new(),
     };
     let last = client.converse(message, from, to).await?;
@@ -87,7 +88,7 @@ pub async fn deliver(
 
 struct Client {
     pipe: DuplexStream,
-    unread: Vec<u8>,
+    replies: ReplyReader,
     dialogue: Vec<String>,
 }
 
@@ -121,23 +122,16 @@ impl Client {
     }
 
     async fn reply(&mut self) -> anyhow::Result<ServerReply> {
-        loop {
-            if let Some((reply, used)) = parse_reply(&self.unread)? {
-                self.unread.drain(..used);
-                let code = reply.code;
-                let last = reply.lines.len().saturating_sub(1);
-                for (i, line) in reply.lines.iter().enumerate() {
-                    let sep = if i == last { ' ' } else { '-' };
-                    self.dialogue.push(format!("S: {code}{sep}{line}"));
-                }
-                return Ok(reply);
-            }
-            let mut chunk = [0u8; 4096];
-            let n = self.pipe.read(&mut chunk).await?;
-            if n == 0 {
-                bail!("the session closed the connection");
-            }
-            self.unread.extend_from_slice(&chunk[..n]);
+        let reply = self
+            .replies
+            .next(&mut self.pipe)
+            .await
+            .context("reading the session's reply")?;
+        let last = reply.lines.len().saturating_sub(1);
+        for (i, line) in reply.lines.iter().enumerate() {
+            let sep = if i == last { ' ' } else { '-' };
+            self.dialogue.push(format!("S: {}{sep}{line}", reply.code));
         }
+        Ok(reply)
     }
 }

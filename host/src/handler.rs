@@ -43,10 +43,12 @@ pub enum Hook<'a> {
         name: &'a str,
         extended: bool,
     },
-    /// `from` is `""` for the null reverse path.
+    /// `from` is `""` for the null reverse path; `size` is what `SIZE=` declared, as the
+    /// session parsed it.
     Mail {
         from: &'a str,
         options: &'a [String],
+        size: Option<u64>,
     },
     Rcpt {
         to: &'a str,

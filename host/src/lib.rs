@@ -16,6 +16,7 @@ pub mod proxy_protocol;
 pub mod rate;
 pub mod relay;
 pub mod reload;
+pub mod reply_reader;
 pub mod server;
 pub mod service;
 pub mod session;

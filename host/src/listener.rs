@@ -7,7 +7,7 @@ use wasmtpd_protocol::{Reply, sasl};
 
 use crate::admission::TenantCap;
 use crate::auth::Authenticator;
-use crate::config::Limits;
+use crate::config::{Limits, ListenerConfig};
 use crate::handler::Handlers;
 use crate::metrics::TenantMetrics;
 use crate::proxy_protocol::ProxyProtocol;
@@ -23,6 +23,22 @@ pub struct Access {
     pub proxy_protocol: Option<ProxyProtocol>,
     /// The users AUTH checks, if the listener offers it (over TLS only).
     pub auth: Option<Arc<Authenticator>>,
+}
+
+impl Access {
+    /// A listener's: its certificate and users read, its trusted proxies taken as they are.
+    pub fn load(listener: &ListenerConfig) -> anyhow::Result<Access> {
+        Ok(Access {
+            tls: listener.tls.as_ref().map(ListenerTls::load).transpose()?,
+            proxy_protocol: listener.proxy_protocol.clone(),
+            auth: listener
+                .auth
+                .as_ref()
+                .map(Authenticator::new)
+                .transpose()?
+                .map(Arc::new),
+        })
+    }
 }
 
 pub struct ListenerContext {

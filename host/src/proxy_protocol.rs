@@ -8,7 +8,6 @@ use std::time::Duration;
 use bytes::BytesMut;
 use serde::Deserialize;
 use tokio::io::{AsyncRead, AsyncReadExt};
-use wasmtpd_protocol::proxy_header::{V1_MAX, V2_MAX};
 use wasmtpd_protocol::{ProxyHeaderError, parse_proxy_header};
 
 /// A listener's `[listener.proxy_protocol]` table.
@@ -102,15 +101,14 @@ pub async fn read_header<S: AsyncRead + Unpin>(
     peer: SocketAddr,
     timeout: Duration,
 ) -> Result<(SocketAddr, BytesMut), HeaderError> {
-    let mut input = BytesMut::with_capacity(V1_MAX.max(232));
+    // Enough for any v1 header and for v2 with IPv6 addresses; the parser bounds the
+    // rest (v1 at 107 octets, v2 at its 16-bit length).
+    let mut input = BytesMut::with_capacity(512);
     let read = async {
         loop {
             if let Some(header) = parse_proxy_header(&input)? {
                 let early = input.split_off(header.len);
                 return Ok((header.source.unwrap_or(peer), early));
-            }
-            if input.len() >= V2_MAX {
-                return Err(HeaderError::Malformed(ProxyHeaderError::V2("too long")));
             }
             input.reserve(512);
             if stream.read_buf(&mut input).await? == 0 {

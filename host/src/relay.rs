@@ -5,9 +5,11 @@
 
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use wasmtpd_protocol::{ServerReply, data_to_send, parse_reply};
+use wasmtpd_protocol::{ServerReply, data_to_send};
+
+use crate::reply_reader::ReplyReader;
 
 /// Why a relay did not deliver (the WIT `relay-error`, less `not-allowed`, which the
 /// plugin runtime decides before calling here).
@@ -64,7 +66,7 @@ pub async fn relay(
     let _ = stream.set_nodelay(true);
     let mut conn = Connection {
         stream,
-        input: Vec::new(),
+        replies: ReplyReader::default(),
         timeouts,
     };
     let result = conn.transaction(helo_name, envelope).await;
@@ -77,7 +79,7 @@ pub async fn relay(
 
 struct Connection {
     stream: TcpStream,
-    input: Vec<u8>,
+    replies: ReplyReader,
     timeouts: Timeouts,
 }
 
@@ -143,25 +145,14 @@ impl Connection {
     }
 
     async fn read_reply(&mut self, timeout: Duration) -> Result<ServerReply, RelayError> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            match parse_reply(&self.input) {
-                Ok(Some((reply, used))) => {
-                    self.input.drain(..used);
-                    return Ok(reply);
-                }
-                Ok(None) => {}
-                Err(e) => return Err(RelayError::Unavailable(format!("upstream: {e}"))),
-            }
-            let mut chunk = [0u8; 4096];
-            let n = tokio::time::timeout_at(deadline, self.stream.read(&mut chunk))
-                .await
-                .map_err(|_| RelayError::Unavailable("timed out waiting for a reply".into()))?
-                .map_err(|e| RelayError::Unavailable(format!("receive: {e}")))?;
-            if n == 0 {
-                return Err(RelayError::Unavailable("upstream closed the connection".into()));
-            }
-            self.input.extend_from_slice(&chunk[..n]);
+        match tokio::time::timeout(timeout, self.replies.next(&mut self.stream)).await {
+            Err(_) => Err(RelayError::Unavailable("timed out waiting for a reply".into())),
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(e)) => Err(RelayError::Unavailable(match e.kind() {
+                std::io::ErrorKind::UnexpectedEof => "upstream closed the connection".into(),
+                std::io::ErrorKind::InvalidData => format!("upstream: {e}"),
+                _ => format!("receive: {e}"),
+            })),
         }
     }
 }

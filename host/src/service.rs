@@ -15,7 +15,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admission::{Admission, TenantCap};
-use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::handler::Handlers;
 use crate::listener::{Access, ListenerContext, ListenerSlot};
@@ -23,7 +22,6 @@ use crate::metrics::Registry;
 use crate::plugin::router::{Tenant, TenantRouter};
 use crate::plugin::{Plugin, PluginChain, PluginEngine, catalog, share};
 use crate::server;
-use crate::tls::ListenerTls;
 
 struct RunningListener {
     slot: Arc<ListenerSlot>,
@@ -100,32 +98,12 @@ impl Service {
             }
         }
 
-        // Certificates are read at every apply: a reload serves renewed ones.
-        let tls: Vec<Option<ListenerTls>> = config
+        // Certificates and users are read at every apply: a reload serves renewed ones.
+        let access = config
             .listeners
             .iter()
-            .map(|l| {
-                l.tls
-                    .as_ref()
-                    .map(|t| ListenerTls::load(t).with_context(|| format!("listener {}", l.address)))
-                    .transpose()
-            })
-            .collect::<anyhow::Result<_>>()?;
-
-        let auth: Vec<Option<Arc<Authenticator>>> = config
-            .listeners
-            .iter()
-            .map(|l| {
-                l.auth
-                    .as_ref()
-                    .map(|a| {
-                        Authenticator::new(a)
-                            .map(Arc::new)
-                            .with_context(|| format!("listener {}", l.address))
-                    })
-                    .transpose()
-            })
-            .collect::<anyhow::Result<_>>()?;
+            .map(|l| Access::load(l).with_context(|| format!("listener {}", l.address)))
+            .collect::<anyhow::Result<Vec<Access>>>()?;
 
         // Everything is ready: from here on nothing fails.
         let serving: Vec<String> = config
@@ -174,8 +152,8 @@ impl Service {
             .into_iter()
             .zip(&config.listeners)
             .zip(chains.listeners)
-            .zip(tls.into_iter().zip(auth))
-            .map(|(((key, listener), chain), (tls, auth))| {
+            .zip(access)
+            .map(|(((key, listener), chain), access)| {
                 let tenant = listener.tenant.clone().unwrap_or_else(|| listener.address.to_string());
                 let metrics = self.metrics.tenant(&tenant);
                 let calls = match (listener.max_concurrent_calls, shares.get(tenant.as_str())) {
@@ -205,11 +183,7 @@ impl Service {
                     config.limits_of(listener),
                     tenant_cap,
                     handlers,
-                    Access {
-                        tls,
-                        proxy_protocol: listener.proxy_protocol.clone(),
-                        auth,
-                    },
+                    access,
                 );
                 (key, Arc::new(ctx))
             })

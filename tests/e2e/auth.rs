@@ -3,13 +3,12 @@
 //! client may relay through the proxy, an anonymous one may not.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use argon2::password_hash::{PasswordHasher, SaltString};
 use argon2::{Argon2, Params};
 
-use crate::clients::swaks;
+use crate::clients::{python3, run_swaks, swaks, swaks_refused};
 use crate::raw::RawClient;
 use crate::server::{Server, temp_dir};
 
@@ -28,6 +27,17 @@ fn write_certificate(dir: &Path) {
     std::fs::write(dir.join("key.pem"), generated.signing_key.serialize_pem()).unwrap();
     std::fs::write(dir.join("cert.pem"), generated.cert.pem()).unwrap();
 }
+
+/// swaks's options to log in as alice over STARTTLS.
+const AS_ALICE: [&str; 7] = [
+    "--tls",
+    "--auth",
+    "PLAIN",
+    "--auth-user",
+    "alice",
+    "--auth-password",
+    "s3cret",
+];
 
 /// A STARTTLS listener with AUTH for alice (password `s3cret`), running `plugins`.
 fn submission(required: bool, plugins: &str, extra: &str) -> Server {
@@ -53,35 +63,14 @@ fn swaks_authenticates_with_plain_and_login_over_starttls() {
         "[plugin.debug-printer.settings]\nenvelope = true\n",
     );
     for mechanism in ["PLAIN", "LOGIN"] {
-        let dialogue = swaks(
-            &server,
-            &[
-                "--tls",
-                "--auth",
-                mechanism,
-                "--auth-user",
-                "alice",
-                "--auth-password",
-                "s3cret",
-            ],
-        );
+        let mut login = AS_ALICE;
+        login[2] = mechanism;
+        let dialogue = swaks(&server, &login);
         assert!(dialogue.contains("<~  235 2.7.0"), "{dialogue}");
         assert!(dialogue.contains("<~  250 2.0.0 OK"), "{dialogue}");
     }
     // Pipelined over TLS after AUTH: MAIL, RCPTs and DATA in one write.
-    let pipelined = swaks(
-        &server,
-        &[
-            "--tls",
-            "--auth",
-            "PLAIN",
-            "--auth-user",
-            "alice",
-            "--auth-password",
-            "s3cret",
-            "--pipeline",
-        ],
-    );
+    let pipelined = swaks(&server, &[&AS_ALICE[..], &["--pipeline"]].concat());
     assert!(pipelined.contains("<~  250-PIPELINING"), "{pipelined}");
     assert!(pipelined.contains("<~  250 2.0.0 OK"), "{pipelined}");
     let printed = server.wait_for_messages(3);
@@ -105,12 +94,7 @@ client.sendmail("alice@example.org", ["bob@example.com"], "Subject: logged in\r\
 client.quit()
 print("sent")
 "#;
-    let out = Command::new("python3")
-        .args(["-c", script, &server.port().to_string()])
-        .output()
-        .expect("run python3");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = python3(&["-c", script, &server.port().to_string()]);
     assert!(stdout.contains("auth:  PLAIN LOGIN"), "{stdout}");
     assert!(stdout.contains("sent"), "{stdout}");
     server.wait_for_messages(1);
@@ -119,9 +103,9 @@ print("sent")
 #[test]
 fn wrong_passwords_are_answered_slowly_and_the_third_ends_the_session() {
     let mut server = submission(false, "\"sink\"", "");
-    let dialogue = Command::new("swaks")
-        .args(["--server", "127.0.0.1", "--port", &server.port().to_string()])
-        .args([
+    let text = swaks_refused(
+        &server,
+        &[
             "--tls",
             "--auth",
             "PLAIN",
@@ -129,12 +113,8 @@ fn wrong_passwords_are_answered_slowly_and_the_third_ends_the_session() {
             "alice",
             "--auth-password",
             "wrong",
-        ])
-        .args(["--from", "a@example.org", "--to", "b@example.com"])
-        .output()
-        .expect("run swaks");
-    let text = String::from_utf8_lossy(&dialogue.stdout);
-    assert!(!dialogue.status.success());
+        ],
+    );
     assert!(text.contains("<~* 535 5.7.8"), "{text}");
 
     // Three wrong tries in one session: each waits a second, the third closes.
@@ -157,12 +137,7 @@ try:
 except smtplib.SMTPServerDisconnected:
     print("closed")
 "#;
-    let out = Command::new("python3")
-        .args(["-c", script, &server.port().to_string()])
-        .output()
-        .expect("run python3");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = python3(&["-c", script, &server.port().to_string()]);
     let refusals: Vec<(&str, f64)> = stdout
         .lines()
         .filter_map(|l| l.strip_prefix("refused "))
@@ -195,26 +170,14 @@ fn an_authenticated_client_may_relay_an_anonymous_one_may_not() {
     let up = upstream.addr.to_string();
     let proxy = format!("[plugin.proxy]\nrelay = [\"{up}\"]\n[plugin.proxy.settings]\nupstream = \"{up}\"\n");
     let server = submission(false, "\"proxy\"", &proxy);
-    let anonymous = Command::new("swaks")
-        .args(["--server", "127.0.0.1", "--port", &server.port().to_string(), "--tls"])
-        .args(["--from", "a@example.org", "--to", "someone@elsewhere.example"])
-        .output()
-        .expect("run swaks");
-    let text = String::from_utf8_lossy(&anonymous.stdout);
-    assert!(text.contains("<~* 550 5.7.1"), "{text}");
-
-    let dialogue = swaks(
-        &server,
-        &[
-            "--tls",
-            "--auth",
-            "PLAIN",
-            "--auth-user",
-            "alice",
-            "--auth-password",
-            "s3cret",
-        ],
+    let anonymous = run_swaks(
+        server.port(),
+        &["--tls", "--from", "a@example.org", "--to", "someone@elsewhere.example"],
     );
+    assert!(!anonymous.delivered);
+    assert!(anonymous.dialogue.contains("<~* 550 5.7.1"), "{}", anonymous.dialogue);
+
+    let dialogue = swaks(&server, &AS_ALICE);
     assert!(dialogue.contains("<~  250 2.0.0"), "{dialogue}");
     let printed = upstream.wait_for_messages(1);
     assert!(
@@ -245,20 +208,17 @@ for pair in sys.argv[2:]:
     print(pair, code)
     client.close()
 "#;
-    let out = Command::new("python3")
-        .args(["-c", script, &server.port().to_string()])
-        .args([
-            "carol:c4rol",
-            "carol:wrong",
-            "alice:s3cret",
-            "alice:wrong",
-            "unavailable:x",
-            "dave:x",
-        ])
-        .output()
-        .expect("run python3");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let port = server.port().to_string();
+    let mut args = vec!["-c", script, &port];
+    args.extend([
+        "carol:c4rol",
+        "carol:wrong",
+        "alice:s3cret",
+        "alice:wrong",
+        "unavailable:x",
+        "dave:x",
+    ]);
+    let stdout = python3(&args);
     let codes: Vec<&str> = stdout.lines().map(|l| l.rsplit(' ').next().unwrap()).collect();
     // The plugin knows carol; alice is in the table; a store that is down defers; dave is
     // known to no one.

@@ -49,31 +49,64 @@ fn the_seed_smtplib_client_is_printed_like_the_debugging_server() {
     assert_eq!(lines, expected, "printed:\n{printed}");
 }
 
-pub fn swaks(server: &Server, extra: &[&str]) -> String {
+/// What a swaks run printed: the dialogue (stdout) and its complaints (stderr).
+pub struct SwaksRun {
+    pub delivered: bool,
+    pub dialogue: String,
+    pub errors: String,
+}
+
+/// swaks against the server on `port` with `args`.
+pub fn run_swaks(port: u16, args: &[&str]) -> SwaksRun {
     let out = Command::new("swaks")
-        .args(["--server", "127.0.0.1", "--port", &server.port().to_string()])
-        .args([
-            "--from",
-            "sender@example.org",
-            "--to",
-            "rcpt1@example.com,rcpt2@example.com",
-        ])
-        .args([
-            "--header",
-            "Subject: swaks test",
-            "--body",
-            "Hello from swaks.\n.leading dot",
-        ])
-        .args(extra)
+        .args(["--server", "127.0.0.1", "--port", &port.to_string()])
+        .args(args)
         .output()
         .expect("run swaks (apt install swaks)");
-    let dialogue = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "swaks failed:\n{dialogue}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    dialogue
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    SwaksRun {
+        delivered: out.status.success(),
+        dialogue: text(&out.stdout),
+        errors: text(&out.stderr),
+    }
+}
+
+/// swaks with a fixed envelope and message plus `extra`, as the tests send it.
+fn swaks_message(server: &Server, extra: &[&str]) -> SwaksRun {
+    let mut args = vec![
+        "--from",
+        "sender@example.org",
+        "--to",
+        "rcpt1@example.com,rcpt2@example.com",
+        "--header",
+        "Subject: swaks test",
+        "--body",
+        "Hello from swaks.\n.leading dot",
+    ];
+    args.extend_from_slice(extra);
+    run_swaks(server.port(), &args)
+}
+
+/// The dialogue of a swaks delivery that must succeed.
+pub fn swaks(server: &Server, extra: &[&str]) -> String {
+    let run = swaks_message(server, extra);
+    assert!(run.delivered, "swaks failed:\n{}{}", run.dialogue, run.errors);
+    run.dialogue
+}
+
+/// The dialogue of a swaks delivery that must fail.
+pub fn swaks_refused(server: &Server, extra: &[&str]) -> String {
+    let run = swaks_message(server, extra);
+    assert!(!run.delivered, "swaks delivered:\n{}", run.dialogue);
+    run.dialogue
+}
+
+/// `python3 ARGS...` (a script file, or `-c SCRIPT`) that must succeed; its stdout.
+pub fn python3(args: &[&str]) -> String {
+    let out = Command::new("python3").args(args).output().expect("run python3");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    stdout
 }
 
 #[test]

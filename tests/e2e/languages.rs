@@ -3,9 +3,9 @@
 //! real binary, driven by swaks.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
+use crate::clients::run_swaks;
 use crate::server::{Server, repo_path, temp_file};
 
 /// A cold compile of each takes about 20 s in a test build here; more on a busy machine.
@@ -22,18 +22,13 @@ fn example_plugin(name: &str) -> PathBuf {
 }
 
 fn swaks(port: u16, subject: &str) -> String {
-    let out = Command::new("swaks")
-        .args(["--server", "127.0.0.1", "--port", &port.to_string()])
-        .args([
-            "--from",
-            "sender@example.org",
-            "--to",
-            "one@example.com,two@example.com",
-        ])
-        .args(["--header", &format!("Subject: {subject}")])
-        .output()
-        .expect("run swaks");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let subject = format!("Subject: {subject}");
+    let to = "one@example.com,two@example.com";
+    run_swaks(
+        port,
+        &["--from", "sender@example.org", "--to", to, "--header", &subject],
+    )
+    .dialogue
 }
 
 #[test]

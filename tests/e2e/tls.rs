@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use crate::clients::swaks;
+use crate::clients::{python3, swaks};
 use crate::server::{Server, WAIT, binary, temp_dir, temp_file};
 
 /// Writes a fresh self-signed certificate for `localhost` and its key; returns the
@@ -37,17 +37,8 @@ fn tls_config(dir: &Path) -> String {
 
 /// smtplib over TLS: `(EHLO keywords before TLS, after, the certificate's DER in hex)`.
 fn smtplib(port: u16, mode: &str) -> (String, String, String) {
-    let out = Command::new("python3")
-        .arg(crate::server::repo_path("tests/clients/tls_send.py"))
-        .args([&port.to_string(), mode])
-        .output()
-        .expect("run python3");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "smtplib ({mode}) failed:\n{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let script = crate::server::repo_path("tests/clients/tls_send.py");
+    let stdout = python3(&[script.to_str().unwrap(), &port.to_string(), mode]);
     let field = |name: &str| {
         stdout
             .lines()
@@ -175,12 +166,7 @@ print("ehlo:", reply(reader)[0])
 tls.sendall(b"MAIL FROM:<a@example.org>\r\n")
 print("mail:", reply(reader)[-1])
 "#;
-    let out = Command::new("python3")
-        .args(["-c", script, &port.to_string()])
-        .output()
-        .expect("run python3");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = python3(&["-c", script, &port.to_string()]);
     let lines: Vec<&str> = stdout.lines().collect();
     assert!(lines[0].starts_with("starttls: 220 2.0.0"), "{stdout}");
     // Over TLS nothing of before is known: no greeting, so no transaction either (had the

@@ -7,8 +7,6 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 pub const V2_SIGNATURE: [u8; 12] = *b"\r\n\r\n\0\r\nQUIT\n";
 /// The longest version 1 header, CRLF included.
 pub const V1_MAX: usize = 107;
-/// The longest version 2 header this parser accepts: 16 octets and the largest length.
-pub const V2_MAX: usize = 16 + u16::MAX as usize;
 
 /// What a complete header says.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

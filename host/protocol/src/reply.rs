@@ -58,6 +58,15 @@ impl Reply {
         }
     }
 
+    /// The reply on one line as a handler would answer it, e.g.
+    /// `552 5.3.4 Message size exceeds fixed maximum message size`.
+    pub fn one_line(&self) -> String {
+        match self.enhanced {
+            Some(e) => format!("{} {e} {}", self.code, self.text.replace('\n', " ")),
+            None => format!("{} {}", self.code, self.text.replace('\n', " ")),
+        }
+    }
+
     /// The same code and enhanced code with other text.
     pub fn with_text(&self, text: impl Into<Cow<'static, str>>) -> Reply {
         Reply {
@@ -246,7 +255,6 @@ pub mod replies {
     );
     pub const AUTH_NOT_AVAILABLE: Reply = Reply::fixed(502, (5, 5, 1), "Error: AUTH not available");
     pub const AUTH_ALREADY: Reply = Reply::fixed(503, (5, 5, 1), "Error: already authenticated");
-    pub const AUTH_IN_TRANSACTION: Reply = Reply::fixed(503, (5, 5, 1), "Error: MAIL transaction in progress");
     pub const AUTH_UNKNOWN_MECHANISM: Reply = Reply::fixed(504, (5, 5, 4), "Unrecognized authentication mechanism");
     pub const AUTH_CANCELLED: Reply = Reply::fixed(501, (5, 0, 0), "Authentication cancelled");
     pub const AUTH_MALFORMED: Reply = Reply::fixed(501, (5, 5, 2), "Cannot decode the response");
@@ -256,13 +264,25 @@ pub mod replies {
     pub const READY_FOR_TLS: Reply = Reply::fixed(220, (2, 0, 0), "Ready to start TLS");
     pub const TLS_NOT_AVAILABLE: Reply = Reply::fixed(502, (5, 5, 1), "Error: STARTTLS not available");
     pub const TLS_ALREADY_ON: Reply = Reply::fixed(503, (5, 5, 1), "Error: TLS already active");
-    pub const TLS_IN_TRANSACTION: Reply = Reply::fixed(503, (5, 5, 1), "Error: MAIL transaction in progress");
+    /// STARTTLS or AUTH between MAIL and the end of the transaction.
+    pub const TRANSACTION_IN_PROGRESS: Reply = Reply::fixed(503, (5, 5, 1), "Error: MAIL transaction in progress");
     pub const SHUTTING_DOWN: Reply = Reply::fixed(421, (4, 3, 2), "Service shutting down, closing connection");
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_line_is_what_a_handler_would_answer() {
+        assert_eq!(
+            replies::SIZE_EXCEEDED.one_line(),
+            "552 5.3.4 Message size exceeds fixed maximum message size"
+        );
+        assert_eq!(Reply::new(250, None, "a\nb").one_line(), "250 a b");
+        let line = replies::TOO_MANY_RECIPIENTS.one_line();
+        assert_eq!(Reply::from_handler(&line).unwrap(), replies::TOO_MANY_RECIPIENTS);
+    }
 
     fn wire(r: &Reply, enhanced: bool) -> String {
         let mut out = Vec::new();

@@ -101,7 +101,7 @@ impl PluginInstance {
                 Some(f) => f.call_on_helo(store, name, extended).await,
                 None => return Ok(None),
             },
-            Hook::Mail { from, options } => match &g.mail {
+            Hook::Mail { from, options, .. } => match &g.mail {
                 Some(f) => f.call_on_mail(store, from, options).await,
                 None => return Ok(None),
             },

@@ -11,6 +11,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use wasmtpd_protocol::{Reply, replies};
+
 use super::chain::PluginChain;
 use crate::config::TenantLimits;
 use crate::handler::{Handlers, Hook, Message, SessionFacts, SessionHandlers, Verdict, VerdictFuture};
@@ -85,23 +87,13 @@ fn tenant_of(tenants: &[Tenant], address: &str) -> Option<usize> {
     tenants.iter().position(|t| t.domains.contains(&domain))
 }
 
-/// The `SIZE=` a MAIL command declared, if any.
-fn declared_size(options: &[String]) -> Option<u64> {
-    options.iter().find_map(|option| {
-        let (key, value) = option.split_once('=')?;
-        key.eq_ignore_ascii_case("SIZE").then(|| value.parse().ok())?
-    })
-}
-
-fn refusal(tenant: &Tenant, text: &str) -> Verdict {
+/// The server's own reply to a tenant's recipients, for a limit of that tenant's.
+fn refusal(tenant: &Tenant, reply: &Reply) -> Verdict {
     Verdict::Reply {
         handler: format!("tenant {} limits", tenant.name),
-        text: text.to_owned(),
+        text: reply.one_line(),
     }
 }
-
-const TOO_BIG: &str = "552 5.3.4 Message size exceeds fixed maximum message size";
-const TOO_MANY: &str = "452 4.5.3 Too many recipients";
 
 fn outcome(verdict: &Verdict) -> Outcome {
     match verdict {
@@ -133,14 +125,14 @@ impl RoutedSession {
         if let (Some(declared), Some(max)) = (self.declared_size, tenant.limits.max_message_size)
             && declared > max as u64
         {
-            return refusal(tenant, TOO_BIG);
+            return refusal(tenant, &replies::SIZE_EXCEEDED);
         }
         if tenant
             .limits
             .max_recipients
             .is_some_and(|max| self.recipients[index] >= max)
         {
-            return refusal(tenant, TOO_MANY);
+            return refusal(tenant, &replies::TOO_MANY_RECIPIENTS);
         }
         let verdict = self.tenant_session(index).hook(hook).await;
         if outcome(&verdict) == Outcome::Accepted {
@@ -156,8 +148,8 @@ impl RoutedSession {
         }
         match hook {
             Hook::Rcpt { to, .. } => self.rcpt(hook, to).await,
-            Hook::Mail { options, .. } => {
-                self.declared_size = declared_size(options);
+            Hook::Mail { size, .. } => {
+                self.declared_size = size;
                 self.own.hook(hook).await
             }
             Hook::Rset | Hook::Quit => {
@@ -190,7 +182,7 @@ impl RoutedSession {
                 .max_message_size
                 .is_some_and(|max| message.data.len() > max);
             let verdict = if too_big {
-                refusal(&self.tenants[index], TOO_BIG)
+                refusal(&self.tenants[index], &replies::SIZE_EXCEEDED)
             } else if rcpt_to.len() == message.rcpt_to.len() {
                 // One tenant has every recipient: the message as it is, no copy.
                 self.tenant_session(index).process_message(message).await
@@ -255,15 +247,6 @@ mod tests {
             Verdict::Reply { text, .. } => text.clone(),
             Verdict::Failed { error, .. } => format!("failed: {error}"),
         }
-    }
-
-    #[test]
-    fn the_declared_size_is_read_from_the_mail_options() {
-        let options = |list: &[&str]| list.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(declared_size(&options(&["BODY=8BITMIME", "SIZE=1234"])), Some(1234));
-        assert_eq!(declared_size(&options(&["size=99"])), Some(99));
-        assert_eq!(declared_size(&options(&["SIZE=x"])), None);
-        assert_eq!(declared_size(&options(&["SMTPUTF8"])), None);
     }
 
     #[test]

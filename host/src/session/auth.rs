@@ -17,8 +17,8 @@ const FAILURE_DELAY: Duration = Duration::from_secs(1);
 /// Failed attempts a session before it is closed.
 const MAX_FAILURES: u32 = 3;
 
-/// A response line, or how the session must go on instead.
-type Response = Result<String, Flow>;
+/// A decoded response, or how the session must go on instead.
+type Response = Result<Vec<u8>, Flow>;
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub(super) async fn auth(&mut self, mechanism: &str, initial: Option<&str>) -> std::io::Result<Flow> {
@@ -36,23 +36,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return Ok(self.client_error(&replies::AUTH_ALREADY));
         }
         if self.transaction.is_some() {
-            return Ok(self.client_error(&replies::AUTH_IN_TRANSACTION));
+            return Ok(self.client_error(&replies::TRANSACTION_IN_PROGRESS));
         }
-        let credentials = match mechanism {
-            "PLAIN" => match self.response(initial, "").await? {
-                Ok(line) => sasl::decode_response(&line).and_then(|r| sasl::decode_plain(&r)),
-                Err(flow) => return Ok(flow),
-            },
-            "LOGIN" => match self.login(initial).await? {
-                Ok(credentials) => credentials,
-                Err(flow) => return Ok(flow),
-            },
-            _ => return Ok(self.client_error(&replies::AUTH_UNKNOWN_MECHANISM)),
-        };
-        let credentials = match credentials {
+        let credentials = match self.credentials(mechanism, initial).await? {
             Ok(credentials) => credentials,
-            Err(SaslError::Cancelled) => return Ok(self.client_error(&replies::AUTH_CANCELLED)),
-            Err(_) => return Ok(self.client_error(&replies::AUTH_MALFORMED)),
+            Err(flow) => return Ok(flow),
         };
         // Plugins with the auth hook first (a tenant's own user store), then the table.
         let hook = Hook::Auth {
@@ -81,37 +69,62 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         Ok(self.reply(&refusal))
     }
 
-    /// LOGIN: the user name (perhaps sent along with AUTH), then the password.
-    async fn login(&mut self, initial: Option<&str>) -> std::io::Result<Result<Result<Credentials, SaslError>, Flow>> {
-        let user = match self.response(initial, sasl::LOGIN_USERNAME).await? {
-            Ok(line) => line,
-            Err(flow) => return Ok(Err(flow)),
-        };
-        let identity = match sasl::decode_response(&user).and_then(|r| sasl::login_field(&r)) {
-            Ok(identity) => identity,
-            Err(e) => return Ok(Ok(Err(e))),
-        };
-        let password = match self.response(None, sasl::LOGIN_PASSWORD).await? {
-            Ok(line) => line,
-            Err(flow) => return Ok(Err(flow)),
-        };
-        let password = sasl::decode_response(&password).and_then(|r| sasl::login_field(&r));
-        Ok(Ok(password.map(|password| Credentials { identity, password })))
+    /// What the client proves with `mechanism`, or how the session goes on instead (it
+    /// cancelled, sent something that does not decode, or left).
+    async fn credentials(
+        &mut self,
+        mechanism: &str,
+        initial: Option<&str>,
+    ) -> std::io::Result<Result<Credentials, Flow>> {
+        Ok(match mechanism {
+            "PLAIN" => match self.response(initial, "").await? {
+                Ok(response) => sasl::decode_plain(&response).map_err(|e| self.sasl_refusal(e)),
+                Err(flow) => Err(flow),
+            },
+            // The user name (perhaps sent along with AUTH), then the password.
+            "LOGIN" => {
+                let identity = match self.response(initial, sasl::LOGIN_USERNAME).await? {
+                    Ok(response) => sasl::login_field(&response),
+                    Err(flow) => return Ok(Err(flow)),
+                };
+                let identity = match identity {
+                    Ok(identity) => identity,
+                    Err(e) => return Ok(Err(self.sasl_refusal(e))),
+                };
+                match self.response(None, sasl::LOGIN_PASSWORD).await? {
+                    Ok(response) => sasl::login_field(&response)
+                        .map(|password| Credentials { identity, password })
+                        .map_err(|e| self.sasl_refusal(e)),
+                    Err(flow) => Err(flow),
+                }
+            }
+            _ => Err(self.client_error(&replies::AUTH_UNKNOWN_MECHANISM)),
+        })
     }
 
-    /// The client's response: the one it sent with AUTH, else the answer to a `334`
-    /// challenge.
+    /// The client's response, decoded: the one it sent with AUTH, else its answer to a
+    /// `334` challenge.
     async fn response(&mut self, initial: Option<&str>, challenge: &'static str) -> std::io::Result<Response> {
-        if let Some(initial) = initial {
-            return Ok(Ok(initial.to_owned()));
+        let line = match initial {
+            Some(initial) => initial.to_owned(),
+            None => {
+                self.send(&Reply::new(334, None, challenge));
+                match self.next_command().await? {
+                    Input::Line(line, len) => String::from_utf8_lossy(&line[..len]).into_owned(),
+                    Input::TooLong => return Ok(Err(self.client_error(&replies::AUTH_MALFORMED))),
+                    Input::TimedOut => return Ok(Err(self.close_with(&replies::TIMEOUT))),
+                    Input::ShuttingDown => return Ok(Err(self.close_with(&replies::SHUTTING_DOWN))),
+                    Input::Closed => return Ok(Err(Flow::Gone)),
+                }
+            }
+        };
+        Ok(sasl::decode_response(&line).map_err(|e| self.sasl_refusal(e)))
+    }
+
+    fn sasl_refusal(&mut self, error: SaslError) -> Flow {
+        match error {
+            SaslError::Cancelled => self.client_error(&replies::AUTH_CANCELLED),
+            _ => self.client_error(&replies::AUTH_MALFORMED),
         }
-        self.send(&Reply::new(334, None, challenge));
-        Ok(match self.next_command().await? {
-            Input::Line(line, len) => Ok(String::from_utf8_lossy(&line[..len]).into_owned()),
-            Input::TooLong => Err(self.client_error(&replies::AUTH_MALFORMED)),
-            Input::TimedOut => Err(self.close_with(&replies::TIMEOUT)),
-            Input::ShuttingDown => Err(self.close_with(&replies::SHUTTING_DOWN)),
-            Input::Closed => Err(Flow::Gone),
-        })
     }
 }

@@ -1,5 +1,7 @@
 //! HELO and EHLO: a (new) greeting, which also ends any transaction (RFC 5321 4.1.4).
 
+use std::sync::Arc;
+
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Flow, Greeting, Session};
@@ -21,18 +23,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return Flow::Continue;
         }
         self.greeting = Some(Greeting { extended });
-        let access = &self.ctx.access;
+        // The context's own replies, written as they are (no copy of their text).
+        let ctx = Arc::clone(&self.ctx);
         let encrypted = self.stream.is_tls();
-        let starttls_offered = access.tls.as_ref().is_some_and(|t| !t.implicit) && !encrypted;
+        let starttls_offered = ctx.access.tls.as_ref().is_some_and(|t| !t.implicit) && !encrypted;
         let reply = if extended && starttls_offered {
-            self.ctx.ehlo_starttls.clone()
-        } else if extended && encrypted && access.auth.is_some() {
-            self.ctx.ehlo_auth.clone()
+            &ctx.ehlo_starttls
+        } else if extended && encrypted && ctx.access.auth.is_some() {
+            &ctx.ehlo_auth
         } else if extended {
-            self.ctx.ehlo.clone()
+            &ctx.ehlo
         } else {
-            self.ctx.helo.clone()
+            &ctx.helo
         };
-        self.reply(&reply)
+        self.reply(reply)
     }
 }

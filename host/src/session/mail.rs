@@ -34,6 +34,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let hook = Hook::Mail {
             from: from.as_ref().map_or("", Address::as_str),
             options: &params.raw,
+            size: params.size,
         };
         let answer = self.ask(hook).await;
         if let Some(refusal) = answer.as_ref().filter(|r| !r.is_positive()) {

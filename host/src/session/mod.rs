@@ -136,8 +136,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.flush().await?;
             return self.stream.shutdown().await;
         }
-        let greeting = self.ctx.greeting.clone();
-        self.send(&greeting);
+        let ctx = Arc::clone(&self.ctx);
+        self.send(&ctx.greeting);
         loop {
             let flow = match self.next_command().await? {
                 Input::Line(_, _) if self.command_budget.as_ref().is_some_and(|b| !b.allow()) => {

@@ -20,7 +20,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             return Ok(self.client_error(&replies::NEED_HELO));
         }
         if self.transaction.is_some() {
-            return Ok(self.client_error(&replies::TLS_IN_TRANSACTION));
+            return Ok(self.client_error(&replies::TRANSACTION_IN_PROGRESS));
         }
         self.send(&replies::READY_FOR_TLS);
         self.flush().await?;

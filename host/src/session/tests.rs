@@ -55,7 +55,7 @@ fn describe(hook: &Hook) -> String {
     match hook {
         Hook::Connect => "connect".into(),
         Hook::Helo { name, extended } => format!("helo {name} {extended}"),
-        Hook::Mail { from, options } => format!("mail <{from}> {options:?}"),
+        Hook::Mail { from, options, .. } => format!("mail <{from}> {options:?}"),
         Hook::Rcpt { to, .. } => format!("rcpt <{to}>"),
         Hook::Data => "data".into(),
         Hook::Rset => "rset".into(),
