@@ -331,12 +331,8 @@ impl Config {
             source,
         })?;
         config.base_dir = path.parent().map(Path::to_path_buf);
-        if let Some(base) = &config.base_dir {
-            // Certificate and key paths are relative to the configuration file, as plugins are.
-            for tls in config.listeners.iter_mut().filter_map(|l| l.tls.as_mut()) {
-                tls.cert = base.join(&tls.cert);
-                tls.key = base.join(&tls.key);
-            }
+        if let Some(base) = config.base_dir.clone() {
+            config.resolve_paths(&base);
         }
         config.check()?;
         Ok(config)
@@ -353,6 +349,21 @@ impl Config {
             cache_dir: None,
             metrics: None,
             base_dir: None,
+        }
+    }
+
+    /// Relative file paths start at the configuration file's directory, `base`: the
+    /// listeners' certificates and keys, and the directories granted to plugins. (Plugin
+    /// sources are resolved when loaded: a name may be a built-in's.)
+    fn resolve_paths(&mut self, base: &Path) {
+        let tls = self.listeners.iter_mut().filter_map(|l| l.tls.as_mut());
+        let certs = tls.flat_map(|tls| [&mut tls.cert, &mut tls.key]);
+        let dirs = self
+            .plugins
+            .values_mut()
+            .flat_map(|p| p.dirs.iter_mut().map(|d| &mut d.host));
+        for path in certs.chain(dirs) {
+            *path = base.join(&*path);
         }
     }
 
@@ -615,5 +626,20 @@ mod tests {
             }
         }
         assert!(loaded >= 3, "only {loaded} examples in {}", examples.display());
+    }
+
+    #[test]
+    fn relative_paths_start_at_the_configuration_file() {
+        let dir = std::env::temp_dir().join(format!("wasmtpd-config-paths-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("wasmtpd.toml");
+        let text = "[[listener]]\naddress = \"127.0.0.1:25\"\n[listener.tls]\ncert = \"c.pem\"\nkey = \"/etc/k.pem\"\n\
+                    [plugin.store]\n[[plugin.store.dirs]]\nhost = \"mail\"\nguest = \"/maildir\"\n";
+        std::fs::write(&path, text).unwrap();
+        let config = Config::load(&path).unwrap();
+        let tls = config.listeners[0].tls.as_ref().unwrap();
+        assert_eq!(tls.cert, dir.join("c.pem"));
+        assert_eq!(tls.key, PathBuf::from("/etc/k.pem"));
+        assert_eq!(config.plugins["store"].dirs[0].host, dir.join("mail"));
     }
 }
