@@ -2,6 +2,7 @@
 //! (a fresh instance plus one `process-message` call: what a session pays for its first
 //! message), and the same session again (a warm instance: each further message).
 //! Prints microseconds per message on stderr: `cargo bench --bench plugin_call > /dev/null`.
+//! Names after `--` pick what runs (`-- debug-printer python`), for profiling one plugin.
 //! Then the Python and JavaScript examples, if examples/build-plugins built them: their
 //! compile time cold and from the cache, and their cost a message.
 
@@ -77,20 +78,30 @@ async fn main() -> anyhow::Result<()> {
         "{:>13} {:>8} {:>24} {:>20}",
         "plugin", "octets", "instantiate + call", "call (warm)"
     );
+    let picked = picked();
     for (name, size) in [
         ("sink", 1024),
         ("sink", 102_400),
         ("filter", 1024),
         ("debug-printer", 1024),
     ] {
-        bench(&engine, name, size).await?;
+        if picked(name) {
+            bench(&engine, name, size).await?;
+        }
     }
-    other_languages().await
+    other_languages(&picked).await
+}
+
+/// Whether a plugin was asked for: every one when no name was given. Cargo passes
+/// `--bench` itself, so options are not names.
+fn picked() -> impl Fn(&str) -> bool {
+    let names: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    move |name| names.is_empty() || names.iter().any(|n| n == name)
 }
 
 /// The examples in Python and JavaScript: compile time without a cache and from one, then
 /// their cost a message like the others'.
-async fn other_languages() -> anyhow::Result<()> {
+async fn other_languages(picked: &impl Fn(&str) -> bool) -> anyhow::Result<()> {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins/examples");
     let cache = std::env::temp_dir().join(format!("wasmtpd-bench-cache-{}", std::process::id()));
     let engine = PluginEngine::new(&EngineOptions {
@@ -103,6 +114,9 @@ async fn other_languages() -> anyhow::Result<()> {
         ("javascript", "recipient_logger.wasm"),
     ] {
         let path = dir.join(file);
+        if !picked(name) {
+            continue;
+        }
         if !path.exists() {
             eprintln!("{name}: {} not built (examples/build-plugins)", path.display());
             continue;

@@ -110,6 +110,11 @@ pub type VerdictFuture<'a> = Pin<Box<dyn Future<Output = Verdict> + Send + 'a>>;
 
 /// The handlers of one session, with whatever state they keep for it.
 pub trait SessionHandlers: Send {
+    /// Whether asking at `hook` can do anything: when not, the session does not ask (a
+    /// call costs an allocated future, and most chains listen to few hooks).
+    fn wants(&self, _hook: &Hook<'_>) -> bool {
+        true
+    }
     fn hook<'a>(&'a mut self, hook: Hook<'a>) -> VerdictFuture<'a>;
     fn process_message<'a>(&'a mut self, message: &'a Message) -> VerdictFuture<'a>;
     /// The session learnt something (TLS started, AUTH succeeded): later calls see it.

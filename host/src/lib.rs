@@ -8,7 +8,7 @@ pub mod config;
 pub mod deliver;
 pub mod handler;
 pub mod listener;
-pub mod log_writer;
+pub mod log;
 pub mod metrics;
 pub mod metrics_http;
 pub mod plugin;

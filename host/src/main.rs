@@ -1,7 +1,6 @@
 //! The `wasmtpd` binary: reads the command line and configuration, starts the listeners,
 //! reloads on file changes and SIGHUP, and on SIGINT/SIGTERM shuts down gracefully.
 
-use std::io::IsTerminal;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -15,7 +14,6 @@ use wasmtpd::admission::Admission;
 use wasmtpd::cli::Cli;
 use wasmtpd::config::Config;
 use wasmtpd::deliver;
-use wasmtpd::log_writer::LogWriter;
 use wasmtpd::metrics::Registry;
 use wasmtpd::metrics_http;
 use wasmtpd::plugin::engine::default_cache_dir;
@@ -25,12 +23,7 @@ use wasmtpd::service::Service;
 use wasmtpd::signals::{Signal, Signals};
 
 fn main() -> ExitCode {
-    let log = LogWriter::start();
-    tracing_subscriber::fmt()
-        .with_writer(log.clone())
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("WASMTPD_LOG").unwrap_or_else(|_| "info".into()))
-        .init();
+    let log = wasmtpd::log::init();
     let cli = Cli::parse();
     let result = tokio::runtime::Runtime::new()
         .context("cannot start the runtime")

@@ -68,6 +68,11 @@ impl DataReceiver {
     /// end of data is the last of the first `n` octets (the rest belongs to the next
     /// command), `None` when all of `input` was taken and more is needed.
     pub fn feed(&mut self, input: &[u8], body: &mut Vec<u8>) -> Option<usize> {
+        // What comes out is at most what goes in plus a CR held from the chunk before:
+        // room for it all at once instead of a reallocation every time the body doubles.
+        if !self.summary.too_big {
+            body.reserve((input.len() + 1).min(self.max_size.saturating_sub(self.summary.size)));
+        }
         let mut i = 0;
         while i < input.len() || self.state == State::Done {
             match self.state {

@@ -99,13 +99,22 @@ impl Reply {
     /// Appends the wire form. `with_enhanced` is true once the client has said EHLO
     /// (RFC 2034: enhanced codes go on every reply after that, except to EHLO itself).
     pub fn write_to(&self, out: &mut Vec<u8>, with_enhanced: bool) {
+        // Written octet by octet, not with `format!`: every reply of every session comes
+        // through here, and formatting with an allocation a line was measurable.
         let mut lines = self.text.split('\n').peekable();
         while let Some(line) = lines.next() {
-            let sep = if lines.peek().is_some() { '-' } else { ' ' };
-            match self.enhanced.filter(|_| with_enhanced) {
-                Some(e) => out.extend_from_slice(format!("{}{}{} {}\r\n", self.code, sep, e, line).as_bytes()),
-                None => out.extend_from_slice(format!("{}{}{}\r\n", self.code, sep, line).as_bytes()),
+            push_decimal(out, self.code);
+            out.push(if lines.peek().is_some() { b'-' } else { b' ' });
+            if let Some(e) = self.enhanced.filter(|_| with_enhanced) {
+                push_decimal(out, u16::from(e.class));
+                out.push(b'.');
+                push_decimal(out, e.subject);
+                out.push(b'.');
+                push_decimal(out, e.detail);
+                out.push(b' ');
             }
+            out.extend_from_slice(line.as_bytes());
+            out.extend_from_slice(b"\r\n");
         }
     }
 
@@ -269,6 +278,22 @@ pub mod replies {
     pub const SHUTTING_DOWN: Reply = Reply::fixed(421, (4, 3, 2), "Service shutting down, closing connection");
 }
 
+/// Appends `n` in decimal, without padding.
+fn push_decimal(out: &mut Vec<u8>, n: u16) {
+    let mut digits = [0u8; 5];
+    let mut start = digits.len();
+    let mut rest = n;
+    loop {
+        start -= 1;
+        digits[start] = b'0' + (rest % 10) as u8;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[start..]);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,6 +344,20 @@ mod tests {
         assert_eq!(wire(&r, true), "550 5.1.1 No such user\r\n");
         let bare = Reply::from_handler("451").unwrap();
         assert_eq!(wire(&bare, true), "451 4.0.0 \r\n");
+    }
+
+    #[test]
+    fn enhanced_codes_of_several_digits_and_on_every_line() {
+        let r = Reply::from_handler("550 5.7.26 Unauthenticated email is not accepted").unwrap();
+        assert_eq!(wire(&r, true), "550 5.7.26 Unauthenticated email is not accepted\r\n");
+        let r = Reply::new(451, esc(4, 100, 255), "one\ntwo");
+        assert_eq!(wire(&r, true), "451-4.100.255 one\r\n451 4.100.255 two\r\n");
+        let mut out = Vec::new();
+        for n in [0, 7, 10, 65_535] {
+            push_decimal(&mut out, n);
+            out.push(b' ');
+        }
+        assert_eq!(out, b"0 7 10 65535 ");
     }
 
     #[test]

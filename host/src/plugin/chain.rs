@@ -231,6 +231,11 @@ impl ChainSession {
 }
 
 impl SessionHandlers for ChainSession {
+    fn wants(&self, hook: &Hook<'_>) -> bool {
+        // QUIT also ends the session's instances.
+        matches!(hook, Hook::Quit) || self.plugins.iter().any(|p| PluginInstance::has_hook(p, hook))
+    }
+
     fn hook<'a>(&'a mut self, hook: Hook<'a>) -> VerdictFuture<'a> {
         Box::pin(self.run_hook(hook))
     }

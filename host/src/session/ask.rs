@@ -12,6 +12,9 @@ use crate::plugin::instance::CallError;
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     /// The handlers' reply at `hook`, or `None` for the server's own.
     pub(super) async fn ask(&mut self, hook: Hook<'_>) -> Option<Reply> {
+        if !self.handlers.wants(&hook) {
+            return None;
+        }
         let verdict = self.handlers.hook(hook).await;
         self.judge(verdict, hook.name())
     }
