@@ -3,14 +3,18 @@
 //! formatting. Under load the server logs a line per message, and the default's date
 //! formatting and padding cost about a tenth of a small message's handling; here the
 //! date is formatted once a second per thread and everything else is copied as is.
+//! Fields likewise: [`LineFields`] writes `name=value` straight out, and hands the rare
+//! cases (errors, a terminal's colours) to tracing-subscriber's own visitor.
 
 use std::cell::RefCell;
 use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_log::NormalizeEvent;
-use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::field::{RecordFields, VisitOutput};
+use tracing_subscriber::fmt::format::{DefaultFields, DefaultVisitor, Writer};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
@@ -60,6 +64,157 @@ where
         }
         ctx.format_fields(writer.by_ref(), event)?;
         writer.write_char('\n')
+    }
+}
+
+/// The fields as tracing-subscriber's `DefaultFields` writes them: the message as it is
+/// (control characters that could steer a terminal escaped), then `name=value` with the
+/// value's `Debug` form, separated by spaces.
+pub struct LineFields;
+
+impl<'writer> FormatFields<'writer> for LineFields {
+    fn format_fields<R: RecordFields>(&self, writer: Writer<'writer>, fields: R) -> fmt::Result {
+        if writer.has_ansi_escapes() {
+            return DefaultFields::new().format_fields(writer, fields);
+        }
+        let mut visitor = FieldWriter {
+            writer,
+            first: true,
+            result: Ok(()),
+        };
+        fields.record(&mut visitor);
+        visitor.result
+    }
+}
+
+struct FieldWriter<'a> {
+    writer: Writer<'a>,
+    first: bool,
+    result: fmt::Result,
+}
+
+impl FieldWriter<'_> {
+    /// Writes one field; `None` for the names only the default visitor knows how to
+    /// write (`log.` metadata, raw identifiers).
+    fn field(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'_>) -> fmt::Result) -> Option<()> {
+        let name = field.name();
+        if name.starts_with("log.") || name.starts_with("r#") {
+            return None;
+        }
+        if self.result.is_ok() {
+            self.result = self.separate().and_then(|()| {
+                if name != "message" {
+                    self.writer.write_str(name)?;
+                    self.writer.write_char('=')?;
+                }
+                value(&mut self.writer)
+            });
+        }
+        Some(())
+    }
+
+    fn separate(&mut self) -> fmt::Result {
+        if std::mem::take(&mut self.first) {
+            Ok(())
+        } else {
+            self.writer.write_char(' ')
+        }
+    }
+
+    fn by_default(&mut self, record: impl FnOnce(&mut DefaultVisitor<'_>)) {
+        if self.result.is_err() {
+            return;
+        }
+        let mut default = DefaultVisitor::new(self.writer.by_ref(), self.first);
+        record(&mut default);
+        self.result = default.finish();
+        // What it skips (`log.` metadata) follows the message, so never comes first.
+        self.first = false;
+    }
+}
+
+impl Visit for FieldWriter<'_> {
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        if self.field(field, |w| write!(w, "{value}")).is_none() {
+            self.by_default(|d| d.record_u64(field, value));
+        }
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        if self.field(field, |w| write!(w, "{value}")).is_none() {
+            self.by_default(|d| d.record_i64(field, value));
+        }
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        if self.field(field, |w| write!(w, "{value}")).is_none() {
+            self.by_default(|d| d.record_bool(field, value));
+        }
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        let message = field.name() == "message";
+        let written = self.field(field, |w| {
+            if message {
+                write_escaped(w, value)
+            } else {
+                write!(w, "{value:?}")
+            }
+        });
+        if written.is_none() {
+            self.by_default(|d| d.record_str(field, value));
+        }
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.by_default(|d| d.record_error(field, value));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        let message = field.name() == "message";
+        let written = self.field(field, |w| {
+            if message && w.sanitizes_ansi_escapes() {
+                fmt::Write::write_fmt(&mut Escaping(w), format_args!("{value:?}"))
+            } else {
+                write!(w, "{value:?}")
+            }
+        });
+        if written.is_none() {
+            self.by_default(|d| d.record_debug(field, value));
+        }
+    }
+}
+
+fn write_escaped(writer: &mut Writer<'_>, text: &str) -> fmt::Result {
+    if writer.sanitizes_ansi_escapes() {
+        fmt::Write::write_str(&mut Escaping(writer), text)
+    } else {
+        writer.write_str(text)
+    }
+}
+
+/// Escapes what tracing-subscriber escapes in messages: ESC, BEL, BS, FF, DEL and the C1
+/// controls, which could steer a terminal that shows the log. Runs of other characters
+/// are written whole.
+struct Escaping<'w, 'a>(&'w mut Writer<'a>);
+
+impl fmt::Write for Escaping<'_, '_> {
+    fn write_str(&mut self, text: &str) -> fmt::Result {
+        let mut run_start = 0;
+        for (at, c) in text.char_indices() {
+            let escaped = matches!(c, '\x1b' | '\x07' | '\x08' | '\x0c' | '\x7f' | '\u{80}'..='\u{9f}');
+            if !escaped {
+                continue;
+            }
+            self.0.write_str(&text[run_start..at])?;
+            if (c as u32) < 0x80 {
+                write!(self.0, "\\x{:02x}", c as u32)?;
+            } else {
+                write!(self.0, "\\u{{{:x}}}", c as u32)?;
+            }
+            run_start = at + c.len_utf8();
+        }
+        self.0.write_str(&text[run_start..])
     }
 }
 

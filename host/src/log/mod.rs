@@ -17,6 +17,7 @@ pub fn init() -> LogWriter {
         .with_writer(log.clone())
         .with_ansi(std::io::stderr().is_terminal())
         .event_format(format::LineFormat)
+        .fmt_fields(format::LineFields)
         .with_env_filter(EnvFilter::try_from_env("WASMTPD_LOG").unwrap_or_else(|_| "info".into()))
         .init();
     log
@@ -29,7 +30,7 @@ mod tests {
 
     use tracing_subscriber::fmt::MakeWriter;
 
-    use super::format::LineFormat;
+    use super::format::{LineFields, LineFormat};
 
     #[derive(Clone, Default)]
     struct Buffer(Arc<Mutex<Vec<u8>>>);
@@ -57,6 +58,17 @@ mod tests {
         let peer: std::net::SocketAddr = "127.0.0.1:40000".parse().unwrap();
         tracing::info!(tenant = %"example.org", %peer, size = 1064, recipients = 1, "message accepted");
         tracing::warn!(plugin = "filter", identity = "a \"quoted\" name", "a warning: {}", 42);
+        tracing::info!(
+            r#type = "raw",
+            log.target = "skipped",
+            ok = true,
+            delta = -3,
+            "\x1b[31mred\x1b[0m \u{85} {}",
+            "\x07"
+        );
+        tracing::info!("{}", "\x1b plain str message");
+        let error = std::io::Error::other(anyhow::anyhow!("inner"));
+        tracing::warn!(error = &error as &dyn std::error::Error, "failed");
         let span = tracing::info_span!("reload", generation = 3);
         let _entered = span.enter();
         tracing::error!(cause = ?Some("trap"), "inside a span");
@@ -78,7 +90,10 @@ mod tests {
         let buffer = Buffer::default();
         let builder = tracing_subscriber::fmt().with_writer(buffer.clone()).with_ansi(ansi);
         match format {
-            Some(format) => tracing::subscriber::with_default(builder.event_format(format).finish(), log_some_events),
+            Some(format) => tracing::subscriber::with_default(
+                builder.event_format(format).fmt_fields(LineFields).finish(),
+                log_some_events,
+            ),
             None => tracing::subscriber::with_default(builder.finish(), log_some_events),
         }
         buffer
@@ -93,7 +108,12 @@ mod tests {
             ours[0],
             "  INFO wasmtpd::log::tests: message accepted tenant=example.org peer=127.0.0.1:40000 size=1064 recipients=1"
         );
-        assert_eq!(ours.len(), 3);
+        assert_eq!(ours.len(), 6);
+        assert!(
+            ours[2].contains("\\x1b[31mred\\x1b[0m \\u{85} \\x07 type=\"raw\" ok=true delta=-3"),
+            "{}",
+            ours[2]
+        );
     }
 
     #[test]

@@ -2,6 +2,9 @@
 //! together by one thread. Written line by line, the log line each message gets cost a
 //! syscall on the session's thread, as much as a sixth of a small message's handling.
 //! Warnings and errors, and everything once the buffer is full, are written at once.
+//! While lines keep coming the thread wakes on its own every few milliseconds; it waits
+//! to be woken only after a quiet spell, so that a busy server's sessions do not pay a
+//! wake-up (a syscall and a context switch) for every batch.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,13 +15,22 @@ use tracing::{Level, Metadata};
 use tracing_subscriber::fmt::MakeWriter;
 
 /// How long lines gather before they are written.
-const GATHER: Duration = Duration::from_millis(2);
+const GATHER: Duration = Duration::from_millis(4);
+/// Rounds of [`GATHER`] without a line before the thread waits to be woken.
+const QUIET_ROUNDS: u32 = 25;
 /// Octets held at most; past this, the writer writes itself.
 const HOLD: usize = 256 * 1024;
 
 #[derive(Default)]
+struct Pending {
+    lines: Vec<u8>,
+    /// The thread waits on `wake`: the next line must wake it.
+    parked: bool,
+}
+
+#[derive(Default)]
 struct Shared {
-    pending: Mutex<Vec<u8>>,
+    pending: Mutex<Pending>,
     wake: Condvar,
     /// No thread to gather: every line is written at once.
     direct: AtomicBool,
@@ -61,27 +73,47 @@ impl LogWriter {
 
     /// Writes whatever is pending now (at exit).
     pub fn flush(&self) {
-        write_out(&mut self.shared.pending.lock().unwrap_or_else(|e| e.into_inner()));
+        write_out(&mut self.shared.lock().lines);
     }
 }
 
 fn gather(shared: &Shared) {
+    let mut writing = Vec::new();
+    let mut quiet = 0;
     loop {
-        {
-            let mut pending = shared.pending.lock().unwrap_or_else(|e| e.into_inner());
-            while pending.is_empty() {
-                pending = shared.wake.wait(pending).unwrap_or_else(|e| e.into_inner());
-            }
-        }
         std::thread::sleep(GATHER);
-        let lines = std::mem::take(&mut *shared.pending.lock().unwrap_or_else(|e| e.into_inner()));
-        let _ = std::io::stderr().lock().write_all(&lines);
+        {
+            let mut pending = shared.lock();
+            if pending.lines.is_empty() {
+                quiet += 1;
+                if quiet < QUIET_ROUNDS {
+                    continue;
+                }
+                while pending.lines.is_empty() {
+                    pending.parked = true;
+                    pending = shared.wake.wait(pending).unwrap_or_else(|e| e.into_inner());
+                }
+                quiet = 0;
+                // Woken by the first line: the lines of the next moment join it.
+                continue;
+            }
+            quiet = 0;
+            // Swapped, not taken: both buffers keep their capacity.
+            std::mem::swap(&mut pending.lines, &mut writing);
+        }
+        write_out(&mut writing);
     }
 }
 
-fn write_out(pending: &mut Vec<u8>) {
-    let _ = std::io::stderr().lock().write_all(pending);
-    pending.clear();
+fn write_out(lines: &mut Vec<u8>) {
+    let _ = std::io::stderr().lock().write_all(lines);
+    lines.clear();
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// One log line, handed over whole when dropped.
@@ -104,13 +136,12 @@ impl Write for Line {
 
 impl Drop for Line {
     fn drop(&mut self) {
-        let mut pending = self.shared.pending.lock().unwrap_or_else(|e| e.into_inner());
-        let was_empty = pending.is_empty();
-        pending.extend_from_slice(&self.bytes);
-        if self.urgent || pending.len() >= HOLD || self.shared.direct.load(Ordering::Relaxed) {
-            write_out(&mut pending);
-        } else if was_empty {
-            // The thread sleeps only when nothing is pending: one wake-up a batch.
+        let mut pending = self.shared.lock();
+        pending.lines.extend_from_slice(&self.bytes);
+        if self.urgent || pending.lines.len() >= HOLD || self.shared.direct.load(Ordering::Relaxed) {
+            write_out(&mut pending.lines);
+        } else if pending.parked {
+            pending.parked = false;
             self.shared.wake.notify_one();
         }
     }
@@ -138,18 +169,23 @@ mod tests {
         let mut line = writer.line(false);
         line.write_all(b"one ").unwrap();
         line.write_all(b"line\n").unwrap();
-        assert!(
-            writer.shared.pending.lock().unwrap().is_empty(),
-            "nothing before the line ends"
-        );
+        assert!(writer.shared.lock().lines.is_empty(), "nothing before the line ends");
         drop(line);
-        assert_eq!(&*writer.shared.pending.lock().unwrap(), b"one line\n");
+        assert_eq!(writer.shared.lock().lines, b"one line\n");
         let mut warning = writer.line(true);
         warning.write_all(b"warning\n").unwrap();
         drop(warning);
-        assert!(
-            writer.shared.pending.lock().unwrap().is_empty(),
-            "written with the warning"
-        );
+        assert!(writer.shared.lock().lines.is_empty(), "written with the warning");
+    }
+
+    #[test]
+    fn a_line_wakes_the_thread_only_when_it_waits() {
+        let writer = LogWriter { shared: Arc::default() };
+        writer.line(false).write_all(b"one\n").unwrap();
+        assert!(!writer.shared.lock().parked);
+        writer.shared.lock().parked = true;
+        writer.line(false).write_all(b"two\n").unwrap();
+        assert!(!writer.shared.lock().parked, "woken, and only once");
+        assert_eq!(writer.shared.lock().lines, b"one\ntwo\n");
     }
 }

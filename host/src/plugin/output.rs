@@ -121,7 +121,11 @@ const STDOUT_BATCH: usize = 256 * 1024;
 /// their output without waking it: under load one wake-up and one write serve many calls
 /// (a wake-up per message cost a tenth of the server's time), and output is at most this
 /// much later.
-const STDOUT_GATHER: Duration = Duration::from_millis(1);
+const STDOUT_GATHER: Duration = Duration::from_millis(2);
+
+/// Rounds of [`STDOUT_GATHER`] without output before the writer waits to be woken:
+/// while output keeps coming it wakes on its own, and calls never pay for waking it.
+const QUIET_ROUNDS: u32 = 50;
 
 /// What the stdout writer is sent: a call's output, or a request to say when everything
 /// before it is written.
@@ -136,48 +140,62 @@ static WRITER: OnceLock<mpsc::Sender<ToStdout>> = OnceLock::new();
 /// write, so that sessions never interleave and no runtime thread blocks on a slow pipe.
 fn stdout_writer() -> &'static mpsc::Sender<ToStdout> {
     WRITER.get_or_init(|| {
-        let (sender, mut receiver) = mpsc::channel::<ToStdout>(STDOUT_QUEUE);
+        let (sender, receiver) = mpsc::channel::<ToStdout>(STDOUT_QUEUE);
         std::thread::Builder::new()
             .name("wasmtpd-stdout".into())
-            .spawn(move || {
-                let mut failed = false;
-                while let Some(first) = receiver.blocking_recv() {
-                    let mut flushed = Vec::new();
-                    let mut batch = match first {
-                        ToStdout::Output(bytes) => bytes,
-                        ToStdout::Flush(done) => {
-                            flushed.push(done);
-                            Vec::new()
-                        }
-                    };
-                    // Whatever else is queued goes out in the same write: under load one
-                    // wake-up and one syscall serve many calls.
-                    while batch.len() < STDOUT_BATCH
-                        && let Ok(more) = receiver.try_recv()
-                    {
-                        match more {
-                            ToStdout::Output(bytes) => batch.extend_from_slice(&bytes),
-                            ToStdout::Flush(done) => flushed.push(done),
-                        }
-                    }
-                    let mut out = std::io::stdout().lock();
-                    let written = out.write_all(&batch).and_then(|()| out.flush());
-                    drop(out);
-                    if let Err(e) = written
-                        && !failed
-                    {
-                        tracing::warn!("cannot write plugin output to stdout: {e}");
-                        failed = true;
-                    }
-                    for done in flushed {
-                        let _ = done.send(());
-                    }
-                    std::thread::sleep(STDOUT_GATHER);
-                }
-            })
+            .spawn(move || write_stdout(receiver))
             .expect("cannot start the stdout thread");
         sender
     })
+}
+
+fn write_stdout(mut receiver: mpsc::Receiver<ToStdout>) {
+    let mut batch = Vec::new();
+    let mut flushed = Vec::new();
+    let mut quiet = QUIET_ROUNDS;
+    let mut failed = false;
+    loop {
+        if quiet >= QUIET_ROUNDS {
+            // Nothing for a while: wait for the next output, and write it at once.
+            let Some(first) = receiver.blocking_recv() else {
+                return;
+            };
+            take(first, &mut batch, &mut flushed);
+        }
+        // Whatever else is queued goes out in the same write.
+        while batch.len() < STDOUT_BATCH
+            && let Ok(more) = receiver.try_recv()
+        {
+            take(more, &mut batch, &mut flushed);
+        }
+        if batch.is_empty() && flushed.is_empty() {
+            quiet += 1;
+        } else {
+            quiet = 0;
+            let mut out = std::io::stdout().lock();
+            let written = out.write_all(&batch).and_then(|()| out.flush());
+            drop(out);
+            if let Err(e) = written
+                && !failed
+            {
+                tracing::warn!("cannot write plugin output to stdout: {e}");
+                failed = true;
+            }
+            batch.clear();
+            for done in flushed.drain(..) {
+                let _ = done.send(());
+            }
+        }
+        std::thread::sleep(STDOUT_GATHER);
+    }
+}
+
+fn take(message: ToStdout, batch: &mut Vec<u8>, flushed: &mut Vec<std::sync::mpsc::Sender<()>>) {
+    match message {
+        ToStdout::Output(bytes) if batch.is_empty() => *batch = bytes,
+        ToStdout::Output(bytes) => batch.extend_from_slice(&bytes),
+        ToStdout::Flush(done) => flushed.push(done),
+    }
 }
 
 /// Waits (a second at most) until every plugin output queued so far is written: before
