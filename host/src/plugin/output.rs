@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::AsyncWrite;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, SemaphorePermit, mpsc};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 
@@ -110,9 +110,18 @@ impl AsyncWrite for Capture {
     }
 }
 
-/// Outputs queued for stdout before a plugin call has to wait: bounded, so that a stdout
+/// Output held for stdout, in KiB, before a plugin call has to wait: bounded in octets (a
+/// count of outputs would let a few hundred large messages be held), so that a stdout
 /// nobody reads slows the plugins down instead of filling memory.
-const STDOUT_QUEUE: usize = 256;
+const STDOUT_HOLD_KIB: usize = 16 * 1024;
+
+static STDOUT_ROOM: Semaphore = Semaphore::const_new(STDOUT_HOLD_KIB);
+
+/// The KiB of room an output of `len` octets takes: at least one, at most all of it (one
+/// output bigger than the hold waits until nothing else is held).
+fn room_for(len: usize) -> u32 {
+    u32::try_from(len.div_ceil(1024).clamp(1, STDOUT_HOLD_KIB)).unwrap_or(u32::MAX)
+}
 
 /// Octets gathered into one write to stdout when calls' outputs queue up.
 const STDOUT_BATCH: usize = 256 * 1024;
@@ -130,17 +139,18 @@ const QUIET_ROUNDS: u32 = 50;
 /// What the stdout writer is sent: a call's output, or a request to say when everything
 /// before it is written.
 enum ToStdout {
-    Output(Vec<u8>),
+    /// The room it takes is given back once it is written.
+    Output(Vec<u8>, SemaphorePermit<'static>),
     Flush(std::sync::mpsc::Sender<()>),
 }
 
-static WRITER: OnceLock<mpsc::Sender<ToStdout>> = OnceLock::new();
+static WRITER: OnceLock<mpsc::UnboundedSender<ToStdout>> = OnceLock::new();
 
 /// The one thread that writes plugin output to the host's stdout, one call's output in one
 /// write, so that sessions never interleave and no runtime thread blocks on a slow pipe.
-fn stdout_writer() -> &'static mpsc::Sender<ToStdout> {
+fn stdout_writer() -> &'static mpsc::UnboundedSender<ToStdout> {
     WRITER.get_or_init(|| {
-        let (sender, receiver) = mpsc::channel::<ToStdout>(STDOUT_QUEUE);
+        let (sender, receiver) = mpsc::unbounded_channel::<ToStdout>();
         std::thread::Builder::new()
             .name("wasmtpd-stdout".into())
             .spawn(move || write_stdout(receiver))
@@ -149,9 +159,8 @@ fn stdout_writer() -> &'static mpsc::Sender<ToStdout> {
     })
 }
 
-fn write_stdout(mut receiver: mpsc::Receiver<ToStdout>) {
-    let mut batch = Vec::new();
-    let mut flushed = Vec::new();
+fn write_stdout(mut receiver: mpsc::UnboundedReceiver<ToStdout>) {
+    let mut batch = Batch::default();
     let mut quiet = QUIET_ROUNDS;
     let mut failed = false;
     loop {
@@ -160,20 +169,20 @@ fn write_stdout(mut receiver: mpsc::Receiver<ToStdout>) {
             let Some(first) = receiver.blocking_recv() else {
                 return;
             };
-            take(first, &mut batch, &mut flushed);
+            batch.take(first);
         }
         // Whatever else is queued goes out in the same write.
-        while batch.len() < STDOUT_BATCH
+        while batch.bytes.len() < STDOUT_BATCH
             && let Ok(more) = receiver.try_recv()
         {
-            take(more, &mut batch, &mut flushed);
+            batch.take(more);
         }
-        if batch.is_empty() && flushed.is_empty() {
+        if batch.is_empty() {
             quiet += 1;
         } else {
             quiet = 0;
             let mut out = std::io::stdout().lock();
-            let written = out.write_all(&batch).and_then(|()| out.flush());
+            let written = out.write_all(&batch.bytes).and_then(|()| out.flush());
             drop(out);
             if let Err(e) = written
                 && !failed
@@ -181,20 +190,46 @@ fn write_stdout(mut receiver: mpsc::Receiver<ToStdout>) {
                 tracing::warn!("cannot write plugin output to stdout: {e}");
                 failed = true;
             }
-            batch.clear();
-            for done in flushed.drain(..) {
-                let _ = done.send(());
-            }
+            batch.written();
         }
         std::thread::sleep(STDOUT_GATHER);
     }
 }
 
-fn take(message: ToStdout, batch: &mut Vec<u8>, flushed: &mut Vec<std::sync::mpsc::Sender<()>>) {
-    match message {
-        ToStdout::Output(bytes) if batch.is_empty() => *batch = bytes,
-        ToStdout::Output(bytes) => batch.extend_from_slice(&bytes),
-        ToStdout::Flush(done) => flushed.push(done),
+/// Outputs gathered for one write, the room they hold, and who waits for them.
+#[derive(Default)]
+struct Batch {
+    bytes: Vec<u8>,
+    room: Vec<SemaphorePermit<'static>>,
+    flushed: Vec<std::sync::mpsc::Sender<()>>,
+}
+
+impl Batch {
+    fn take(&mut self, message: ToStdout) {
+        match message {
+            ToStdout::Output(bytes, room) => {
+                if self.bytes.is_empty() {
+                    self.bytes = bytes;
+                } else {
+                    self.bytes.extend_from_slice(&bytes);
+                }
+                self.room.push(room);
+            }
+            ToStdout::Flush(done) => self.flushed.push(done),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.bytes.is_empty() && self.flushed.is_empty()
+    }
+
+    /// Gives the room back and says so to whoever waits.
+    fn written(&mut self) {
+        self.bytes.clear();
+        self.room.clear();
+        for done in self.flushed.drain(..) {
+            let _ = done.send(());
+        }
     }
 }
 
@@ -205,7 +240,7 @@ pub fn flush_stdout() {
         return;
     };
     let (done, written) = std::sync::mpsc::channel();
-    if writer.blocking_send(ToStdout::Flush(done)).is_ok() {
+    if writer.send(ToStdout::Flush(done)).is_ok() {
         let _ = written.recv_timeout(Duration::from_secs(1));
     }
 }
@@ -226,7 +261,11 @@ pub async fn deliver(plugin: &str, stream: &'static str, target: OutputTarget, c
     }
     match target {
         OutputTarget::Stdout => {
-            if stdout_writer().send(ToStdout::Output(bytes)).await.is_err() {
+            // The semaphore is never closed.
+            let Ok(room) = STDOUT_ROOM.acquire_many(room_for(bytes.len())).await else {
+                return;
+            };
+            if stdout_writer().send(ToStdout::Output(bytes, room)).is_err() {
                 tracing::warn!(plugin, "the stdout writer has stopped; plugin output lost");
             }
         }
@@ -235,5 +274,21 @@ pub async fn deliver(plugin: &str, stream: &'static str, target: OutputTarget, c
                 tracing::info!(plugin, stream, "{line}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_takes_room_by_the_kib_within_the_hold() {
+        assert_eq!(room_for(0), 1);
+        assert_eq!(room_for(1), 1);
+        assert_eq!(room_for(1024), 1);
+        assert_eq!(room_for(1025), 2);
+        assert_eq!(room_for(CAPTURE_LIMIT), (CAPTURE_LIMIT / 1024) as u32);
+        // Bigger than the whole hold: it waits for all of it, never for more than there is.
+        assert_eq!(room_for(usize::MAX), STDOUT_HOLD_KIB as u32);
     }
 }
