@@ -103,18 +103,9 @@ print("sent")
 #[test]
 fn wrong_passwords_are_answered_slowly_and_the_third_ends_the_session() {
     let mut server = submission(false, "\"sink\"", "");
-    let text = swaks_refused(
-        &server,
-        &[
-            "--tls",
-            "--auth",
-            "PLAIN",
-            "--auth-user",
-            "alice",
-            "--auth-password",
-            "wrong",
-        ],
-    );
+    let mut wrong = AS_ALICE;
+    wrong[6] = "wrong";
+    let text = swaks_refused(&server, &wrong);
     assert!(text.contains("<~* 535 5.7.8"), "{text}");
 
     // Three wrong tries in one session: each waits a second, the third closes.
