@@ -6,6 +6,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod deliver;
+pub mod gathering_writer;
 pub mod handler;
 pub mod listener;
 pub mod log;

@@ -30,7 +30,9 @@ mod tests {
 
     use tracing_subscriber::fmt::MakeWriter;
 
+    use super::LogWriter;
     use super::format::{LineFields, LineFormat};
+    use crate::gathering_writer::{Bound, GatheringWriter};
 
     #[derive(Clone, Default)]
     struct Buffer(Arc<Mutex<Vec<u8>>>);
@@ -113,6 +115,33 @@ mod tests {
             ours[2].contains("\\x1b[31mred\\x1b[0m \\u{85} \\x07 type=\"raw\" ok=true delta=-3"),
             "{}",
             ours[2]
+        );
+    }
+
+    #[test]
+    fn warnings_are_written_at_once_after_the_lines_before_them() {
+        let buffer = Buffer::default();
+        let gathered = GatheringWriter::start("test-log", Box::new(buffer.clone()), Bound::WriteThrough(1 << 20));
+        let log = LogWriter::to(gathered);
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(log)
+            .with_ansi(false)
+            .event_format(LineFormat)
+            .fmt_fields(LineFields)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!("gathered");
+            tracing::warn!("urgent");
+        });
+        // Written by the time `warn!` returns: not left to the thread.
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().map(|line| &line[27..]).collect();
+        assert_eq!(
+            lines,
+            [
+                "  INFO wasmtpd::log::tests: gathered",
+                "  WARN wasmtpd::log::tests: urgent"
+            ]
         );
     }
 

@@ -2,7 +2,6 @@
 //! stdout in one write (debug-printer) or logged line by line, never mixed into the SMTP
 //! stream and never lost (up to a cap per call).
 
-use std::io::Write;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
@@ -10,9 +9,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::AsyncWrite;
-use tokio::sync::{Semaphore, SemaphorePermit, mpsc};
+use tokio::sync::Semaphore;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
+
+use crate::gathering_writer::{Bound, GatheringWriter};
 
 /// Where a plugin's standard output goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
@@ -36,12 +37,31 @@ struct Captured {
     dropped: usize,
 }
 
+/// A capture bigger than this after a large output is let go rather than kept.
+const KEEP: usize = 64 * 1024;
+
 impl Capture {
-    /// What was written since the last call, and how many octets past the cap were lost.
-    pub fn take(&self) -> (Vec<u8>, usize) {
-        let mut captured = self.0.lock().unwrap();
-        let dropped = std::mem::take(&mut captured.dropped);
-        (std::mem::take(&mut captured.bytes), dropped)
+    /// Octets written since the last [`Capture::drain`], and how many past the cap were
+    /// lost since the last time this was asked.
+    pub fn len_and_dropped(&self) -> (usize, usize) {
+        let mut captured = self.lock();
+        (captured.bytes.len(), std::mem::take(&mut captured.dropped))
+    }
+
+    /// Hands what was written since the last call to `to`, then empties the capture,
+    /// keeping its room for the next call's output.
+    pub fn drain(&self, to: impl FnOnce(&[u8])) {
+        let mut captured = self.lock();
+        to(&captured.bytes);
+        if captured.bytes.capacity() > KEEP {
+            captured.bytes = Vec::new();
+        } else {
+            captured.bytes.clear();
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Captured> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -65,7 +85,7 @@ impl StdoutStream for Capture {
 
 impl Capture {
     fn append(&self, buf: &[u8]) {
-        let mut captured = self.0.lock().unwrap();
+        let mut captured = self.lock();
         let room = CAPTURE_LIMIT.saturating_sub(captured.bytes.len());
         let kept = buf.len().min(room);
         captured.bytes.extend_from_slice(&buf[..kept]);
@@ -123,131 +143,27 @@ fn room_for(len: usize) -> u32 {
     u32::try_from(len.div_ceil(1024).clamp(1, STDOUT_HOLD_KIB)).unwrap_or(u32::MAX)
 }
 
-/// Octets gathered into one write to stdout when calls' outputs queue up.
-const STDOUT_BATCH: usize = 256 * 1024;
+static STDOUT: OnceLock<GatheringWriter> = OnceLock::new();
 
-/// How long the writer lets output gather after a write. While it waits, calls queue
-/// their output without waking it: under load one wake-up and one write serve many calls
-/// (a wake-up per message cost a tenth of the server's time), and output is at most this
-/// much later.
-const STDOUT_GATHER: Duration = Duration::from_millis(2);
-
-/// Rounds of [`STDOUT_GATHER`] without output before the writer waits to be woken:
-/// while output keeps coming it wakes on its own, and calls never pay for waking it.
-const QUIET_ROUNDS: u32 = 50;
-
-/// What the stdout writer is sent: a call's output, or a request to say when everything
-/// before it is written.
-enum ToStdout {
-    /// The room it takes is given back once it is written.
-    Output(Vec<u8>, SemaphorePermit<'static>),
-    Flush(std::sync::mpsc::Sender<()>),
-}
-
-static WRITER: OnceLock<mpsc::UnboundedSender<ToStdout>> = OnceLock::new();
-
-/// The one thread that writes plugin output to the host's stdout, one call's output in one
-/// write, so that sessions never interleave and no runtime thread blocks on a slow pipe.
-fn stdout_writer() -> &'static mpsc::UnboundedSender<ToStdout> {
-    WRITER.get_or_init(|| {
-        let (sender, receiver) = mpsc::unbounded_channel::<ToStdout>();
-        std::thread::Builder::new()
-            .name("wasmtpd-stdout".into())
-            .spawn(move || write_stdout(receiver))
-            .expect("cannot start the stdout thread");
-        sender
+/// The one thread that writes plugin output to the host's stdout, each call's output
+/// whole, so that sessions never interleave and no runtime thread blocks on a slow pipe.
+fn stdout() -> &'static GatheringWriter {
+    STDOUT.get_or_init(|| {
+        GatheringWriter::start("wasmtpd-stdout", Box::new(std::io::stdout()), Bound::Room(&STDOUT_ROOM))
     })
 }
 
-fn write_stdout(mut receiver: mpsc::UnboundedReceiver<ToStdout>) {
-    let mut batch = Batch::default();
-    let mut quiet = QUIET_ROUNDS;
-    let mut failed = false;
-    loop {
-        if quiet >= QUIET_ROUNDS {
-            // Nothing for a while: wait for the next output, and write it at once.
-            let Some(first) = receiver.blocking_recv() else {
-                return;
-            };
-            batch.take(first);
-        }
-        // Whatever else is queued goes out in the same write.
-        while batch.bytes.len() < STDOUT_BATCH
-            && let Ok(more) = receiver.try_recv()
-        {
-            batch.take(more);
-        }
-        if batch.is_empty() {
-            quiet += 1;
-        } else {
-            quiet = 0;
-            let mut out = std::io::stdout().lock();
-            let written = out.write_all(&batch.bytes).and_then(|()| out.flush());
-            drop(out);
-            if let Err(e) = written
-                && !failed
-            {
-                tracing::warn!("cannot write plugin output to stdout: {e}");
-                failed = true;
-            }
-            batch.written();
-        }
-        std::thread::sleep(STDOUT_GATHER);
-    }
-}
-
-/// Outputs gathered for one write, the room they hold, and who waits for them.
-#[derive(Default)]
-struct Batch {
-    bytes: Vec<u8>,
-    room: Vec<SemaphorePermit<'static>>,
-    flushed: Vec<std::sync::mpsc::Sender<()>>,
-}
-
-impl Batch {
-    fn take(&mut self, message: ToStdout) {
-        match message {
-            ToStdout::Output(bytes, room) => {
-                if self.bytes.is_empty() {
-                    self.bytes = bytes;
-                } else {
-                    self.bytes.extend_from_slice(&bytes);
-                }
-                self.room.push(room);
-            }
-            ToStdout::Flush(done) => self.flushed.push(done),
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.bytes.is_empty() && self.flushed.is_empty()
-    }
-
-    /// Gives the room back and says so to whoever waits.
-    fn written(&mut self) {
-        self.bytes.clear();
-        self.room.clear();
-        for done in self.flushed.drain(..) {
-            let _ = done.send(());
-        }
-    }
-}
-
-/// Waits (a second at most) until every plugin output queued so far is written: before
-/// the process exits, so that the last messages printed are not lost.
+/// Waits (a second at most) until every plugin output handed over so far is written:
+/// before the process exits, so that the last messages printed are not lost.
 pub fn flush_stdout() {
-    let Some(writer) = WRITER.get() else {
-        return;
-    };
-    let (done, written) = std::sync::mpsc::channel();
-    if writer.send(ToStdout::Flush(done)).is_ok() {
-        let _ = written.recv_timeout(Duration::from_secs(1));
+    if let Some(stdout) = STDOUT.get() {
+        stdout.flush(Duration::from_secs(1));
     }
 }
 
 /// Sends what a call wrote where it belongs.
 pub async fn deliver(plugin: &str, stream: &'static str, target: OutputTarget, capture: &Capture) {
-    let (bytes, dropped) = capture.take();
+    let (len, dropped) = capture.len_and_dropped();
     if dropped > 0 {
         tracing::warn!(
             plugin,
@@ -256,24 +172,24 @@ pub async fn deliver(plugin: &str, stream: &'static str, target: OutputTarget, c
             "plugin output over {CAPTURE_LIMIT} octets in one call; the rest was dropped"
         );
     }
-    if bytes.is_empty() {
+    if len == 0 {
         return;
     }
     match target {
         OutputTarget::Stdout => {
-            // The semaphore is never closed.
-            let Ok(room) = STDOUT_ROOM.acquire_many(room_for(bytes.len())).await else {
+            let room = room_for(len);
+            // The semaphore is never closed. The permits go back once the output is written.
+            let Ok(permits) = STDOUT_ROOM.acquire_many(room).await else {
                 return;
             };
-            if stdout_writer().send(ToStdout::Output(bytes, room)).is_err() {
-                tracing::warn!(plugin, "the stdout writer has stopped; plugin output lost");
-            }
+            permits.forget();
+            capture.drain(|bytes| stdout().hand_over(bytes, room));
         }
-        OutputTarget::Log => {
-            for line in String::from_utf8_lossy(&bytes).lines() {
+        OutputTarget::Log => capture.drain(|bytes| {
+            for line in String::from_utf8_lossy(bytes).lines() {
                 tracing::info!(plugin, stream, "{line}");
             }
-        }
+        }),
     }
 }
 
