@@ -8,7 +8,8 @@ with the servers taking turns so that a noisy neighbour hurts both alike.
 
 By default both servers run on the same one core and smtp-source on the others (--pin):
 smtp-sink is one thread, so this gives both the same machine, and the load generator no
-longer competes with the server it measures. --no-pin lets every process use every core.
+longer competes with the server it measures. --no-pin lets every process use every core
+(wasmtpd then runs a worker thread a core, which share them with smtp-source; see README).
 
     bench/run                  # builds wasmtpd (release) and runs everything
     bench/smtp_bench.py --help
