@@ -51,6 +51,7 @@ fn a_huge_allocation_is_stopped_by_the_memory_cap() {
 fn malformed_replies_are_tempfails() {
     assert_tempfails_and_keeps_serving("malformed", "reply=\"hello\"");
     assert_tempfails_and_keeps_serving("crlf", "\\r\\n");
+    assert_tempfails_and_keeps_serving("escape", "reply contains a control character");
 }
 
 #[test]

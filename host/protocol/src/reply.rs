@@ -120,10 +120,15 @@ impl Reply {
 
     /// Checks a reply string that a message handler returned (smtpd's contract:
     /// `"550 No such user"`). The code must be 2xx, 4xx or 5xx; an enhanced code of the same
-    /// class may follow; there must be no CR or LF. A missing enhanced code becomes `X.0.0`.
+    /// class may follow; there must be no CR or LF, nor any other control character but
+    /// tab (RFC 5321 4.2's textstring; UTF-8 past ASCII is let through, as RFC 6531 allows).
+    /// A missing enhanced code becomes `X.0.0`.
     pub fn from_handler(s: &str) -> Result<Reply, BadReply> {
         if s.bytes().any(|b| b == b'\r' || b == b'\n') {
             return Err(BadReply::LineBreak);
+        }
+        if s.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
+            return Err(BadReply::Control);
         }
         if s.len() > MAX_HANDLER_REPLY {
             return Err(BadReply::TooLong);
@@ -177,6 +182,9 @@ pub enum BadReply {
     EnhancedClass,
     /// It contains CR or LF, which would let it inject protocol lines.
     LineBreak,
+    /// It contains another control character (NUL, ESC, DEL, ...), which no reply may
+    /// carry and which would reach the client and the log as it is.
+    Control,
     TooLong,
 }
 
@@ -186,6 +194,7 @@ impl fmt::Display for BadReply {
             BadReply::Code => "does not start with a 2xx, 4xx or 5xx reply code",
             BadReply::EnhancedClass => "its enhanced status code's class differs from the reply code",
             BadReply::LineBreak => "contains CR or LF",
+            BadReply::Control => "contains a control character",
             BadReply::TooLong => "is longer than 510 octets",
         })
     }
@@ -373,10 +382,18 @@ mod tests {
             ("550-multi", BadReply::Code),
             ("550 ok\r\n250 injected", BadReply::LineBreak),
             ("550 bare\nlf", BadReply::LineBreak),
+            ("550 \x1b[31mred", BadReply::Control),
+            ("550 nul\0", BadReply::Control),
+            ("550 del\x7f", BadReply::Control),
             ("550 4.1.1 class mismatch", BadReply::EnhancedClass),
         ] {
             assert_eq!(Reply::from_handler(s), Err(why), "{s:?}");
         }
+        // Tab is text; so is UTF-8 past ASCII.
+        assert_eq!(
+            Reply::from_handler("550 5.1.1 tab\there, naïve").map(|r| r.text().to_owned()),
+            Ok("tab\there, naïve".to_owned())
+        );
         assert_eq!(
             Reply::from_handler(&format!("550 {}", "x".repeat(600))),
             Err(BadReply::TooLong)

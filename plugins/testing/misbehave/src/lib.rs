@@ -4,7 +4,8 @@
 //!
 //! Modes: `trap` (panics: a wasm trap), `loop` (never returns: the time budget),
 //! `alloc` (asks for 1 GiB: the memory cap), `malformed` (answers a reply with no code),
-//! `crlf` (answers a reply with a CRLF inside), `print` (prints to stdout and stderr, then
+//! `crlf` (answers a reply with a CRLF inside), `escape` (answers a reply with terminal
+//! escapes inside), `print` (prints to stdout and stderr, then
 //! accepts), `count` (accepts, and answers `250 2.0.0 message N of this session`),
 //! `read-file` (reads the file its `path` setting names, `/etc/passwd` by default, and says
 //! how it went in its reply), `connect` (opens a TCP connection to its `target` setting and
@@ -56,6 +57,7 @@ fn misbehave(stage: &str) -> Option<String> {
         }
         "malformed" => Some("hello".into()),
         "crlf" => Some("250 OK\r\nRCPT TO:<smuggled@example.com>".into()),
+        "escape" => Some("550 5.7.1 \x1b[2J\x1b[31mthe operator's screen, cleared".into()),
         "print" => {
             println!("to stdout from the plugin");
             eprintln!("to stderr from the plugin");
