@@ -52,6 +52,8 @@ struct Shared {
     bound: Bound,
     /// No thread: every output is written at once.
     direct: AtomicBool,
+    /// A failed write has been logged: an output that is gone stays gone.
+    reported: AtomicBool,
 }
 
 /// A handle on one gathering writer; clones share it.
@@ -75,6 +77,7 @@ impl GatheringWriter {
             out: Mutex::new(out),
             bound,
             direct: AtomicBool::new(false),
+            reported: AtomicBool::new(false),
         });
         let gatherer = Arc::clone(&shared);
         let started = std::thread::Builder::new()
@@ -141,29 +144,22 @@ impl Shared {
     /// Writes what is pending while holding it: nothing is handed over meanwhile.
     fn write_pending(&self, mut pending: MutexGuard<'_, Pending>) {
         let written = write_all(&mut self.lock_out(), &pending.bytes);
-        clear(&mut pending.bytes);
+        clear_keeping(&mut pending.bytes, KEEP);
         let room = std::mem::take(&mut pending.room);
         drop(pending);
-        self.give_back(room);
-        if let Err(e) = written {
-            self.report(&e);
-        }
+        self.done_with(room, written);
     }
 
-    fn give_back(&self, room: u32) {
+    /// After a batch's write: gives back the room it held, and logs a failed write once a
+    /// writer (if this is the log's own writer, that line fails the same way, and is not
+    /// said again).
+    fn done_with(&self, room: u32, written: std::io::Result<()>) {
         if let Bound::Room(semaphore) = self.bound {
             semaphore.add_permits(room as usize);
         }
-    }
-
-    /// Logs a failed write, once a writer: an output that is gone stays gone. (If this is
-    /// the log's own writer, the line fails the same way, and is not said again.)
-    fn report(&self, error: &std::io::Error) {
-        static SAID: Mutex<Vec<&str>> = Mutex::new(Vec::new());
-        let mut said = SAID.lock().unwrap_or_else(|e| e.into_inner());
-        if !said.contains(&self.name) {
-            said.push(self.name);
-            drop(said);
+        if let Err(error) = written
+            && !self.reported.swap(true, Ordering::Relaxed)
+        {
             tracing::warn!(writer = self.name, "cannot write: {error}; what it is handed is lost");
         }
     }
@@ -177,9 +173,10 @@ fn write_all(out: &mut Box<dyn Write + Send>, bytes: &[u8]) -> std::io::Result<(
     out.flush()
 }
 
-/// Empties a buffer, keeping its capacity unless one large output made it big.
-fn clear(bytes: &mut Vec<u8>) {
-    if bytes.capacity() > KEEP {
+/// Empties a buffer for reuse, keeping its capacity unless one large output made it
+/// bigger than `most`.
+pub fn clear_keeping(bytes: &mut Vec<u8>, most: usize) {
+    if bytes.capacity() > most {
         *bytes = Vec::new();
     } else {
         bytes.clear();
@@ -213,11 +210,8 @@ fn gather(shared: &Shared) {
         drop(pending);
         let written = write_all(&mut out, &writing);
         drop(out);
-        clear(&mut writing);
-        shared.give_back(room);
-        if let Err(e) = written {
-            shared.report(&e);
-        }
+        clear_keeping(&mut writing, KEEP);
+        shared.done_with(room, written);
     }
 }
 

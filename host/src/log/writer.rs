@@ -36,9 +36,9 @@ impl LogWriter {
         LogWriter { gathered }
     }
 
-    fn line(&self, urgent: bool) -> Line {
+    fn line(&self, urgent: bool) -> Line<'_> {
         Line {
-            gathered: self.gathered.clone(),
+            gathered: &self.gathered,
             bytes: Vec::with_capacity(256),
             urgent,
         }
@@ -51,13 +51,13 @@ impl LogWriter {
 }
 
 /// One log line, handed over whole when dropped.
-pub struct Line {
-    gathered: GatheringWriter,
+pub struct Line<'a> {
+    gathered: &'a GatheringWriter,
     bytes: Vec<u8>,
     urgent: bool,
 }
 
-impl Write for Line {
+impl Write for Line<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.bytes.extend_from_slice(buf);
         Ok(buf.len())
@@ -68,7 +68,7 @@ impl Write for Line {
     }
 }
 
-impl Drop for Line {
+impl Drop for Line<'_> {
     fn drop(&mut self) {
         if self.urgent {
             self.gathered.write_now(&self.bytes);
@@ -79,13 +79,13 @@ impl Drop for Line {
 }
 
 impl<'a> MakeWriter<'a> for LogWriter {
-    type Writer = Line;
+    type Writer = Line<'a>;
 
-    fn make_writer(&'a self) -> Line {
+    fn make_writer(&'a self) -> Line<'a> {
         self.line(true)
     }
 
-    fn make_writer_for(&'a self, meta: &Metadata<'_>) -> Line {
+    fn make_writer_for(&'a self, meta: &Metadata<'_>) -> Line<'a> {
         self.line(*meta.level() <= Level::WARN)
     }
 }

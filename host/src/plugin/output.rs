@@ -13,7 +13,7 @@ use tokio::sync::Semaphore;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 
-use crate::gathering_writer::{Bound, GatheringWriter};
+use crate::gathering_writer::{Bound, GatheringWriter, clear_keeping};
 
 /// Where a plugin's standard output goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
@@ -53,11 +53,7 @@ impl Capture {
     pub fn drain(&self, to: impl FnOnce(&[u8])) {
         let mut captured = self.lock();
         to(&captured.bytes);
-        if captured.bytes.capacity() > KEEP {
-            captured.bytes = Vec::new();
-        } else {
-            captured.bytes.clear();
-        }
+        clear_keeping(&mut captured.bytes, KEEP);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Captured> {
