@@ -20,6 +20,7 @@ fn main() {
         "filter",
         "sink",
         "store",
+        "testing/every-hook",
         "testing/misbehave",
         "testing/no-handler",
         "testing/user-store",

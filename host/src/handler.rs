@@ -7,7 +7,9 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use wasmtpd_protocol::Address;
+use wasmtpd_protocol::{Address, Reply};
+
+use crate::hook::{Hook, HookKind};
 
 /// A received message with its envelope: smtpd's `process_message` arguments.
 #[derive(Clone, Debug)]
@@ -35,75 +37,93 @@ pub struct SessionFacts {
     pub authenticated: Option<String>,
 }
 
-/// A point in a session where handlers may answer instead of the server.
-#[derive(Clone, Copy, Debug)]
-pub enum Hook<'a> {
-    Connect,
-    Helo {
-        name: &'a str,
-        extended: bool,
-    },
-    /// `from` is `""` for the null reverse path; `size` is what `SIZE=` declared, as the
-    /// session parsed it.
-    Mail {
-        from: &'a str,
-        options: &'a [String],
-        size: Option<u64>,
-    },
-    Rcpt {
-        to: &'a str,
-        options: &'a [String],
-    },
-    /// DATA, before `354`.
-    Data,
-    /// AUTH over TLS, decoded: a 2xx answer accepts the identity, `Continue` leaves it to
-    /// the listener's own users.
-    Auth {
-        identity: &'a str,
-        password: Password<'a>,
-    },
-    /// RSET, or a new greeting in the middle of a transaction. Answers are ignored.
-    Rset,
-    /// The session is over (QUIT, or the client left). Answers are ignored.
-    Quit,
-}
-
-impl Hook<'_> {
-    /// The hook's name, as the log and the WIT interfaces call it.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Hook::Connect => "connect",
-            Hook::Helo { .. } => "helo",
-            Hook::Mail { .. } => "mail",
-            Hook::Rcpt { .. } => "rcpt",
-            Hook::Data => "data",
-            Hook::Auth { .. } => "auth",
-            Hook::Rset => "rset",
-            Hook::Quit => "quit",
-        }
-    }
-}
-
-/// A password on its way to the handlers: shown as `…` wherever a hook is printed.
-#[derive(Clone, Copy)]
-pub struct Password<'a>(pub &'a str);
-
-impl std::fmt::Debug for Password<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("…")
-    }
-}
-
-/// What the handlers made of a hook or a message.
+/// What the handlers made of a hook or a message. A handler's answer was checked where
+/// it left the handler: a `Reply` here is a valid reply.
 #[derive(Debug)]
 pub enum Verdict {
     /// No handler answered: the server does what it would do anyway.
     Continue,
-    /// A handler answered this reply (not checked yet: the session checks it).
-    Reply { handler: String, text: String },
-    /// A handler failed (trapped, ran out of time or memory, could not start): the
-    /// client gets a 4xx tempfail, so that nothing is lost.
-    Failed { handler: String, error: anyhow::Error },
+    /// A handler answered this reply.
+    Reply { handler: String, reply: Reply },
+    /// A handler failed (trapped, ran out of time or memory, answered something that is
+    /// not a reply, could not start): the client gets a 4xx, so that nothing is lost.
+    Failed { handler: String, failure: PluginFailure },
+}
+
+impl Verdict {
+    /// A handler's answer as text: its reply if the text is a valid one, else a failure.
+    pub fn answered(handler: String, text: &str) -> Verdict {
+        match checked_reply(text) {
+            Ok(reply) => Verdict::Reply { handler, reply },
+            Err(failure) => Verdict::Failed { handler, failure },
+        }
+    }
+}
+
+/// A handler's answer as text (smtpd's contract, e.g. `550 5.1.1 No such user`), checked
+/// (see [`Reply::from_handler`]): the reply, or a failure of kind [`PluginError::Malformed`].
+pub fn checked_reply(text: &str) -> Result<Reply, PluginFailure> {
+    Reply::from_handler(text).map_err(|why| {
+        // Debug-quoted: control characters are escaped before they reach the log.
+        PluginFailure::new(PluginError::Malformed, format!("reply {why}: {text:?}"))
+    })
+}
+
+/// Why a plugin call failed, as counted and logged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PluginError {
+    /// The guest trapped (a panic, an unreachable, a bad memory access).
+    Trap,
+    /// It ran past its time budget.
+    Timeout,
+    /// Its instance outgrew its memory cap.
+    Memory,
+    /// It answered something that is not a valid reply.
+    Malformed,
+    /// It was not called: it failed too often in a row and is resting (see the breaker).
+    Resting,
+    /// It could not start, or failed otherwise.
+    Other,
+}
+
+impl PluginError {
+    pub const ALL: [PluginError; 6] = [
+        PluginError::Trap,
+        PluginError::Timeout,
+        PluginError::Memory,
+        PluginError::Malformed,
+        PluginError::Resting,
+        PluginError::Other,
+    ];
+
+    /// The `kind` label in the metrics.
+    pub const fn label(self) -> &'static str {
+        match self {
+            PluginError::Trap => "trap",
+            PluginError::Timeout => "timeout",
+            PluginError::Memory => "memory",
+            PluginError::Malformed => "malformed",
+            PluginError::Resting => "resting",
+            PluginError::Other => "other",
+        }
+    }
+}
+
+/// A failed call: its kind, and what happened on one line for the log.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct PluginFailure {
+    pub kind: PluginError,
+    pub message: String,
+}
+
+impl PluginFailure {
+    pub fn new(kind: PluginError, message: impl Into<String>) -> PluginFailure {
+        PluginFailure {
+            kind,
+            message: message.into(),
+        }
+    }
 }
 
 pub type VerdictFuture<'a> = Pin<Box<dyn Future<Output = Verdict> + Send + 'a>>;
@@ -112,7 +132,7 @@ pub type VerdictFuture<'a> = Pin<Box<dyn Future<Output = Verdict> + Send + 'a>>;
 pub trait SessionHandlers: Send {
     /// Whether asking at `hook` can do anything: when not, the session does not ask (a
     /// call costs an allocated future, and most chains listen to few hooks).
-    fn wants(&self, _hook: &Hook<'_>) -> bool {
+    fn wants(&self, _hook: HookKind) -> bool {
         true
     }
     fn hook<'a>(&'a mut self, hook: Hook<'a>) -> VerdictFuture<'a>;

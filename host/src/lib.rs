@@ -8,6 +8,7 @@ pub mod config;
 pub mod deliver;
 pub mod gathering_writer;
 pub mod handler;
+pub mod hook;
 pub mod listener;
 pub mod log;
 pub mod metrics;

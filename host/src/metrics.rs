@@ -7,22 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-/// Why a plugin call failed, as counted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PluginError {
-    Trap,
-    Timeout,
-    Memory,
-    /// It answered something that is not a valid reply.
-    Malformed,
-    /// It could not start, or failed otherwise.
-    Other,
-    /// It was not called: it failed too often in a row and is resting (see the breaker).
-    Resting,
-}
+use wasmtpd_protocol::Reply;
 
-/// The `kind` label of each [`PluginError`], in the enum's order.
-const ERROR_KINDS: [&str; 6] = ["trap", "timeout", "memory", "malformed", "other", "resting"];
+use crate::handler::{PluginError, Verdict};
 
 /// How a message ended, as counted: by the class of its final reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -33,13 +20,22 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// The outcome of a final reply of this class (its code's first digit): 2 accepted,
-    /// 5 rejected, anything else (4, or a reply that is not valid) a temporary failure.
-    pub fn of_class(class: u8) -> Outcome {
-        match class {
+    /// The outcome of a final reply: 2xx accepted, 5xx rejected, anything else (4xx) a
+    /// temporary failure.
+    pub fn of_reply(reply: &Reply) -> Outcome {
+        match reply.code() / 100 {
             2 => Outcome::Accepted,
             5 => Outcome::Rejected,
             _ => Outcome::Tempfailed,
+        }
+    }
+
+    /// The outcome of the handlers' verdict on a message: a failure is answered 451.
+    pub fn of(verdict: &Verdict) -> Outcome {
+        match verdict {
+            Verdict::Continue => Outcome::Accepted,
+            Verdict::Reply { reply, .. } => Outcome::of_reply(reply),
+            Verdict::Failed { .. } => Outcome::Tempfailed,
         }
     }
 }
@@ -50,7 +46,7 @@ pub struct TenantMetrics {
     accepted: AtomicU64,
     rejected: AtomicU64,
     tempfailed: AtomicU64,
-    plugin_errors: [AtomicU64; ERROR_KINDS.len()],
+    plugin_errors: [AtomicU64; PluginError::ALL.len()],
     plugin_calls: AtomicU64,
     plugin_call_nanos: AtomicU64,
 }
@@ -132,10 +128,10 @@ impl Registry {
             "counter",
             "Plugin calls that failed, by cause; each answered 451.",
             &mut tenants.iter().flat_map(|(t, m)| {
-                ERROR_KINDS
+                PluginError::ALL
                     .iter()
                     .zip(&m.plugin_errors)
-                    .map(|(kind, c)| (format!("{},kind=\"{kind}\"", label(t)), get(c).to_string()))
+                    .map(|(kind, c)| (format!("{},kind=\"{}\"", label(t), kind.label()), get(c).to_string()))
                     .collect::<Vec<_>>()
             }),
         );

@@ -6,6 +6,7 @@ mod auth;
 mod capabilities;
 mod cli;
 mod clients;
+mod contract;
 mod isolation;
 mod languages;
 mod limits;

@@ -122,7 +122,8 @@ impl Reply {
     /// `"550 No such user"`). The code must be 2xx, 4xx or 5xx; an enhanced code of the same
     /// class may follow; there must be no CR or LF, nor any other control character but
     /// tab (RFC 5321 4.2's textstring; UTF-8 past ASCII is let through, as RFC 6531 allows).
-    /// A missing enhanced code becomes `X.0.0`.
+    /// A missing enhanced code becomes `X.0.0`. The reply as sent, enhanced code included,
+    /// must fit a reply line (RFC 5321 4.5.3.1.5).
     pub fn from_handler(s: &str) -> Result<Reply, BadReply> {
         if s.bytes().any(|b| b == b'\r' || b == b'\n') {
             return Err(BadReply::LineBreak);
@@ -130,7 +131,8 @@ impl Reply {
         if s.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
             return Err(BadReply::Control);
         }
-        if s.len() > MAX_HANDLER_REPLY {
+        // What is sent is never shorter than what the handler wrote: a cheap first check.
+        if s.len() > MAX_REPLY_LINE {
             return Err(BadReply::TooLong);
         }
         let b = s.as_bytes();
@@ -158,12 +160,31 @@ impl Reply {
                 (default, rest)
             }
         };
-        Ok(Reply::new(code, Some(enhanced), text.to_owned()))
+        let reply = Reply::new(code, Some(enhanced), text.to_owned());
+        if reply.line_len(true) > MAX_REPLY_LINE {
+            return Err(BadReply::TooLong);
+        }
+        Ok(reply)
+    }
+
+    /// The octets of the reply's longest line as sent, without its CRLF.
+    pub fn line_len(&self, with_enhanced: bool) -> usize {
+        let enhanced = match self.enhanced.filter(|_| with_enhanced) {
+            Some(e) => decimal_len(e.class.into()) + decimal_len(e.subject) + decimal_len(e.detail) + 3,
+            None => 0,
+        };
+        let longest = self.text.split('\n').map(str::len).max().unwrap_or(0);
+        3 + 1 + enhanced + longest
     }
 }
 
-/// Longest reply text a handler may return: a reply line is at most 512 octets (RFC 5321 4.5.3.1.5).
-const MAX_HANDLER_REPLY: usize = 510;
+/// Longest reply line, without its CRLF: a reply line is at most 512 octets with it
+/// (RFC 5321 4.5.3.1.5).
+const MAX_REPLY_LINE: usize = 510;
+
+fn decimal_len(n: u16) -> usize {
+    n.checked_ilog10().map_or(1, |digits| digits as usize + 1)
+}
 
 fn parse_enhanced(s: &str) -> Option<EnhancedCode> {
     let mut parts = s.split('.');
@@ -195,7 +216,7 @@ impl fmt::Display for BadReply {
             BadReply::EnhancedClass => "its enhanced status code's class differs from the reply code",
             BadReply::LineBreak => "contains CR or LF",
             BadReply::Control => "contains a control character",
-            BadReply::TooLong => "is longer than 510 octets",
+            BadReply::TooLong => "is longer than 510 octets as sent",
         })
     }
 }
@@ -398,5 +419,24 @@ mod tests {
             Reply::from_handler(&format!("550 {}", "x".repeat(600))),
             Err(BadReply::TooLong)
         );
+    }
+
+    #[test]
+    fn the_length_cap_applies_to_the_reply_as_sent() {
+        // 510 octets as written, 516 once the host adds `5.0.0 `.
+        let bare = format!("550 {}", "x".repeat(506));
+        assert_eq!(bare.len(), 510);
+        assert_eq!(Reply::from_handler(&bare), Err(BadReply::TooLong));
+        // With its own enhanced code, 510 octets as written is 510 as sent.
+        let coded = format!("550 5.7.1 {}", "x".repeat(500));
+        let reply = Reply::from_handler(&coded).unwrap();
+        assert_eq!(wire(&reply, true).len(), 512);
+        assert_eq!(wire(&reply, true), format!("{coded}\r\n"));
+        let fits = format!("550 {}", "x".repeat(500));
+        assert_eq!(wire(&Reply::from_handler(&fits).unwrap(), true).len(), 512);
+        let over = format!("550 5.7.10 {}", "x".repeat(500));
+        assert_eq!(Reply::from_handler(&over), Err(BadReply::TooLong));
+        assert_eq!(Reply::new(250, esc(2, 100, 7), "ab").line_len(true), 3 + 1 + 8 + 2);
+        assert_eq!(Reply::new(250, esc(2, 100, 7), "ab").line_len(false), 6);
     }
 }

@@ -14,6 +14,4 @@ wasmtime::component::bindgen!({
 pub use self::wasmtpd::plugin::host::{self, Level, RelayError, SessionInfo, TlsInfo};
 pub use self::wasmtpd::plugin::types;
 pub use self::wasmtpd::plugin::types::Peer;
-pub use exports::wasmtpd::plugin::{
-    auth_hook, connect_hook, data_hook, handler, helo_hook, mail_hook, quit_hook, rcpt_hook, rset_hook,
-};
+pub use exports::wasmtpd::plugin::handler;

@@ -13,9 +13,12 @@ use tokio::sync::Semaphore;
 use super::bindings::Peer;
 use super::breaker::{Breaker, FAILURES_TO_OPEN};
 use super::component::Plugin;
-use super::instance::{CallError, CallResult, PluginInstance};
-use crate::handler::{Handlers, Hook, Message, SessionFacts, SessionHandlers, Verdict, VerdictFuture};
-use crate::metrics::{PluginError, TenantMetrics};
+use super::instance::{CallResult, PluginInstance, instance_survives};
+use crate::handler::{
+    Handlers, Message, PluginError, PluginFailure, SessionFacts, SessionHandlers, Verdict, VerdictFuture,
+};
+use crate::hook::{Hook, HookKind};
+use crate::metrics::TenantMetrics;
 
 /// How long a client waits for its 4xx when the plugin is resting: a client that
 /// hammers a broken tenant is slowed down instead of served as fast as it can ask.
@@ -80,11 +83,6 @@ struct ChainSession {
     facts: Arc<SessionFacts>,
 }
 
-/// Whether a hook is only news for the plugins (its answer is ignored).
-fn is_notice(hook: &Hook) -> bool {
-    matches!(hook, Hook::Rset | Hook::Quit)
-}
-
 /// One call into a plugin.
 #[derive(Clone, Copy)]
 enum Call<'a> {
@@ -93,21 +91,14 @@ enum Call<'a> {
     Message(&'a Message, &'a [String]),
 }
 
-/// A plugin's entry points: the eight hooks and `process-message`.
-const ENTRY_POINTS: usize = 9;
+/// A plugin's entry points: each hook, and `process-message`.
+const ENTRY_POINTS: usize = HookKind::COUNT + 1;
 
 impl Call<'_> {
     fn entry_point(&self) -> usize {
         match self {
-            Call::Hook(Hook::Connect) => 0,
-            Call::Hook(Hook::Helo { .. }) => 1,
-            Call::Hook(Hook::Mail { .. }) => 2,
-            Call::Hook(Hook::Rcpt { .. }) => 3,
-            Call::Hook(Hook::Data) => 4,
-            Call::Hook(Hook::Rset) => 5,
-            Call::Hook(Hook::Quit) => 6,
-            Call::Hook(Hook::Auth { .. }) => 7,
-            Call::Message(..) => 8,
+            Call::Hook(hook) => hook.kind().index(),
+            Call::Message(..) => HookKind::COUNT,
         }
     }
 
@@ -125,7 +116,7 @@ impl ChainSession {
     async fn call(&mut self, index: usize, call: Call<'_>) -> CallResult {
         let plugin = Arc::clone(&self.plugins[index]);
         let Ok(turn) = self.calls.acquire().await else {
-            anyhow::bail!("the plugin chain was closed");
+            return Err(PluginFailure::new(PluginError::Other, "the plugin chain was closed"));
         };
         // Asked once the turn has come: the breaker may have opened meanwhile.
         let point = call.entry_point();
@@ -133,22 +124,24 @@ impl ChainSession {
             drop(turn);
             tokio::time::sleep(RESTING_REPLY_DELAY).await;
             let left = resting.until.saturating_duration_since(Instant::now());
-            return Err(anyhow::Error::new(CallError {
-                kind: PluginError::Resting,
-                message: format!(
+            let failure = PluginFailure::new(
+                PluginError::Resting,
+                format!(
                     "not called: resting after failing too often ({} ms left)",
                     left.as_millis()
                 ),
-            }));
+            );
+            self.metrics.plugin_error(failure.kind);
+            return Err(failure);
         }
         // Counted from the turn: waiting for one is not time spent in the plugin.
         let started = Instant::now();
         let result = match self.instances[index].take() {
             Some(instance) => Ok(instance),
-            None => plugin
-                .instantiate()
-                .await
-                .map_err(|e| e.context("cannot start an instance")),
+            None => plugin.instantiate().await.map_err(|failure| PluginFailure {
+                message: format!("cannot start an instance: {}", failure.message),
+                ..failure
+            }),
         };
         let result = match result {
             Ok(mut instance) => {
@@ -158,7 +151,7 @@ impl ChainSession {
                     Call::Message(message, rcpt_tos) => instance.process_message(message, &self.peer, rcpt_tos).await,
                 };
                 // A failed instance cannot be entered again: the next call gets a fresh one.
-                if result.is_ok() {
+                if result.as_ref().err().is_none_or(instance_survives) {
                     self.instances[index] = Some(instance);
                 }
                 result
@@ -167,7 +160,12 @@ impl ChainSession {
         };
         self.metrics.plugin_call(started.elapsed());
         drop(turn);
-        if self.breakers[index][point].record(Instant::now(), result.is_ok()) {
+        if let Err(failure) = &result {
+            self.metrics.plugin_error(failure.kind);
+        }
+        // An answer that is not a reply is the plugin's bug, not its failure to run.
+        let ran = result.as_ref().err().is_none_or(instance_survives);
+        if self.breakers[index][point].record(Instant::now(), ran) {
             tracing::warn!(
                 plugin = %plugin.info.name,
                 stage = call.stage(),
@@ -177,41 +175,38 @@ impl ChainSession {
         result
     }
 
-    fn reply(&self, index: usize, text: String) -> Verdict {
-        Verdict::Reply {
-            handler: self.plugins[index].info.name.clone(),
-            text,
-        }
-    }
-
-    fn failed(&self, index: usize, error: anyhow::Error) -> Verdict {
-        Verdict::Failed {
-            handler: self.plugins[index].info.name.clone(),
-            error,
+    fn verdict(&self, index: usize, result: CallResult) -> Verdict {
+        let handler = self.plugins[index].info.name.clone();
+        match result {
+            Ok(None) => Verdict::Continue,
+            Ok(Some(reply)) => Verdict::Reply { handler, reply },
+            Err(failure) => Verdict::Failed { handler, failure },
         }
     }
 
     async fn run_hook(&mut self, hook: Hook<'_>) -> Verdict {
+        let kind = hook.kind();
         for index in 0..self.plugins.len() {
-            if !PluginInstance::has_hook(&self.plugins[index], &hook) {
+            if !self.plugins[index].has_hook(kind) {
                 continue;
             }
-            if is_notice(&hook) && self.instances[index].is_none() {
+            if kind.is_notice() && self.instances[index].is_none() {
                 // Nothing to tell a plugin that never saw this session.
                 continue;
             }
-            match self.call(index, Call::Hook(hook)).await {
-                Ok(None) => {}
-                Ok(Some(_)) if is_notice(&hook) => {}
-                Ok(Some(text)) => return self.reply(index, text),
-                Err(error) if is_notice(&hook) => {
+            let result = self.call(index, Call::Hook(hook)).await;
+            if kind.is_notice() {
+                if let Err(failure) = result {
                     let plugin = self.plugins[index].info.name.as_str();
-                    tracing::warn!(plugin, "hook {hook:?} failed: {error:#}");
+                    tracing::warn!(plugin, stage = kind.name(), "notice failed: {failure}");
                 }
-                Err(error) => return self.failed(index, error),
+                continue;
+            }
+            if !matches!(result, Ok(None)) {
+                return self.verdict(index, result);
             }
         }
-        if matches!(hook, Hook::Quit) {
+        if kind == HookKind::Quit {
             self.instances.iter_mut().for_each(|slot| *slot = None);
         }
         Verdict::Continue
@@ -220,10 +215,9 @@ impl ChainSession {
     async fn run_message(&mut self, message: &Message) -> Verdict {
         let rcpt_tos: Vec<String> = message.rcpt_to.iter().map(|a| a.as_str().to_owned()).collect();
         for index in 0..self.plugins.len() {
-            match self.call(index, Call::Message(message, &rcpt_tos)).await {
-                Ok(None) => {}
-                Ok(Some(text)) => return self.reply(index, text),
-                Err(error) => return self.failed(index, error),
+            let result = self.call(index, Call::Message(message, &rcpt_tos)).await;
+            if !matches!(result, Ok(None)) {
+                return self.verdict(index, result);
             }
         }
         Verdict::Continue
@@ -231,9 +225,9 @@ impl ChainSession {
 }
 
 impl SessionHandlers for ChainSession {
-    fn wants(&self, hook: &Hook<'_>) -> bool {
+    fn wants(&self, kind: HookKind) -> bool {
         // QUIT also ends the session's instances.
-        matches!(hook, Hook::Quit) || self.plugins.iter().any(|p| PluginInstance::has_hook(p, hook))
+        kind == HookKind::Quit || self.plugins.iter().any(|p| p.has_hook(kind))
     }
 
     fn hook<'a>(&'a mut self, hook: Hook<'a>) -> VerdictFuture<'a> {

@@ -8,20 +8,22 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use wasmtime::component::{Component, InstancePre};
-use wasmtime::{Engine, Store, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::ClosedInputStream;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use super::WasmtimeResultExt;
-use super::bindings::{
-    auth_hook, connect_hook, data_hook, handler, helo_hook, mail_hook, quit_hook, rcpt_hook, rset_hook,
-};
+use super::bindings::handler;
 use super::engine::PluginEngine;
-use super::instance::{Guests, PluginInstance};
+use super::exports::{HookIndices, find_export, interface_name};
+use super::instance::{PluginInstance, failure};
+use super::memory_cap::MemoryCap;
 use super::output::{Capture, OutputTarget};
 use super::pacing::{CallClock, Step};
 use super::state::{PluginInfo, PluginState};
 use crate::config::DirGrant;
+use crate::handler::PluginFailure;
+use crate::hook::HookKind;
 
 /// Where a plugin's component comes from.
 #[derive(Clone, Debug)]
@@ -56,19 +58,6 @@ pub struct Grants {
     pub env: BTreeMap<String, String>,
 }
 
-/// The export indices of the hook interfaces a plugin has; `None` for those it lacks.
-#[derive(Clone)]
-pub struct HookIndices {
-    pub connect: Option<connect_hook::GuestIndices>,
-    pub helo: Option<helo_hook::GuestIndices>,
-    pub mail: Option<mail_hook::GuestIndices>,
-    pub rcpt: Option<rcpt_hook::GuestIndices>,
-    pub data: Option<data_hook::GuestIndices>,
-    pub rset: Option<rset_hook::GuestIndices>,
-    pub quit: Option<quit_hook::GuestIndices>,
-    pub auth: Option<auth_hook::GuestIndices>,
-}
-
 pub struct Plugin {
     pub info: Arc<PluginInfo>,
     pub source: Source,
@@ -77,30 +66,11 @@ pub struct Plugin {
     engine: Engine,
     pre: InstancePre<PluginState>,
     handler: handler::GuestIndices,
-    pub hooks: HookIndices,
+    hooks: HookIndices,
     pub time_budget: Duration,
     memory_limit: usize,
     pub stdout: OutputTarget,
     grants: Grants,
-}
-
-const PACKAGE: &str = "wasmtpd:plugin";
-const VERSION: &str = "0.1.0";
-
-/// Finds an exported interface: `Ok(None)` if the component does not export it, an
-/// error if it does but not as the contract says.
-fn optional<I>(
-    pre: &InstancePre<PluginState>,
-    interface: &str,
-    new: fn(&InstancePre<PluginState>) -> wasmtime::Result<I>,
-) -> anyhow::Result<Option<I>> {
-    let name = format!("{PACKAGE}/{interface}@{VERSION}");
-    if pre.component().get_export_index(None, &name).is_none() {
-        return Ok(None);
-    }
-    Ok(Some(new(pre).anyhow().with_context(|| {
-        format!("its export {name} does not match the contract")
-    })?))
 }
 
 /// A short, stable hash of a component's bytes (FNV-1a, 64 bits), to name its version.
@@ -146,20 +116,13 @@ impl Plugin {
                     context()
                 )
             })?;
-        let handler_name = format!("{PACKAGE}/handler@{VERSION}");
-        let handler = optional(&pre, "handler", handler::GuestIndices::new)
+        let handler = find_export(&pre, "handler", handler::GuestIndices::new)
             .with_context(context)?
-            .with_context(|| format!("{}: does not export {handler_name} (process-message)", context()))?;
-        let hooks = HookIndices {
-            connect: optional(&pre, "connect-hook", connect_hook::GuestIndices::new).with_context(context)?,
-            helo: optional(&pre, "helo-hook", helo_hook::GuestIndices::new).with_context(context)?,
-            mail: optional(&pre, "mail-hook", mail_hook::GuestIndices::new).with_context(context)?,
-            rcpt: optional(&pre, "rcpt-hook", rcpt_hook::GuestIndices::new).with_context(context)?,
-            data: optional(&pre, "data-hook", data_hook::GuestIndices::new).with_context(context)?,
-            rset: optional(&pre, "rset-hook", rset_hook::GuestIndices::new).with_context(context)?,
-            quit: optional(&pre, "quit-hook", quit_hook::GuestIndices::new).with_context(context)?,
-            auth: optional(&pre, "auth-hook", auth_hook::GuestIndices::new).with_context(context)?,
-        };
+            .with_context(|| {
+                let name = interface_name("handler");
+                format!("{}: does not export {name} (process-message)", context())
+            })?;
+        let hooks = HookIndices::find(&pre).with_context(context)?;
         let plugin = Arc::new(Plugin {
             info: Arc::new(spec.info),
             source: spec.source,
@@ -181,26 +144,19 @@ impl Plugin {
         Ok(plugin)
     }
 
+    /// Whether the plugin exports this hook.
+    pub fn has_hook(&self, kind: HookKind) -> bool {
+        self.hooks.has(kind)
+    }
+
     /// The names of the hooks the plugin exports, for the log.
     pub fn hook_names(&self) -> Vec<&'static str> {
-        let h = &self.hooks;
-        [
-            ("connect", h.connect.is_some()),
-            ("helo", h.helo.is_some()),
-            ("mail", h.mail.is_some()),
-            ("rcpt", h.rcpt.is_some()),
-            ("data", h.data.is_some()),
-            ("rset", h.rset.is_some()),
-            ("quit", h.quit.is_some()),
-        ]
-        .into_iter()
-        .filter_map(|(name, present)| present.then_some(name))
-        .collect()
+        self.hooks.names()
     }
 
     /// A fresh instance in a store of its own: its memory cap, and no WASI capability but
     /// stdout/stderr (captured), clocks, random, and what its configuration grants.
-    pub async fn instantiate(self: &Arc<Self>) -> anyhow::Result<PluginInstance> {
+    pub async fn instantiate(self: &Arc<Self>) -> Result<PluginInstance, PluginFailure> {
         let stdout = Capture::default();
         let stderr = Capture::default();
         let mut wasi = WasiCtxBuilder::new();
@@ -213,9 +169,13 @@ impl Plugin {
             } else {
                 FsPerms::ReadOnly
             };
-            wasi.preopened_dir(&dir.host, &dir.guest, perms)
-                .anyhow()
-                .with_context(|| format!("cannot grant directory {}", dir.host.display()))?;
+            wasi.preopened_dir(&dir.host, &dir.guest, perms).map_err(|e| {
+                let why = anyhow::Error::from(e).root_cause().to_string();
+                PluginFailure::new(
+                    crate::handler::PluginError::Other,
+                    format!("cannot grant directory {}: {why}", dir.host.display()),
+                )
+            })?;
         }
         for (key, value) in &self.grants.env {
             wasi.env(key, value);
@@ -227,16 +187,13 @@ impl Plugin {
             clock: CallClock::start(Instant::now(), self.time_budget),
             wasi,
             table: Default::default(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(self.memory_limit)
-                .trap_on_grow_failure(true)
-                .build(),
+            memory: MemoryCap::new(self.memory_limit),
             stdout,
             stderr,
             facts: Arc::default(),
         };
         let mut store = Store::new(&self.engine, state);
-        store.limiter(|state| &mut state.limits);
+        store.limiter(|state| &mut state.memory);
         // At every epoch tick a running guest yields or pauses (see `pacing`), so that a
         // plugin that loops shares its thread with other sessions until its budget ends.
         store.epoch_deadline_callback(|mut store| {
@@ -247,60 +204,17 @@ impl Plugin {
             })
         });
         store.set_epoch_deadline(1);
-        let instance = self.pre.instantiate_async(&mut store).await?;
-        let load = |e: wasmtime::Error| anyhow::Error::from(e);
-        let h = &self.hooks;
-        let guests = Guests {
-            handler: self.handler.load(&mut store, &instance).map_err(load)?,
-            connect: h
-                .connect
-                .as_ref()
-                .map(|i| i.load(&mut store, &instance))
-                .transpose()
-                .map_err(load)?,
-            helo: h
-                .helo
-                .as_ref()
-                .map(|i| i.load(&mut store, &instance))
-                .transpose()
-                .map_err(load)?,
-            mail: h
-                .mail
-                .as_ref()
-                .map(|i| i.load(&mut store, &instance))
-                .transpose()
-                .map_err(load)?,
-            rcpt: h
-                .rcpt
-                .as_ref()
-                .map(|i| i.load(&mut store, &instance))
-                .transpose()
-                .map_err(load)?,
-            data: h
-                .data
-                .as_ref()
-                .map(|i| i.load(&mut store, &instance))
-                .transpose()
-                .map_err(load)?,
-            rset: h
-                .rset
-                .as_ref()
-                .map(|i| i.load(&mut store, &instance))
-                .transpose()
-                .map_err(load)?,
-            quit: h
-                .quit
-                .as_ref()
-                .map(|i| i.load(&mut store, &instance))
-                .transpose()
-                .map_err(load)?,
-            auth: h
-                .auth
-                .as_ref()
-                .map(|i| i.load(&mut store, &instance))
-                .transpose()
-                .map_err(load)?,
+        let budget_ms = self.time_budget.as_millis();
+        let instance = match self.pre.instantiate_async(&mut store).await {
+            Ok(instance) => instance,
+            Err(e) => return Err(failure(e, store.data(), budget_ms)),
         };
-        Ok(PluginInstance::new(Arc::clone(self), store, guests))
+        let handler = self.handler.load(&mut store, &instance);
+        let hooks = self.hooks.load(&mut store, &instance);
+        let (handler, hooks) = match handler.and_then(|h| hooks.map(|g| (h, g))) {
+            Ok(loaded) => loaded,
+            Err(e) => return Err(failure(e, store.data(), budget_ms)),
+        };
+        Ok(PluginInstance::new(Arc::clone(self), store, handler, hooks))
     }
 }

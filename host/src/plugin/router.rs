@@ -11,11 +11,12 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use wasmtpd_protocol::{Reply, replies};
+use wasmtpd_protocol::{EnhancedCode, Reply, replies};
 
 use super::chain::PluginChain;
 use crate::config::TenantLimits;
-use crate::handler::{Handlers, Hook, Message, SessionFacts, SessionHandlers, Verdict, VerdictFuture};
+use crate::handler::{Handlers, Message, SessionFacts, SessionHandlers, Verdict, VerdictFuture};
+use crate::hook::{Audience, Hook, HookKind};
 use crate::metrics::{Outcome, TenantMetrics};
 
 #[derive(Clone)]
@@ -88,18 +89,27 @@ fn tenant_of(tenants: &[Tenant], address: &str) -> Option<usize> {
 }
 
 /// The server's own reply to a tenant's recipients, for a limit of that tenant's.
-fn refusal(tenant: &Tenant, reply: &Reply) -> Verdict {
+fn refusal(tenant: &Tenant, reply: Reply) -> Verdict {
     Verdict::Reply {
         handler: format!("tenant {} limits", tenant.name),
-        text: reply.one_line(),
+        reply,
     }
 }
 
-fn outcome(verdict: &Verdict) -> Outcome {
-    match verdict {
-        Verdict::Continue => Outcome::Accepted,
-        Verdict::Reply { text, .. } => Outcome::of_class(text.bytes().next().map_or(0, |b| b.wrapping_sub(b'0'))),
-        Verdict::Failed { .. } => Outcome::Tempfailed,
+/// A recipient whose domain no tenant here owns.
+fn unrouted(to: &str) -> Verdict {
+    let enhanced = EnhancedCode {
+        class: 5,
+        subject: 1,
+        detail: 2,
+    };
+    Verdict::Reply {
+        handler: "router".into(),
+        reply: Reply::new(
+            550,
+            Some(enhanced),
+            format!("<{to}>: no tenant here takes mail for that domain"),
+        ),
     }
 }
 
@@ -116,50 +126,48 @@ impl RoutedSession {
 
     async fn rcpt(&mut self, hook: Hook<'_>, to: &str) -> Verdict {
         let Some(index) = tenant_of(&self.tenants, to) else {
-            return Verdict::Reply {
-                handler: "router".into(),
-                text: format!("550 5.1.2 <{to}>: no tenant here takes mail for that domain"),
-            };
+            return unrouted(to);
         };
         let tenant = &self.tenants[index];
         if let (Some(declared), Some(max)) = (self.declared_size, tenant.limits.max_message_size)
             && declared > max as u64
         {
-            return refusal(tenant, &replies::SIZE_EXCEEDED);
+            return refusal(tenant, replies::SIZE_EXCEEDED);
         }
         if tenant
             .limits
             .max_recipients
             .is_some_and(|max| self.recipients[index] >= max)
         {
-            return refusal(tenant, &replies::TOO_MANY_RECIPIENTS);
+            return refusal(tenant, replies::TOO_MANY_RECIPIENTS);
         }
         let verdict = self.tenant_session(index).hook(hook).await;
-        if outcome(&verdict) == Outcome::Accepted {
+        if Outcome::of(&verdict) == Outcome::Accepted {
             self.recipients[index] += 1;
         }
         verdict
     }
 
     async fn run_hook(&mut self, hook: Hook<'_>) -> Verdict {
-        if matches!(hook, Hook::Mail { .. } | Hook::Rset) {
+        if matches!(hook.kind(), HookKind::Mail | HookKind::Rset) {
             self.recipients.iter_mut().for_each(|n| *n = 0);
             self.declared_size = None;
         }
-        match hook {
-            Hook::Rcpt { to, .. } => self.rcpt(hook, to).await,
-            Hook::Mail { size, .. } => {
-                self.declared_size = size;
-                self.own.hook(hook).await
-            }
-            Hook::Rset | Hook::Quit => {
+        if let Hook::Mail { size, .. } = hook {
+            self.declared_size = size;
+        }
+        match hook.kind().audience() {
+            Audience::Listener => self.own.hook(hook).await,
+            Audience::Recipient => match hook {
+                Hook::Rcpt { to, .. } => self.rcpt(hook, to).await,
+                _ => unreachable!("only RCPT names a recipient"),
+            },
+            Audience::Everyone => {
                 for session in self.sessions.iter_mut().flatten() {
                     let _ = session.hook(hook).await;
                 }
                 self.own.hook(hook).await
             }
-            // The listener's own chain speaks for the session before any recipient.
-            Hook::Connect | Hook::Helo { .. } | Hook::Data | Hook::Auth { .. } => self.own.hook(hook).await,
         }
     }
 
@@ -182,7 +190,7 @@ impl RoutedSession {
                 .max_message_size
                 .is_some_and(|max| message.data.len() > max);
             let verdict = if too_big {
-                refusal(&self.tenants[index], &replies::SIZE_EXCEEDED)
+                refusal(&self.tenants[index], replies::SIZE_EXCEEDED)
             } else if rcpt_to.len() == message.rcpt_to.len() {
                 // One tenant has every recipient: the message as it is, no copy.
                 self.tenant_session(index).process_message(message).await
@@ -193,7 +201,7 @@ impl RoutedSession {
                 };
                 self.tenant_session(index).process_message(&own_part).await
             };
-            self.tenants[index].metrics.message(outcome(&verdict));
+            self.tenants[index].metrics.message(Outcome::of(&verdict));
             verdicts.push(verdict);
         }
         combine(verdicts)
@@ -202,12 +210,12 @@ impl RoutedSession {
 
 /// The one answer for a message from each tenant's answer (see the module's comment).
 fn combine(verdicts: Vec<Verdict>) -> Verdict {
-    if verdicts.iter().all(|v| outcome(v) == Outcome::Accepted) {
+    if verdicts.iter().all(|v| Outcome::of(v) == Outcome::Accepted) {
         return Verdict::Continue;
     }
-    let first_temporary = verdicts.iter().position(|v| outcome(v) == Outcome::Tempfailed);
+    let first_temporary = verdicts.iter().position(|v| Outcome::of(v) == Outcome::Tempfailed);
     let index = first_temporary
-        .or_else(|| verdicts.iter().position(|v| outcome(v) == Outcome::Rejected))
+        .or_else(|| verdicts.iter().position(|v| Outcome::of(v) == Outcome::Rejected))
         .unwrap_or(0);
     verdicts.into_iter().nth(index).unwrap_or(Verdict::Continue)
 }
@@ -233,35 +241,47 @@ impl SessionHandlers for RoutedSession {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::handler::{PluginError, PluginFailure};
 
     fn reply(text: &str) -> Verdict {
-        Verdict::Reply {
-            handler: "t".into(),
-            text: text.into(),
-        }
+        Verdict::answered("t".into(), text)
     }
 
     fn text(verdict: &Verdict) -> String {
         match verdict {
             Verdict::Continue => "continue".into(),
-            Verdict::Reply { text, .. } => text.clone(),
-            Verdict::Failed { error, .. } => format!("failed: {error}"),
+            Verdict::Reply { reply, .. } => reply.one_line(),
+            Verdict::Failed { failure, .. } => format!("failed: {failure}"),
         }
     }
 
     #[test]
     fn replies_combine_with_temporary_failures_first() {
         assert_eq!(text(&combine(vec![Verdict::Continue, reply("250 fine")])), "continue");
-        assert_eq!(text(&combine(vec![Verdict::Continue, reply("550 no")])), "550 no");
-        assert_eq!(text(&combine(vec![reply("550 no"), reply("451 later")])), "451 later");
+        assert_eq!(text(&combine(vec![Verdict::Continue, reply("550 no")])), "550 5.0.0 no");
+        assert_eq!(
+            text(&combine(vec![reply("550 no"), reply("451 later")])),
+            "451 4.0.0 later"
+        );
         let failed = Verdict::Failed {
             handler: "t".into(),
-            error: anyhow::anyhow!("trap"),
+            failure: PluginFailure::new(PluginError::Trap, "trap"),
         };
         assert_eq!(
             text(&combine(vec![Verdict::Continue, failed, reply("554 no")])),
             "failed: trap"
         );
-        assert_eq!(text(&combine(vec![reply("hello")])), "hello");
+    }
+
+    #[test]
+    fn the_routers_own_replies_are_values() {
+        let Verdict::Reply { reply, .. } = unrouted("a@nowhere.example") else {
+            panic!("not a reply");
+        };
+        assert_eq!(
+            reply.one_line(),
+            "550 5.1.2 <a@nowhere.example>: no tenant here takes mail for that domain"
+        );
+        assert_eq!(Outcome::of(&unrouted("x")), Outcome::Rejected);
     }
 }

@@ -1,15 +1,16 @@
 //! What a plugin instance's store holds, and the host imports it calls: log, settings,
-//! relay. WASI is there for what `std` needs (clocks, random, stdout); it grants no
-//! files, no network and no environment.
+//! session, relay. WASI is there for what `std` needs (clocks, random, stdout) and for
+//! what the configuration grants the plugin (directories, environment variables); never
+//! sockets.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{Level, RelayError, SessionInfo, TlsInfo, host, types};
+use super::memory_cap::MemoryCap;
 use super::output::Capture;
 use super::pacing::CallClock;
 use crate::handler::SessionFacts;
@@ -31,7 +32,7 @@ pub struct PluginState {
     pub clock: CallClock,
     pub wasi: WasiCtx,
     pub table: ResourceTable,
-    pub limits: StoreLimits,
+    pub memory: MemoryCap,
     pub stdout: Capture,
     pub stderr: Capture,
     /// What the session learnt (TLS, AUTH), for the `session` import.

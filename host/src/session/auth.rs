@@ -8,9 +8,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use wasmtpd_protocol::sasl::{self, Credentials, SaslError};
 use wasmtpd_protocol::{Reply, replies};
 
+use super::ask::Answer;
 use super::input::Input;
 use super::{Flow, Session};
-use crate::handler::{Hook, Password};
+use crate::hook::{Hook, Password};
 
 /// The pause before a failed attempt is answered: guessing passwords is slow.
 const FAILURE_DELAY: Duration = Duration::from_secs(1);
@@ -48,12 +49,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             password: Password(&credentials.password),
         };
         let refusal = match self.ask(hook).await {
-            Some(reply) if reply.is_positive() => None,
+            Answer::Accepted(_) => None,
             // Deferred (a user store that is down, a plugin that failed): not a failure.
-            Some(reply) if reply.code() < 500 => return Ok(self.reply(&reply)),
-            Some(reply) => Some(reply),
-            None if auth.verify(&credentials).await => None,
-            None => Some(replies::AUTH_FAILED),
+            Answer::Refused(reply) if !reply.is_permanent() => return Ok(self.reply(&reply)),
+            Answer::Refused(reply) => Some(reply),
+            Answer::Pass if auth.verify(&credentials).await => None,
+            Answer::Pass => Some(replies::AUTH_FAILED),
         };
         let Some(refusal) = refusal else {
             tracing::info!(peer = %self.peer, identity = credentials.identity, "authenticated");

@@ -6,7 +6,8 @@ use wasmtpd_protocol::{DataSummary, Reply, replies};
 
 use super::input::DataInput;
 use super::{Flow, Session, Transaction};
-use crate::handler::{Hook, Message};
+use crate::handler::Message;
+use crate::hook::Hook;
 use crate::metrics::Outcome;
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
@@ -16,7 +17,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Some(t) if t.recipients.is_empty() => return Ok(self.client_error(&replies::NEED_RCPT)),
             Some(t) => t.params.size.unwrap_or(0) as usize,
         };
-        if let Some(refusal) = self.ask(Hook::Data).await.filter(|r| !r.is_positive()) {
+        if let Some(refusal) = self.ask(Hook::Data).await.refusal() {
             // The transaction stays: the client may RSET or try DATA again.
             return Ok(self.reply(&refusal));
         }
@@ -36,7 +37,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     Some(refused) => refused,
                     None => self.deliver(transaction, body).await,
                 };
-                self.ctx.metrics.message(Outcome::of_class((reply.code() / 100) as u8));
+                self.ctx.metrics.message(Outcome::of_reply(&reply));
                 self.reply(&reply)
             }
         })

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{Flow, Greeting, Session};
-use crate::handler::Hook;
+use crate::hook::Hook;
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub(super) async fn helo(&mut self, client_name: &str, extended: bool) -> Flow {
@@ -15,7 +15,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             name: client_name,
             extended,
         };
-        if let Some(reply) = self.ask(hook).await.filter(|r| !r.is_positive()) {
+        if let Some(reply) = self.ask(hook).await.refusal() {
             // Refused: the client has to greet again. The reply has the attempted
             // greeting's flavour (enhanced codes after EHLO).
             self.greeting = None;

@@ -4,8 +4,9 @@
 use tokio::io::{AsyncRead, AsyncWrite};
 use wasmtpd_protocol::{Address, MailParams, replies};
 
+use super::ask::Answer;
 use super::{Flow, Session, Transaction};
-use crate::handler::Hook;
+use crate::hook::Hook;
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub(super) async fn mail(&mut self, from: Option<Address>, params: MailParams) -> Flow {
@@ -36,15 +37,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             options: &params.raw,
             size: params.size,
         };
-        let answer = self.ask(hook).await;
-        if let Some(refusal) = answer.as_ref().filter(|r| !r.is_positive()) {
-            return self.reply(refusal);
-        }
+        let accepted = match self.ask(hook).await {
+            Answer::Refused(refusal) => return self.reply(&refusal),
+            Answer::Accepted(reply) => reply,
+            Answer::Pass => None,
+        };
         self.transaction = Some(Transaction {
             from,
             params,
             recipients: Vec::new(),
         });
-        self.reply(&answer.unwrap_or(replies::SENDER_OK))
+        self.reply(accepted.as_ref().unwrap_or(&replies::SENDER_OK))
     }
 }

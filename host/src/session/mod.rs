@@ -23,7 +23,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use wasmtpd_protocol::{Address, Command, MailParams, Reply, parse_command, replies};
 
-use crate::handler::{Hook, SessionFacts, SessionHandlers};
+use crate::handler::{SessionFacts, SessionHandlers};
+use crate::hook::Hook;
 use crate::listener::ListenerContext;
 use crate::rate::CommandBudget;
 use input::Input;
@@ -130,7 +131,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if !self.ctx.limits.greeting_delay().is_zero() && !self.waited_for_greeting().await? {
             return Ok(());
         }
-        if let Some(refusal) = self.ask(Hook::Connect).await.filter(|r| !r.is_positive()) {
+        if let Some(refusal) = self.ask(Hook::Connect).await.refusal() {
             tracing::info!(peer = %self.peer, reply = %refusal.text(), "connection refused by a handler");
             self.send(&refusal);
             self.flush().await?;

@@ -4,8 +4,9 @@
 use tokio::io::{AsyncRead, AsyncWrite};
 use wasmtpd_protocol::{Address, replies};
 
+use super::ask::Answer;
 use super::{Flow, Session};
-use crate::handler::Hook;
+use crate::hook::Hook;
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub(super) async fn rcpt(&mut self, to: Address) -> Flow {
@@ -20,18 +21,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             // RFC 5321 4.5.3.1.10: 452, and the client sends the rest in another transaction.
             return self.reply(&replies::TOO_MANY_RECIPIENTS);
         }
-        let answer = self
-            .ask(Hook::Rcpt {
-                to: to.as_str(),
-                options: &[],
-            })
-            .await;
-        if let Some(refusal) = answer.as_ref().filter(|r| !r.is_positive()) {
-            return self.reply(refusal);
-        }
+        let hook = Hook::Rcpt {
+            to: to.as_str(),
+            options: &[],
+        };
+        let accepted = match self.ask(hook).await {
+            Answer::Refused(refusal) => return self.reply(&refusal),
+            Answer::Accepted(reply) => reply,
+            Answer::Pass => None,
+        };
         if let Some(transaction) = &mut self.transaction {
             transaction.recipients.push(to);
         }
-        self.reply(&answer.unwrap_or(replies::RECIPIENT_OK))
+        self.reply(accepted.as_ref().unwrap_or(&replies::RECIPIENT_OK))
     }
 }

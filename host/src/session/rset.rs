@@ -5,7 +5,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use wasmtpd_protocol::replies;
 
 use super::{Flow, Session};
-use crate::handler::Hook;
+use crate::hook::{Hook, HookKind};
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub(super) async fn rset(&mut self) -> Flow {
@@ -15,7 +15,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// Drops the transaction in progress, if any, and tells the handlers.
     pub(super) async fn abandon_transaction(&mut self) {
-        if self.transaction.take().is_some() && self.handlers.wants(&Hook::Rset) {
+        if self.transaction.take().is_some() && self.handlers.wants(HookKind::Rset) {
             // RSET always succeeds (RFC 5321 4.1.1.5): what handlers answer is ignored.
             let _ = self.handlers.hook(Hook::Rset).await;
         }

@@ -17,7 +17,10 @@ use super::Session;
 use crate::auth::tests::quick_hash;
 use crate::auth::{AuthConfig, Authenticator};
 use crate::config::Limits;
-use crate::handler::{Handlers, Hook, Message, SessionFacts, SessionHandlers, Verdict, VerdictFuture};
+use crate::handler::{
+    Handlers, Message, PluginError, PluginFailure, SessionFacts, SessionHandlers, Verdict, VerdictFuture,
+};
+use crate::hook::Hook;
 use crate::listener::{Access, ListenerContext};
 use crate::tls::ListenerTls;
 
@@ -40,13 +43,10 @@ struct Recorder {
 fn verdict(answer: Answer) -> Verdict {
     match answer {
         Ok(None) => Verdict::Continue,
-        Ok(Some(text)) => Verdict::Reply {
-            handler: "recorder".into(),
-            text,
-        },
+        Ok(Some(text)) => Verdict::answered("recorder".into(), &text),
         Err(why) => Verdict::Failed {
             handler: "recorder".into(),
-            error: anyhow::Error::msg(why),
+            failure: PluginFailure::new(PluginError::Trap, why),
         },
     }
 }
