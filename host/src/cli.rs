@@ -23,8 +23,10 @@ pub struct Cli {
     pub listen: Vec<SocketAddr>,
 
     /// Message handler chain for every listener (repeatable, run in order; the first
-    /// that answers ends the chain); replaces the configuration's chains. Built in: debug-printer (prints each message, the
-    /// default), sink (accepts and discards).
+    /// that answers ends the chain); replaces the configuration's chains. Each is a
+    /// [plugin.NAME] table, a path to a .wasm component, or built in: debug-printer (prints
+    /// each message, the default), proxy (relays upstream), filter (refuses by rules),
+    /// sink (accepts and discards), store (writes a Maildir).
     #[arg(short, long, value_name = "NAME")]
     pub plugin: Vec<String>,
 
@@ -96,5 +98,21 @@ impl Cli {
         }
         config.check()?;
         Ok(config)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+    use crate::plugin::builtin;
+
+    #[test]
+    fn the_help_names_every_built_in_plugin() {
+        let help = Cli::command().render_help().to_string();
+        for name in builtin::names() {
+            assert!(help.contains(name), "--help does not name {name}:\n{help}");
+        }
     }
 }

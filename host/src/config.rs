@@ -10,7 +10,6 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::auth::AuthConfig;
-use crate::plugin::OutputTarget;
 use crate::proxy_protocol::ProxyProtocol;
 use crate::tls::TlsConfig;
 
@@ -68,13 +67,23 @@ pub struct PluginConfig {
     pub memory_mib: u64,
     /// Where the plugin's stdout goes: `stdout` or `log` (default: `stdout` for
     /// debug-printer, `log` for the others). Its stderr always goes to the log.
-    pub stdout: Option<OutputTarget>,
+    pub stdout: Option<PluginStdout>,
     /// Host directories the plugin may open (WASI preopens); none by default.
     #[serde(default)]
     pub dirs: Vec<DirGrant>,
     /// Environment variables the plugin sees; none by default.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+}
+
+/// Where a plugin's standard output goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginStdout {
+    /// The host's stdout, as written (the debug printer's job).
+    Stdout,
+    /// The host's log, a line at a time.
+    Log,
 }
 
 /// A host directory granted to a plugin.

@@ -137,6 +137,7 @@ async fn reload(cli: &Cli, service: &mut Service, why: &str) -> Option<Config> {
         Ok(config) => service.apply(&config).await.map(|serving| (config, serving)),
         Err(e) => Err(e),
     };
+    service.metrics().reload(applied.is_ok());
     match applied {
         Ok((config, serving)) => {
             tracing::info!(

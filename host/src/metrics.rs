@@ -1,15 +1,21 @@
-//! Per-tenant counters, and their Prometheus text rendering. A tenant is, for now, a
-//! listener: its `tenant` name in the configuration, or its address.
+//! The server's numbers, in `prometheus-client`'s registry and its text encoding
+//! (OpenMetrics): per tenant (a configured `[[tenant]]`, or a listener's `tenant` name or
+//! address) the sessions, messages by outcome, plugin failures by kind and a histogram of
+//! plugin call latency by stage; server-wide the reloads applied and refused. A tenant's
+//! handles are made once and kept, so that counting costs an atomic add, not a lookup.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use wasmtpd_protocol::Reply;
 
 use crate::handler::{PluginError, Verdict};
+use crate::hook::HookKind;
 
 /// How a message ended, as counted: by the class of its final reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,6 +26,8 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    const ALL: [Outcome; 3] = [Outcome::Accepted, Outcome::Rejected, Outcome::Tempfailed];
+
     /// The outcome of a final reply: 2xx accepted, 5xx rejected, anything else (4xx) a
     /// temporary failure.
     pub fn of_reply(reply: &Reply) -> Outcome {
@@ -38,132 +46,236 @@ impl Outcome {
             Verdict::Failed { .. } => Outcome::Tempfailed,
         }
     }
+
+    const fn label(self) -> &'static str {
+        match self {
+            Outcome::Accepted => "accepted",
+            Outcome::Rejected => "rejected",
+            Outcome::Tempfailed => "tempfailed",
+        }
+    }
 }
 
-#[derive(Default)]
+/// Where a plugin call was made: a hook, or `None` for `process-message`.
+pub type Stage = Option<HookKind>;
+
+/// The `stage` label of a plugin call.
+fn stage_label(stage: Stage) -> &'static str {
+    stage.map_or("message", HookKind::name)
+}
+
+/// Every stage a plugin can be called at, each hook's and the message's.
+fn stages() -> impl Iterator<Item = Stage> {
+    HookKind::ALL.iter().copied().map(Some).chain([None])
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantLabels {
+    tenant: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    tenant: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ErrorLabels {
+    tenant: String,
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StageLabels {
+    tenant: String,
+    stage: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: &'static str,
+}
+
+/// Plugin call latency from 10 µs to 10 s, each bucket four times the last.
+#[derive(Clone, Debug)]
+struct CallBuckets;
+
+impl MetricConstructor<Histogram> for CallBuckets {
+    fn new_metric(&self) -> Histogram {
+        Histogram::new(exponential_buckets(1e-5, 4.0, 11))
+    }
+}
+
+/// One tenant's handles into the families.
 pub struct TenantMetrics {
-    sessions: AtomicU64,
-    accepted: AtomicU64,
-    rejected: AtomicU64,
-    tempfailed: AtomicU64,
-    plugin_errors: [AtomicU64; PluginError::ALL.len()],
-    plugin_calls: AtomicU64,
-    plugin_call_nanos: AtomicU64,
+    sessions: Counter,
+    messages: [Counter; Outcome::ALL.len()],
+    plugin_errors: [Counter; PluginError::ALL.len()],
+    /// By stage: each hook in [`HookKind::ALL`]'s order, then the message.
+    plugin_calls: Vec<Histogram>,
 }
 
 impl TenantMetrics {
     pub fn session_started(&self) {
-        self.sessions.fetch_add(1, Ordering::Relaxed);
+        self.sessions.inc();
     }
 
     pub fn message(&self, outcome: Outcome) {
-        let counter = match outcome {
-            Outcome::Accepted => &self.accepted,
-            Outcome::Rejected => &self.rejected,
-            Outcome::Tempfailed => &self.tempfailed,
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
+        self.messages[outcome as usize].inc();
     }
 
     pub fn plugin_error(&self, kind: PluginError) {
-        self.plugin_errors[kind as usize].fetch_add(1, Ordering::Relaxed);
+        self.plugin_errors[kind as usize].inc();
     }
 
-    pub fn plugin_call(&self, took: Duration) {
-        self.plugin_calls.fetch_add(1, Ordering::Relaxed);
-        let nanos = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
-        self.plugin_call_nanos.fetch_add(nanos, Ordering::Relaxed);
+    /// A plugin call made at `stage` took this long (instantiation included).
+    pub fn plugin_call(&self, stage: Stage, took: Duration) {
+        let index = stage.map_or(HookKind::COUNT, HookKind::index);
+        self.plugin_calls[index].observe(took.as_secs_f64());
     }
 }
 
-/// Every tenant's counters, by name.
-#[derive(Default)]
+impl Default for TenantMetrics {
+    /// Handles that are counted nowhere: for a session outside any server (`--deliver`, tests).
+    fn default() -> TenantMetrics {
+        Families::default().tenant("")
+    }
+}
+
+struct Families {
+    sessions: Family<TenantLabels, Counter>,
+    messages: Family<OutcomeLabels, Counter>,
+    plugin_errors: Family<ErrorLabels, Counter>,
+    plugin_calls: Family<StageLabels, Histogram, CallBuckets>,
+}
+
+impl Default for Families {
+    fn default() -> Families {
+        Families {
+            sessions: Family::default(),
+            messages: Family::default(),
+            plugin_errors: Family::default(),
+            plugin_calls: Family::new_with_constructor(CallBuckets),
+        }
+    }
+}
+
+impl Families {
+    fn tenant(&self, name: &str) -> TenantMetrics {
+        let tenant = || name.to_owned();
+        TenantMetrics {
+            sessions: self.sessions.get_or_create_owned(&TenantLabels { tenant: tenant() }),
+            messages: Outcome::ALL.map(|o| {
+                let labels = OutcomeLabels {
+                    tenant: tenant(),
+                    outcome: o.label(),
+                };
+                self.messages.get_or_create_owned(&labels)
+            }),
+            plugin_errors: PluginError::ALL.map(|k| {
+                let labels = ErrorLabels {
+                    tenant: tenant(),
+                    kind: k.label(),
+                };
+                self.plugin_errors.get_or_create_owned(&labels)
+            }),
+            plugin_calls: stages()
+                .map(|stage| {
+                    let labels = StageLabels {
+                        tenant: tenant(),
+                        stage: stage_label(stage),
+                    };
+                    self.plugin_calls.get_or_create_owned(&labels)
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Every tenant's numbers, and the server's.
 pub struct Registry {
+    registry: prometheus_client::registry::Registry,
+    families: Families,
+    reloads: Family<ResultLabels, Counter>,
     tenants: RwLock<BTreeMap<String, Arc<TenantMetrics>>>,
 }
 
+impl Default for Registry {
+    fn default() -> Registry {
+        let families = Families::default();
+        let reloads = Family::<ResultLabels, Counter>::default();
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register("wasmtpd_sessions", "SMTP sessions started", families.sessions.clone());
+        registry.register(
+            "wasmtpd_messages",
+            "Messages received, by the class of their final reply",
+            families.messages.clone(),
+        );
+        registry.register(
+            "wasmtpd_plugin_errors",
+            "Plugin calls that failed, by cause; each answered 451",
+            families.plugin_errors.clone(),
+        );
+        registry.register(
+            "wasmtpd_plugin_call_seconds",
+            "Time spent in plugin calls, instantiation included, by stage",
+            families.plugin_calls.clone(),
+        );
+        registry.register(
+            "wasmtpd_reloads",
+            "Configuration reloads, applied or refused (the previous version kept serving)",
+            reloads.clone(),
+        );
+        for result in ["applied", "refused"] {
+            reloads.get_or_create_owned(&ResultLabels { result });
+        }
+        Registry {
+            registry,
+            families,
+            reloads,
+            tenants: RwLock::default(),
+        }
+    }
+}
+
 impl Registry {
-    /// The tenant's counters, created on first use; a reload keeps counting on them.
+    /// The tenant's handles, made on first use; a reload keeps counting on them.
     pub fn tenant(&self, name: &str) -> Arc<TenantMetrics> {
         if let Some(found) = self.tenants.read().unwrap_or_else(|p| p.into_inner()).get(name) {
             return Arc::clone(found);
         }
         let mut tenants = self.tenants.write().unwrap_or_else(|p| p.into_inner());
-        Arc::clone(tenants.entry(name.to_owned()).or_default())
+        let made = tenants
+            .entry(name.to_owned())
+            .or_insert_with(|| Arc::new(self.families.tenant(name)));
+        Arc::clone(made)
     }
 
-    /// The Prometheus text exposition format (version 0.0.4).
+    /// A reload was applied (`true`) or refused.
+    pub fn reload(&self, applied: bool) {
+        let result = if applied { "applied" } else { "refused" };
+        self.reloads.get_or_create(&ResultLabels { result }).inc();
+    }
+
+    /// The OpenMetrics text format, which Prometheus scrapes.
     pub fn render(&self) -> String {
-        let tenants = self.tenants.read().unwrap_or_else(|p| p.into_inner());
         let mut out = String::new();
-        let mut family = |name: &str, kind: &str, help: &str, rows: &mut dyn Iterator<Item = (String, String)>| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            for (labels, value) in rows {
-                let _ = writeln!(out, "{name}{{{labels}}} {value}");
-            }
-        };
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        let label = |tenant: &str| format!("tenant=\"{}\"", escape(tenant));
-        family(
-            "wasmtpd_sessions_total",
-            "counter",
-            "SMTP sessions started.",
-            &mut tenants.iter().map(|(t, m)| (label(t), get(&m.sessions).to_string())),
-        );
-        family(
-            "wasmtpd_messages_total",
-            "counter",
-            "Messages received, by the class of their final reply.",
-            &mut tenants.iter().flat_map(|(t, m)| {
-                [
-                    ("accepted", &m.accepted),
-                    ("rejected", &m.rejected),
-                    ("tempfailed", &m.tempfailed),
-                ]
-                .map(|(outcome, c)| (format!("{},outcome=\"{outcome}\"", label(t)), get(c).to_string()))
-            }),
-        );
-        family(
-            "wasmtpd_plugin_errors_total",
-            "counter",
-            "Plugin calls that failed, by cause; each answered 451.",
-            &mut tenants.iter().flat_map(|(t, m)| {
-                PluginError::ALL
-                    .iter()
-                    .zip(&m.plugin_errors)
-                    .map(|(kind, c)| (format!("{},kind=\"{}\"", label(t), kind.label()), get(c).to_string()))
-                    .collect::<Vec<_>>()
-            }),
-        );
-        let _ = writeln!(
-            out,
-            "# HELP wasmtpd_plugin_call_seconds Time spent in plugin calls, instantiation included.\n\
-             # TYPE wasmtpd_plugin_call_seconds summary"
-        );
-        for (tenant, m) in tenants.iter() {
-            let seconds = get(&m.plugin_call_nanos) as f64 / 1e9;
-            let _ = writeln!(out, "wasmtpd_plugin_call_seconds_sum{{{}}} {seconds}", label(tenant));
-            let _ = writeln!(
-                out,
-                "wasmtpd_plugin_call_seconds_count{{{}}} {}",
-                label(tenant),
-                get(&m.plugin_calls)
-            );
-        }
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
     }
 }
 
-fn escape(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
-}
+/// The media type of [`Registry::render`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn renders_the_prometheus_text_format() {
+    fn renders_the_openmetrics_text_format() {
         let registry = Registry::default();
         let acme = registry.tenant("acme");
         acme.session_started();
@@ -171,11 +283,15 @@ mod tests {
         acme.message(Outcome::Accepted);
         acme.message(Outcome::Tempfailed);
         acme.plugin_error(PluginError::Timeout);
-        acme.plugin_call(Duration::from_millis(250));
+        acme.plugin_call(None, Duration::from_millis(250));
+        acme.plugin_call(Some(HookKind::Auth), Duration::from_micros(30));
         registry.tenant("b\"x").session_started();
+        registry.reload(true);
+        registry.reload(false);
+        registry.reload(false);
         let text = registry.render();
         for line in [
-            "# TYPE wasmtpd_sessions_total counter",
+            "# TYPE wasmtpd_sessions counter",
             "wasmtpd_sessions_total{tenant=\"acme\"} 1",
             "wasmtpd_sessions_total{tenant=\"b\\\"x\"} 1",
             "wasmtpd_messages_total{tenant=\"acme\",outcome=\"accepted\"} 2",
@@ -183,12 +299,32 @@ mod tests {
             "wasmtpd_messages_total{tenant=\"acme\",outcome=\"tempfailed\"} 1",
             "wasmtpd_plugin_errors_total{tenant=\"acme\",kind=\"timeout\"} 1",
             "wasmtpd_plugin_errors_total{tenant=\"acme\",kind=\"trap\"} 0",
-            "wasmtpd_plugin_call_seconds_sum{tenant=\"acme\"} 0.25",
-            "wasmtpd_plugin_call_seconds_count{tenant=\"acme\"} 1",
+            "# TYPE wasmtpd_plugin_call_seconds histogram",
+            "wasmtpd_plugin_call_seconds_sum{tenant=\"acme\",stage=\"message\"} 0.25",
+            "wasmtpd_plugin_call_seconds_count{tenant=\"acme\",stage=\"message\"} 1",
+            "wasmtpd_plugin_call_seconds_bucket{le=\"0.16384\",tenant=\"acme\",stage=\"message\"} 0",
+            "wasmtpd_plugin_call_seconds_bucket{le=\"0.65536\",tenant=\"acme\",stage=\"message\"} 1",
+            "wasmtpd_plugin_call_seconds_count{tenant=\"acme\",stage=\"auth\"} 1",
+            "wasmtpd_plugin_call_seconds_bucket{le=\"0.00004\",tenant=\"acme\",stage=\"auth\"} 1",
+            "wasmtpd_plugin_call_seconds_count{tenant=\"acme\",stage=\"quit\"} 0",
+            "wasmtpd_reloads_total{result=\"applied\"} 1",
+            "wasmtpd_reloads_total{result=\"refused\"} 2",
+            "# EOF",
         ] {
             assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
         }
-        // The same tenant's counters survive being asked for again (a reload).
+        // The same tenant's handles survive being asked for again (a reload).
         assert!(Arc::ptr_eq(&acme, &registry.tenant("acme")));
+    }
+
+    #[test]
+    fn every_hook_and_the_message_have_a_latency_histogram() {
+        let registry = Registry::default();
+        registry.tenant("t");
+        let text = registry.render();
+        for stage in HookKind::ALL.iter().map(|k| k.name()).chain(["message"]) {
+            let line = format!("wasmtpd_plugin_call_seconds_count{{tenant=\"t\",stage=\"{stage}\"}} 0");
+            assert!(text.contains(&line), "no {line:?} in:\n{text}");
+        }
     }
 }

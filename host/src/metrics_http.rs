@@ -1,5 +1,5 @@
-//! A minimal HTTP endpoint for the counters: `GET /metrics` answers the Prometheus text
-//! format; anything else 404. One request a connection, bounded in size and time.
+//! A minimal HTTP endpoint for the counters: `GET /metrics` answers the OpenMetrics text
+//! format (which Prometheus scrapes); anything else 404. One request a connection, bounded in size and time.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::Registry;
+use crate::metrics::{CONTENT_TYPE, Registry};
 
 const MAX_REQUEST: usize = 8 * 1024;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -45,7 +45,7 @@ async fn answer(mut stream: TcpStream, registry: &Registry) -> std::io::Result<(
     }
     let (status, body) = response(&request, registry);
     let head = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        "HTTP/1.1 {status}\r\nContent-Type: {CONTENT_TYPE}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).await?;
@@ -75,6 +75,7 @@ mod tests {
         let (status, body) = response(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", &registry);
         assert_eq!(status, "200 OK");
         assert!(body.contains("wasmtpd_sessions_total{tenant=\"t\"} 1"));
+        assert!(body.ends_with("# EOF\n"), "{body}");
         assert_eq!(response(b"GET / HTTP/1.1\r\n\r\n", &registry).0, "404 Not Found");
         assert_eq!(response(b"garbage", &registry).0, "400 Bad Request");
     }

@@ -9,19 +9,17 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::admission::{Admission, TenantCap};
+use crate::admission::Admission;
 use crate::config::Config;
-use crate::handler::Handlers;
 use crate::listener::{Access, ListenerContext, ListenerSlot};
 use crate::metrics::Registry;
-use crate::plugin::router::{Tenant, TenantRouter};
-use crate::plugin::{Plugin, PluginChain, PluginEngine, catalog, share};
-use crate::server;
+use crate::plugin::catalog::{self, Chains};
+use crate::plugin::{Plugin, PluginEngine};
+use crate::{contexts, server};
 
 struct RunningListener {
     slot: Arc<ListenerSlot>,
@@ -76,140 +74,75 @@ impl Service {
         &self.admission
     }
 
+    pub fn metrics(&self) -> &Arc<Registry> {
+        &self.metrics
+    }
+
     /// Loads every plugin of `config`, binds its new listeners, then swaps: new sessions
     /// get the new contexts, listeners no longer configured stop accepting. Sessions in
     /// flight keep what they started with. On error nothing has changed. Returns what now
     /// serves, e.g. `127.0.0.1:25: filter@0123456789abcdef, proxy@...`.
     pub async fn apply(&mut self, config: &Config) -> anyhow::Result<String> {
-        let chains = catalog::load_chains(&self.engine, config).await?;
+        let loaded = load(&self.engine, config).await?;
         let keys: Vec<ListenerKey> = config
             .listeners
             .iter()
             .enumerate()
             .map(|(i, l)| ListenerKey::of(l.address, i))
             .collect();
-        let mut new_listeners = Vec::new();
-        for key in &keys {
-            if !self.listeners.contains_key(key) {
-                let listener = TcpListener::bind(key.0)
-                    .await
-                    .with_context(|| format!("cannot listen on {key}"))?;
-                new_listeners.push((key.clone(), listener));
-            }
-        }
-
-        // Certificates and users are read at every apply: a reload serves renewed ones.
-        let access = config
-            .listeners
-            .iter()
-            .map(|l| Access::load(l).with_context(|| format!("listener {}", l.address)))
-            .collect::<anyhow::Result<Vec<Access>>>()?;
-
+        let bound = self.bind_new(&keys).await?;
         // Everything is ready: from here on nothing fails.
-        let serving: Vec<String> = config
-            .listeners
-            .iter()
-            .zip(&chains.listeners)
-            .map(|(l, chain)| format!("{}: {}", l.address, versions(chain)))
-            .chain(
-                config
-                    .tenants
-                    .iter()
-                    .zip(&chains.tenants)
-                    .map(|(t, chain)| format!("tenant {}: {}", t.name, versions(chain))),
-            )
-            .collect();
-        // A tenant's share of the plugin threads covers all its chains: its routed
-        // recipients' and its listeners'.
-        let shares: HashMap<&str, Arc<Semaphore>> = config
-            .tenants
-            .iter()
-            .map(|t| {
-                let calls = t.max_concurrent_calls.unwrap_or_else(share::default_concurrent_calls);
-                (t.name.as_str(), Arc::new(Semaphore::new(calls.max(1))))
-            })
-            .collect();
-        let tenants: Vec<Tenant> = config
-            .tenants
-            .iter()
-            .zip(chains.tenants)
-            .map(|(t, chain)| {
-                let metrics = self.metrics.tenant(&t.name);
-                Tenant {
-                    name: t.name.clone(),
-                    domains: t.domains.iter().map(|d| d.to_ascii_lowercase()).collect(),
-                    chain: Arc::new(PluginChain::new(
-                        chain,
-                        Arc::clone(&metrics),
-                        Arc::clone(&shares[t.name.as_str()]),
-                    )),
-                    metrics,
-                    limits: t.limits.clone(),
-                }
-            })
-            .collect();
+        let serving = loaded.serving.join("; ");
         let contexts: HashMap<ListenerKey, Arc<ListenerContext>> = keys
             .into_iter()
-            .zip(&config.listeners)
-            .zip(chains.listeners)
-            .zip(access)
-            .map(|(((key, listener), chain), access)| {
-                let tenant = listener.tenant.clone().unwrap_or_else(|| listener.address.to_string());
-                let metrics = self.metrics.tenant(&tenant);
-                let calls = match (listener.max_concurrent_calls, shares.get(tenant.as_str())) {
-                    (None, Some(tenants)) => Arc::clone(tenants),
-                    (own, _) => {
-                        let calls = own.unwrap_or_else(share::default_concurrent_calls);
-                        Arc::new(Semaphore::new(calls.max(1)))
-                    }
-                };
-                let own = Arc::new(PluginChain::new(chain, Arc::clone(&metrics), calls));
-                let handlers: Arc<dyn Handlers> = if listener.route_by_domain {
-                    Arc::new(TenantRouter::new(own, tenants.clone()))
-                } else {
-                    own
-                };
-                let tenant_cap = config
-                    .tenant_of(listener)
-                    .and_then(|t| t.limits.max_connections)
-                    .map(|max| TenantCap {
-                        name: tenant.as_str().into(),
-                        max,
-                    });
-                let ctx = ListenerContext::new(
-                    tenant,
-                    metrics,
-                    config.hostname.clone(),
-                    config.limits_of(listener),
-                    tenant_cap,
-                    handlers,
-                    access,
-                );
-                (key, Arc::new(ctx))
-            })
+            .zip(contexts::build(config, loaded.chains, loaded.access, &self.metrics))
             .collect();
-        for (address, running) in &self.listeners {
-            if let Some(ctx) = contexts.get(address) {
+        self.swap(&contexts);
+        self.retire(&contexts);
+        self.start(bound, &contexts);
+        Ok(serving)
+    }
+
+    /// Binds the listeners that are not running yet.
+    async fn bind_new(&self, keys: &[ListenerKey]) -> anyhow::Result<Vec<(ListenerKey, TcpListener)>> {
+        let mut bound = Vec::new();
+        for key in keys.iter().filter(|k| !self.listeners.contains_key(k)) {
+            let listener = TcpListener::bind(key.0)
+                .await
+                .with_context(|| format!("cannot listen on {key}"))?;
+            bound.push((key.clone(), listener));
+        }
+        Ok(bound)
+    }
+
+    /// Gives the running listeners that stay their new contexts: their next sessions use them.
+    fn swap(&self, contexts: &HashMap<ListenerKey, Arc<ListenerContext>>) {
+        for (key, running) in &self.listeners {
+            if let Some(ctx) = contexts.get(key) {
                 running.slot.replace(Arc::clone(ctx));
             }
         }
-        let removed: Vec<ListenerKey> = self
-            .listeners
-            .keys()
-            .filter(|k| !contexts.contains_key(k))
-            .cloned()
-            .collect();
-        for address in removed {
-            if let Some(running) = self.listeners.remove(&address) {
-                tracing::info!("no longer listening on {address}; its sessions go on");
+    }
+
+    /// Stops the listeners no longer configured; their sessions go on.
+    fn retire(&mut self, contexts: &HashMap<ListenerKey, Arc<ListenerContext>>) {
+        self.listeners.retain(|key, running| {
+            let stays = contexts.contains_key(key);
+            if !stays {
+                tracing::info!("no longer listening on {key}; its sessions go on");
                 running.stop.cancel();
             }
-        }
-        for (address, listener) in new_listeners {
-            let local = listener.local_addr().unwrap_or(address.0);
-            let plugins = contexts[&address].handlers.names().join(", ");
-            tracing::info!("listening on {local} (plugins: {plugins})");
-            let slot = Arc::new(ListenerSlot::new(Arc::clone(&contexts[&address])));
+            stays
+        });
+    }
+
+    /// Starts accepting on the newly bound listeners.
+    fn start(&mut self, bound: Vec<(ListenerKey, TcpListener)>, contexts: &HashMap<ListenerKey, Arc<ListenerContext>>) {
+        for (key, listener) in bound {
+            let ctx = Arc::clone(&contexts[&key]);
+            let local = listener.local_addr().unwrap_or(key.0);
+            tracing::info!("listening on {local} (plugins: {})", ctx.handlers.names().join(", "));
+            let slot = Arc::new(ListenerSlot::new(ctx));
             let stop = self.shutdown.child_token();
             let accept_loop = tokio::spawn(server::serve(
                 listener,
@@ -220,7 +153,7 @@ impl Service {
                 self.sessions.clone(),
             ));
             self.listeners.insert(
-                address,
+                key,
                 RunningListener {
                     slot,
                     stop,
@@ -228,7 +161,6 @@ impl Service {
                 },
             );
         }
-        Ok(serving.join("; "))
     }
 
     /// Stops accepting everywhere and waits for the accept loops; the sessions are
@@ -241,6 +173,37 @@ impl Service {
         self.sessions.close();
         self.sessions.clone()
     }
+}
+
+/// A configuration with everything it names loaded and checked.
+struct Loaded {
+    chains: Chains,
+    /// Each listener's certificate, users and trusted proxies, in order.
+    access: Vec<Access>,
+    /// What each chain serves, with versions, for the log.
+    serving: Vec<String>,
+}
+
+/// Loads every plugin the configuration names, and every listener's certificate and
+/// users: read at every apply, so that a reload serves renewed ones.
+async fn load(engine: &PluginEngine, config: &Config) -> anyhow::Result<Loaded> {
+    let chains = catalog::load_chains(engine, config).await?;
+    let access = config
+        .listeners
+        .iter()
+        .map(|l| Access::load(l).with_context(|| format!("listener {}", l.address)))
+        .collect::<anyhow::Result<Vec<Access>>>()?;
+    let listeners = config.listeners.iter().zip(&chains.listeners);
+    let tenants = config.tenants.iter().zip(&chains.tenants);
+    let serving = listeners
+        .map(|(l, chain)| format!("{}: {}", l.address, versions(chain)))
+        .chain(tenants.map(|(t, chain)| format!("tenant {}: {}", t.name, versions(chain))))
+        .collect();
+    Ok(Loaded {
+        chains,
+        access,
+        serving,
+    })
 }
 
 fn versions(chain: &[Arc<Plugin>]) -> String {

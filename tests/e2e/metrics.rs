@@ -4,7 +4,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 
 use crate::raw::RawClient;
-use crate::server::{Server, plugin_path};
+use crate::server::{Server, plugin_path, temp_file};
 
 fn scrape(address: &str) -> String {
     let mut stream = TcpStream::connect(address).unwrap();
@@ -30,7 +30,8 @@ fn counters_per_tenant_match_what_was_sent() {
          [plugin.bad]\nsource = \"{}\"\n[plugin.bad.settings]\nmode = \"trap\"\n",
         plugin_path("misbehave")
     );
-    let mut server = Server::from_config(&config);
+    let path = temp_file("wasmtpd.toml", &config);
+    let mut server = Server::start_raw(&["--config", path.to_str().unwrap()]);
     let addresses = server.addresses(2);
     let line = server.wait_for_log("metrics on http://");
     let endpoint = line
@@ -64,12 +65,28 @@ fn counters_per_tenant_match_what_was_sent() {
         "wasmtpd_messages_total{tenant=\"hostile\",outcome=\"tempfailed\"} 2",
         "wasmtpd_plugin_errors_total{tenant=\"hostile\",kind=\"trap\"} 2",
         "wasmtpd_plugin_errors_total{tenant=\"acme\",kind=\"trap\"} 0",
-        "wasmtpd_plugin_call_seconds_count{tenant=\"acme\"} 3",
+        "wasmtpd_plugin_call_seconds_count{tenant=\"acme\",stage=\"message\"} 3",
+        "wasmtpd_plugin_call_seconds_count{tenant=\"acme\",stage=\"rcpt\"} 0",
         // misbehave also exports the RCPT hook: a call at RCPT and one at the end of DATA.
-        "wasmtpd_plugin_call_seconds_count{tenant=\"hostile\"} 4",
+        "wasmtpd_plugin_call_seconds_count{tenant=\"hostile\",stage=\"rcpt\"} 2",
+        "wasmtpd_plugin_call_seconds_count{tenant=\"hostile\",stage=\"message\"} 2",
+        "wasmtpd_reloads_total{result=\"applied\"} 0",
     ] {
         assert!(text.lines().any(|l| l == expected), "no {expected:?} in:\n{text}");
     }
     // The log names the tenant too.
     assert!(server.log().contains("tenant=hostile"), "{}", server.log());
+
+    // Reloads, applied and refused, are counted.
+    server.hangup();
+    server.wait_for_log("reloaded (SIGHUP)");
+    std::fs::write(&path, "this is not toml").unwrap();
+    server.wait_for_log("reload refused");
+    let text = scrape(&endpoint);
+    for expected in [
+        "wasmtpd_reloads_total{result=\"applied\"} 1",
+        "wasmtpd_reloads_total{result=\"refused\"} 1",
+    ] {
+        assert!(text.lines().any(|l| l == expected), "no {expected:?} in:\n{text}");
+    }
 }

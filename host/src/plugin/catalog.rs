@@ -9,11 +9,11 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 
 use super::builtin;
-use super::component::{Grants, Plugin, PluginSpec, Source};
+use super::component::{GrantedDir, Grants, Plugin, PluginSpec, Source};
 use super::engine::PluginEngine;
 use super::output::OutputTarget;
 use super::state::PluginInfo;
-use crate::config::{Config, PluginConfig};
+use crate::config::{Config, PluginConfig, PluginStdout};
 
 /// What a chain entry names, resolved against the configuration.
 pub fn spec(entry: &str, config: &Config) -> anyhow::Result<PluginSpec> {
@@ -57,9 +57,21 @@ fn spec_from(
         source,
         time_budget: Duration::from_millis(config.time_budget_ms),
         memory_limit: usize::try_from(config.memory_mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
-        stdout: config.stdout.unwrap_or(default_stdout),
+        stdout: match config.stdout {
+            Some(PluginStdout::Stdout) => OutputTarget::Stdout,
+            Some(PluginStdout::Log) => OutputTarget::Log,
+            None => default_stdout,
+        },
         grants: Grants {
-            dirs: config.dirs.clone(),
+            dirs: config
+                .dirs
+                .iter()
+                .map(|d| GrantedDir {
+                    host: d.host.clone(),
+                    guest: d.guest.clone(),
+                    writable: d.writable,
+                })
+                .collect(),
             env: config.env.clone(),
         },
     }

@@ -18,7 +18,7 @@ use crate::handler::{
     Handlers, Message, PluginError, PluginFailure, SessionFacts, SessionHandlers, Verdict, VerdictFuture,
 };
 use crate::hook::{Hook, HookKind};
-use crate::metrics::TenantMetrics;
+use crate::metrics::{Stage, TenantMetrics};
 
 /// How long a client waits for its 4xx when the plugin is resting: a client that
 /// hammers a broken tenant is slowed down instead of served as fast as it can ask.
@@ -102,10 +102,10 @@ impl Call<'_> {
         }
     }
 
-    fn stage(&self) -> &'static str {
+    fn stage(&self) -> Stage {
         match self {
-            Call::Hook(hook) => hook.name(),
-            Call::Message(..) => "message",
+            Call::Hook(hook) => Some(hook.kind()),
+            Call::Message(..) => None,
         }
     }
 }
@@ -158,7 +158,7 @@ impl ChainSession {
             }
             Err(e) => Err(e),
         };
-        self.metrics.plugin_call(started.elapsed());
+        self.metrics.plugin_call(call.stage(), started.elapsed());
         drop(turn);
         if let Err(failure) = &result {
             self.metrics.plugin_error(failure.kind);
@@ -168,7 +168,7 @@ impl ChainSession {
         if self.breakers[index][point].record(Instant::now(), ran) {
             tracing::warn!(
                 plugin = %plugin.info.name,
-                stage = call.stage(),
+                stage = call.stage().map_or("message", HookKind::name),
                 "failed {FAILURES_TO_OPEN} times in a row: resting; its calls get 451 until a trial call succeeds"
             );
         }

@@ -21,7 +21,6 @@ use super::memory_cap::MemoryCap;
 use super::output::{Capture, OutputTarget};
 use super::pacing::{CallClock, Step};
 use super::state::{PluginInfo, PluginState};
-use crate::config::DirGrant;
 use crate::handler::PluginFailure;
 use crate::hook::HookKind;
 
@@ -54,8 +53,18 @@ pub struct PluginSpec {
 /// The WASI capabilities a plugin is granted beyond stdout, stderr, clocks and random.
 #[derive(Clone, Debug, Default)]
 pub struct Grants {
-    pub dirs: Vec<DirGrant>,
+    pub dirs: Vec<GrantedDir>,
     pub env: BTreeMap<String, String>,
+}
+
+/// A host directory a plugin may open (a WASI preopen).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrantedDir {
+    pub host: PathBuf,
+    /// Where the plugin sees it, e.g. `/maildir`.
+    pub guest: String,
+    /// Whether it may create, change and delete files there.
+    pub writable: bool,
 }
 
 pub struct Plugin {

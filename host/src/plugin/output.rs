@@ -16,8 +16,7 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 use crate::gathering_writer::{Bound, GatheringWriter, clear_keeping};
 
 /// Where a plugin's standard output goes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum OutputTarget {
     /// The host's stdout, as written (the debug printer's job).
     Stdout,

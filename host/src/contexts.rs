@@ -1,0 +1,115 @@
+//! From a configuration whose plugins are loaded to what each listener's sessions share:
+//! the tenants with their chains, each tenant's share of the plugin threads, and one
+//! [`ListenerContext`] a listener. Pure assembly: nothing here can fail.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+
+use crate::admission::TenantCap;
+use crate::config::{Config, ListenerConfig};
+use crate::handler::Handlers;
+use crate::listener::{Access, ListenerContext};
+use crate::metrics::Registry;
+use crate::plugin::catalog::Chains;
+use crate::plugin::router::{Tenant, TenantRouter};
+use crate::plugin::{Plugin, PluginChain, share};
+
+/// The listeners' contexts, in the configuration's order.
+pub fn build(config: &Config, chains: Chains, access: Vec<Access>, metrics: &Registry) -> Vec<Arc<ListenerContext>> {
+    let shares = tenant_shares(config);
+    let tenants = tenants(config, chains.tenants, &shares, metrics);
+    config
+        .listeners
+        .iter()
+        .zip(chains.listeners)
+        .zip(access)
+        .map(|((listener, chain), access)| {
+            Arc::new(listener_context(
+                config, listener, chain, access, &tenants, &shares, metrics,
+            ))
+        })
+        .collect()
+}
+
+/// Each tenant's share of the plugin threads: its calls at once, on all its chains
+/// together (its routed recipients' and its own listeners').
+fn tenant_shares(config: &Config) -> HashMap<String, Arc<Semaphore>> {
+    config
+        .tenants
+        .iter()
+        .map(|t| {
+            let calls = t.max_concurrent_calls.unwrap_or_else(share::default_concurrent_calls);
+            (t.name.clone(), Arc::new(Semaphore::new(calls.max(1))))
+        })
+        .collect()
+}
+
+/// The configured tenants, for routing listeners.
+fn tenants(
+    config: &Config,
+    chains: Vec<Vec<Arc<Plugin>>>,
+    shares: &HashMap<String, Arc<Semaphore>>,
+    metrics: &Registry,
+) -> Vec<Tenant> {
+    config
+        .tenants
+        .iter()
+        .zip(chains)
+        .map(|(t, chain)| {
+            let metrics = metrics.tenant(&t.name);
+            let calls = Arc::clone(&shares[&t.name]);
+            Tenant {
+                name: t.name.clone(),
+                domains: t.domains.iter().map(|d| d.to_ascii_lowercase()).collect(),
+                chain: Arc::new(PluginChain::new(chain, Arc::clone(&metrics), calls)),
+                metrics,
+                limits: t.limits.clone(),
+            }
+        })
+        .collect()
+}
+
+fn listener_context(
+    config: &Config,
+    listener: &ListenerConfig,
+    chain: Vec<Arc<Plugin>>,
+    access: Access,
+    tenants: &[Tenant],
+    shares: &HashMap<String, Arc<Semaphore>>,
+    metrics: &Registry,
+) -> ListenerContext {
+    let tenant = listener.tenant.clone().unwrap_or_else(|| listener.address.to_string());
+    let metrics = metrics.tenant(&tenant);
+    // A listener of a configured tenant shares the tenant's calls, unless it sets its own.
+    let calls = match (listener.max_concurrent_calls, shares.get(&tenant)) {
+        (None, Some(tenants)) => Arc::clone(tenants),
+        (own, _) => {
+            let calls = own.unwrap_or_else(share::default_concurrent_calls);
+            Arc::new(Semaphore::new(calls.max(1)))
+        }
+    };
+    let own = Arc::new(PluginChain::new(chain, Arc::clone(&metrics), calls));
+    let handlers: Arc<dyn Handlers> = if listener.route_by_domain {
+        Arc::new(TenantRouter::new(own, tenants.to_vec()))
+    } else {
+        own
+    };
+    let tenant_cap = config
+        .tenant_of(listener)
+        .and_then(|t| t.limits.max_connections)
+        .map(|max| TenantCap {
+            name: tenant.as_str().into(),
+            max,
+        });
+    ListenerContext::new(
+        tenant,
+        metrics,
+        config.hostname.clone(),
+        config.limits_of(listener),
+        tenant_cap,
+        handlers,
+        access,
+    )
+}
