@@ -50,6 +50,7 @@ pub enum Verdict {
     Failed { handler: String, failure: PluginFailure },
 }
 
+#[cfg(test)]
 impl Verdict {
     /// A handler's answer as text: its reply if the text is a valid one, else a failure.
     pub fn answered(handler: String, text: &str) -> Verdict {

@@ -134,10 +134,6 @@ impl Hook<'_> {
             Hook::Quit => HookKind::Quit,
         }
     }
-
-    pub const fn name(&self) -> &'static str {
-        self.kind().name()
-    }
 }
 
 /// A password on its way to the handlers: shown as `…` wherever a hook is printed.

@@ -36,7 +36,8 @@ fn main() -> ExitCode {
         }
     };
     output::flush_stdout();
-    log.flush();
+    // Writes what the log still holds.
+    drop(log);
     code
 }
 

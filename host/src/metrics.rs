@@ -214,7 +214,7 @@ impl Default for Registry {
         );
         registry.register(
             "wasmtpd_plugin_errors",
-            "Plugin calls that failed, by cause; each answered 451",
+            "Plugin calls that failed, by cause: at a hook or the message the client got 451; at a notice (rset, quit) it was logged",
             families.plugin_errors.clone(),
         );
         registry.register(

@@ -223,21 +223,22 @@ for pair in sys.argv[2:]:
 
 #[test]
 fn a_plugins_2xx_at_auth_accepts_with_the_hosts_235() {
-    // The every-hook plugin accepts anyone at AUTH with a 250: the client gets AUTH's
-    // own success reply (RFC 4954 knows only 235), and is logged in.
-    let hooks = format!(
-        "[plugin.hooks]\nsource = \"{}\"\n[plugin.hooks.settings]\nauth = \"250 2.0.0 plugin auth\"\n",
-        crate::server::plugin_path("every-hook")
-    );
-    let mut server = submission(true, "\"hooks\", \"sink\"", &hooks);
-    let mut as_dave = AS_ALICE;
-    (as_dave[4], as_dave[6]) = ("dave", "not-in-the-table");
-    let dialogue = swaks(&server, &as_dave);
-    assert!(
-        dialogue.contains("<~  235 2.7.0 Authentication successful"),
-        "{dialogue}"
-    );
-    assert!(!dialogue.contains("plugin auth"), "{dialogue}");
-    assert!(dialogue.contains("<~  250 2.0.0 OK"), "{dialogue}");
-    server.wait_for_log("called: auth dave");
+    // The every-hook plugin (built from this tree's WIT, and from contract 0.1.0) accepts
+    // anyone at AUTH with a 250: the client gets AUTH's own success reply (RFC 4954 knows
+    // only 235), and is logged in.
+    for source in crate::contract::builds() {
+        let hooks =
+            format!("[plugin.hooks]\nsource = {source:?}\n[plugin.hooks.settings]\nauth = \"250 2.0.0 plugin auth\"\n");
+        let mut server = submission(true, "\"hooks\", \"sink\"", &hooks);
+        let mut as_dave = AS_ALICE;
+        (as_dave[4], as_dave[6]) = ("dave", "not-in-the-table");
+        let dialogue = swaks(&server, &as_dave);
+        assert!(
+            dialogue.contains("<~  235 2.7.0 Authentication successful"),
+            "{dialogue}"
+        );
+        assert!(!dialogue.contains("plugin auth"), "{dialogue}");
+        assert!(dialogue.contains("<~  250 2.0.0 OK"), "{dialogue}");
+        server.wait_for_log("called: auth dave");
+    }
 }

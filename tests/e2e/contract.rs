@@ -8,7 +8,7 @@ use crate::raw::RawClient;
 use crate::server::{Server, plugin_path, repo_path};
 
 /// The every-hook component built from this tree's WIT, and the one built from 0.1.0.
-fn builds() -> [String; 2] {
+pub fn builds() -> [String; 2] {
     let kept = repo_path("tests/fixtures/contract-0.1.0/every_hook.wasm");
     [plugin_path("every-hook"), kept.to_str().unwrap().to_owned()]
 }

@@ -102,6 +102,10 @@ impl Call<'_> {
         }
     }
 
+    fn is_notice(&self) -> bool {
+        matches!(self, Call::Hook(hook) if hook.kind().is_notice())
+    }
+
     fn stage(&self) -> Stage {
         match self {
             Call::Hook(hook) => Some(hook.kind()),
@@ -122,7 +126,10 @@ impl ChainSession {
         let point = call.entry_point();
         if let Err(resting) = self.breakers[index][point].admit(Instant::now()) {
             drop(turn);
-            tokio::time::sleep(RESTING_REPLY_DELAY).await;
+            // A notice has no client waiting for its answer: nothing to slow down.
+            if !call.is_notice() {
+                tokio::time::sleep(RESTING_REPLY_DELAY).await;
+            }
             let left = resting.until.saturating_duration_since(Instant::now());
             let failure = PluginFailure::new(
                 PluginError::Resting,

@@ -48,6 +48,16 @@ impl ResourceLimiter for MemoryCap {
     fn table_growing(&mut self, _current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
         Ok(maximum.is_none_or(|max| desired <= max))
     }
+
+    /// A growth past a memory's own declared maximum traps, as one past the cap does:
+    /// left to the guest, it would surface later as an allocator's abort.
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        Err(error)
+    }
+
+    fn table_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
+        Err(error)
+    }
 }
 
 #[cfg(test)]

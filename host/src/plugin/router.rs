@@ -156,13 +156,11 @@ impl RoutedSession {
         if let Hook::Mail { size, .. } = hook {
             self.declared_size = size;
         }
-        match hook.kind().audience() {
-            Audience::Listener => self.own.hook(hook).await,
-            Audience::Recipient => match hook {
-                Hook::Rcpt { to, .. } => self.rcpt(hook, to).await,
-                _ => unreachable!("only RCPT names a recipient"),
-            },
-            Audience::Everyone => {
+        match (hook.kind().audience(), hook) {
+            (Audience::Recipient, Hook::Rcpt { to, .. }) => self.rcpt(hook, to).await,
+            // Only RCPT names a recipient: anything else is the listener's.
+            (Audience::Listener | Audience::Recipient, _) => self.own.hook(hook).await,
+            (Audience::Everyone, _) => {
                 for session in self.sessions.iter_mut().flatten() {
                     let _ = session.hook(hook).await;
                 }
@@ -209,7 +207,11 @@ impl RoutedSession {
 }
 
 /// The one answer for a message from each tenant's answer (see the module's comment).
-fn combine(verdicts: Vec<Verdict>) -> Verdict {
+/// A single tenant's answer goes out as it is.
+fn combine(mut verdicts: Vec<Verdict>) -> Verdict {
+    if verdicts.len() == 1 {
+        return verdicts.pop().unwrap_or(Verdict::Continue);
+    }
     if verdicts.iter().all(|v| Outcome::of(v) == Outcome::Accepted) {
         return Verdict::Continue;
     }
@@ -258,6 +260,8 @@ mod tests {
     #[test]
     fn replies_combine_with_temporary_failures_first() {
         assert_eq!(text(&combine(vec![Verdict::Continue, reply("250 fine")])), "continue");
+        // One tenant's reply is the reply, a 2xx included.
+        assert_eq!(text(&combine(vec![reply("250 2.6.0 queued")])), "250 2.6.0 queued");
         assert_eq!(text(&combine(vec![Verdict::Continue, reply("550 no")])), "550 5.0.0 no");
         assert_eq!(
             text(&combine(vec![reply("550 no"), reply("451 later")])),
