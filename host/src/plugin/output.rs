@@ -151,10 +151,11 @@ static STDOUT: OnceLock<Stdout> = OnceLock::new();
 
 fn stdout() -> &'static Stdout {
     STDOUT.get_or_init(|| {
-        // Never lossy: the room bounds what waits (each output takes at least a KiB of
-        // it), far below the worker's own bound, so that a send never blocks.
+        // Never lossy: the room bounds what waits, and as each output takes at least a
+        // KiB of it, no more outputs wait than the channel holds: a send never blocks.
         let (writer, guard) = NonBlockingBuilder::default()
             .lossy(false)
+            .buffered_lines_limit(STDOUT_HOLD_KIB)
             .thread_name("wasmtpd-stdout")
             .finish(GivingRoomBack {
                 out: std::io::stdout(),
