@@ -36,8 +36,7 @@ fn main() -> ExitCode {
         }
     };
     output::flush_stdout();
-    // Writes what the log still holds.
-    drop(log);
+    log.flush();
     code
 }
 

@@ -1,20 +1,19 @@
 //! A plugin's stdout and stderr: captured during a call, then printed on the host's
 //! stdout in one write (debug-printer) or logged line by line, never mixed into the SMTP
-//! stream and never lost (up to a cap per call). The host's stdout is written by
-//! tracing-appender's worker thread, so that no session waits on a slow pipe.
+//! stream and never lost (up to a cap per call).
 
-use std::io::Write;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::io::AsyncWrite;
 use tokio::sync::Semaphore;
-use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
+
+use crate::gathering_writer::{Bound, GatheringWriter, clear_keeping};
 
 /// Where a plugin's standard output goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,81 +138,21 @@ fn room_for(len: usize) -> u32 {
     u32::try_from(len.div_ceil(1024).clamp(1, STDOUT_HOLD_KIB)).unwrap_or(u32::MAX)
 }
 
-/// The host's stdout: each output handed over is written whole, once the outputs before
-/// it are, and then gives its room back.
-struct Stdout {
-    writer: NonBlocking,
-    /// Taken at exit, to write what is waiting.
-    guard: Mutex<Option<WorkerGuard>>,
-}
+static STDOUT: OnceLock<GatheringWriter> = OnceLock::new();
 
-static STDOUT: OnceLock<Stdout> = OnceLock::new();
-
-fn stdout() -> &'static Stdout {
+/// The one thread that writes plugin output to the host's stdout, each call's output
+/// whole, so that sessions never interleave and no runtime thread blocks on a slow pipe.
+fn stdout() -> &'static GatheringWriter {
     STDOUT.get_or_init(|| {
-        // Never lossy: the room bounds what waits, and as each output takes at least a
-        // KiB of it, no more outputs wait than the channel holds: a send never blocks.
-        let (writer, guard) = NonBlockingBuilder::default()
-            .lossy(false)
-            .buffered_lines_limit(STDOUT_HOLD_KIB)
-            .thread_name("wasmtpd-stdout")
-            .finish(GivingRoomBack {
-                out: std::io::stdout(),
-                failed: AtomicBool::new(false),
-            });
-        Stdout {
-            writer,
-            guard: Mutex::new(Some(guard)),
-        }
+        GatheringWriter::start("wasmtpd-stdout", Box::new(std::io::stdout()), Bound::Room(&STDOUT_ROOM))
     })
 }
 
-/// Stdout as the worker writes it: after each output, its room goes back.
-struct GivingRoomBack<W> {
-    out: W,
-    /// Whether a write failed already: said once in the log, not once an output.
-    failed: AtomicBool,
-}
-
-impl<W: Write> Write for GivingRoomBack<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.write_all(buf).map(|()| buf.len())
-    }
-
-    /// One output, whole: the worker hands each over in one call.
-    fn write_all(&mut self, output: &[u8]) -> std::io::Result<()> {
-        if let Err(e) = self.out.write_all(output)
-            && !self.failed.swap(true, Ordering::Relaxed)
-        {
-            tracing::error!("cannot write plugin output to stdout: {e}; output goes on being dropped");
-        }
-        STDOUT_ROOM.add_permits(room_for(output.len()) as usize);
-        // A write that failed is reported above; the worker has nothing to do with it.
-        Ok(())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        let _ = self.out.flush();
-        Ok(())
-    }
-}
-
-/// Writes (a second at most) every plugin output handed over so far: before the process
-/// exits, so that the last messages printed are not lost.
+/// Waits (a second at most) until every plugin output handed over so far is written:
+/// before the process exits, so that the last messages printed are not lost.
 pub fn flush_stdout() {
-    let guard = STDOUT
-        .get()
-        .and_then(|s| s.guard.lock().unwrap_or_else(|e| e.into_inner()).take());
-    drop(guard);
-}
-
-/// Empties `bytes`, keeping its allocation unless it grew past `keep` octets (one large
-/// output should not pin its buffer for good).
-fn clear_keeping(bytes: &mut Vec<u8>, keep: usize) {
-    if bytes.capacity() > keep {
-        *bytes = Vec::new();
-    } else {
-        bytes.clear();
+    if let Some(stdout) = STDOUT.get() {
+        stdout.flush(Duration::from_secs(1));
     }
 }
 
@@ -238,13 +177,8 @@ pub async fn deliver(plugin: &str, stream: &'static str, target: OutputTarget, c
             let Ok(permits) = STDOUT_ROOM.acquire_many(room).await else {
                 return;
             };
-            // Given back by the worker once the output is written.
             permits.forget();
-            capture.drain(|bytes| {
-                let mut writer = stdout().writer.clone();
-                // Never fails: the channel is not lossy and its worker outlives every session.
-                let _ = writer.write_all(bytes);
-            });
+            capture.drain(|bytes| stdout().hand_over(bytes, room));
         }
         OutputTarget::Log => capture.drain(|bytes| {
             for line in String::from_utf8_lossy(bytes).lines() {
@@ -267,54 +201,5 @@ mod tests {
         assert_eq!(room_for(CAPTURE_LIMIT), (CAPTURE_LIMIT / 1024) as u32);
         // Bigger than the whole hold: it waits for all of it, never for more than there is.
         assert_eq!(room_for(usize::MAX), STDOUT_HOLD_KIB as u32);
-    }
-
-    /// A writer that fails every write.
-    struct Broken;
-
-    impl Write for Broken {
-        fn write(&mut self, _buf: &[u8]) -> std::io::Result<usize> {
-            Err(std::io::Error::from(std::io::ErrorKind::BrokenPipe))
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    #[test]
-    fn room_goes_back_once_an_output_is_written_even_when_the_write_fails() {
-        let output = vec![b'x'; 3000];
-        let room = room_for(output.len());
-        assert_eq!(room, 3);
-        let mut written = GivingRoomBack {
-            out: Vec::new(),
-            failed: AtomicBool::new(false),
-        };
-        let before = STDOUT_ROOM.available_permits();
-        STDOUT_ROOM.try_acquire_many(room).unwrap().forget();
-        written.write_all(&output).unwrap();
-        assert_eq!(written.out, output);
-        assert_eq!(STDOUT_ROOM.available_permits(), before);
-
-        let mut broken = GivingRoomBack {
-            out: Broken,
-            failed: AtomicBool::new(false),
-        };
-        STDOUT_ROOM.try_acquire_many(room).unwrap().forget();
-        broken.write_all(&output).unwrap();
-        assert!(broken.failed.load(Ordering::Relaxed));
-        assert_eq!(STDOUT_ROOM.available_permits(), before);
-    }
-
-    #[test]
-    fn a_large_buffer_is_let_go_a_small_one_kept() {
-        let mut small = Vec::with_capacity(1024);
-        small.extend_from_slice(b"abc");
-        clear_keeping(&mut small, KEEP);
-        assert!(small.is_empty() && small.capacity() >= 1024);
-        let mut large = vec![0u8; KEEP + 1];
-        clear_keeping(&mut large, KEEP);
-        assert_eq!(large.capacity(), 0);
     }
 }
