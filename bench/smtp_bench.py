@@ -67,16 +67,13 @@ class Server:
             self.proc.wait()
 
 
-def start_servers(binaries, wasmtpd_args, cpus):
-    """smtp-sink, then one wasmtpd a binary (named by its path when there are several)."""
+def start_servers(binary, wasmtpd_args, cpus):
     servers = []
     port = free_port()
     servers.append(Server("smtp-sink", ["smtp-sink", "-u", "nobody", f"127.0.0.1:{port}", "1024"], port, cpus))
-    for i, binary in enumerate(binaries):
-        port = free_port()
-        argv = [str(binary), "--listen", f"127.0.0.1:{port}", "--hostname", "bench.test", *wasmtpd_args]
-        name = "wasmtpd" if len(binaries) == 1 else f"{i + 1}:{binary}"
-        servers.append(Server(name, argv, port, cpus))
+    port = free_port()
+    argv = [str(binary), "--listen", f"127.0.0.1:{port}", "--hostname", "bench.test", *wasmtpd_args]
+    servers.append(Server("wasmtpd", argv, port, cpus))
     return servers
 
 
@@ -133,8 +130,10 @@ def main():
     parser.add_argument("--repeat", type=int, default=3, help="runs a point; the median is printed")
     parser.add_argument("--connections", type=int, default=1000, help="idle connections for the memory figure")
     parser.add_argument("--plugin", action="append", default=[], help="wasmtpd plugin chain (default: sink)")
-    parser.add_argument("--wasmtpd", action="append", default=[], metavar="BINARY",
-                        help="wasmtpd binary (default target/release/wasmtpd); repeat to compare builds in one run")
+    # One build a run: servers started side by side disturb each other's figures (each
+    # idle wasmtpd's epoch thread ticks every millisecond).
+    parser.add_argument("--wasmtpd", default=WASMTPD, metavar="BINARY",
+                        help="the wasmtpd binary to measure (default target/release/wasmtpd)")
     parser.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True,
                         help="servers share one core, smtp-source gets the rest (default: on)")
     args = parser.parse_args()
@@ -145,13 +144,13 @@ def main():
     wasmtpd_args = [a for p in plugins for a in ("--plugin", p)]
     wasmtpd_args += ["--config", str(ROOT / "bench" / "bench.toml")]
     server_cpus, load_cpus = cpu_split(args.pin)
-    servers = start_servers(args.wasmtpd or [WASMTPD], wasmtpd_args, server_cpus)
+    servers = start_servers(args.wasmtpd, wasmtpd_args, server_cpus)
     started = {s.name: s.rss_kib() / 1024 for s in servers}
     try:
         cores = f"servers on cores {sorted(server_cpus)}, smtp-source on {sorted(load_cpus)}" if server_cpus else "not pinned"
         print(f"wasmtpd --plugin {' --plugin '.join(plugins)}  vs  smtp-sink; median of {args.repeat} runs; {cores}")
         print(f"{'sessions':>8} {'size':>8} {'messages':>8} {'smtp-sink msg/s':>16} {'wasmtpd msg/s':>14} {'ratio':>6}"
-              f" {'smtp-sink CPU µs/msg':>21} {'wasmtpd CPU µs/msg':>19}  build")
+              f" {'smtp-sink CPU µs/msg':>21} {'wasmtpd CPU µs/msg':>19}")
         for size in [int(s) for s in args.sizes.split(",")]:
             messages = min(args.max_messages, max(200, args.octets // size))
             for sessions in [int(s) for s in args.sessions.split(",")]:
@@ -163,13 +162,11 @@ def main():
                         rates[server.name].append(load(server.port, sessions, size, messages, load_cpus))
                         cpu[server.name].append((server.cpu_seconds() - before) * 1e6 / messages)
                 a = statistics.median(rates["smtp-sink"])
+                b = statistics.median(rates["wasmtpd"])
                 ca = statistics.median(cpu["smtp-sink"])
-                for server in servers[1:]:
-                    b = statistics.median(rates[server.name])
-                    cb = statistics.median(cpu[server.name])
-                    build = "" if server.name == "wasmtpd" else server.name
-                    print(f"{sessions:>8} {size:>8} {messages:>8} {a:>16.0f} {b:>14.0f} {b / a:>6.2f}"
-                          f" {ca:>21.1f} {cb:>19.1f}  {build}", flush=True)
+                cb = statistics.median(cpu["wasmtpd"])
+                print(f"{sessions:>8} {size:>8} {messages:>8} {a:>16.0f} {b:>14.0f} {b / a:>6.2f}"
+                      f" {ca:>21.1f} {cb:>19.1f}", flush=True)
 
         print()
         print(f"{'server':>10} {'RSS started MiB':>16} {'after load MiB':>15} {f'with {args.connections} connections MiB':>30}")
