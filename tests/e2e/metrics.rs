@@ -6,7 +6,7 @@ use std::net::TcpStream;
 use crate::raw::RawClient;
 use crate::server::{Server, plugin_path, temp_file};
 
-fn scrape(address: &str) -> String {
+pub fn scrape(address: &str) -> String {
     let mut stream = TcpStream::connect(address).unwrap();
     stream
         .write_all(b"GET /metrics HTTP/1.1\r\nHost: test\r\n\r\n")
@@ -15,6 +15,13 @@ fn scrape(address: &str) -> String {
     stream.read_to_string(&mut response).unwrap();
     assert!(response.starts_with("HTTP/1.1 200 OK\r\n"), "{response}");
     response.split("\r\n\r\n").nth(1).unwrap().to_owned()
+}
+
+/// Where the server serves its metrics (`metrics = "127.0.0.1:0"` in its configuration).
+pub fn endpoint(server: &mut Server) -> String {
+    let line = server.wait_for_log("metrics on http://");
+    let after = line.split("http://").nth(1).unwrap();
+    after.split('/').next().unwrap().to_owned()
 }
 
 fn send(client: &mut RawClient, body_lines: usize) -> String {
@@ -33,15 +40,7 @@ fn counters_per_tenant_match_what_was_sent() {
     let path = temp_file("wasmtpd.toml", &config);
     let mut server = Server::start_raw(&["--config", path.to_str().unwrap()]);
     let addresses = server.addresses(2);
-    let line = server.wait_for_log("metrics on http://");
-    let endpoint = line
-        .split("http://")
-        .nth(1)
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
+    let endpoint = endpoint(&mut server);
 
     let mut acme = RawClient::ehlo(addresses[0]);
     for _ in 0..3 {

@@ -3,11 +3,12 @@
 //! its own recipients.
 
 use crate::raw::RawClient;
+use crate::metrics::{endpoint, scrape};
 use crate::server::{Server, plugin_path};
 
 fn config(acme_chain: &str) -> String {
     format!(
-        "[[listener]]\naddress = \"127.0.0.1:0\"\nroute_by_domain = true\n\
+        "metrics = \"127.0.0.1:0\"\n[[listener]]\naddress = \"127.0.0.1:0\"\nroute_by_domain = true\n\
          [[tenant]]\nname = \"acme\"\ndomains = [\"acme.example\"]\nplugins = [\"{acme_chain}\"]\n\
          [[tenant]]\nname = \"beta\"\ndomains = [\"Beta.example\"]\nplugins = [\"beta-printer\"]\n\
          [plugin.acme-printer]\nsource = \"debug-printer\"\n[plugin.acme-printer.settings]\nenvelope = true\n\
@@ -68,4 +69,17 @@ fn a_hostile_tenant_costs_only_its_own_recipients() {
     assert!(!printed.contains("acme.example"), "{printed}");
     // Beta is still served.
     assert!(send(&server, &["b2@beta.example"]).starts_with("250 2.0.0"));
+    // The failures are counted on the tenant whose plugin failed, not on the listener's.
+    let text = scrape(&endpoint(&mut server));
+    // A listener without a `tenant` is counted under its configured address.
+    let listener = "127.0.0.1:0";
+    for expected in [
+        "wasmtpd_plugin_errors_total{tenant=\"acme\",kind=\"trap\"} 2".to_owned(),
+        "wasmtpd_plugin_errors_total{tenant=\"beta\",kind=\"trap\"} 0".to_owned(),
+        format!("wasmtpd_plugin_errors_total{{tenant=\"{listener}\",kind=\"trap\"}} 0"),
+        "wasmtpd_messages_total{tenant=\"acme\",outcome=\"tempfailed\"} 2".to_owned(),
+        "wasmtpd_messages_total{tenant=\"beta\",outcome=\"accepted\"} 3".to_owned(),
+    ] {
+        assert!(text.lines().any(|l| l == expected), "no {expected:?} in:\n{text}");
+    }
 }
