@@ -2,8 +2,8 @@
 //! each tenant's chain sees only its recipients, and a hostile tenant's plugin costs only
 //! its own recipients.
 
-use crate::raw::RawClient;
 use crate::metrics::{endpoint, scrape};
+use crate::raw::RawClient;
 use crate::server::{Server, plugin_path};
 
 fn config(acme_chain: &str) -> String {
