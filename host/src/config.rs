@@ -245,6 +245,9 @@ pub struct Limits {
     pub greeting_delay_ms: u64,
     /// Seconds that sessions in a transaction get to finish after SIGINT/SIGTERM.
     pub shutdown_grace_secs: u64,
+    /// `Received:` fields a message may carry; past them it is refused as a loop
+    /// (Postfix's `hopcount_limit`).
+    pub max_hops: usize,
 }
 
 impl Default for Limits {
@@ -263,6 +266,7 @@ impl Default for Limits {
             commands_per_ip_per_minute: 0,
             greeting_delay_ms: 0,
             shutdown_grace_secs: 30,
+            max_hops: 50,
         }
     }
 }
@@ -297,6 +301,7 @@ impl Limits {
         too_low("max_command_line", self.max_command_line as u64, 512)?;
         too_low("max_text_line", self.max_text_line as u64, 1000)?;
         too_low("max_errors", self.max_errors.into(), 1)?;
+        too_low("max_hops", self.max_hops as u64, 1)?;
         too_low("idle_timeout_secs", self.idle_timeout_secs, 1)?;
         too_low("data_timeout_secs", self.data_timeout_secs, 1)?;
         too_low("max_connections", self.max_connections as u64, 1)?;

@@ -89,3 +89,30 @@ fn too_many_bad_commands_end_the_session() {
     // The server still serves others.
     RawClient::ehlo(server.addr).expect("NOOP", "250");
 }
+
+#[test]
+fn a_message_that_has_looped_past_max_hops_is_refused_554() {
+    let mut server = start_with_limits("max_hops = 5");
+    // smtplib sends a message that already went through six servers, then one through five.
+    let script = r#"
+import smtplib, sys
+hop = "Received: from a.test by b.test; Tue, 1 Dec 2026 07:00:00 +0000\r\n"
+client = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=20)
+for hops in (6, 5):
+    message = hop * hops + "Subject: loop\r\n\r\nround and round\r\n"
+    try:
+        client.sendmail("a@example.org", ["b@example.com"], message)
+        print(hops, "accepted")
+    except smtplib.SMTPDataError as e:
+        print(hops, "refused", e.smtp_code, e.smtp_error.decode())
+client.quit()
+"#;
+    let stdout = crate::clients::python3(&["-c", script, &server.port().to_string()]);
+    assert!(
+        stdout.contains("6 refused 554 5.4.6 Too many hops: routing loop detected"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("5 accepted"), "{stdout}");
+    let line = server.wait_for_log("too many Received fields");
+    assert!(line.contains("hops=6"), "{line}");
+}

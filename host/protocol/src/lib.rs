@@ -13,6 +13,7 @@ pub mod proxy_header;
 pub mod receiver;
 pub mod reply;
 pub mod sasl;
+pub mod trace;
 
 pub use address::{Address, PathError};
 pub use client::{ReplyError, ServerReply, data_to_send, parse_reply};
@@ -22,6 +23,7 @@ pub use line::{Frame, next_command_line, skip_to_line_end};
 pub use proxy_header::{ProxyHeader, ProxyHeaderError, parse_proxy_header};
 pub use receiver::{DataReceiver, DataSummary};
 pub use reply::{BadReply, EnhancedCode, Reply, replies};
+pub use trace::received_count;
 
 #[cfg(test)]
 mod tests;

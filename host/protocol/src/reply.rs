@@ -259,6 +259,8 @@ pub mod replies {
         Reply::fixed(553, (5, 6, 7), "Non-ASCII address needs the SMTPUTF8 parameter");
     pub const TEXT_LINE_TOO_LONG: Reply =
         Reply::fixed(500, (5, 5, 2), "Error: message has a line longer than the limit");
+    /// More `Received:` fields than the hop limit: a routing loop (RFC 5321 6.3).
+    pub const TOO_MANY_HOPS: Reply = Reply::fixed(554, (5, 4, 6), "Too many hops: routing loop detected");
     pub const BARE_LINE_ENDING: Reply = Reply::fixed(
         550,
         (5, 6, 0),

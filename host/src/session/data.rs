@@ -2,7 +2,7 @@
 //! hands the rest to the handler chain. The transaction ends here whatever happens.
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use wasmtpd_protocol::{DataSummary, Reply, replies};
+use wasmtpd_protocol::{DataSummary, Reply, received_count, replies};
 
 use super::input::DataInput;
 use super::{Flow, Session, Transaction};
@@ -35,7 +35,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             DataInput::Message(body, summary) => {
                 let reply = match refusal(&summary) {
                     Some(refused) => refused,
-                    None => self.deliver(transaction, body).await,
+                    None => match received_count(&body) {
+                        hops if hops > self.ctx.limits.max_hops => {
+                            tracing::info!(tenant = %self.ctx.tenant, peer = %self.peer, hops, "refused a message with too many Received fields: a loop");
+                            replies::TOO_MANY_HOPS
+                        }
+                        _ => self.deliver(transaction, body).await,
+                    },
                 };
                 self.ctx.metrics.message(Outcome::of_reply(&reply));
                 self.reply(&reply)

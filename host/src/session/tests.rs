@@ -396,6 +396,30 @@ async fn an_actual_size_over_the_limit_is_refused_after_the_data() {
 }
 
 #[tokio::test]
+async fn a_message_with_more_received_fields_than_the_hop_limit_is_refused_as_a_loop() {
+    let limits = Limits {
+        max_hops: 3,
+        ..Limits::default()
+    };
+    let mut client = Client::greeted(limits).await;
+    let hops = |n: usize| "Received: from a by b; Tue, 1 Dec 2026 07:00:00 +0000\r\n".repeat(n);
+    client.expect("MAIL FROM:<a@example.org>", "250").await;
+    client.expect("RCPT TO:<b@example.com>", "250").await;
+    client.expect("DATA", "354").await;
+    let looping = format!("{}Subject: loop\r\n\r\nbody\r\n.", hops(4));
+    client.expect(&looping, "554 5.4.6").await;
+    assert!(client.messages().is_empty());
+    // At the limit it is delivered; the session goes on.
+    client.expect("MAIL FROM:<a@example.org>", "250").await;
+    client.expect("RCPT TO:<b@example.com>", "250").await;
+    client.expect("DATA", "354").await;
+    client
+        .expect(&format!("{}Subject: ok\r\n\r\nbody\r\n.", hops(3)), "250")
+        .await;
+    assert_eq!(client.messages().len(), 1);
+}
+
+#[tokio::test]
 async fn recipients_past_the_limit_get_452_and_the_rest_are_delivered() {
     let limits = Limits {
         max_recipients: 2,
