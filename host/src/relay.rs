@@ -7,14 +7,19 @@ use std::time::Duration;
 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use wasmtpd_protocol::address::parse_path;
 use wasmtpd_protocol::{ServerReply, data_to_send};
 
 use crate::reply_reader::ReplyReader;
 
-/// Why a relay did not deliver (the WIT `relay-error`, less `not-allowed`, which the
-/// plugin runtime decides before calling here).
+/// Why a relay did not deliver (the WIT `relay-error`; `not-allowed` for an upstream is
+/// decided by the plugin runtime before calling here).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RelayError {
+    /// The envelope holds something that is not an RFC 5321 path: nothing was sent (it
+    /// would have been written into `MAIL FROM:<...>` or `RCPT TO:<...>` as it is).
+    #[error("{0}")]
+    InvalidEnvelope(String),
     /// Unreachable, too slow, or not speaking SMTP: temporary.
     #[error("{0}")]
     Unavailable(String),
@@ -29,6 +34,29 @@ pub struct Envelope<'a> {
     pub mail_from: &'a str,
     pub rcpt_tos: &'a [String],
     pub data: &'a [u8],
+}
+
+impl Envelope<'_> {
+    /// Every address an RFC 5321 path (the sender may be empty, the null path), and at
+    /// least one recipient: checked before any byte goes upstream.
+    pub fn check(&self) -> Result<(), RelayError> {
+        if !self.mail_from.is_empty() {
+            check_path("sender", self.mail_from)?;
+        }
+        if self.rcpt_tos.is_empty() {
+            return Err(RelayError::InvalidEnvelope("no recipient".into()));
+        }
+        self.rcpt_tos.iter().try_for_each(|rcpt| check_path("recipient", rcpt))
+    }
+}
+
+fn check_path(role: &str, address: &str) -> Result<(), RelayError> {
+    match parse_path(&format!("<{address}>")) {
+        Ok((Some(_), "")) => Ok(()),
+        _ => Err(RelayError::InvalidEnvelope(format!(
+            "{role} {address:?} is not an RFC 5321 path"
+        ))),
+    }
 }
 
 /// RFC 5321 4.5.3.2's client timeouts, shortened: a relay runs while our own client
@@ -58,6 +86,7 @@ pub async fn relay(
     envelope: &Envelope<'_>,
     timeouts: Timeouts,
 ) -> Result<ServerReply, RelayError> {
+    envelope.check()?;
     let unavailable = |what: &str, e: &dyn std::fmt::Display| RelayError::Unavailable(format!("{what}: {e}"));
     let stream = tokio::time::timeout(timeouts.connect, TcpStream::connect(upstream))
         .await
@@ -164,5 +193,39 @@ fn expect_positive(reply: ServerReply) -> Result<ServerReply, RelayError> {
         Err(RelayError::Unavailable(reply.one_line()))
     } else {
         Err(RelayError::Rejected(reply.one_line()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn envelope<'a>(mail_from: &'a str, rcpt_tos: &'a [String]) -> Envelope<'a> {
+        Envelope {
+            mail_from,
+            rcpt_tos,
+            data: b"",
+        }
+    }
+
+    #[test]
+    fn an_envelope_that_would_inject_commands_is_refused_before_sending() {
+        let one = ["b@example.com".to_owned()];
+        assert_eq!(envelope("a@example.org", &one).check(), Ok(()));
+        assert_eq!(envelope("", &one).check(), Ok(()));
+        for (from, rcpts) in [
+            ("a@example.org>\r\nRCPT TO:<evil@example.net", &one[..]),
+            ("a@example.org> SIZE=1", &one[..]),
+            ("not an address", &one[..]),
+            ("a@example.org", &["b@example.com>\r\nDATA".to_owned()][..]),
+            ("a@example.org", &["<b@example.com>".to_owned()][..]),
+            ("a@example.org", &[][..]),
+        ] {
+            let refused = envelope(from, rcpts).check();
+            assert!(
+                matches!(refused, Err(RelayError::InvalidEnvelope(_))),
+                "{from:?} {rcpts:?}: {refused:?}"
+            );
+        }
     }
 }

@@ -77,8 +77,10 @@ fn an_upstream_that_is_down_means_451() {
     let mut client = RawClient::ehlo(proxy.addr);
     client.start_message();
     let reply = client.expect("x\r\n.", "451 4.4.1");
-    assert!(reply.contains(&dead), "{reply}");
-    proxy.wait_for_log("upstream unavailable");
+    // The client is not told where the upstream is, nor why it failed: the log is.
+    assert_eq!(reply, "451 4.4.1 Upstream unavailable, try again later");
+    let line = proxy.wait_for_log("upstream unavailable");
+    assert!(line.contains(&dead) && line.contains("refused"), "{line}");
 }
 
 #[test]
@@ -120,4 +122,30 @@ fn relaying_to_an_upstream_not_allowed_is_refused() {
     let mut client = RawClient::ehlo(proxy.addr);
     client.start_message();
     client.expect("x\r\n.", "451 4.3.5");
+}
+
+#[test]
+fn a_plugin_cannot_smuggle_smtp_commands_through_relay() {
+    // An "upstream" that records whether anyone connects; the plugin may relay to it.
+    let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    upstream.set_nonblocking(true).unwrap();
+    let target = upstream.local_addr().unwrap().to_string();
+    let config = format!(
+        "[plugin.p]\nsource = \"{}\"\nrelay = [\"{target}\"]\n[plugin.p.settings]\nmode = \"relay-inject\"\ntarget = \"{target}\"\n",
+        crate::server::plugin_path("misbehave")
+    );
+    let mut server = Server::with_config(&config, &["p"]);
+    let mut client = RawClient::ehlo(server.addr);
+    client.start_message();
+    let reply = client.finish_message("Subject: t\r\n\r\nbody\r\n");
+    assert!(
+        reply.starts_with("554 5.7.0 relay refused: ") && reply.contains("NotAllowed("),
+        "{reply}"
+    );
+    assert!(reply.contains("is not an RFC 5321 path"), "{reply}");
+    let line = server.wait_for_log("relay refused");
+    assert!(line.contains("sender"), "{line}");
+    // Nothing was sent: the upstream never saw a connection.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(upstream.accept().is_err(), "the host connected upstream");
 }

@@ -114,6 +114,10 @@ impl host::Host for PluginState {
                 tracing::warn!(plugin, upstream, "upstream unavailable: {why}");
                 Err(RelayError::Unavailable(why))
             }
+            Err(relay::RelayError::InvalidEnvelope(why)) => {
+                tracing::warn!(plugin, upstream, "relay refused: {why}");
+                Err(RelayError::NotAllowed(why))
+            }
         }
     }
 }

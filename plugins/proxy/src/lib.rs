@@ -59,7 +59,11 @@ impl Handler for Proxy {
         };
         match host::relay(&upstream, &mail_from, &rcpt_tos, &data) {
             Ok(_) => None,
-            Err(error) => Some(policy::reply_for(&upstream, &error)),
+            Err(error) => {
+                // The detail (the upstream's address, the OS error) is for the operator.
+                host::log(Level::Warn, &format!("relay to {upstream} failed: {error:?}"));
+                Some(policy::reply_for(&error))
+            }
         }
     }
 }

@@ -16,16 +16,16 @@ pub fn relays_for(domains: &str, rcpt_to: &str) -> bool {
 }
 
 /// A 5xx from the upstream is final and passed back; anything else is a `451`, so that
-/// the client keeps the message and retries.
-pub fn reply_for(upstream: &str, error: &RelayError) -> String {
-    let reply = match error {
-        RelayError::Rejected(reply) if reply.starts_with('5') => return reply.clone(),
-        RelayError::Rejected(reply) => format!("451 4.4.0 Upstream {upstream} deferred: {reply}"),
-        RelayError::Unavailable(why) => format!("451 4.4.1 Upstream {upstream} unavailable: {why}"),
-        RelayError::NotAllowed(why) => format!("451 4.3.5 Relay to {upstream} not allowed: {why}"),
-    };
-    // A reply line is at most 512 octets with its CRLF.
-    truncate(reply, 500)
+/// the client keeps the message and retries. Our own replies never name the upstream nor
+/// say why it failed: that is internal, and goes to the log.
+pub fn reply_for(error: &RelayError) -> String {
+    match error {
+        // A reply line is at most 512 octets with its CRLF.
+        RelayError::Rejected(reply) if reply.starts_with('5') => truncate(reply.clone(), 500),
+        RelayError::Rejected(_) => "451 4.4.0 Upstream deferred the message, try again later".into(),
+        RelayError::Unavailable(_) => "451 4.4.1 Upstream unavailable, try again later".into(),
+        RelayError::NotAllowed(_) => "451 4.3.5 Cannot relay this message, try again later".into(),
+    }
 }
 
 fn truncate(mut s: String, max: usize) -> String {
@@ -55,15 +55,28 @@ mod tests {
     #[test]
     fn only_an_upstream_5xx_is_final() {
         let rejected = RelayError::Rejected("550 5.1.1 No such user".into());
-        assert_eq!(reply_for("u:25", &rejected), "550 5.1.1 No such user");
+        assert_eq!(reply_for(&rejected), "550 5.1.1 No such user");
+        let long = RelayError::Rejected(format!("550 {}", "x".repeat(1000)));
+        assert_eq!(reply_for(&long).len(), 500);
         let deferred = RelayError::Rejected("452 4.2.2 Mailbox full".into());
         assert_eq!(
-            reply_for("u:25", &deferred),
-            "451 4.4.0 Upstream u:25 deferred: 452 4.2.2 Mailbox full"
+            reply_for(&deferred),
+            "451 4.4.0 Upstream deferred the message, try again later"
         );
-        let down = RelayError::Unavailable("connection refused".into());
-        assert!(reply_for("u:25", &down).starts_with("451 4.4.1 "));
-        let long = RelayError::Unavailable("x".repeat(1000));
-        assert_eq!(reply_for("u:25", &long).len(), 500);
+    }
+
+    #[test]
+    fn our_replies_never_name_the_upstream_nor_why() {
+        for error in [
+            RelayError::Rejected("421 4.3.2 mx.internal.example shutting down".into()),
+            RelayError::Unavailable("connect 10.0.0.5:25: Connection refused (os error 111)".into()),
+            RelayError::NotAllowed("10.0.0.5:25 is not in this plugin's `relay` list".into()),
+        ] {
+            let reply = reply_for(&error);
+            assert!(reply.starts_with("451 4."), "{reply}");
+            for internal in ["10.0.0.5", "internal", "os error", "relay` list"] {
+                assert!(!reply.contains(internal), "{reply}");
+            }
+        }
     }
 }

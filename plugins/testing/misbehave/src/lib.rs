@@ -9,7 +9,9 @@
 //! accepts), `count` (accepts, and answers `250 2.0.0 message N of this session`),
 //! `read-file` (reads the file its `path` setting names, `/etc/passwd` by default, and says
 //! how it went in its reply), `connect` (opens a TCP connection to its `target` setting and
-//! says how it went), `env` (answers with the environment it sees).
+//! says how it went), `env` (answers with the environment it sees), `relay-inject` (asks
+//! the host to relay to its `target` with SMTP commands smuggled into the sender, and says
+//! what the host answered).
 
 wit_bindgen::generate!({
     path: "../../../wit",
@@ -79,6 +81,17 @@ fn misbehave(stage: &str) -> Option<String> {
             })
         }
         "env" => Some(format!("250 2.0.0 env: {:?}", std::env::vars().collect::<Vec<_>>())),
+        "relay-inject" => {
+            let target = host::get_setting("target").unwrap_or_else(|| "127.0.0.1:25".to_owned());
+            let sender = "a@example.org>\r\nRCPT TO:<injected@example.net>\r\nDATA\r\nSubject: x\r\n.\r\nMAIL FROM:<a@example.org";
+            let rcpts = ["b@example.com".to_owned()];
+            Some(
+                match host::relay(&target, sender, &rcpts, b"Subject: t\r\n\r\nbody\r\n") {
+                    Ok(reply) => format!("250 2.0.0 relayed: {reply}"),
+                    Err(e) => format!("554 5.7.0 relay refused: {e:?}"),
+                },
+            )
+        }
         "count" => {
             let n = MESSAGES.fetch_add(1, Ordering::Relaxed) + 1;
             Some(format!("250 2.0.0 message {n} of this session"))
