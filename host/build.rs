@@ -20,6 +20,7 @@ fn main() {
         "filter",
         "sink",
         "store",
+        "testing/editor",
         "testing/every-hook",
         "testing/misbehave",
         "testing/no-handler",

@@ -24,9 +24,10 @@ fn message(size: usize) -> Message {
         peer: "127.0.0.1:40000".parse().unwrap(),
         mail_from: Some(Address::new_unchecked("a@example.org")),
         rcpt_to: vec![Address::new_unchecked("b@example.com")],
-        data,
+        data: data.into(),
         mail_options: vec!["SIZE=1024".into()],
         rcpt_options: vec![],
+        size_limit: 33_554_432,
     }
 }
 
@@ -37,6 +38,17 @@ fn per_message(elapsed: Duration, rounds: u32) -> f64 {
 async fn bench(engine: &PluginEngine, name: &str, size: usize) -> anyhow::Result<()> {
     let plugin: Arc<Plugin> = Plugin::load(engine, catalog::spec(name, &Config::empty())?).await?;
     bench_plugin(plugin, name, size, ROUNDS).await
+}
+
+/// The editor test plugin adding one header field: what an edit costs a message (compare
+/// with `editor-none`, the same plugin making no edit).
+async fn bench_edit(engine: &PluginEngine, name: &str, edits: &str) -> anyhow::Result<()> {
+    let path = concat!(env!("WASMTPD_PLUGINS_DIR"), "/editor.wasm");
+    let config: Config = toml::from_str(&format!(
+        "[plugin.{name}]\nsource = {path:?}\n[plugin.{name}.settings]\n{edits}\n"
+    ))?;
+    let plugin: Arc<Plugin> = Plugin::load(engine, catalog::spec(name, &config)?).await?;
+    bench_plugin(plugin, name, 1024, ROUNDS).await
 }
 
 async fn bench_plugin(plugin: Arc<Plugin>, name: &str, size: usize, rounds: u32) -> anyhow::Result<()> {
@@ -87,6 +99,14 @@ async fn main() -> anyhow::Result<()> {
     ] {
         if picked(name) {
             bench(&engine, name, size).await?;
+        }
+    }
+    for (name, edits) in [
+        ("editor-none", ""),
+        ("editor-add", "\"edit.1\" = \"add-header|X-Spam-Flag|YES\""),
+    ] {
+        if picked(name) {
+            bench_edit(&engine, name, edits).await?;
         }
     }
     other_languages(&picked).await

@@ -74,6 +74,7 @@ impl Cli {
             tls: None,
             proxy_protocol: None,
             auth: None,
+            quarantine: None,
         };
         if !self.listen.is_empty() {
             config.listeners = self.listen.iter().copied().map(listener).collect();

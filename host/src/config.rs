@@ -165,6 +165,8 @@ pub struct ListenerConfig {
     pub proxy_protocol: Option<ProxyProtocol>,
     /// `[listener.auth]`: AUTH PLAIN and LOGIN over TLS against these users.
     pub auth: Option<AuthConfig>,
+    /// The Maildir where messages its plugins quarantine go (default: its tenant's).
+    pub quarantine: Option<PathBuf>,
 }
 
 /// A tenant: the listeners (those naming it) and recipient domains it owns, the plugin
@@ -184,6 +186,8 @@ pub struct TenantConfig {
     pub max_concurrent_calls: Option<usize>,
     #[serde(default)]
     pub limits: TenantLimits,
+    /// The Maildir where messages its plugins quarantine go.
+    pub quarantine: Option<PathBuf>,
 }
 
 /// A tenant's own limits, each under the server's `[limits]` (the lower one applies).
@@ -370,13 +374,16 @@ impl Config {
     /// listeners' certificates and keys, and the directories granted to plugins. (Plugin
     /// sources are resolved when loaded: a name may be a built-in's.)
     fn resolve_paths(&mut self, base: &Path) {
-        let tls = self.listeners.iter_mut().filter_map(|l| l.tls.as_mut());
-        let certs = tls.flat_map(|tls| [&mut tls.cert, &mut tls.key]);
+        let listeners = self.listeners.iter_mut().flat_map(|l| {
+            let certs = l.tls.as_mut().map(|tls| [&mut tls.cert, &mut tls.key]);
+            certs.into_iter().flatten().chain(l.quarantine.as_mut())
+        });
+        let tenant_quarantines = self.tenants.iter_mut().filter_map(|t| t.quarantine.as_mut());
         let dirs = self
             .plugins
             .values_mut()
             .flat_map(|p| p.dirs.iter_mut().map(|d| &mut d.host));
-        for path in certs.chain(dirs) {
+        for path in listeners.chain(dirs).chain(tenant_quarantines) {
             *path = base.join(&*path);
         }
     }
@@ -385,6 +392,12 @@ impl Config {
     pub fn tenant_of(&self, listener: &ListenerConfig) -> Option<&TenantConfig> {
         let name = listener.tenant.as_deref()?;
         self.tenants.iter().find(|t| t.name == name)
+    }
+
+    /// Where a listener's quarantined messages go: its own, else its tenant's.
+    pub fn quarantine_of<'a>(&'a self, listener: &'a ListenerConfig) -> Option<&'a Path> {
+        let tenant = self.tenant_of(listener).and_then(|t| t.quarantine.as_deref());
+        listener.quarantine.as_deref().or(tenant)
     }
 
     /// A listener's chain: its own, else its tenant's, else the DebuggingServer's.

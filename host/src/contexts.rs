@@ -63,7 +63,9 @@ fn tenants(
             Tenant {
                 name: t.name.clone(),
                 domains: t.domains.iter().map(|d| d.to_ascii_lowercase()).collect(),
-                chain: Arc::new(PluginChain::new(chain, Arc::clone(&metrics), calls)),
+                chain: Arc::new(
+                    PluginChain::new(chain, Arc::clone(&metrics), calls).with_quarantine(t.quarantine.as_deref()),
+                ),
                 metrics,
                 limits: t.limits.clone(),
             }
@@ -90,7 +92,8 @@ fn listener_context(
             Arc::new(Semaphore::new(calls.max(1)))
         }
     };
-    let own = Arc::new(PluginChain::new(chain, Arc::clone(&metrics), calls));
+    let own =
+        Arc::new(PluginChain::new(chain, Arc::clone(&metrics), calls).with_quarantine(config.quarantine_of(listener)));
     let handlers: Arc<dyn Handlers> = if listener.route_by_domain {
         Arc::new(TenantRouter::new(own, tenants.to_vec()))
     } else {

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use wasmtpd_protocol::{Address, Reply};
 
 use crate::hook::{Hook, HookKind};
@@ -19,12 +20,15 @@ pub struct Message {
     /// The envelope sender; `None` for the null reverse path `<>`.
     pub mail_from: Option<Address>,
     pub rcpt_to: Vec<Address>,
-    /// The message as received: CRLF line endings, dot-stuffing removed, the final CRLF kept.
-    pub data: Vec<u8>,
+    /// The message as received: CRLF line endings, dot-stuffing removed, the final CRLF
+    /// kept. Shared, not copied, by every tenant's and plugin's view of it.
+    pub data: Bytes,
     /// MAIL parameters as sent, upper-cased (smtpd's `mail_options`, e.g. `SIZE=236`).
     pub mail_options: Vec<String>,
     /// RCPT parameters (smtpd's `rcpt_options`); none is implemented yet, so always empty.
     pub rcpt_options: Vec<String>,
+    /// The most octets the message may grow to through plugins' edits (the SIZE limit).
+    pub size_limit: usize,
 }
 
 /// What a session has learnt about its client beyond the commands' arguments; handed to

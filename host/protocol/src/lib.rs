@@ -5,6 +5,7 @@
 pub mod address;
 pub mod client;
 pub mod command;
+pub mod header;
 pub mod help;
 pub mod line;
 #[cfg(any(test, feature = "fuzzing"))]

@@ -12,6 +12,7 @@ wasmtime::component::bindgen!({
 });
 
 pub use self::wasmtpd::plugin::host::{self, Level, RelayError, SessionInfo, TlsInfo};
+pub use self::wasmtpd::plugin::message_edit;
 pub use self::wasmtpd::plugin::types;
 pub use self::wasmtpd::plugin::types::Peer;
 pub use exports::wasmtpd::plugin::handler;

@@ -5,15 +5,19 @@
 //! plugin that keeps failing rests (see [`super::breaker`]).
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
+use wasmtpd_protocol::replies;
 
 use super::bindings::Peer;
 use super::breaker::{Breaker, FAILURES_TO_OPEN};
 use super::component::Plugin;
+use super::edits::Edited;
 use super::instance::{CallResult, PluginInstance, instance_survives};
+use super::quarantine;
 use crate::handler::{
     Handlers, Message, PluginError, PluginFailure, SessionFacts, SessionHandlers, Verdict, VerdictFuture,
 };
@@ -32,9 +36,17 @@ pub struct PluginChain {
     /// One per plugin (in the chain's order) and entry point: a plugin that fails at the
     /// end of DATA but answers its RCPT hook still rests at the end of DATA.
     breakers: Arc<Vec<[Breaker; ENTRY_POINTS]>>,
+    /// The Maildir that messages a plugin quarantines go to, if one is configured.
+    quarantine: Option<Arc<Path>>,
 }
 
 impl PluginChain {
+    /// Where this chain's quarantined messages go.
+    pub fn with_quarantine(mut self, dir: Option<&Path>) -> PluginChain {
+        self.quarantine = dir.map(Arc::from);
+        self
+    }
+
     /// `calls` is the tenant's share of the plugin threads, shared by all its chains.
     pub fn new(plugins: Vec<Arc<Plugin>>, metrics: Arc<TenantMetrics>, calls: Arc<Semaphore>) -> PluginChain {
         let breakers = plugins
@@ -46,6 +58,7 @@ impl PluginChain {
             metrics,
             calls,
             breakers: Arc::new(breakers),
+            quarantine: None,
         }
     }
 }
@@ -59,6 +72,8 @@ impl Handlers for PluginChain {
             breakers: Arc::clone(&self.breakers),
             instances: self.plugins.iter().map(|_| None).collect(),
             facts: Arc::default(),
+            quarantine: self.quarantine.clone(),
+            edited: None,
             peer: Peer {
                 ip: peer.ip().to_string(),
                 port: peer.port(),
@@ -81,6 +96,9 @@ struct ChainSession {
     peer: Peer,
     /// What the session learnt so far; each call's instance is told before the call.
     facts: Arc<SessionFacts>,
+    quarantine: Option<Arc<Path>>,
+    /// What the last `process-message` call's edits came to.
+    edited: Option<Edited>,
 }
 
 /// One call into a plugin.
@@ -88,7 +106,7 @@ struct ChainSession {
 enum Call<'a> {
     Hook(Hook<'a>),
     /// The message, with its recipients as the WIT wants them.
-    Message(&'a Message, &'a [String]),
+    Message(&'a Arc<Message>, &'a [String]),
 }
 
 /// A plugin's entry points: each hook, and `process-message`.
@@ -155,7 +173,11 @@ impl ChainSession {
                 instance.learn(&self.facts);
                 let result = match call {
                     Call::Hook(hook) => instance.hook(hook, &self.peer).await,
-                    Call::Message(message, rcpt_tos) => instance.process_message(message, &self.peer, rcpt_tos).await,
+                    Call::Message(message, rcpt_tos) => {
+                        let (result, edited) = instance.process_message(message, &self.peer, rcpt_tos).await;
+                        self.edited = edited;
+                        result
+                    }
                 };
                 // A failed instance cannot be entered again: the next call gets a fresh one.
                 if result.as_ref().err().is_none_or(instance_survives) {
@@ -219,16 +241,61 @@ impl ChainSession {
         Verdict::Continue
     }
 
+    /// The message through the chain: each plugin is handed it as the plugins before it
+    /// left it (their edits applied), until one answers or quarantines it.
     async fn run_message(&mut self, message: &Message) -> Verdict {
-        let rcpt_tos: Vec<String> = message.rcpt_to.iter().map(|a| a.as_str().to_owned()).collect();
+        let mut current = Arc::new(message.clone());
+        let mut rcpt_tos = recipients(&current);
         for index in 0..self.plugins.len() {
-            let result = self.call(index, Call::Message(message, &rcpt_tos)).await;
+            let result = self.call(index, Call::Message(&current, &rcpt_tos)).await;
+            if let Some(edited) = self.edited.take() {
+                if let Some(changed) = edited.message {
+                    current = Arc::new(changed);
+                    rcpt_tos = recipients(&current);
+                }
+                if let Some(reason) = edited.quarantine {
+                    return self.quarantine(index, &current, &reason).await;
+                }
+            }
             if !matches!(result, Ok(None)) {
                 return self.verdict(index, result);
             }
         }
         Verdict::Continue
     }
+
+    /// Keeps a message a plugin quarantined in the chain's quarantine Maildir, and accepts it.
+    async fn quarantine(&mut self, index: usize, message: &Message, reason: &str) -> Verdict {
+        let handler = self.plugins[index].info.name.clone();
+        let Some(dir) = &self.quarantine else {
+            let failure = PluginFailure::new(
+                PluginError::Other,
+                format!("quarantined the message ({reason:?}), but no quarantine is configured"),
+            );
+            return Verdict::Failed { handler, failure };
+        };
+        match quarantine::store(dir, &handler, reason, message).await {
+            Ok(file) => {
+                tracing::info!(plugin = handler, reason, file = %file.display(), "message quarantined");
+                Verdict::Reply {
+                    handler,
+                    reply: replies::MESSAGE_ACCEPTED,
+                }
+            }
+            Err(e) => {
+                let failure = PluginFailure::new(
+                    PluginError::Other,
+                    format!("cannot quarantine in {}: {e:#}", dir.display()),
+                );
+                Verdict::Failed { handler, failure }
+            }
+        }
+    }
+}
+
+/// The recipients as the WIT hands them to `process-message`.
+fn recipients(message: &Message) -> Vec<String> {
+    message.rcpt_to.iter().map(|a| a.as_str().to_owned()).collect()
 }
 
 impl SessionHandlers for ChainSession {

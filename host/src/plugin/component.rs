@@ -200,6 +200,7 @@ impl Plugin {
             stdout,
             stderr,
             facts: Arc::default(),
+            edits: None,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.memory);

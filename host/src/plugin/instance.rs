@@ -10,6 +10,7 @@ use wasmtpd_protocol::Reply;
 
 use super::bindings::{Peer, handler};
 use super::component::Plugin;
+use super::edits::{Edited, Edits};
 use super::exports::HookGuests;
 use super::output::{self, OutputTarget};
 use super::pacing::CallClock;
@@ -59,10 +60,17 @@ impl PluginInstance {
     }
 
     /// `peer` and `rcpt_tos` are the message's, in the WIT's shapes: the caller makes them
-    /// once for the whole chain.
-    pub async fn process_message(&mut self, message: &Message, peer: &Peer, rcpt_tos: &[String]) -> CallResult {
+    /// once for each version of the message. With the answer, the call's edits if it
+    /// accepted and made any.
+    pub async fn process_message(
+        &mut self,
+        message: &Arc<Message>,
+        peer: &Peer,
+        rcpt_tos: &[String],
+    ) -> (CallResult, Option<Edited>) {
         let mail_from = message.mail_from.as_ref().map_or("", |a| a.as_str());
         self.arm();
+        self.store.data_mut().edits = Some(Edits::new(Arc::clone(message)));
         let result = self
             .handler
             .call_process_message(
@@ -75,7 +83,17 @@ impl PluginInstance {
                 &message.rcpt_options,
             )
             .await;
-        self.settle(result).await
+        let answer = self.settle(result).await;
+        let edits = self.store.data_mut().edits.take();
+        let accepted = matches!(&answer, Ok(None)) || matches!(&answer, Ok(Some(reply)) if reply.is_positive());
+        match edits.map(|e| e.finish(accepted)) {
+            Some(Err(refused)) => {
+                let failure = PluginFailure::new(PluginError::Malformed, format!("edit refused: {refused}"));
+                (Err(failure), None)
+            }
+            Some(Ok(edited)) => (answer, edited),
+            None => (answer, None),
+        }
     }
 
     /// Calls the hook; `Ok(None)` if the plugin does not export it.

@@ -10,6 +10,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{Level, RelayError, SessionInfo, TlsInfo, host, types};
+use super::edits::Edits;
 use super::memory_cap::MemoryCap;
 use super::output::Capture;
 use super::pacing::CallClock;
@@ -37,6 +38,8 @@ pub struct PluginState {
     pub stderr: Capture,
     /// What the session learnt (TLS, AUTH), for the `session` import.
     pub facts: Arc<SessionFacts>,
+    /// The edits of the `process-message` call in progress; `None` at a hook.
+    pub edits: Option<Edits>,
 }
 
 impl WasiView for PluginState {

@@ -54,9 +54,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             peer: self.peer,
             mail_from: transaction.from,
             rcpt_to: transaction.recipients,
-            data,
+            data: data.into(),
             mail_options: transaction.params.raw,
             rcpt_options: Vec::new(),
+            size_limit: self.ctx.limits.max_message_size,
         };
         let verdict = self.handlers.process_message(&message).await;
         match self.judge(verdict, "message") {

@@ -284,7 +284,7 @@ async fn a_message_reaches_the_handler_with_its_envelope_and_parameters() {
     assert_eq!(message.mail_from.as_ref().unwrap().as_str(), "a@example.org");
     let to: Vec<&str> = message.rcpt_to.iter().map(|a| a.as_str()).collect();
     assert_eq!(to, ["b@example.com", "Postmaster"]);
-    assert_eq!(message.data, b"Subject: hi\r\n\r\n.dot\r\n");
+    assert_eq!(&message.data[..], b"Subject: hi\r\n\r\n.dot\r\n");
     assert_eq!(message.mail_options, ["SIZE=20", "BODY=8BITMIME"]);
     // The envelope is cleared after DATA: a new transaction needs MAIL again.
     client.expect("RCPT TO:<b@example.com>", "503 5.5.1").await;

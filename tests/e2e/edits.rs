@@ -1,0 +1,182 @@
+//! Message edits (the `message-edit` interface) with smtplib as the client: the editor
+//! test plugin edits as its settings say, and debug-printer after it (envelope on) shows
+//! what the rest of the chain, and so what leaves the server, is handed.
+
+use crate::clients::python3;
+use crate::server::{Server, plugin_path, temp_dir};
+
+/// Sends the seed-like message below with smtplib; prints the outcome.
+const SEND: &str = r#"
+import smtplib, sys
+message = "Subject: hello\r\nX-Old: 1\r\nX-Old: 2\r\n\r\nthe body\r\n"
+client = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=20)
+try:
+    client.sendmail("a@example.org", ["b@example.com", "c@example.com"], message)
+    print("accepted")
+except smtplib.SMTPDataError as e:
+    print("refused", e.smtp_code, e.smtp_error.decode())
+client.quit()
+"#;
+
+fn send(server: &Server) -> String {
+    python3(&["-c", SEND, &server.port().to_string()])
+}
+
+/// `[plugin.NAME]` tables of editors, each `(name, settings)`, then debug-printer with the
+/// envelope, in a chain in that order.
+fn chain(editors: &[(&str, &str)]) -> Server {
+    let mut config = String::from("[[listener]]\naddress = \"127.0.0.1:0\"\nplugins = [");
+    for (name, _) in editors {
+        config.push_str(&format!("\"{name}\", "));
+    }
+    config.push_str(
+        "\"printer\"]\n[plugin.printer]\nsource = \"debug-printer\"\n[plugin.printer.settings]\nenvelope = true\n",
+    );
+    for (name, settings) in editors {
+        config.push_str(&format!(
+            "[plugin.{name}]\nsource = \"{}\"\n[plugin.{name}.settings]\n{settings}\n",
+            plugin_path("editor")
+        ));
+    }
+    Server::from_config(&config)
+}
+
+#[test]
+fn every_edit_kind_arrives_as_asked() {
+    let edits = r#"
+"edit.1" = "add-header|X-Spam-Flag|YES"
+"edit.2" = "insert-header|0|X-First|at the top"
+"edit.3" = "change-header|Subject|1|[SPAM] hello"
+"edit.4" = "delete-header|X-Old|2"
+"edit.5" = "replace-body|a new body\nwith two lines\n"
+"edit.6" = "change-sender|bounce@example.net"
+"edit.7" = "add-recipient|d@example.com"
+"edit.8" = "remove-recipient|b@example.com"
+"edit.9" = "change-header|X-Folded|1|never there"
+"#;
+    let mut server = chain(&[("editor", edits)]);
+    assert_eq!(send(&server).trim(), "accepted");
+    let printed = server.wait_for_messages(1);
+    assert!(
+        printed.contains(
+            "X-First: at the top\nSubject: [SPAM] hello\nX-Old: 1\nX-Spam-Flag: YES\nX-Peer: 127.0.0.1\n\na new body\nwith two lines\n"
+        ),
+        "{printed}"
+    );
+    assert!(printed.contains("mail from: 'bounce@example.net'"), "{printed}");
+    assert!(
+        printed.contains("rcpt tos: ['c@example.com', 'd@example.com']"),
+        "{printed}"
+    );
+    assert!(!printed.contains("X-Folded"), "{printed}");
+}
+
+#[test]
+fn the_next_plugin_is_handed_the_edits_of_the_one_before() {
+    let first = "\"edit.1\" = \"add-header|X-First|1\"\n\"edit.2\" = \"change-header|Subject|1|edited\"";
+    let second = "\"edit.1\" = \"add-header|X-Second|2\"";
+    let mut server = chain(&[("first", first), ("second", second)]);
+    assert_eq!(send(&server).trim(), "accepted");
+    let handed = server.wait_for_log("plugin=\"second\"");
+    assert!(handed.contains("handed: <a@example.org>"), "{handed}");
+    assert!(
+        handed.contains("Subject: edited / X-Old: 1 / X-Old: 2 / X-First: 1"),
+        "{handed}"
+    );
+    let printed = server.wait_for_messages(1);
+    assert!(printed.contains("X-First: 1\nX-Second: 2\n"), "{printed}");
+}
+
+#[test]
+fn an_edit_that_would_inject_lines_is_a_tempfail_naming_the_edit() {
+    for edit in [
+        "add-header|X-Bad|v\r\nBcc: victim@example.com",
+        "add-header|Bad Name|v",
+        "change-sender|a@example.org> SIZE=1",
+        "add-recipient|not an address",
+    ] {
+        let settings = format!("\"edit.1\" = {edit:?}");
+        let mut server = chain(&[("editor", &settings)]);
+        let sent = send(&server);
+        assert!(sent.contains("refused 451 4.3.0"), "{edit}: {sent}");
+        let line = server.wait_for_log("answering 451");
+        assert!(
+            line.contains("handler=\"editor\"") && line.contains("edit refused: "),
+            "{line}"
+        );
+        let name = edit.split('|').next().unwrap();
+        assert!(line.contains(name), "{edit}: {line}");
+        assert!(server.stdout().is_empty(), "{}", server.stdout());
+    }
+}
+
+#[test]
+fn removing_every_recipient_without_refusing_is_a_tempfail() {
+    let settings = "\"edit.1\" = \"remove-recipient|b@example.com\"\n\"edit.2\" = \"remove-recipient|c@example.com\"";
+    let mut server = chain(&[("editor", settings)]);
+    assert!(send(&server).contains("refused 451 4.3.0"));
+    assert!(
+        server
+            .wait_for_log("answering 451")
+            .contains("every recipient was removed")
+    );
+}
+
+#[test]
+fn quarantine_keeps_the_edited_message_and_accepts_it() {
+    let dir = temp_dir();
+    let settings = "\"edit.1\" = \"add-header|X-Spam-Flag|YES\"\n\"edit.2\" = \"quarantine|spam score 12\"";
+    let mut server = {
+        let mut config = String::from("[[listener]]\naddress = \"127.0.0.1:0\"\nplugins = [\"editor\", \"printer\"]\n");
+        config.push_str(&format!("quarantine = \"{}\"\n", dir.display()));
+        config.push_str("[plugin.printer]\nsource = \"debug-printer\"\n");
+        config.push_str(&format!(
+            "[plugin.editor]\nsource = \"{}\"\n[plugin.editor.settings]\n{settings}\n",
+            plugin_path("editor")
+        ));
+        Server::from_config(&config)
+    };
+    assert_eq!(send(&server).trim(), "accepted");
+    let line = server.wait_for_log("message quarantined");
+    assert!(line.contains("reason=\"spam score 12\""), "{line}");
+    let kept: Vec<_> = std::fs::read_dir(dir.join("new"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(kept.len(), 1);
+    let text = std::fs::read_to_string(&kept[0]).unwrap();
+    assert!(
+        text.starts_with("X-Wasmtpd-Quarantine: by editor: spam score 12\r\nSubject: hello\r\n"),
+        "{text}"
+    );
+    assert!(text.contains("X-Spam-Flag: YES\r\n\r\nthe body\r\n"), "{text}");
+    // It went no further down the chain.
+    assert!(server.stdout().is_empty(), "{}", server.stdout());
+}
+
+#[test]
+fn a_quarantine_without_a_quarantine_configured_is_a_tempfail() {
+    let settings = "\"edit.1\" = \"quarantine|suspicious\"";
+    let mut server = chain(&[("editor", settings)]);
+    assert!(send(&server).contains("refused 451 4.3.0"));
+    assert!(
+        server
+            .wait_for_log("answering 451")
+            .contains("no quarantine is configured")
+    );
+}
+
+#[test]
+fn a_refusal_discards_the_calls_edits_its_quarantine_too() {
+    let dir = temp_dir();
+    let settings = "\"edit.1\" = \"quarantine|spam\"\nanswer = \"550 5.7.1 no thanks\"";
+    let config = format!(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\nplugins = [\"editor\"]\nquarantine = \"{}\"\n\
+         [plugin.editor]\nsource = \"{}\"\n[plugin.editor.settings]\n{settings}\n",
+        dir.display(),
+        plugin_path("editor")
+    );
+    let server = Server::from_config(&config);
+    assert!(send(&server).contains("refused 550 5.7.1 no thanks"));
+    assert!(!dir.join("new").exists(), "quarantined despite the refusal");
+}
