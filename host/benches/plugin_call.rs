@@ -28,6 +28,8 @@ fn message(size: usize) -> Message {
         mail_options: vec!["SIZE=1024".into()],
         rcpt_options: vec![],
         size_limit: 33_554_432,
+        id: "bench".into(),
+        received: "Received: from client.test ([127.0.0.1])".into(),
     }
 }
 

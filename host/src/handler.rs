@@ -29,6 +29,11 @@ pub struct Message {
     pub rcpt_options: Vec<String>,
     /// The most octets the message may grow to through plugins' edits (the SIZE limit).
     pub size_limit: usize,
+    /// The id that names the message in the log and its trace.
+    pub id: String,
+    /// The `Received:` field the server stamps on the message where it leaves (relayed or
+    /// stored), folded, without its final CRLF; not part of `data`.
+    pub received: String,
 }
 
 /// What a session has learnt about its client beyond the commands' arguments; handed to

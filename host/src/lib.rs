@@ -25,3 +25,4 @@ pub mod service;
 pub mod session;
 pub mod signals;
 pub mod tls;
+pub mod trace;

@@ -59,6 +59,8 @@ pub struct ListenerContext {
     /// ... and over TLS where AUTH is offered.
     pub ehlo_auth: Reply,
     pub helo: Reply,
+    /// Our name, for the trace.
+    pub hostname: String,
 }
 
 impl ListenerContext {
@@ -84,7 +86,7 @@ impl ListenerContext {
         let ehlo_starttls = Reply::new(250, None, format!("{extensions}\nSTARTTLS"));
         let ehlo_auth = Reply::new(250, None, format!("{extensions}\nAUTH {}", sasl::MECHANISMS));
         let ehlo = Reply::new(250, None, extensions);
-        let helo = Reply::new(250, None, hostname);
+        let helo = Reply::new(250, None, hostname.clone());
         ListenerContext {
             tenant,
             metrics,
@@ -97,6 +99,7 @@ impl ListenerContext {
             ehlo_starttls,
             ehlo_auth,
             helo,
+            hostname,
         }
     }
 }

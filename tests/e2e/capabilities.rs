@@ -40,10 +40,14 @@ fn the_store_plugin_writes_a_maildir_in_its_granted_directory() {
         .collect();
     assert_eq!(stored.len(), 1, "{stored:?}");
     let text = std::fs::read_to_string(&stored[0]).unwrap();
-    assert_eq!(
-        text,
-        "Return-Path: <sender@example.org>\r\nSubject: stored\r\n\r\nkeep me\r\n"
+    // The delivery's Return-Path, the server's trace, then the message as sent.
+    assert!(
+        text.starts_with("Return-Path: <sender@example.org>\r\nReceived: from client.test ([127.0.0.1])\r\n\tby "),
+        "{text}"
     );
+    assert!(text.contains(" (wasmtpd) with ESMTP id "), "{text}");
+    assert!(text.contains("\r\n\tfor <b@example.com>;\r\n\t"), "{text}");
+    assert!(text.ends_with(" +0000\r\nSubject: stored\r\n\r\nkeep me\r\n"), "{text}");
     assert_eq!(std::fs::read_dir(dir.join("tmp")).unwrap().count(), 0);
 }
 

@@ -20,7 +20,7 @@ fn upstream_printing() -> Server {
 fn the_proxy_relays_with_the_envelope_kept() {
     let mut upstream = upstream_printing();
     let addr = upstream.addr.to_string();
-    let proxy = proxy_to(&addr, &addr);
+    let mut proxy = proxy_to(&addr, &addr);
     let mut client = RawClient::ehlo(proxy.addr);
     client.expect("MAIL FROM:<sender@example.org>", "250");
     client.expect("RCPT TO:<one@example.com>", "250");
@@ -33,8 +33,19 @@ fn the_proxy_relays_with_the_envelope_kept() {
         printed.contains("rcpt tos: ['one@example.com', 'two@EXAMPLE.com']\n"),
         "{printed}"
     );
+    // The proxy's trace comes first, with the id its log gave the message.
+    let accepted = proxy.wait_for_log("message accepted");
+    let id = accepted.split(" id=").nth(1).unwrap().split(' ').next().unwrap();
     assert!(
-        printed.contains("Subject: relayed\nX-Peer: 127.0.0.1\n\n.dotted line\n"),
+        printed.contains("\nReceived: from client.test ([127.0.0.1])\n\tby "),
+        "{printed}"
+    );
+    assert!(
+        printed.contains(&format!(" (wasmtpd) with ESMTP id {id};\n\t")),
+        "{printed}"
+    );
+    assert!(
+        printed.contains(" +0000\nSubject: relayed\nX-Peer: 127.0.0.1\n\n.dotted line\n"),
         "{printed}"
     );
 }

@@ -84,6 +84,11 @@ impl Edits {
         }))
     }
 
+    /// The `Received:` field the server stamps on this message.
+    pub fn received(&self) -> &str {
+        &self.base.received
+    }
+
     fn draft(&mut self) -> &mut Draft {
         let base = &self.base;
         self.draft.get_or_insert_with(|| Draft {
@@ -259,6 +264,10 @@ impl message_edit::Host for PluginState {
         Ok(())
     }
 
+    fn received_header(&mut self) -> wasmtime::Result<String> {
+        Ok(self.edits()?.received().to_owned())
+    }
+
     fn message(&mut self) -> wasmtime::Result<Vec<u8>> {
         let edits = self.edits()?;
         Ok(match &edits.draft {
@@ -281,6 +290,8 @@ mod tests {
             mail_options: vec![],
             rcpt_options: vec![],
             size_limit: 100,
+            id: "1".into(),
+            received: "Received: from a ([127.0.0.1])".into(),
         })
     }
 

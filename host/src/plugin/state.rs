@@ -99,6 +99,11 @@ impl host::Host for PluginState {
                 "{upstream} is not in this plugin's `relay` list"
             )));
         }
+        // What leaves the server starts with its trace, for the message in hand.
+        let data = match self.edits.as_ref().map(|e| e.received()) {
+            Some(received) => [received.as_bytes(), b"\r\n", &data].concat(),
+            None => data,
+        };
         let envelope = Envelope {
             mail_from: &mail_from,
             rcpt_tos: &rcpt_tos,

@@ -6,9 +6,12 @@ use wasmtpd_protocol::{DataSummary, Reply, received_count, replies};
 
 use super::input::DataInput;
 use super::{Flow, Session, Transaction};
+use time::OffsetDateTime;
+
 use crate::handler::Message;
 use crate::hook::Hook;
 use crate::metrics::Outcome;
+use crate::trace::{self, Protocol, Trace};
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub(super) async fn data(&mut self) -> std::io::Result<Flow> {
@@ -50,6 +53,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     }
 
     async fn deliver(&mut self, transaction: Transaction, data: Vec<u8>) -> Reply {
+        let id = trace::new_id();
+        let rcpt_tos: Vec<String> = transaction.recipients.iter().map(|r| r.as_str().to_owned()).collect();
+        let (helo, extended) = self
+            .greeting
+            .as_ref()
+            .map_or(("", false), |g| (g.name.as_str(), g.extended));
+        let received = Trace {
+            helo,
+            peer: self.peer,
+            by: &self.ctx.hostname,
+            protocol: Protocol::of(extended, self.stream.is_tls(), self.facts.authenticated.is_some()),
+            id: &id,
+            recipients: &rcpt_tos,
+            date: OffsetDateTime::now_utc(),
+        }
+        .received();
         let message = Message {
             peer: self.peer,
             mail_from: transaction.from,
@@ -58,12 +77,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             mail_options: transaction.params.raw,
             rcpt_options: Vec::new(),
             size_limit: self.ctx.limits.max_message_size,
+            id,
+            received,
         };
         let verdict = self.handlers.process_message(&message).await;
         match self.judge(verdict, "message") {
             Some(reply) => reply,
             None => {
-                tracing::info!(tenant = %self.ctx.tenant, peer = %self.peer, size = message.data.len(), recipients = message.rcpt_to.len(), "message accepted");
+                tracing::info!(tenant = %self.ctx.tenant, peer = %self.peer, id = %message.id, size = message.data.len(), recipients = message.rcpt_to.len(), "message accepted");
                 replies::MESSAGE_ACCEPTED
             }
         }

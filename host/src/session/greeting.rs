@@ -22,7 +22,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             reply.write_to(&mut self.output, extended);
             return Flow::Continue;
         }
-        self.greeting = Some(Greeting { extended });
+        self.greeting = Some(Greeting {
+            extended,
+            name: client_name.to_owned(),
+        });
         // The context's own replies, written as they are (no copy of their text).
         let ctx = Arc::clone(&self.ctx);
         let encrypted = self.stream.is_tls();

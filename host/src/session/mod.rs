@@ -34,6 +34,8 @@ use stream::SessionStream;
 struct Greeting {
     /// EHLO rather than HELO: extensions and enhanced status codes are on.
     extended: bool,
+    /// The name the client gave, for the trace.
+    name: String,
 }
 
 /// One mail transaction: from MAIL to the end of DATA, or RSET.

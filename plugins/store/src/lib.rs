@@ -6,6 +6,8 @@
 //! dirs = [{ host = "/var/mail/acme", guest = "/maildir", writable = true }]
 //! ```
 //!
+//! Each message starts with `Return-Path:` and the server's `Received:` field.
+//!
 //! Setting `maildir`: where in the plugin's view (default `/maildir`). Without the grant
 //! the plugin cannot write anything, and the client gets a `451` (nothing lost).
 
@@ -29,7 +31,9 @@ impl Guest for Store {
         _rcpt_options: Vec<String>,
     ) -> Option<String> {
         let root = host::get_setting("maildir").unwrap_or_else(|| "/maildir".to_owned());
-        let message = maildir::with_return_path(&mail_from, &data);
+        // The server's trace goes first, after the delivery's own Return-Path.
+        let received = wasmtpd::plugin::message_edit::received_header();
+        let message = maildir::with_return_path(&mail_from, &received, &data);
         match maildir::deliver(std::path::Path::new(&root), &message) {
             Ok(name) => {
                 host::log(Level::Info, &format!("stored as {name}"));

@@ -7,8 +7,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The message as stored: a `Return-Path:` header with the envelope sender first.
-pub fn with_return_path(mail_from: &str, data: &[u8]) -> Vec<u8> {
+pub fn with_return_path(mail_from: &str, received: &str, data: &[u8]) -> Vec<u8> {
     let mut out = format!("Return-Path: <{mail_from}>\r\n").into_bytes();
+    if !received.is_empty() {
+        out.extend_from_slice(received.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
     out.extend_from_slice(data);
     out
 }
@@ -55,9 +59,13 @@ mod tests {
     }
 
     #[test]
-    fn return_path_first() {
+    fn return_path_first_then_the_trace() {
         assert_eq!(
-            with_return_path("a@b.c", b"X: y\r\n"),
+            with_return_path("a@b.c", "Received: from x\r\n\tby y", b"X: y\r\n"),
+            b"Return-Path: <a@b.c>\r\nReceived: from x\r\n\tby y\r\nX: y\r\n"
+        );
+        assert_eq!(
+            with_return_path("a@b.c", "", b"X: y\r\n"),
             b"Return-Path: <a@b.c>\r\nX: y\r\n"
         );
     }

@@ -1,0 +1,134 @@
+//! The `Received:` field the server stamps on each message it passes on (RFC 5321 4.4),
+//! and the id that names the message in that field and in the log.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc2822;
+
+/// How the message came: the `with` clause of RFC 3848.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// After HELO.
+    Smtp,
+    /// After EHLO, in the clear.
+    Esmtp,
+    /// After EHLO, over TLS.
+    Esmtps,
+    /// Over TLS, the client authenticated.
+    Esmtpsa,
+}
+
+impl Protocol {
+    pub fn of(extended: bool, tls: bool, authenticated: bool) -> Protocol {
+        match (extended, tls, authenticated) {
+            (false, _, _) => Protocol::Smtp,
+            (true, true, true) => Protocol::Esmtpsa,
+            (true, true, false) => Protocol::Esmtps,
+            (true, false, _) => Protocol::Esmtp,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Protocol::Smtp => "SMTP",
+            Protocol::Esmtp => "ESMTP",
+            Protocol::Esmtps => "ESMTPS",
+            Protocol::Esmtpsa => "ESMTPSA",
+        }
+    }
+}
+
+/// What the trace says of one message.
+pub struct Trace<'a> {
+    /// The name the client gave at HELO/EHLO (checked by the command parser).
+    pub helo: &'a str,
+    pub peer: SocketAddr,
+    /// Our name.
+    pub by: &'a str,
+    pub protocol: Protocol,
+    pub id: &'a str,
+    /// Named when it is the only one (RFC 5321 4.4: more would disclose Bcc recipients).
+    pub recipients: &'a [String],
+    pub date: OffsetDateTime,
+}
+
+impl Trace<'_> {
+    /// The field, folded, without its final CRLF.
+    pub fn received(&self) -> String {
+        let date = self.date.format(&Rfc2822).unwrap_or_default();
+        let for_clause = match self.recipients {
+            [one] => format!("\r\n\tfor <{one}>"),
+            _ => String::new(),
+        };
+        format!(
+            "Received: from {} ([{}])\r\n\tby {} (wasmtpd) with {} id {}{for_clause};\r\n\t{date}",
+            self.helo,
+            self.peer.ip(),
+            self.by,
+            self.protocol.name(),
+            self.id,
+        )
+    }
+}
+
+/// A new message id: the time in microseconds and a counter, in hex; unique within this
+/// server, and practically across restarts.
+pub fn new_id() -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let micros = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_micros();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed) & 0xffff;
+    format!("{micros:X}{n:04X}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmtpd_protocol::header::check_value;
+
+    fn trace(recipients: &[String]) -> String {
+        Trace {
+            helo: "client.example",
+            peer: "192.0.2.7:40000".parse().unwrap(),
+            by: "mx.example.com",
+            protocol: Protocol::of(true, true, false),
+            id: "61A2B3C4D5E6F0001",
+            recipients,
+            date: OffsetDateTime::from_unix_timestamp(1_795_000_000).unwrap(),
+        }
+        .received()
+    }
+
+    #[test]
+    fn the_received_field_names_client_server_protocol_id_and_date() {
+        let one = ["b@example.com".to_owned()];
+        assert_eq!(
+            trace(&one),
+            "Received: from client.example ([192.0.2.7])\r\n\tby mx.example.com (wasmtpd) with ESMTPS id 61A2B3C4D5E6F0001\r\n\tfor <b@example.com>;\r\n\tWed, 18 Nov 2026 11:06:40 +0000"
+        );
+        // Two recipients are not named.
+        let two = ["b@example.com".to_owned(), "c@example.com".to_owned()];
+        assert!(!trace(&two).contains("for <"));
+        // It is a well-formed, folded field.
+        let value = trace(&one).split_once(':').unwrap().1.to_owned();
+        assert_eq!(check_value(&value), Ok(()));
+    }
+
+    #[test]
+    fn protocols_follow_rfc_3848() {
+        assert_eq!(Protocol::of(false, true, true).name(), "SMTP");
+        assert_eq!(Protocol::of(true, false, false).name(), "ESMTP");
+        assert_eq!(Protocol::of(true, true, false).name(), "ESMTPS");
+        assert_eq!(Protocol::of(true, true, true).name(), "ESMTPSA");
+    }
+
+    #[test]
+    fn ids_differ() {
+        assert_ne!(new_id(), new_id());
+    }
+}
