@@ -180,3 +180,78 @@ fn a_refusal_discards_the_calls_edits_its_quarantine_too() {
     assert!(send(&server).contains("refused 550 5.7.1 no thanks"));
     assert!(!dir.join("new").exists(), "quarantined despite the refusal");
 }
+
+/// The shipped filter tagging and quarantining in front of the shipped store, with swaks:
+/// what a real deployment would run.
+#[test]
+fn the_filter_tags_and_quarantines_and_the_store_keeps_the_edited_message() {
+    let (mailbox, quarantine) = (temp_dir(), temp_dir());
+    let config = format!(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\nplugins = [\"filter\", \"store\"]\nquarantine = \"{}\"\n\
+         [plugin.filter.settings]\ntag_rules = [\"Subject:cheap\"]\nquarantine_rules = [\"Subject:lottery\"]\n\
+         [plugin.store]\ndirs = [{{ host = \"{}\", guest = \"/maildir\", writable = true }}]\n",
+        quarantine.display(),
+        mailbox.display()
+    );
+    let mut server = Server::from_config(&config);
+    let send = |subject: &str| {
+        let run = crate::clients::run_swaks(
+            server.port(),
+            &[
+                "--from",
+                "a@example.org",
+                "--to",
+                "b@example.com",
+                "--header",
+                subject,
+                "--body",
+                "hello",
+            ],
+        );
+        assert!(run.delivered, "{}{}", run.dialogue, run.errors);
+    };
+    send("Subject: cheap watches");
+    send("Subject: you won the lottery");
+    send("Subject: lunch");
+    let files = |dir: &std::path::Path| -> Vec<String> {
+        let mut texts: Vec<String> = std::fs::read_dir(dir.join("new"))
+            .map(|d| d.map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap()).collect())
+            .unwrap_or_default();
+        texts.sort();
+        texts
+    };
+    let stored = files(&mailbox);
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    let tagged = stored.iter().find(|t| t.contains("cheap watches")).unwrap();
+    assert!(tagged.contains("Subject: [SPAM] cheap watches\r\n"), "{tagged}");
+    assert!(tagged.contains("X-Spam-Flag: YES\r\n"), "{tagged}");
+    assert!(
+        tagged.starts_with("Return-Path: <a@example.org>\r\nReceived: from "),
+        "{tagged}"
+    );
+    let clean = stored.iter().find(|t| t.contains("Subject: lunch")).unwrap();
+    assert!(!clean.contains("X-Spam-Flag"), "{clean}");
+    let kept = files(&quarantine);
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(
+        kept[0].starts_with("X-Wasmtpd-Quarantine: by filter: quarantine_rules matched Subject:lottery\r\n"),
+        "{}",
+        kept[0]
+    );
+    assert!(kept[0].contains("Subject: you won the lottery"), "{}", kept[0]);
+    server.wait_for_log("message quarantined");
+}
+
+#[test]
+fn an_edit_at_a_hook_fails_that_command() {
+    let config = format!(
+        "[plugin.p]\nsource = \"{}\"\n[plugin.p.settings]\nmode = \"edit\"\nstage = \"rcpt\"\n",
+        plugin_path("misbehave")
+    );
+    let mut server = Server::with_config(&config, &["p"]);
+    let mut client = crate::raw::RawClient::ehlo(server.addr);
+    client.expect("MAIL FROM:<a@example.org>", "250");
+    client.expect("RCPT TO:<b@example.com>", "451 4.3.0");
+    let line = server.wait_for_log("answering 451");
+    assert!(line.contains("message-edit is only for process-message"), "{line}");
+}

@@ -11,6 +11,12 @@
 //! Each reply is set with the setting's name and `_reply`, e.g. `blocked_senders_reply`.
 //! Lists are `,`-separated. A header rule matches when that header's value contains the
 //! text, ignoring case.
+//!
+//! Rules that edit instead of refusing, at the end of DATA, after `header_rules`:
+//! `quarantine_rules` (`Name:text` items) quarantine the message (it is accepted and kept
+//! in the listener's or tenant's quarantine Maildir); `tag_rules` mark it as spam: an
+//! `X-Spam-Flag: YES` field and the Subject prefixed with `tag_subject_prefix` (default
+//! `[SPAM] `), and let it go on down the chain.
 
 wit_bindgen::generate!({
     path: "../../wit",
@@ -33,6 +39,7 @@ use exports::wasmtpd::plugin::handler::Guest as Handler;
 use exports::wasmtpd::plugin::mail_hook::Guest as MailHook;
 use exports::wasmtpd::plugin::rcpt_hook::Guest as RcptHook;
 use wasmtpd::plugin::host;
+use wasmtpd::plugin::message_edit as edit;
 use wasmtpd::plugin::types::Peer;
 
 struct Filter;
@@ -84,7 +91,27 @@ impl Handler for Filter {
         if !header_rules.is_empty() && rules::headers_match(&header_rules, &data) {
             return Some(reply("header_rules", "550 5.7.1 Message rejected"));
         }
+        if let Some(rule) = rules::first_match(&setting("quarantine_rules"), &data) {
+            edit::quarantine(&format!("quarantine_rules matched {rule}"));
+            return None;
+        }
+        if rules::first_match(&setting("tag_rules"), &data).is_some() {
+            tag(&data);
+        }
         None
+    }
+}
+
+/// Marks the message as spam: `X-Spam-Flag: YES`, and its Subject prefixed.
+fn tag(data: &[u8]) {
+    let prefix = host::get_setting("tag_subject_prefix").unwrap_or_else(|| "[SPAM] ".to_owned());
+    edit::add_header("X-Spam-Flag", "YES");
+    match rules::header_value(data, "Subject") {
+        Some(subject) if !subject.starts_with(&prefix) => {
+            edit::change_header("Subject", 1, &format!("{prefix}{subject}"))
+        }
+        Some(_) => {}
+        None => edit::add_header("Subject", prefix.trim_end()),
     }
 }
 

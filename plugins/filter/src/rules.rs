@@ -37,20 +37,38 @@ pub fn address_listed(addresses: &str, address: &str) -> bool {
 /// Whether any `Name:text` rule matches a header of the message (unfolded; names and
 /// text compared ignoring case).
 pub fn headers_match(rules: &str, message: &[u8]) -> bool {
+    first_match(rules, message).is_some()
+}
+
+/// The first `Name:text` rule that matches a header of the message, as written.
+pub fn first_match<'a>(rules: &'a str, message: &[u8]) -> Option<&'a str> {
+    let headers = headers(message);
+    items(rules).find(|rule| {
+        rule.split_once(':').is_some_and(|(name, needle)| {
+            let (name, needle) = (name.trim().to_ascii_lowercase(), needle.trim().to_lowercase());
+            headers
+                .iter()
+                .any(|(n, v)| *n == name && v.to_lowercase().contains(&needle))
+        })
+    })
+}
+
+/// The first header called `name` (any case), unfolded, its value trimmed.
+pub fn header_value(message: &[u8], name: &str) -> Option<String> {
+    let name = name.to_ascii_lowercase();
+    headers(message).into_iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+}
+
+/// The header fields, unfolded: lower-case names, values as written (trimmed).
+fn headers(message: &[u8]) -> Vec<(String, String)> {
     let text = String::from_utf8_lossy(message);
     let head = text.split("\r\n\r\n").next().unwrap_or("");
     let unfolded = head.replace("\r\n ", " ").replace("\r\n\t", " ");
-    let headers: Vec<(String, String)> = unfolded
+    unfolded
         .split("\r\n")
         .filter_map(|line| line.split_once(':'))
-        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_lowercase()))
-        .collect();
-    items(rules)
-        .filter_map(|rule| rule.split_once(':'))
-        .any(|(name, needle)| {
-            let (name, needle) = (name.trim().to_ascii_lowercase(), needle.trim().to_lowercase());
-            headers.iter().any(|(n, v)| *n == name && v.contains(&needle))
-        })
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+        .collect()
 }
 
 #[cfg(test)]
@@ -84,5 +102,11 @@ mod tests {
         assert!(!headers_match("Subject:body", message));
         assert!(!headers_match("X-Spam:yes", message));
         assert!(headers_match("X-Spam:yes, From:@b.c", message));
+        assert_eq!(
+            first_match("X-Spam:yes, subject:viagra", message),
+            Some("subject:viagra")
+        );
+        assert_eq!(header_value(message, "SUBJECT").as_deref(), Some("Cheap  VIAGRA now"));
+        assert_eq!(header_value(message, "To"), None);
     }
 }

@@ -11,7 +11,8 @@
 //! how it went in its reply), `connect` (opens a TCP connection to its `target` setting and
 //! says how it went), `env` (answers with the environment it sees), `relay-inject` (asks
 //! the host to relay to its `target` with SMTP commands smuggled into the sender, and says
-//! what the host answered).
+//! what the host answered), `edit` (adds a header field through message-edit, which only
+//! `process-message` may).
 
 wit_bindgen::generate!({
     path: "../../../wit",
@@ -81,6 +82,10 @@ fn misbehave(stage: &str) -> Option<String> {
             })
         }
         "env" => Some(format!("250 2.0.0 env: {:?}", std::env::vars().collect::<Vec<_>>())),
+        "edit" => {
+            wasmtpd::plugin::message_edit::add_header("X-Edited", "yes");
+            None
+        }
         "relay-inject" => {
             let target = host::get_setting("target").unwrap_or_else(|| "127.0.0.1:25".to_owned());
             let sender = "a@example.org>\r\nRCPT TO:<injected@example.net>\r\nDATA\r\nSubject: x\r\n.\r\nMAIL FROM:<a@example.org";
