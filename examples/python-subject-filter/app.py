@@ -1,5 +1,7 @@
 """A wasmtpd plugin in Python: refuses messages whose Subject matches the `subject_pattern`
-setting (a regular expression), and logs each sender at MAIL."""
+setting (a regular expression), tags those whose Subject matches `tag_pattern` (an
+`X-Spam-Flag: YES` field and `[SPAM] ` before the Subject, through the host's
+message-edit interface), and logs each sender at MAIL."""
 
 import re
 from email.parser import BytesHeaderParser
@@ -7,11 +9,11 @@ from email.policy import default
 from typing import List, Optional
 
 from wit_world import exports
-from wit_world.imports import host, types
+from wit_world.imports import host, message_edit, types
 
 
-def pattern() -> Optional["re.Pattern[str]"]:
-    text = host.get_setting("subject_pattern")
+def pattern(setting: str) -> Optional["re.Pattern[str]"]:
+    text = host.get_setting(setting)
     return re.compile(text, re.IGNORECASE) if text else None
 
 
@@ -19,10 +21,15 @@ class Handler(exports.Handler):
     def process_message(self, peer: types.Peer, mail_from: str, rcpt_tos: List[str], data: bytes,
                         mail_options: List[str], rcpt_options: List[str]) -> Optional[str]:
         subject = BytesHeaderParser(policy=default).parsebytes(data).get("Subject", "")
-        found = pattern()
-        if found and found.search(subject):
+        refuse = pattern("subject_pattern")
+        if refuse and refuse.search(subject):
             host.log(host.Level.INFO, f"refused {mail_from!r}: subject {subject!r} matches")
             return "550 5.7.1 Message refused: its subject is not accepted here"
+        tag = pattern("tag_pattern")
+        if tag and tag.search(subject):
+            message_edit.add_header("X-Spam-Flag", "YES")
+            message_edit.change_header("Subject", 1, f"[SPAM] {subject}")
+            host.log(host.Level.INFO, f"tagged {mail_from!r}: subject {subject!r}")
         return None
 
 

@@ -42,7 +42,7 @@ fn python_and_javascript_plugins_answer_through_their_hooks() {
          plugins = [\"recipient-logger\", \"subject-filter\", \"debug-printer\"]\n\
          [plugin.recipient-logger]\nsource = {javascript:?}\nmemory_mib = 128\n\
          [plugin.subject-filter]\nsource = {python:?}\nmemory_mib = 128\n\
-         [plugin.subject-filter.settings]\nsubject_pattern = \"lottery|viagra\"\n"
+         [plugin.subject-filter.settings]\nsubject_pattern = \"lottery|viagra\"\ntag_pattern = \"cheap\"\n"
     );
     let path = temp_file("wasmtpd.toml", &config);
     let mut server = Server::start_raw_within(&["--config", path.to_str().unwrap()], COMPILE_WAIT);
@@ -55,11 +55,17 @@ fn python_and_javascript_plugins_answer_through_their_hooks() {
     let printed = server.wait_for_messages(1);
     assert!(printed.contains("Subject: Minutes of the meeting"), "{printed}");
     assert!(!printed.contains("LOTTERY"), "{printed}");
+    // Python edits: the message debug-printer is handed next is tagged.
+    let tagged = swaks(server.port(), "Cheap watches");
+    assert!(tagged.contains("<-  250 2.0.0 OK"), "{tagged}");
+    let printed = server.wait_for_messages(2);
+    assert!(printed.contains("Subject: [SPAM] Cheap watches\n"), "{printed}");
+    assert!(printed.contains("X-Spam-Flag: YES\n"), "{printed}");
 
     // Their hooks: Python's mail-hook logged each sender, JavaScript's rcpt-hook each
     // recipient, all through the host's `log`.
-    server.wait_for_log_count("sender sender@example.org", 2);
-    server.wait_for_log_count("recipient two@example.com", 2);
+    server.wait_for_log_count("sender sender@example.org", 3);
+    server.wait_for_log_count("recipient two@example.com", 3);
     server.wait_for_log("refused 'sender@example.org': subject 'You won the LOTTERY' matches");
     server.wait_for_log("message from 127.0.0.1 for 2 recipient(s)");
 }
