@@ -25,7 +25,16 @@ fn send(server: &Server) -> String {
 /// `[plugin.NAME]` tables of editors, each `(name, settings)`, then debug-printer with the
 /// envelope, in a chain in that order.
 fn chain(editors: &[(&str, &str)]) -> Server {
-    let mut config = String::from("[[listener]]\naddress = \"127.0.0.1:0\"\nplugins = [");
+    chain_quarantining(editors, None)
+}
+
+/// As [`chain`], on a listener whose quarantine is `quarantine`.
+fn chain_quarantining(editors: &[(&str, &str)], quarantine: Option<&std::path::Path>) -> Server {
+    let mut config = String::from("[[listener]]\naddress = \"127.0.0.1:0\"\n");
+    if let Some(dir) = quarantine {
+        config.push_str(&format!("quarantine = \"{}\"\n", dir.display()));
+    }
+    config.push_str("plugins = [");
     for (name, _) in editors {
         config.push_str(&format!("\"{name}\", "));
     }
@@ -126,16 +135,7 @@ fn removing_every_recipient_without_refusing_is_a_tempfail() {
 fn quarantine_keeps_the_edited_message_and_accepts_it() {
     let dir = temp_dir();
     let settings = "\"edit.1\" = \"add-header|X-Spam-Flag|YES\"\n\"edit.2\" = \"quarantine|spam score 12\"";
-    let mut server = {
-        let mut config = String::from("[[listener]]\naddress = \"127.0.0.1:0\"\nplugins = [\"editor\", \"printer\"]\n");
-        config.push_str(&format!("quarantine = \"{}\"\n", dir.display()));
-        config.push_str("[plugin.printer]\nsource = \"debug-printer\"\n");
-        config.push_str(&format!(
-            "[plugin.editor]\nsource = \"{}\"\n[plugin.editor.settings]\n{settings}\n",
-            plugin_path("editor")
-        ));
-        Server::from_config(&config)
-    };
+    let mut server = chain_quarantining(&[("editor", settings)], Some(&dir));
     assert_eq!(send(&server).trim(), "accepted");
     let line = server.wait_for_log("message quarantined");
     assert!(line.contains("reason=\"spam score 12\""), "{line}");
@@ -170,13 +170,7 @@ fn a_quarantine_without_a_quarantine_configured_is_a_tempfail() {
 fn a_refusal_discards_the_calls_edits_its_quarantine_too() {
     let dir = temp_dir();
     let settings = "\"edit.1\" = \"quarantine|spam\"\nanswer = \"550 5.7.1 no thanks\"";
-    let config = format!(
-        "[[listener]]\naddress = \"127.0.0.1:0\"\nplugins = [\"editor\"]\nquarantine = \"{}\"\n\
-         [plugin.editor]\nsource = \"{}\"\n[plugin.editor.settings]\n{settings}\n",
-        dir.display(),
-        plugin_path("editor")
-    );
-    let server = Server::from_config(&config);
+    let server = chain_quarantining(&[("editor", settings)], Some(&dir));
     assert!(send(&server).contains("refused 550 5.7.1 no thanks"));
     assert!(!dir.join("new").exists(), "quarantined despite the refusal");
 }
