@@ -52,11 +52,10 @@ pub async fn deliver(
     let chains = catalog::load_chains(engine, config).await?;
     let chain = chains.listeners.into_iter().next().expect("a chain for each listener");
     let metrics = Registry::default().tenant("deliver");
-    let handlers = Arc::new(PluginChain::new(
-        chain,
-        Arc::clone(&metrics),
-        Arc::new(Semaphore::new(1)),
-    ));
+    let handlers = Arc::new(
+        PluginChain::new(chain, Arc::clone(&metrics), Arc::new(Semaphore::new(1)))
+            .with_quarantine(config.quarantine_of(listener)),
+    );
     let ctx = ListenerContext::new(
         "deliver".into(),
         metrics,

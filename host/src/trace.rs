@@ -58,6 +58,13 @@ pub struct Trace<'a> {
 impl Trace<'_> {
     /// The field, folded, without its final CRLF.
     pub fn received(&self) -> String {
+        // The client's name is written only if it is a domain or an address literal: it
+        // must not be able to forge the rest of the field (`;` starts the date).
+        let helo = if is_domain_or_literal(self.helo) {
+            self.helo
+        } else {
+            "unknown"
+        };
         let date = self.date.format(&Rfc2822).unwrap_or_default();
         let for_clause = match self.recipients {
             [one] => format!("\r\n\tfor <{one}>"),
@@ -65,13 +72,26 @@ impl Trace<'_> {
         };
         format!(
             "Received: from {} ([{}])\r\n\tby {} (wasmtpd) with {} id {}{for_clause};\r\n\t{date}",
-            self.helo,
+            helo,
             self.peer.ip(),
             self.by,
             self.protocol.name(),
             self.id,
         )
     }
+}
+
+/// A domain (`mx.example.com`) or an address literal (`[192.0.2.1]`, `[IPv6:2001:db8::1]`).
+fn is_domain_or_literal(name: &str) -> bool {
+    if let Some(literal) = name.strip_prefix('[').and_then(|n| n.strip_suffix(']')) {
+        let address = literal.strip_prefix("IPv6:").unwrap_or(literal);
+        return !address.is_empty() && address.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
+    }
+    !name.is_empty()
+        && name.len() <= 255
+        && name
+            .split('.')
+            .all(|label| !label.is_empty() && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
 }
 
 /// A new message id: the time in microseconds and a counter, in hex; unique within this
@@ -117,6 +137,34 @@ mod tests {
         // It is a well-formed, folded field.
         let value = trace(&one).split_once(':').unwrap().1.to_owned();
         assert_eq!(check_value(&value), Ok(()));
+    }
+
+    #[test]
+    fn a_helo_name_that_is_not_a_domain_is_not_written() {
+        for (name, written) in [
+            ("client.example", "client.example"),
+            ("[192.0.2.1]", "[192.0.2.1]"),
+            ("[IPv6:2001:db8::1]", "[IPv6:2001:db8::1]"),
+            ("x;Mon, 1 Jan 2000", "unknown"),
+            ("naïve.example", "unknown"),
+            ("a..b", "unknown"),
+            ("", "unknown"),
+        ] {
+            let field = Trace {
+                helo: name,
+                peer: "192.0.2.7:1".parse().unwrap(),
+                by: "mx",
+                protocol: Protocol::Smtp,
+                id: "1",
+                recipients: &[],
+                date: OffsetDateTime::UNIX_EPOCH,
+            }
+            .received();
+            assert!(
+                field.starts_with(&format!("Received: from {written} ([")),
+                "{name:?}: {field}"
+            );
+        }
     }
 
     #[test]

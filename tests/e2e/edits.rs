@@ -103,6 +103,8 @@ fn an_edit_that_would_inject_lines_is_a_tempfail_naming_the_edit() {
         "add-header|Bad Name|v",
         "change-sender|a@example.org> SIZE=1",
         "add-recipient|not an address",
+        "add-recipient|d@example.com|NOTIFY=NEVER\r\nDATA",
+        "replace-body|smuggled\r.\rMAIL FROM:<x@example.net>",
     ] {
         let settings = format!("\"edit.1\" = {edit:?}");
         let mut server = chain(&[("editor", &settings)]);
@@ -145,10 +147,17 @@ fn quarantine_keeps_the_edited_message_and_accepts_it() {
         .collect();
     assert_eq!(kept.len(), 1);
     let text = std::fs::read_to_string(&kept[0]).unwrap();
+    // Who and why, then the envelope (every recipient) and the trace, then the message.
     assert!(
-        text.starts_with("X-Wasmtpd-Quarantine: by editor: spam score 12\r\nSubject: hello\r\n"),
+        text.starts_with(
+            "X-Wasmtpd-Quarantine: by editor: spam score 12\r\nReturn-Path: <a@example.org>\r\n\
+             X-Wasmtpd-Envelope-To: <b@example.com>\r\nX-Wasmtpd-Envelope-To: <c@example.com>\r\nReceived: from "
+        ),
         "{text}"
     );
+    assert!(text.contains(" +0000\r\nSubject: hello\r\n"), "{text}");
+    let id = line.split(" id=").nth(1).unwrap().split(' ').next().unwrap();
+    assert!(text.contains(&format!(" id {id};")), "{id}: {text}");
     assert!(text.contains("X-Spam-Flag: YES\r\n\r\nthe body\r\n"), "{text}");
     // It went no further down the chain.
     assert!(server.stdout().is_empty(), "{}", server.stdout());
@@ -228,7 +237,10 @@ fn the_filter_tags_and_quarantines_and_the_store_keeps_the_edited_message() {
     let kept = files(&quarantine);
     assert_eq!(kept.len(), 1, "{kept:?}");
     assert!(
-        kept[0].starts_with("X-Wasmtpd-Quarantine: by filter: quarantine_rules matched Subject:lottery\r\n"),
+        kept[0].starts_with(
+            "X-Wasmtpd-Quarantine: by filter: quarantine_rules matched Subject:lottery\r\nReturn-Path: <a@example.org>\r\n\
+             X-Wasmtpd-Envelope-To: <b@example.com>\r\n"
+        ),
         "{}",
         kept[0]
     );

@@ -222,6 +222,22 @@ fn parse_rcpt(args: &str) -> Result<Command<'_>, CommandError> {
 struct BadParamSyntax;
 
 /// `*(SP esmtp-param)` after a path; `esmtp-param = esmtp-keyword ["=" esmtp-value]`.
+/// One ESMTP parameter (`KEYWORD` or `KEYWORD=value`, RFC 5321 4.1.2) written as MAIL's
+/// parameters are handed to handlers (upper-cased); `None` if it is not one.
+pub fn esmtp_param(param: &str) -> Option<String> {
+    let spaced = format!(" {param}");
+    let mut params = esmtp_params(&spaced).ok()?;
+    let (keyword, value) = params.next()?;
+    if params.next().is_some() {
+        return None;
+    }
+    let upper = keyword.to_ascii_uppercase();
+    Some(match value {
+        Some(v) => format!("{upper}={}", v.to_ascii_uppercase()),
+        None => upper,
+    })
+}
+
 fn esmtp_params(rest: &str) -> Result<impl Iterator<Item = (&str, Option<&str>)>, BadParamSyntax> {
     if !rest.is_empty() && !rest.starts_with(' ') {
         return Err(BadParamSyntax);

@@ -146,6 +146,8 @@ pub enum FieldError {
     LineBreak,
     /// Another control character than tab, or NUL.
     Control,
+    /// A line over 900 octets (a header line is at most 998 with its name).
+    LongLine,
 }
 
 impl std::fmt::Display for FieldError {
@@ -154,6 +156,7 @@ impl std::fmt::Display for FieldError {
             FieldError::Name => "the field name is not RFC 5322 ftext (printable ASCII but the colon)",
             FieldError::LineBreak => "the value has a CR or LF that is not a fold (CRLF then a space or tab)",
             FieldError::Control => "the value has a control character",
+            FieldError::LongLine => "the value has a line over 900 octets (fold it)",
         })
     }
 }
@@ -173,6 +176,17 @@ pub fn check_name(name: &str) -> Result<(), FieldError> {
 /// allows (CRLF followed by a space or tab).
 pub fn check_value(value: &str) -> Result<(), FieldError> {
     let bytes = value.as_bytes();
+    // RFC 5322 3.2.2: a folded line holds more than white space.
+    if value
+        .split("\r\n")
+        .skip(1)
+        .any(|line| line.trim_matches([' ', '\t']).is_empty())
+    {
+        return Err(FieldError::LineBreak);
+    }
+    if value.split("\r\n").any(|line| line.len() > 900) {
+        return Err(FieldError::LongLine);
+    }
     for (i, &b) in bytes.iter().enumerate() {
         match b {
             b'\r' => {
@@ -186,6 +200,52 @@ pub fn check_value(value: &str) -> Result<(), FieldError> {
             0..=31 | 127 => return Err(FieldError::Control),
             _ => {}
         }
+    }
+    Ok(())
+}
+
+/// Why a body an edit asked for was refused: what the server refuses from a client
+/// (RFC 5321 2.3.8, 4.5.3.1.6) it does not let a plugin write either.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyError {
+    /// A CR or LF that is not part of a CRLF: a line end some servers see and others
+    /// do not (SMTP smuggling).
+    BareLineEnding,
+    Nul,
+    /// A line over 998 octets without its CRLF.
+    LongLine,
+}
+
+impl std::fmt::Display for BodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BodyError::BareLineEnding => "the body has a CR or LF that is not part of a CRLF",
+            BodyError::Nul => "the body has a NUL",
+            BodyError::LongLine => "the body has a line over 998 octets",
+        })
+    }
+}
+
+/// A body as a message may carry it: lines ending in CRLF (the last may end without),
+/// no NUL, none over 998 octets.
+pub fn check_body(body: &[u8]) -> Result<(), BodyError> {
+    let mut line = 0;
+    let mut i = 0;
+    while i < body.len() {
+        match body[i] {
+            b'\r' if body.get(i + 1) == Some(&b'\n') => {
+                line = 0;
+                i += 2;
+                continue;
+            }
+            b'\r' | b'\n' => return Err(BodyError::BareLineEnding),
+            0 => return Err(BodyError::Nul),
+            _ => line += 1,
+        }
+        if line > 998 {
+            return Err(BodyError::LongLine);
+        }
+        i += 1;
     }
     Ok(())
 }
@@ -250,6 +310,17 @@ mod tests {
     }
 
     #[test]
+    fn a_new_body_is_held_to_what_a_client_may_send() {
+        assert_eq!(check_body(b"line\r\n.dot\r\nlast"), Ok(()));
+        assert_eq!(check_body(b""), Ok(()));
+        assert_eq!(check_body(b"a\r.\r\n"), Err(BodyError::BareLineEnding));
+        assert_eq!(check_body(b"a\n.\n"), Err(BodyError::BareLineEnding));
+        assert_eq!(check_body(b"a\0b"), Err(BodyError::Nul));
+        assert_eq!(check_body(&[b'x'; 998]), Ok(()));
+        assert_eq!(check_body(&[b'x'; 999]), Err(BodyError::LongLine));
+    }
+
+    #[test]
     fn new_fields_cannot_inject_lines() {
         assert_eq!(Field::new("X-Spam-Flag", "YES").unwrap().raw(), b"X-Spam-Flag: YES");
         assert!(Field::new("X-Folded", "a\r\n\tb").is_ok());
@@ -264,6 +335,7 @@ mod tests {
             ("X", "v\nBcc: x", FieldError::LineBreak),
             ("X", "v\rx", FieldError::LineBreak),
             ("X", "v\r\n", FieldError::LineBreak),
+            ("X", "v\r\n \r\n\tw", FieldError::LineBreak),
             ("X", "v\0", FieldError::Control),
             ("X", "v\x1b[2J", FieldError::Control),
         ] {

@@ -276,7 +276,7 @@ impl ChainSession {
         };
         match quarantine::store(dir, &handler, reason, message).await {
             Ok(file) => {
-                tracing::info!(plugin = handler, reason, file = %file.display(), "message quarantined");
+                tracing::info!(plugin = handler, id = %message.id, from = message.mail_from.as_ref().map_or("", |a| a.as_str()), recipients = message.rcpt_to.len(), reason, file = %file.display(), "message quarantined");
                 Verdict::Reply {
                     handler,
                     reply: replies::MESSAGE_ACCEPTED,

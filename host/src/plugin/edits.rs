@@ -8,7 +8,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use wasmtpd_protocol::Address;
 use wasmtpd_protocol::address::parse_path;
-use wasmtpd_protocol::header::{self, Field};
+use wasmtpd_protocol::esmtp_param;
+use wasmtpd_protocol::header::{self, Field, check_body};
 
 use super::bindings::message_edit;
 use super::state::PluginState;
@@ -128,6 +129,14 @@ fn field(name: &str, value: &str) -> Result<Field, String> {
     Field::new(name, value).map_err(|e| e.to_string())
 }
 
+/// ESMTP parameters as MAIL's are handed on: each checked, its keyword upper-cased.
+fn esmtp_parameters(given: &[String]) -> Result<Vec<String>, String> {
+    given
+        .iter()
+        .map(|p| esmtp_param(p).ok_or_else(|| format!("{p:?} is not an ESMTP parameter (KEYWORD or KEYWORD=value)")))
+        .collect()
+}
+
 /// An address as the envelope keeps it; `""` is the null path where `null_ok`.
 fn path(address: &str, null_ok: bool) -> Result<Option<Address>, String> {
     if address.is_empty() && null_ok {
@@ -214,6 +223,7 @@ impl message_edit::Host for PluginState {
         self.edits()?.edit(
             || format!("replace-body({} octets)", body.len()),
             |d| {
+                check_body(&body).map_err(|e| e.to_string())?;
                 d.message.set_body(&body);
                 Ok(())
             },
@@ -223,11 +233,12 @@ impl message_edit::Host for PluginState {
 
     fn change_sender(&mut self, mail_from: String, parameters: Vec<String>) -> wasmtime::Result<()> {
         let what = format!("change-sender({mail_from:?}, {parameters:?})");
+        let given = parameters;
         self.edits()?.edit(
             || what,
             |d| {
                 d.mail_from = path(&mail_from, true)?;
-                d.mail_options = parameters;
+                d.mail_options = esmtp_parameters(&given)?;
                 Ok(())
             },
         );
@@ -236,11 +247,12 @@ impl message_edit::Host for PluginState {
 
     fn add_recipient(&mut self, rcpt_to: String, parameters: Vec<String>) -> wasmtime::Result<()> {
         let what = format!("add-recipient({rcpt_to:?}, {parameters:?})");
+        let given = parameters;
         self.edits()?.edit(
             || what,
             |d| {
                 let address = path(&rcpt_to, false)?.expect("a recipient is never the null path");
-                d.add_recipient(address, parameters);
+                d.add_recipient(address, esmtp_parameters(&given)?);
                 Ok(())
             },
         );
@@ -366,6 +378,18 @@ mod tests {
             Ok(())
         });
         assert!(edits.finish(true).unwrap_err().contains("every recipient was removed"));
+    }
+
+    #[test]
+    fn parameters_are_checked_and_upper_cased() {
+        assert_eq!(
+            esmtp_parameters(&["body=8bitmime".into()]),
+            Ok(vec!["BODY=8BITMIME".into()])
+        );
+        assert_eq!(esmtp_parameters(&["SMTPUTF8".into()]), Ok(vec!["SMTPUTF8".into()]));
+        for bad in ["A=1 B=2", "X=\r\nDATA", "=v", "K=", ""] {
+            assert!(esmtp_parameters(&[bad.into()]).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

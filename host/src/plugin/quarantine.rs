@@ -1,6 +1,7 @@
 //! Quarantine: a message a plugin set aside is written, whole and with the edits made so
 //! far, into a Maildir (`tmp/`, then renamed into `new/`, so that a reader never sees half
-//! a file), with a first header field that says who quarantined it and why.
+//! a file). Fields before it say who quarantined it and why, and keep its envelope (the
+//! sender, every recipient, Bcc ones too) and its trace, so that it can be released.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use crate::handler::Message;
 pub async fn store(dir: &Path, plugin: &str, reason: &str, message: &Message) -> anyhow::Result<PathBuf> {
     let dir = dir.to_owned();
     let mut contents = label(plugin, reason);
+    contents.extend_from_slice(&envelope(message));
     contents.extend_from_slice(&message.data);
     tokio::task::spawn_blocking(move || write(&dir, &contents))
         .await
@@ -34,6 +36,19 @@ fn label(plugin: &str, reason: &str) -> Vec<u8> {
         out.extend_from_slice(b"\r\n");
     }
     out
+}
+
+/// `Return-Path:`, an `X-Wasmtpd-Envelope-To:` for each recipient, the trace: all CRLF-ended
+/// (the addresses were checked as paths, the trace is the host's own).
+fn envelope(message: &Message) -> Vec<u8> {
+    let from = message.mail_from.as_ref().map_or("", |a| a.as_str());
+    let mut out = format!("Return-Path: <{from}>\r\n");
+    for rcpt in &message.rcpt_to {
+        out.push_str(&format!("X-Wasmtpd-Envelope-To: <{}>\r\n", rcpt.as_str()));
+    }
+    out.push_str(&message.received);
+    out.push_str("\r\n");
+    out.into_bytes()
 }
 
 fn write(dir: &Path, contents: &[u8]) -> anyhow::Result<PathBuf> {

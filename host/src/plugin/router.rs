@@ -189,12 +189,18 @@ impl RoutedSession {
                 .is_some_and(|max| message.data.len() > max);
             let verdict = if too_big {
                 refusal(&self.tenants[index], replies::SIZE_EXCEEDED)
-            } else if rcpt_to.len() == message.rcpt_to.len() {
+            } else if rcpt_to.len() == message.rcpt_to.len() && self.tenants[index].limits.max_message_size.is_none() {
                 // One tenant has every recipient: the message as it is, no copy.
                 self.tenant_session(index).process_message(message).await
             } else {
+                // Its edits may not grow the message past the tenant's own limit either.
+                let size_limit = self.tenants[index]
+                    .limits
+                    .max_message_size
+                    .map_or(message.size_limit, |max| max.min(message.size_limit));
                 let own_part = Message {
                     rcpt_to,
+                    size_limit,
                     ..message.clone()
                 };
                 self.tenant_session(index).process_message(&own_part).await

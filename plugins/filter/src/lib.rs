@@ -107,6 +107,9 @@ fn tag(data: &[u8]) {
     let prefix = host::get_setting("tag_subject_prefix").unwrap_or_else(|| "[SPAM] ".to_owned());
     edit::add_header("X-Spam-Flag", "YES");
     match rules::header_value(data, "Subject") {
+        // A Subject the host would not take back as it reads here (8-bit that is not
+        // UTF-8, a control character, a line too long) keeps its words: the flag says it.
+        Some(subject) if !rules::is_plain_text(&subject) || subject.len() > 800 => {}
         Some(subject) if !subject.starts_with(&prefix) => {
             edit::change_header("Subject", 1, &format!("{prefix}{subject}"))
         }

@@ -53,6 +53,12 @@ pub fn first_match<'a>(rules: &'a str, message: &[u8]) -> Option<&'a str> {
     })
 }
 
+/// Whether a value read from the message is text as it was sent: no byte that was not
+/// UTF-8 (read as U+FFFD), no control character but tab.
+pub fn is_plain_text(value: &str) -> bool {
+    !value.chars().any(|c| c == '\u{FFFD}' || (c.is_control() && c != '\t'))
+}
+
 /// The first header called `name` (any case), unfolded, its value trimmed.
 pub fn header_value(message: &[u8], name: &str) -> Option<String> {
     let name = name.to_ascii_lowercase();
@@ -108,5 +114,9 @@ mod tests {
         );
         assert_eq!(header_value(message, "SUBJECT").as_deref(), Some("Cheap  VIAGRA now"));
         assert_eq!(header_value(message, "To"), None);
+        assert!(is_plain_text("Cheap\tVIAGRA naïve"));
+        assert!(!is_plain_text("\u{1b}$B"));
+        let latin1 = header_value(b"Subject: caf\xe9\r\n\r\n", "Subject").unwrap();
+        assert!(!is_plain_text(&latin1));
     }
 }

@@ -15,9 +15,10 @@ pub fn relays_for(domains: &str, rcpt_to: &str) -> bool {
         .any(|d| d == "*" || d.eq_ignore_ascii_case(domain))
 }
 
-/// A 5xx from the upstream is final and passed back; anything else is a `451`, so that
-/// the client keeps the message and retries. Our own replies never name the upstream nor
-/// say why it failed: that is internal, and goes to the log.
+/// A 5xx from the upstream is final and passed back as the upstream worded it (the
+/// client must know why its mail was refused); anything else is a `451`, so that the
+/// client keeps the message and retries. Our own replies never name the upstream nor say
+/// why it failed: that is internal, and goes to the log.
 pub fn reply_for(error: &RelayError) -> String {
     match error {
         // A reply line is at most 512 octets with its CRLF.

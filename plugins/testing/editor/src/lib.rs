@@ -4,7 +4,7 @@
 //!
 //!     add-header|NAME|VALUE          insert-header|INDEX|NAME|VALUE
 //!     change-header|NAME|N|VALUE     delete-header|NAME|N
-//!     replace-body|TEXT              (`\n` in TEXT becomes CRLF)
+//!     replace-body|TEXT              (a line end, or `\n`, in TEXT becomes CRLF)
 //!     change-sender|ADDRESS|PARAM... add-recipient|ADDRESS|PARAM...
 //!     remove-recipient|ADDRESS       quarantine|REASON
 //!
@@ -52,7 +52,7 @@ fn apply(line: &str) {
         "insert-header" => edit::insert_header(number(arg(1)), arg(2), arg(3)),
         "change-header" => edit::change_header(arg(1), number(arg(2)), arg(3)),
         "delete-header" => edit::delete_header(arg(1), number(arg(2))),
-        "replace-body" => edit::replace_body(arg(1).replace("\\n", "\r\n").as_bytes()),
+        "replace-body" => edit::replace_body(arg(1).replace("\\n", "\n").replace('\n', "\r\n").as_bytes()),
         "change-sender" => edit::change_sender(arg(1), &rest(2)),
         "add-recipient" => edit::add_recipient(arg(1), &rest(2)),
         "remove-recipient" => edit::remove_recipient(arg(1)),
