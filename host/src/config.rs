@@ -59,6 +59,14 @@ pub struct PluginConfig {
     /// Upstreams (`host:port`) the plugin may relay to; none by default.
     #[serde(default)]
     pub relay: Vec<String>,
+    /// STARTTLS to the upstream: `may` (the default: when offered, encrypted without
+    /// checking the certificate, as Postfix's `may`), `required` (offered, and the
+    /// certificate checked against `relay_ca` or the system's roots, else 451), `none`.
+    #[serde(default)]
+    pub relay_tls: RelayTls,
+    /// A PEM file of the certificates that `relay_tls = "required"` trusts (default: the
+    /// system's roots); relative paths start at the configuration file.
+    pub relay_ca: Option<PathBuf>,
     /// Milliseconds each call into the plugin may run.
     #[serde(default = "default_time_budget_ms")]
     pub time_budget_ms: u64,
@@ -74,6 +82,16 @@ pub struct PluginConfig {
     /// Environment variables the plugin sees; none by default.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+}
+
+/// STARTTLS on a plugin's relays (see [`PluginConfig::relay_tls`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RelayTls {
+    None,
+    #[default]
+    May,
+    Required,
 }
 
 /// Where a plugin's standard output goes.
@@ -105,6 +123,8 @@ impl Default for PluginConfig {
             source: None,
             settings: BTreeMap::new(),
             relay: Vec::new(),
+            relay_tls: RelayTls::default(),
+            relay_ca: None,
             time_budget_ms: default_time_budget_ms(),
             memory_mib: default_memory_mib(),
             stdout: None,
@@ -382,7 +402,7 @@ impl Config {
         let dirs = self
             .plugins
             .values_mut()
-            .flat_map(|p| p.dirs.iter_mut().map(|d| &mut d.host));
+            .flat_map(|p| p.dirs.iter_mut().map(|d| &mut d.host).chain(p.relay_ca.as_mut()));
         for path in listeners.chain(dirs).chain(tenant_quarantines) {
             *path = base.join(&*path);
         }

@@ -26,3 +26,4 @@ pub mod session;
 pub mod signals;
 pub mod tls;
 pub mod trace;
+pub mod upstream_tls;

@@ -1,16 +1,26 @@
 //! The SMTP client that relays a message upstream for a plugin (the proxy): one
-//! connection per message, EHLO (HELO if refused), MAIL, every RCPT, DATA, QUIT.
+//! connection per message, EHLO (HELO if refused), STARTTLS as the plugin's `relay_tls`
+//! says (then EHLO again), MAIL, every RCPT, DATA, QUIT.
 //! All or nothing: if the upstream refuses any recipient, nothing is sent, so that our
 //! client's single reply is true for every recipient.
 
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::rustls::ClientConfig;
+use tokio_rustls::rustls::pki_types::ServerName;
 use wasmtpd_protocol::address::parse_path;
 use wasmtpd_protocol::{ServerReply, data_to_send};
 
 use crate::reply_reader::ReplyReader;
+use crate::upstream_tls::UpstreamTls;
 
 /// Why a relay did not deliver (the WIT `relay-error`; `not-allowed` for an upstream is
 /// decided by the plugin runtime before calling here).
@@ -85,6 +95,7 @@ pub async fn relay(
     helo_name: &str,
     envelope: &Envelope<'_>,
     timeouts: Timeouts,
+    tls: &UpstreamTls,
 ) -> Result<ServerReply, RelayError> {
     envelope.check()?;
     let unavailable = |what: &str, e: &dyn std::fmt::Display| RelayError::Unavailable(format!("{what}: {e}"));
@@ -94,11 +105,13 @@ pub async fn relay(
         .map_err(|e| unavailable("connect", &e))?;
     let _ = stream.set_nodelay(true);
     let mut conn = Connection {
-        stream,
+        stream: Stream::Plain(stream),
         replies: ReplyReader::default(),
         timeouts,
     };
-    let result = conn.transaction(helo_name, envelope).await;
+    let host = upstream.rsplit_once(':').map_or(upstream, |(host, _)| host);
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let result = conn.transaction(helo_name, host, tls, envelope).await;
     if !matches!(result, Err(RelayError::Unavailable(_))) {
         // Polite, and not worth waiting long for.
         let _ = tokio::time::timeout(Duration::from_secs(2), conn.command("QUIT", timeouts.command)).await;
@@ -106,23 +119,85 @@ pub async fn relay(
     result
 }
 
+/// The upstream connection, in the clear or after STARTTLS.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    /// Between the two, while the handshake has the socket.
+    Upgrading,
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Stream::Upgrading => Poll::Ready(Err(std::io::ErrorKind::NotConnected.into())),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Stream::Upgrading => Poll::Ready(Err(std::io::ErrorKind::NotConnected.into())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Stream::Upgrading => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Stream::Upgrading => Poll::Ready(Ok(())),
+        }
+    }
+}
+
 struct Connection {
-    stream: TcpStream,
+    stream: Stream,
     replies: ReplyReader,
     timeouts: Timeouts,
 }
 
 impl Connection {
-    async fn transaction(&mut self, helo_name: &str, envelope: &Envelope<'_>) -> Result<ServerReply, RelayError> {
+    async fn transaction(
+        &mut self,
+        helo_name: &str,
+        host: &str,
+        tls: &UpstreamTls,
+        envelope: &Envelope<'_>,
+    ) -> Result<ServerReply, RelayError> {
         let timeout = self.timeouts.command;
         expect_positive(self.read_reply(timeout).await?)?;
-        let ehlo = self.command(&format!("EHLO {helo_name}"), timeout).await?;
-        let extensions: Vec<String> = if ehlo.is_positive() {
-            ehlo.lines.iter().skip(1).map(|l| l.to_ascii_uppercase()).collect()
-        } else {
-            expect_positive(self.command(&format!("HELO {helo_name}"), timeout).await?)?;
-            Vec::new()
-        };
+        let mut extensions = self.greet(helo_name).await?;
+        let offered = extensions.iter().any(|e| e.split(' ').next() == Some("STARTTLS"));
+        match tls {
+            UpstreamTls::Off => {}
+            UpstreamTls::Opportunistic(config) if offered => {
+                self.start_tls(host, config).await?;
+                extensions = self.greet(helo_name).await?;
+            }
+            UpstreamTls::Opportunistic(_) => {}
+            UpstreamTls::Required(config) if offered => {
+                self.start_tls(host, config).await?;
+                extensions = self.greet(helo_name).await?;
+            }
+            UpstreamTls::Required(_) => {
+                return Err(RelayError::Unavailable(
+                    "the upstream does not offer STARTTLS, which relay_tls = \"required\" asks".into(),
+                ));
+            }
+        }
         let has = |ext: &str| extensions.iter().any(|e| e.split(' ').next() == Some(ext));
         let mut mail = format!("MAIL FROM:<{}>", envelope.mail_from);
         if has("SIZE") {
@@ -159,6 +234,42 @@ impl Connection {
         }
         self.write(&data_to_send(envelope.data)).await?;
         expect_positive(self.read_reply(self.timeouts.data_end).await?)
+    }
+
+    /// EHLO (HELO if refused): the extensions the upstream offers, upper-cased.
+    async fn greet(&mut self, helo_name: &str) -> Result<Vec<String>, RelayError> {
+        let timeout = self.timeouts.command;
+        let ehlo = self.command(&format!("EHLO {helo_name}"), timeout).await?;
+        if ehlo.is_positive() {
+            return Ok(ehlo.lines.iter().skip(1).map(|l| l.to_ascii_uppercase()).collect());
+        }
+        expect_positive(self.command(&format!("HELO {helo_name}"), timeout).await?)?;
+        Ok(Vec::new())
+    }
+
+    /// STARTTLS and the handshake; a failure is temporary (the client retries).
+    async fn start_tls(&mut self, host: &str, config: &Arc<ClientConfig>) -> Result<(), RelayError> {
+        let reply = self.command("STARTTLS", self.timeouts.command).await?;
+        if reply.code != 220 {
+            return Err(RelayError::Unavailable(format!(
+                "STARTTLS refused: {}",
+                reply.one_line()
+            )));
+        }
+        let name = ServerName::try_from(host.to_owned())
+            .map_err(|e| RelayError::Unavailable(format!("TLS: {host:?} is not a server name: {e}")))?;
+        let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Upgrading) else {
+            return Err(RelayError::Unavailable("STARTTLS twice".into()));
+        };
+        let handshake = TlsConnector::from(Arc::clone(config)).connect(name, tcp);
+        let tls = tokio::time::timeout(self.timeouts.command, handshake)
+            .await
+            .map_err(|_| RelayError::Unavailable("TLS handshake timed out".into()))?
+            .map_err(|e| RelayError::Unavailable(format!("TLS handshake: {e}")))?;
+        // Whatever came before the handshake is not trusted (RFC 3207 4.2).
+        self.replies = ReplyReader::default();
+        self.stream = Stream::Tls(Box::new(tls));
+        Ok(())
     }
 
     async fn command(&mut self, line: &str, timeout: Duration) -> Result<ServerReply, RelayError> {

@@ -160,3 +160,68 @@ fn a_plugin_cannot_smuggle_smtp_commands_through_relay() {
     std::thread::sleep(std::time::Duration::from_millis(200));
     assert!(upstream.accept().is_err(), "the host connected upstream");
 }
+
+/// An upstream offering STARTTLS with a certificate for 127.0.0.1 (in `dir/cert.pem`),
+/// printing each message with its envelope and how it came (`tls: ...`).
+fn upstream_with_starttls(dir: &std::path::Path) -> Server {
+    let generated = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    std::fs::write(dir.join("key.pem"), generated.signing_key.serialize_pem()).unwrap();
+    std::fs::write(dir.join("cert.pem"), generated.cert.pem()).unwrap();
+    let config = format!(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\nplugins = [\"debug-printer\"]\n\
+         [listener.tls]\ncert = {:?}\nkey = {:?}\n\
+         [plugin.debug-printer.settings]\nenvelope = true\n",
+        dir.join("cert.pem"),
+        dir.join("key.pem")
+    );
+    Server::from_config(&config)
+}
+
+fn proxy_with_tls(upstream: &str, tls: &str) -> Server {
+    let config = format!(
+        "[plugin.proxy]\nrelay = [\"{upstream}\"]\n{tls}\n[plugin.proxy.settings]\nupstream = \"{upstream}\"\nrelay_domains = [\"example.com\"]\n"
+    );
+    Server::with_config(&config, &["proxy"])
+}
+
+fn relay_one(proxy: &Server) -> String {
+    let mut client = RawClient::ehlo(proxy.addr);
+    client.start_message();
+    client.finish_message("Subject: over tls?\r\n\r\nbody\r\n")
+}
+
+#[test]
+fn the_relay_uses_starttls_when_offered_and_checks_the_certificate_when_required() {
+    let dir = crate::server::temp_dir();
+    let mut upstream = upstream_with_starttls(&dir);
+    let addr = upstream.addr.to_string();
+    // By default (may): encrypted, the self-signed certificate not checked.
+    let proxy = proxy_with_tls(&addr, "");
+    assert!(relay_one(&proxy).starts_with("250 2.0.0"));
+    let printed = upstream.wait_for_messages(1);
+    assert!(printed.contains("tls: TLSv1_3"), "{printed}");
+    // Required, against the upstream's own certificate as the CA: relayed, encrypted.
+    let ca = format!("relay_tls = \"required\"\nrelay_ca = {:?}", dir.join("cert.pem"));
+    let proxy = proxy_with_tls(&addr, &ca);
+    assert!(relay_one(&proxy).starts_with("250 2.0.0"));
+    let printed = upstream.wait_for_messages(2);
+    assert_eq!(printed.matches("tls: TLSv1_3").count(), 2, "{printed}");
+    // Required, against the system's roots, which do not know it: deferred, and logged.
+    let mut proxy = proxy_with_tls(&addr, "relay_tls = \"required\"");
+    assert_eq!(relay_one(&proxy), "451 4.4.1 Upstream unavailable, try again later");
+    let line = proxy.wait_for_log("upstream unavailable");
+    assert!(line.contains("TLS handshake"), "{line}");
+}
+
+#[test]
+fn a_relay_that_requires_tls_defers_to_an_upstream_without_starttls() {
+    let upstream = upstream_printing();
+    let addr = upstream.addr.to_string();
+    let mut proxy = proxy_with_tls(&addr, "relay_tls = \"required\"");
+    assert_eq!(relay_one(&proxy), "451 4.4.1 Upstream unavailable, try again later");
+    let line = proxy.wait_for_log("upstream unavailable");
+    assert!(line.contains("does not offer STARTTLS"), "{line}");
+    // relay_tls = "none" sends in the clear, to one that offers it too.
+    let proxy = proxy_with_tls(&addr, "relay_tls = \"none\"");
+    assert!(relay_one(&proxy).starts_with("250 2.0.0"));
+}

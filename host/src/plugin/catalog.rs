@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 
 use super::builtin;
 use super::component::{GrantedDir, Grants, Plugin, PluginSpec, Source};
@@ -14,6 +14,7 @@ use super::engine::PluginEngine;
 use super::output::OutputTarget;
 use super::state::PluginInfo;
 use crate::config::{Config, PluginConfig, PluginStdout};
+use crate::upstream_tls::UpstreamTls;
 
 /// What a chain entry names, resolved against the configuration.
 pub fn spec(entry: &str, config: &Config) -> anyhow::Result<PluginSpec> {
@@ -31,13 +32,7 @@ pub fn spec(entry: &str, config: &Config) -> anyhow::Result<PluginSpec> {
         Source::BuiltIn("debug-printer", _) => OutputTarget::Stdout,
         _ => OutputTarget::Log,
     };
-    Ok(spec_from(
-        name,
-        source,
-        &plugin_config,
-        &config.hostname,
-        default_stdout,
-    ))
+    spec_from(name, source, &plugin_config, &config.hostname, default_stdout)
 }
 
 fn spec_from(
@@ -46,12 +41,15 @@ fn spec_from(
     config: &PluginConfig,
     hostname: &str,
     default_stdout: OutputTarget,
-) -> PluginSpec {
-    PluginSpec {
+) -> anyhow::Result<PluginSpec> {
+    let relay_tls = UpstreamTls::load(config.relay_tls, config.relay_ca.as_deref())
+        .with_context(|| format!("plugin {name}: relay_tls"))?;
+    Ok(PluginSpec {
         info: PluginInfo {
             name,
             settings: config.settings_as_text(),
             relay_allowed: config.relay.clone(),
+            relay_tls,
             hostname: hostname.to_owned(),
         },
         source,
@@ -74,7 +72,7 @@ fn spec_from(
                 .collect(),
             env: config.env.clone(),
         },
-    }
+    })
 }
 
 /// A built-in plugin's name, or a path to a component (relative paths from `base_dir`,

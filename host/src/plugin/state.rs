@@ -16,6 +16,7 @@ use super::output::Capture;
 use super::pacing::CallClock;
 use crate::handler::SessionFacts;
 use crate::relay::{self, Envelope, Timeouts};
+use crate::upstream_tls::UpstreamTls;
 
 /// What every instance of one plugin shares.
 pub struct PluginInfo {
@@ -23,6 +24,8 @@ pub struct PluginInfo {
     pub settings: BTreeMap<String, String>,
     /// Upstreams this plugin may relay to, `host:port` as configured.
     pub relay_allowed: Vec<String>,
+    /// STARTTLS to those upstreams.
+    pub relay_tls: UpstreamTls,
     /// Our name, for EHLO when relaying.
     pub hostname: String,
 }
@@ -109,7 +112,14 @@ impl host::Host for PluginState {
             rcpt_tos: &rcpt_tos,
             data: &data,
         };
-        match relay::relay(&upstream, &self.info.hostname, &envelope, Timeouts::default()).await {
+        let relayed = relay::relay(
+            &upstream,
+            &self.info.hostname,
+            &envelope,
+            Timeouts::default(),
+            &self.info.relay_tls,
+        );
+        match relayed.await {
             Ok(reply) => {
                 tracing::info!(plugin, upstream, reply = %reply.one_line(), recipients = rcpt_tos.len(), "relayed");
                 Ok(reply.one_line())
