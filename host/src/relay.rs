@@ -98,6 +98,44 @@ pub async fn relay(
     tls: &UpstreamTls,
 ) -> Result<ServerReply, RelayError> {
     envelope.check()?;
+    let first = attempt(upstream, helo_name, envelope, timeouts, tls).await;
+    match (first, tls) {
+        // Opportunistic TLS is never a reason to defer mail: as Postfix's `may`, a
+        // failed handshake means a new connection in the clear.
+        (Err(Attempt::Handshake(why)), UpstreamTls::Opportunistic(_)) => {
+            tracing::warn!(upstream, "TLS handshake failed ({why}); relaying in the clear");
+            match attempt(upstream, helo_name, envelope, timeouts, &UpstreamTls::Off).await {
+                Ok(reply) => Ok(reply),
+                Err(Attempt::Failed(e)) => Err(e),
+                Err(Attempt::Handshake(why)) => Err(RelayError::Unavailable(format!("TLS handshake: {why}"))),
+            }
+        }
+        (Ok(reply), _) => Ok(reply),
+        (Err(Attempt::Failed(e)), _) => Err(e),
+        (Err(Attempt::Handshake(why)), _) => Err(RelayError::Unavailable(format!("TLS handshake: {why}"))),
+    }
+}
+
+/// How one connection's try went wrong: a failed handshake is told apart, to be tried
+/// again in the clear where TLS was only opportunistic.
+enum Attempt {
+    Failed(RelayError),
+    Handshake(String),
+}
+
+impl From<RelayError> for Attempt {
+    fn from(e: RelayError) -> Attempt {
+        Attempt::Failed(e)
+    }
+}
+
+async fn attempt(
+    upstream: &str,
+    helo_name: &str,
+    envelope: &Envelope<'_>,
+    timeouts: Timeouts,
+    tls: &UpstreamTls,
+) -> Result<ServerReply, Attempt> {
     let unavailable = |what: &str, e: &dyn std::fmt::Display| RelayError::Unavailable(format!("{what}: {e}"));
     let stream = tokio::time::timeout(timeouts.connect, TcpStream::connect(upstream))
         .await
@@ -112,7 +150,7 @@ pub async fn relay(
     let host = upstream.rsplit_once(':').map_or(upstream, |(host, _)| host);
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let result = conn.transaction(helo_name, host, tls, envelope).await;
-    if !matches!(result, Err(RelayError::Unavailable(_))) {
+    if matches!(result, Ok(_) | Err(Attempt::Failed(RelayError::Rejected(_)))) {
         // Polite, and not worth waiting long for.
         let _ = tokio::time::timeout(Duration::from_secs(2), conn.command("QUIT", timeouts.command)).await;
     }
@@ -176,7 +214,7 @@ impl Connection {
         host: &str,
         tls: &UpstreamTls,
         envelope: &Envelope<'_>,
-    ) -> Result<ServerReply, RelayError> {
+    ) -> Result<ServerReply, Attempt> {
         let timeout = self.timeouts.command;
         expect_positive(self.read_reply(timeout).await?)?;
         let mut extensions = self.greet(helo_name).await?;
@@ -184,18 +222,22 @@ impl Connection {
         match tls {
             UpstreamTls::Off => {}
             UpstreamTls::Opportunistic(config) if offered => {
-                self.start_tls(host, config).await?;
-                extensions = self.greet(helo_name).await?;
+                // Refused (454, say): RFC 3207 lets the session go on in the clear.
+                if self.start_tls(host, config).await? {
+                    extensions = self.greet(helo_name).await?;
+                }
             }
             UpstreamTls::Opportunistic(_) => {}
             UpstreamTls::Required(config) if offered => {
-                self.start_tls(host, config).await?;
+                if !self.start_tls(host, config).await? {
+                    let refused = "the upstream refused STARTTLS, which relay_tls = \"required\" asks";
+                    return Err(RelayError::Unavailable(refused.into()).into());
+                }
                 extensions = self.greet(helo_name).await?;
             }
             UpstreamTls::Required(_) => {
-                return Err(RelayError::Unavailable(
-                    "the upstream does not offer STARTTLS, which relay_tls = \"required\" asks".into(),
-                ));
+                let absent = "the upstream does not offer STARTTLS, which relay_tls = \"required\" asks";
+                return Err(RelayError::Unavailable(absent.into()).into());
             }
         }
         let has = |ext: &str| extensions.iter().any(|e| e.split(' ').next() == Some(ext));
@@ -211,7 +253,8 @@ impl Connection {
             if !has("SMTPUTF8") {
                 return Err(RelayError::Rejected(
                     "553 5.6.7 Upstream does not support SMTPUTF8 for this envelope".into(),
-                ));
+                )
+                .into());
             }
             mail.push_str(" SMTPUTF8");
         }
@@ -226,14 +269,14 @@ impl Connection {
         if let Some(first) = refusals.iter().find(|r| r.code < 500).or(refusals.first()) {
             // All or nothing: our client gets one reply for every recipient.
             let _ = self.command("RSET", timeout).await;
-            return Err(RelayError::Rejected(first.one_line()));
+            return Err(RelayError::Rejected(first.one_line()).into());
         }
         let go_ahead = self.command("DATA", timeout).await?;
         if go_ahead.code != 354 {
-            return Err(RelayError::Rejected(go_ahead.one_line()));
+            return Err(RelayError::Rejected(go_ahead.one_line()).into());
         }
         self.write(&data_to_send(envelope.data)).await?;
-        expect_positive(self.read_reply(self.timeouts.data_end).await?)
+        Ok(expect_positive(self.read_reply(self.timeouts.data_end).await?)?)
     }
 
     /// EHLO (HELO if refused): the extensions the upstream offers, upper-cased.
@@ -247,29 +290,28 @@ impl Connection {
         Ok(Vec::new())
     }
 
-    /// STARTTLS and the handshake; a failure is temporary (the client retries).
-    async fn start_tls(&mut self, host: &str, config: &Arc<ClientConfig>) -> Result<(), RelayError> {
+    /// STARTTLS and the handshake: `false` if the upstream refused STARTTLS (the session
+    /// goes on in the clear), a handshake that failed told apart.
+    async fn start_tls(&mut self, host: &str, config: &Arc<ClientConfig>) -> Result<bool, Attempt> {
         let reply = self.command("STARTTLS", self.timeouts.command).await?;
         if reply.code != 220 {
-            return Err(RelayError::Unavailable(format!(
-                "STARTTLS refused: {}",
-                reply.one_line()
-            )));
+            tracing::info!(reply = %reply.one_line(), "the upstream refused STARTTLS");
+            return Ok(false);
         }
         let name = ServerName::try_from(host.to_owned())
-            .map_err(|e| RelayError::Unavailable(format!("TLS: {host:?} is not a server name: {e}")))?;
+            .map_err(|e| Attempt::Handshake(format!("{host:?} is not a server name: {e}")))?;
         let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Upgrading) else {
-            return Err(RelayError::Unavailable("STARTTLS twice".into()));
+            return Err(RelayError::Unavailable("STARTTLS twice".into()).into());
         };
         let handshake = TlsConnector::from(Arc::clone(config)).connect(name, tcp);
         let tls = tokio::time::timeout(self.timeouts.command, handshake)
             .await
-            .map_err(|_| RelayError::Unavailable("TLS handshake timed out".into()))?
-            .map_err(|e| RelayError::Unavailable(format!("TLS handshake: {e}")))?;
+            .map_err(|_| Attempt::Handshake("timed out".into()))?
+            .map_err(|e| Attempt::Handshake(e.to_string()))?;
         // Whatever came before the handshake is not trusted (RFC 3207 4.2).
         self.replies = ReplyReader::default();
         self.stream = Stream::Tls(Box::new(tls));
-        Ok(())
+        Ok(true)
     }
 
     async fn command(&mut self, line: &str, timeout: Duration) -> Result<ServerReply, RelayError> {

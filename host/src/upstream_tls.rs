@@ -31,6 +31,11 @@ impl UpstreamTls {
     /// The client configuration for `policy`; reads `ca` (or the system's roots) when
     /// TLS is required.
     pub fn load(policy: RelayTls, ca: Option<&Path>) -> anyhow::Result<UpstreamTls> {
+        // A CA that would not be used would let its writer believe certificates are checked.
+        anyhow::ensure!(
+            ca.is_none() || policy == RelayTls::Required,
+            "relay_ca is only used with relay_tls = \"required\""
+        );
         let provider = Arc::new(ring::default_provider());
         let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()

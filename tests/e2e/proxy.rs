@@ -221,7 +221,96 @@ fn a_relay_that_requires_tls_defers_to_an_upstream_without_starttls() {
     assert_eq!(relay_one(&proxy), "451 4.4.1 Upstream unavailable, try again later");
     let line = proxy.wait_for_log("upstream unavailable");
     assert!(line.contains("does not offer STARTTLS"), "{line}");
-    // relay_tls = "none" sends in the clear, to one that offers it too.
+}
+
+#[test]
+fn relay_tls_none_stays_in_the_clear_and_relay_ca_needs_required() {
+    let dir = crate::server::temp_dir();
+    let mut upstream = upstream_with_starttls(&dir);
+    let addr = upstream.addr.to_string();
     let proxy = proxy_with_tls(&addr, "relay_tls = \"none\"");
     assert!(relay_one(&proxy).starts_with("250 2.0.0"));
+    let printed = upstream.wait_for_messages(1);
+    assert!(printed.contains("tls: none"), "{printed}");
+    // A CA with opportunistic TLS would be a check that never happens: refused at start.
+    let config = format!(
+        "[plugin.proxy]\nrelay = [\"{addr}\"]\nrelay_ca = {:?}\n[plugin.proxy.settings]\nupstream = \"{addr}\"\n",
+        dir.join("cert.pem")
+    );
+    let path = crate::server::temp_file("wasmtpd.toml", &config);
+    let out = std::process::Command::new(crate::server::binary())
+        .args([
+            "--config",
+            path.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--plugin",
+            "proxy",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("relay_ca is only used with relay_tls = \"required\""),
+        "{log}"
+    );
+}
+
+/// A fake upstream: it offers STARTTLS and answers 220, then breaks the handshake; the
+/// next connection it serves in the clear, and it says whether a message came.
+fn upstream_breaking_tls() -> (String, std::thread::JoinHandle<bool>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let serve = std::thread::spawn(move || {
+        let mut delivered = false;
+        for round in 0..2 {
+            let (stream, _) = listener.accept().unwrap();
+            stream.set_read_timeout(Some(crate::server::WAIT)).unwrap();
+            let mut out = stream.try_clone().unwrap();
+            let mut lines = BufReader::new(stream);
+            out.write_all(b"220 fake ESMTP\r\n").unwrap();
+            let mut line = String::new();
+            let mut in_data = false;
+            while lines.read_line(&mut line).unwrap_or(0) > 0 {
+                let command = line.trim_end().to_ascii_uppercase();
+                let reply: &[u8] = match command.as_str() {
+                    _ if in_data && command == "." => {
+                        in_data = false;
+                        delivered = true;
+                        b"250 2.0.0 taken\r\n"
+                    }
+                    _ if in_data => b"",
+                    c if c.starts_with("EHLO") => b"250-fake\r\n250 STARTTLS\r\n",
+                    "STARTTLS" if round == 0 => {
+                        out.write_all(b"220 go ahead\r\nthis is not a TLS record\r\n").unwrap();
+                        break;
+                    }
+                    "DATA" => {
+                        in_data = true;
+                        b"354 go on\r\n"
+                    }
+                    "QUIT" => {
+                        out.write_all(b"221 bye\r\n").unwrap();
+                        break;
+                    }
+                    _ => b"250 ok\r\n",
+                };
+                out.write_all(reply).unwrap();
+                line.clear();
+            }
+        }
+        delivered
+    });
+    (addr, serve)
+}
+
+#[test]
+fn opportunistic_tls_that_fails_relays_in_the_clear_instead_of_deferring() {
+    let (addr, upstream) = upstream_breaking_tls();
+    let mut proxy = proxy_with_tls(&addr, "");
+    assert!(relay_one(&proxy).starts_with("250 2.0.0"));
+    assert!(upstream.join().unwrap(), "the message did not reach the upstream");
+    proxy.wait_for_log("TLS handshake failed");
 }
