@@ -42,9 +42,37 @@ pub struct Config {
     /// by default. Read at start only.
     #[serde(default)]
     pub metrics: Option<SocketAddr>,
+    /// `[dns]`: the resolver for plugins granted `dns`.
+    #[serde(default)]
+    pub dns: DnsConfig,
     /// The configuration file's directory: relative plugin paths start there.
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,
+}
+
+/// The resolver that answers plugins' DNS lookups.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DnsConfig {
+    /// Name servers (`ip:port`) to ask; the system's (`/etc/resolv.conf`) when empty.
+    #[serde(default)]
+    pub servers: Vec<SocketAddr>,
+    /// Milliseconds a lookup may take, all its tries included.
+    #[serde(default = "default_dns_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+impl Default for DnsConfig {
+    fn default() -> DnsConfig {
+        DnsConfig {
+            servers: Vec::new(),
+            timeout_ms: default_dns_timeout_ms(),
+        }
+    }
+}
+
+fn default_dns_timeout_ms() -> u64 {
+    2000
 }
 
 /// One plugin: where its component comes from, its settings and what it may do.
@@ -64,6 +92,9 @@ pub struct PluginConfig {
     /// certificate checked against `relay_ca` or the system's roots, else 451), `none`.
     #[serde(default)]
     pub relay_tls: RelayTls,
+    /// DNS lookups through the host's resolver (see `[dns]`); none by default.
+    #[serde(default)]
+    pub dns: bool,
     /// A PEM file of the certificates that `relay_tls = "required"` trusts (default: the
     /// system's roots); relative paths start at the configuration file.
     pub relay_ca: Option<PathBuf>,
@@ -125,6 +156,7 @@ impl Default for PluginConfig {
             relay: Vec::new(),
             relay_tls: RelayTls::default(),
             relay_ca: None,
+            dns: false,
             time_budget_ms: default_time_budget_ms(),
             memory_mib: default_memory_mib(),
             stdout: None,
@@ -386,6 +418,7 @@ impl Config {
             plugins: BTreeMap::new(),
             cache_dir: None,
             metrics: None,
+            dns: DnsConfig::default(),
             base_dir: None,
         }
     }

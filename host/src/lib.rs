@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod contexts;
 pub mod deliver;
+pub mod dns;
 pub mod gathering_writer;
 pub mod handler;
 pub mod hook;

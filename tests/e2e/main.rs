@@ -7,6 +7,7 @@ mod capabilities;
 mod cli;
 mod clients;
 mod contract;
+mod dns;
 mod edits;
 mod isolation;
 mod languages;

@@ -6,13 +6,14 @@ wasmtime::component::bindgen!({
     world: "wasmtpd:plugin/host-side",
     imports: {
         "wasmtpd:plugin/host.relay": async,
+        "wasmtpd:plugin/dns.lookup": async,
         default: trappable,
     },
     exports: { default: async },
 });
 
 pub use self::wasmtpd::plugin::host::{self, Level, RelayError, SessionInfo, TlsInfo};
-pub use self::wasmtpd::plugin::message_edit;
 pub use self::wasmtpd::plugin::types;
 pub use self::wasmtpd::plugin::types::Peer;
+pub use self::wasmtpd::plugin::{dns, message_edit};
 pub use exports::wasmtpd::plugin::handler;

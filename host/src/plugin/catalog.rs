@@ -14,6 +14,7 @@ use super::engine::PluginEngine;
 use super::output::OutputTarget;
 use super::state::PluginInfo;
 use crate::config::{Config, PluginConfig, PluginStdout};
+use crate::dns;
 use crate::upstream_tls::UpstreamTls;
 
 /// What a chain entry names, resolved against the configuration.
@@ -32,16 +33,21 @@ pub fn spec(entry: &str, config: &Config) -> anyhow::Result<PluginSpec> {
         Source::BuiltIn("debug-printer", _) => OutputTarget::Stdout,
         _ => OutputTarget::Log,
     };
-    spec_from(name, source, &plugin_config, &config.hostname, default_stdout)
+    spec_from(name, source, &plugin_config, config, default_stdout)
 }
 
 fn spec_from(
     name: String,
     source: Source,
     config: &PluginConfig,
-    hostname: &str,
+    server: &Config,
     default_stdout: OutputTarget,
 ) -> anyhow::Result<PluginSpec> {
+    let hostname = &server.hostname;
+    let dns = match config.dns {
+        true => Some(dns::shared(&server.dns).with_context(|| format!("plugin {name}: dns"))?),
+        false => None,
+    };
     let relay_tls = UpstreamTls::load(config.relay_tls, config.relay_ca.as_deref())
         .with_context(|| format!("plugin {name}: relay_tls"))?;
     Ok(PluginSpec {
@@ -50,6 +56,7 @@ fn spec_from(
             settings: config.settings_as_text(),
             relay_allowed: config.relay.clone(),
             relay_tls,
+            dns,
             hostname: hostname.to_owned(),
         },
         source,

@@ -9,11 +9,13 @@ use std::sync::Arc;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::bindings::dns::{self, RecordType};
 use super::bindings::{Level, RelayError, SessionInfo, TlsInfo, host, types};
 use super::edits::Edits;
 use super::memory_cap::MemoryCap;
 use super::output::Capture;
 use super::pacing::CallClock;
+use crate::dns::{Dns, DnsError, Kind};
 use crate::handler::SessionFacts;
 use crate::relay::{self, Envelope, Timeouts};
 use crate::upstream_tls::UpstreamTls;
@@ -26,6 +28,8 @@ pub struct PluginInfo {
     pub relay_allowed: Vec<String>,
     /// STARTTLS to those upstreams.
     pub relay_tls: UpstreamTls,
+    /// The resolver, if the plugin is granted DNS.
+    pub dns: Option<Arc<Dns>>,
     /// Our name, for EHLO when relaying.
     pub hostname: String,
 }
@@ -137,5 +141,28 @@ impl host::Host for PluginState {
                 Err(RelayError::NotAllowed(why))
             }
         }
+    }
+}
+
+impl dns::Host for PluginState {
+    async fn lookup(&mut self, name: String, kind: RecordType) -> Result<Vec<String>, dns::DnsError> {
+        let Some(resolver) = self.info.dns.clone() else {
+            return Err(dns::DnsError::NotAllowed);
+        };
+        let kind = match kind {
+            RecordType::A => Kind::A,
+            RecordType::Aaaa => Kind::Aaaa,
+            RecordType::Mx => Kind::Mx,
+            RecordType::Txt => Kind::Txt,
+            RecordType::Ptr => Kind::Ptr,
+        };
+        resolver.lookup(&name, kind).await.map_err(|e| match e {
+            DnsError::NoRecords => dns::DnsError::NoRecords,
+            DnsError::Timeout => {
+                tracing::warn!(plugin = %self.info.name, name, "DNS lookup timed out");
+                dns::DnsError::Timeout
+            }
+            DnsError::Failed(why) => dns::DnsError::Failed(why),
+        })
     }
 }

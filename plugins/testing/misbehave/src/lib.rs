@@ -12,7 +12,8 @@
 //! says how it went), `env` (answers with the environment it sees), `relay-inject` (asks
 //! the host to relay to its `target` with SMTP commands smuggled into the sender, and says
 //! what the host answered), `edit` (adds a header field through message-edit, which only
-//! `process-message` may).
+//! `process-message` may), `dns` (looks up its `query` setting, `TYPE NAME`, and answers
+//! what it got).
 
 wit_bindgen::generate!({
     path: "../../../wit",
@@ -82,6 +83,22 @@ fn misbehave(stage: &str) -> Option<String> {
             })
         }
         "env" => Some(format!("250 2.0.0 env: {:?}", std::env::vars().collect::<Vec<_>>())),
+        "dns" => {
+            use wasmtpd::plugin::dns::{self, RecordType};
+            let query = host::get_setting("query").unwrap_or_default();
+            let (kind, name) = query.split_once(' ').unwrap_or(("a", &query));
+            let kind = match kind {
+                "aaaa" => RecordType::Aaaa,
+                "mx" => RecordType::Mx,
+                "txt" => RecordType::Txt,
+                "ptr" => RecordType::Ptr,
+                _ => RecordType::A,
+            };
+            Some(match dns::lookup(name, kind) {
+                Ok(answers) => format!("250 2.0.0 dns: {answers:?}"),
+                Err(e) => format!("554 5.7.0 dns error: {e:?}"),
+            })
+        }
         "edit" => {
             wasmtpd::plugin::message_edit::add_header("X-Edited", "yes");
             None
