@@ -39,6 +39,8 @@ fn zone() -> Zone {
             &format!("--port={port}"),
             "--local=/test/",
             "--address=/listed.test/127.0.0.2",
+            // A DNSBL that lists 127.0.0.1.
+            "--address=/1.0.0.127.bl.test/127.0.0.2",
             "--mx-host=mail.test,mx.mail.test,10",
             "--txt-record=txt.test,v=spf1 -all",
             "--ptr-record=7.2.0.192.in-addr.arpa,listed.test",
@@ -109,4 +111,38 @@ fn dns_is_not_granted_by_default_and_a_silent_server_times_out() {
     assert!(timed_out.contains("dns error: DnsError::Timeout"), "{timed_out}");
     assert!(started.elapsed() < Duration::from_secs(5), "{:?}", started.elapsed());
     server.wait_for_log("DNS lookup timed out");
+}
+
+/// The shipped filter checking its client against `zones` (resolver at `servers`).
+fn filter_with_dnsbl(servers: &str, zones: &str) -> Server {
+    let config = format!(
+        "[dns]\nservers = [{servers}]\ntimeout_ms = 500\n\
+         [plugin.filter]\ndns = true\n[plugin.filter.settings]\ndnsbl_zones = [{zones}]\n"
+    );
+    Server::with_config(&config, &["filter", "sink"])
+}
+
+#[test]
+fn the_filter_refuses_a_client_a_dnsbl_lists_and_defers_when_it_cannot_ask() {
+    let zone = zone();
+    let servers = format!("\"127.0.0.1:{}\"", zone.port);
+    // Listed: refused at connect, naming the list (no enhanced code before EHLO).
+    let mut server = filter_with_dnsbl(&servers, "\"clean.test\", \"bl.test\"");
+    let (mut client, greeting) = RawClient::connect(server.addr);
+    assert_eq!(
+        greeting,
+        "554 Service unavailable; client [127.0.0.1] blocked using bl.test"
+    );
+    client.expect_closed();
+    server.wait_for_log("127.0.0.1 listed in bl.test");
+    // Not listed: served.
+    let server = filter_with_dnsbl(&servers, "\"clean.test\"");
+    let (_client, greeting) = RawClient::connect(server.addr);
+    assert!(greeting.starts_with("220 "), "{greeting}");
+    // The resolver does not answer: deferred, never accepted by accident.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let server = filter_with_dnsbl(&format!("\"127.0.0.1:{port}\""), "\"bl.test\"");
+    let (_client, greeting) = RawClient::connect(server.addr);
+    assert_eq!(greeting, "451 Cannot check your address now, try again later");
 }

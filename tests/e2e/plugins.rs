@@ -48,7 +48,7 @@ header_rules_reply = "554 5.7.1 Lottery mail refused"
 #[test]
 fn filter_rejects_at_each_stage_with_its_configured_reply() {
     let mut server = Server::with_config(FILTER, &["filter", "debug-printer"]);
-    assert!(server.log().contains("hooks=mail,rcpt"), "{}", server.log());
+    assert!(server.log().contains("hooks=connect,mail,rcpt"), "{}", server.log());
     let mut client = RawClient::ehlo(server.addr);
     client.expect("MAIL FROM:<spammer@example.org>", "550 5.7.1 Sender blocked");
     client.expect("MAIL FROM:<anyone@bad.example>", "550 5.7.1 Sender blocked");

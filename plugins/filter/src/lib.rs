@@ -12,6 +12,10 @@
 //! Lists are `,`-separated. A header rule matches when that header's value contains the
 //! text, ignoring case.
 //!
+//! `dnsbl_zones` (DNSBL zones, e.g. `zen.spamhaus.org`): at connect, a client whose IPv4
+//! address a zone lists gets `554 5.7.1` naming it; a lookup that fails, `451 4.7.1`.
+//! Needs `dns = true` in the plugin's configuration.
+//!
 //! Rules that edit instead of refusing, at the end of DATA, after `header_rules`:
 //! `quarantine_rules` (`Name:text` items) quarantine the message (it is accepted and kept
 //! in the listener's or tenant's quarantine Maildir); `tag_rules` mark it as spam: an
@@ -24,6 +28,7 @@ wit_bindgen::generate!({
         package wasmtpd:filter;
         world filter {
             include wasmtpd:plugin/plugin@0.1.0;
+            export wasmtpd:plugin/connect-hook@0.1.0;
             export wasmtpd:plugin/mail-hook@0.1.0;
             export wasmtpd:plugin/rcpt-hook@0.1.0;
         }
@@ -35,10 +40,12 @@ wit_bindgen::generate!({
 
 mod rules;
 
+use exports::wasmtpd::plugin::connect_hook::Guest as ConnectHook;
 use exports::wasmtpd::plugin::handler::Guest as Handler;
 use exports::wasmtpd::plugin::mail_hook::Guest as MailHook;
 use exports::wasmtpd::plugin::rcpt_hook::Guest as RcptHook;
-use wasmtpd::plugin::host;
+use wasmtpd::plugin::dns::{self, DnsError, RecordType};
+use wasmtpd::plugin::host::{self, Level};
 use wasmtpd::plugin::message_edit as edit;
 use wasmtpd::plugin::types::Peer;
 
@@ -51,6 +58,33 @@ fn reply(rule: &str, default: &str) -> String {
 
 fn setting(name: &str) -> String {
     host::get_setting(name).unwrap_or_default()
+}
+
+impl ConnectHook for Filter {
+    /// DNSBLs: the client's address, reversed, looked up in each zone of `dnsbl_zones`.
+    /// Listed: `554 5.7.1` naming the list. A lookup that failed: `451`, never an accept by
+    /// accident. Needs `dns = true` in the plugin's configuration.
+    fn on_connect(peer: Peer) -> Option<String> {
+        let zones = setting("dnsbl_zones");
+        let reversed = rules::reversed_ipv4(&peer.ip)?;
+        for zone in zones.split(',').map(str::trim).filter(|z| !z.is_empty()) {
+            match dns::lookup(&format!("{reversed}.{zone}"), RecordType::A) {
+                Ok(answers) if answers.iter().any(|a| a.starts_with("127.")) => {
+                    host::log(Level::Info, &format!("{} listed in {zone}", peer.ip));
+                    return Some(format!(
+                        "554 5.7.1 Service unavailable; client [{}] blocked using {zone}",
+                        peer.ip
+                    ));
+                }
+                Ok(_) | Err(DnsError::NoRecords) => {}
+                Err(e) => {
+                    host::log(Level::Warn, &format!("DNSBL {zone} lookup failed: {e:?}"));
+                    return Some("451 4.7.1 Cannot check your address now, try again later".into());
+                }
+            }
+        }
+        None
+    }
 }
 
 impl MailHook for Filter {

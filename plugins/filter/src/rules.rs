@@ -53,6 +53,14 @@ pub fn first_match<'a>(rules: &'a str, message: &[u8]) -> Option<&'a str> {
     })
 }
 
+/// An IPv4 address's octets reversed, as DNSBLs are queried (`192.0.2.7` → `7.2.0.192`);
+/// `None` for anything else (IPv6 lists are left alone).
+pub fn reversed_ipv4(ip: &str) -> Option<String> {
+    let address: std::net::Ipv4Addr = ip.parse().ok()?;
+    let [a, b, c, d] = address.octets();
+    Some(format!("{d}.{c}.{b}.{a}"))
+}
+
 /// Whether a value read from the message is text as it was sent: no byte that was not
 /// UTF-8 (read as U+FFFD), no control character but tab.
 pub fn is_plain_text(value: &str) -> bool {
@@ -99,6 +107,13 @@ mod tests {
         assert!(address_listed("alice@example.com,bob@example.com", "bob@EXAMPLE.com"));
         assert!(!address_listed("alice@example.com", "Alice@example.com"));
         assert!(!address_listed("alice@example.com", "carol@example.com"));
+    }
+
+    #[test]
+    fn dnsbl_queries_reverse_ipv4_only() {
+        assert_eq!(reversed_ipv4("192.0.2.7").as_deref(), Some("7.2.0.192"));
+        assert_eq!(reversed_ipv4("::1"), None);
+        assert_eq!(reversed_ipv4("not an address"), None);
     }
 
     #[test]
