@@ -56,7 +56,7 @@ async fn bench_edit(engine: &PluginEngine, name: &str, edits: &str) -> anyhow::R
 async fn bench_plugin(plugin: Arc<Plugin>, name: &str, size: usize, rounds: u32) -> anyhow::Result<()> {
     // The chain as a session uses it: a new session instantiates on its first message.
     let chain = PluginChain::new(vec![plugin], Arc::default(), Arc::new(tokio::sync::Semaphore::new(1)));
-    let message = message(size);
+    let message = Arc::new(message(size));
     let accept = |verdict: Verdict| match verdict {
         Verdict::Continue => Ok(()),
         other => Err(anyhow::anyhow!("{name} answered {other:?}")),

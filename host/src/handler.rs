@@ -146,7 +146,8 @@ pub trait SessionHandlers: Send {
         true
     }
     fn hook<'a>(&'a mut self, hook: Hook<'a>) -> VerdictFuture<'a>;
-    fn process_message<'a>(&'a mut self, message: &'a Message) -> VerdictFuture<'a>;
+    /// The message is shared: a chain hands it on as it is until a plugin edits it.
+    fn process_message<'a>(&'a mut self, message: &'a Arc<Message>) -> VerdictFuture<'a>;
     /// The session learnt something (TLS started, AUTH succeeded): later calls see it.
     fn learn(&mut self, facts: Arc<SessionFacts>);
 }

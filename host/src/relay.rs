@@ -16,7 +16,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls::ClientConfig;
 use tokio_rustls::rustls::pki_types::ServerName;
-use wasmtpd_protocol::address::parse_path;
+use wasmtpd_protocol::address::parse_mailbox;
 use wasmtpd_protocol::{ServerReply, data_to_send};
 
 use crate::reply_reader::ReplyReader;
@@ -61,12 +61,9 @@ impl Envelope<'_> {
 }
 
 fn check_path(role: &str, address: &str) -> Result<(), RelayError> {
-    match parse_path(&format!("<{address}>")) {
-        Ok((Some(_), "")) => Ok(()),
-        _ => Err(RelayError::InvalidEnvelope(format!(
-            "{role} {address:?} is not an RFC 5321 path"
-        ))),
-    }
+    parse_mailbox(address)
+        .map(drop)
+        .map_err(|_| RelayError::InvalidEnvelope(format!("{role} {address:?} is not an RFC 5321 path")))
 }
 
 /// RFC 5321 4.5.3.2's client timeouts, shortened: a relay runs while our own client

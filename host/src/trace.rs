@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc2822;
+use wasmtpd_protocol::Address;
 
 /// How the message came: the `with` clause of RFC 3848.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,7 +52,7 @@ pub struct Trace<'a> {
     pub protocol: Protocol,
     pub id: &'a str,
     /// Named when it is the only one (RFC 5321 4.4: more would disclose Bcc recipients).
-    pub recipients: &'a [String],
+    pub recipients: &'a [Address],
     pub date: OffsetDateTime,
 }
 
@@ -67,7 +68,7 @@ impl Trace<'_> {
         };
         let date = self.date.format(&Rfc2822).unwrap_or_default();
         let for_clause = match self.recipients {
-            [one] => format!("\r\n\tfor <{one}>"),
+            [one] => format!("\r\n\tfor <{}>", one.as_str()),
             _ => String::new(),
         };
         format!(
@@ -111,7 +112,7 @@ mod tests {
     use super::*;
     use wasmtpd_protocol::header::check_value;
 
-    fn trace(recipients: &[String]) -> String {
+    fn trace(recipients: &[Address]) -> String {
         Trace {
             helo: "client.example",
             peer: "192.0.2.7:40000".parse().unwrap(),
@@ -126,13 +127,16 @@ mod tests {
 
     #[test]
     fn the_received_field_names_client_server_protocol_id_and_date() {
-        let one = ["b@example.com".to_owned()];
+        let one = [Address::new_unchecked("b@example.com")];
         assert_eq!(
             trace(&one),
             "Received: from client.example ([192.0.2.7])\r\n\tby mx.example.com (wasmtpd) with ESMTPS id 61A2B3C4D5E6F0001\r\n\tfor <b@example.com>;\r\n\tWed, 18 Nov 2026 11:06:40 +0000"
         );
         // Two recipients are not named.
-        let two = ["b@example.com".to_owned(), "c@example.com".to_owned()];
+        let two = [
+            Address::new_unchecked("b@example.com"),
+            Address::new_unchecked("c@example.com"),
+        ];
         assert!(!trace(&two).contains("for <"));
         // It is a well-formed, folded field.
         let value = trace(&one).split_once(':').unwrap().1.to_owned();

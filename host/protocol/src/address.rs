@@ -52,6 +52,15 @@ const MAX_LOCAL_PART: usize = 64;
 const MAX_DOMAIN: usize = 255;
 const MAX_PATH: usize = 256;
 
+/// A mailbox given without its brackets, as plugins hand addresses to the host
+/// (`a@example.org`): the whole of `s` must be one RFC 5321 path's mailbox.
+pub fn parse_mailbox(s: &str) -> Result<Address, PathError> {
+    match parse_path(&format!("<{s}>"))? {
+        (Some(address), "") => Ok(address),
+        _ => Err(PathError::Syntax),
+    }
+}
+
 /// Parses a path that starts at `s[0] == '<'`; returns the mailbox (`None` for `<>`) and
 /// what follows the closing bracket. A source route (`<@a,@b:user@c>`) is checked and
 /// dropped, as RFC 5321 4.1.2 and appendix C ask.

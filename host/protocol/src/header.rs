@@ -128,11 +128,6 @@ impl Message {
             .nth(nth)
             .map(|(i, _)| i)
     }
-
-    /// How many `Received:` fields the header carries (see [`crate::received_count`]).
-    pub fn received_count(&self) -> usize {
-        self.fields.iter().filter(|f| f.is_named("Received")).count()
-    }
 }
 
 /// Why a field an edit asked for was refused.
@@ -287,7 +282,6 @@ mod tests {
         assert_eq!(parsed.fields.len(), 4);
         assert_eq!(parsed.fields[0].raw(), b"Received: from a\r\n\tby b; date");
         assert_eq!(parsed.body(), b"body line\r\nReceived: in the body\r\n");
-        assert_eq!(parsed.received_count(), 1);
         assert_eq!(Message::parse(b"not a header\r\n\r\n").fields.len(), 0);
     }
 

@@ -243,8 +243,8 @@ impl ChainSession {
 
     /// The message through the chain: each plugin is handed it as the plugins before it
     /// left it (their edits applied), until one answers or quarantines it.
-    async fn run_message(&mut self, message: &Message) -> Verdict {
-        let mut current = Arc::new(message.clone());
+    async fn run_message(&mut self, message: &Arc<Message>) -> Verdict {
+        let mut current = Arc::clone(message);
         let mut rcpt_tos = recipients(&current);
         for index in 0..self.plugins.len() {
             let result = self.call(index, Call::Message(&current, &rcpt_tos)).await;
@@ -308,7 +308,7 @@ impl SessionHandlers for ChainSession {
         Box::pin(self.run_hook(hook))
     }
 
-    fn process_message<'a>(&'a mut self, message: &'a Message) -> VerdictFuture<'a> {
+    fn process_message<'a>(&'a mut self, message: &'a Arc<Message>) -> VerdictFuture<'a> {
         Box::pin(self.run_message(message))
     }
 

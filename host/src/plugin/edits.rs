@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use wasmtpd_protocol::Address;
-use wasmtpd_protocol::address::parse_path;
+use wasmtpd_protocol::address::parse_mailbox;
 use wasmtpd_protocol::esmtp_param;
 use wasmtpd_protocol::header::{self, Field, check_body};
 
@@ -142,10 +142,9 @@ fn path(address: &str, null_ok: bool) -> Result<Option<Address>, String> {
     if address.is_empty() && null_ok {
         return Ok(None);
     }
-    match parse_path(&format!("<{address}>")) {
-        Ok((Some(address), "")) => Ok(Some(address)),
-        _ => Err(format!("{address:?} is not an RFC 5321 path")),
-    }
+    parse_mailbox(address)
+        .map(Some)
+        .map_err(|_| format!("{address:?} is not an RFC 5321 path"))
 }
 
 impl Draft {

@@ -169,7 +169,7 @@ impl RoutedSession {
         }
     }
 
-    async fn run_message(&mut self, message: &Message) -> Verdict {
+    async fn run_message(&mut self, message: &Arc<Message>) -> Verdict {
         let mut groups: Vec<(usize, Vec<_>)> = Vec::new();
         for rcpt in &message.rcpt_to {
             // Every recipient was routed at RCPT; one that no longer routes is refused there.
@@ -198,11 +198,11 @@ impl RoutedSession {
                     .limits
                     .max_message_size
                     .map_or(message.size_limit, |max| max.min(message.size_limit));
-                let own_part = Message {
+                let own_part = Arc::new(Message {
                     rcpt_to,
                     size_limit,
-                    ..message.clone()
-                };
+                    ..Message::clone(message)
+                });
                 self.tenant_session(index).process_message(&own_part).await
             };
             self.tenants[index].metrics.message(Outcome::of(&verdict));
@@ -233,7 +233,7 @@ impl SessionHandlers for RoutedSession {
         Box::pin(self.run_hook(hook))
     }
 
-    fn process_message<'a>(&'a mut self, message: &'a Message) -> VerdictFuture<'a> {
+    fn process_message<'a>(&'a mut self, message: &'a Arc<Message>) -> VerdictFuture<'a> {
         Box::pin(self.run_message(message))
     }
 

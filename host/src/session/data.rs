@@ -1,6 +1,8 @@
 //! DATA: receives the message, refuses what breaks the limits or the framing rules, and
 //! hands the rest to the handler chain. The transaction ends here whatever happens.
 
+use std::sync::Arc;
+
 use tokio::io::{AsyncRead, AsyncWrite};
 use wasmtpd_protocol::{DataSummary, Reply, received_count, replies};
 
@@ -54,7 +56,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     async fn deliver(&mut self, transaction: Transaction, data: Vec<u8>) -> Reply {
         let id = trace::new_id();
-        let rcpt_tos: Vec<String> = transaction.recipients.iter().map(|r| r.as_str().to_owned()).collect();
         let (helo, extended) = self
             .greeting
             .as_ref()
@@ -65,11 +66,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             by: &self.ctx.hostname,
             protocol: Protocol::of(extended, self.stream.is_tls(), self.facts.authenticated.is_some()),
             id: &id,
-            recipients: &rcpt_tos,
+            recipients: &transaction.recipients,
             date: OffsetDateTime::now_utc(),
         }
         .received();
-        let message = Message {
+        let message = Arc::new(Message {
             peer: self.peer,
             mail_from: transaction.from,
             rcpt_to: transaction.recipients,
@@ -79,7 +80,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             size_limit: self.ctx.limits.max_message_size,
             id,
             received,
-        };
+        });
         let verdict = self.handlers.process_message(&message).await;
         match self.judge(verdict, "message") {
             Some(reply) => reply,

@@ -85,8 +85,8 @@ impl SessionHandlers for RecorderSession {
         self.0.facts.lock().unwrap().push((*facts).clone());
     }
 
-    fn process_message<'a>(&'a mut self, message: &'a Message) -> VerdictFuture<'a> {
-        self.0.messages.lock().unwrap().push(message.clone());
+    fn process_message<'a>(&'a mut self, message: &'a Arc<Message>) -> VerdictFuture<'a> {
+        self.0.messages.lock().unwrap().push(Message::clone(message));
         let answer = self.0.message_answer.lock().unwrap().clone().unwrap_or(Ok(None));
         Box::pin(async move { verdict(answer) })
     }
