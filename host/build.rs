@@ -20,6 +20,7 @@ fn main() {
         "filter",
         "sink",
         "store",
+        "greylist",
         "testing/editor",
         "testing/every-hook",
         "testing/misbehave",

@@ -45,6 +45,12 @@ pub struct Config {
     /// `[dns]`: the resolver for plugins granted `dns`.
     #[serde(default)]
     pub dns: DnsConfig,
+    /// `[http]`: the limits of plugins' outbound HTTP.
+    #[serde(default)]
+    pub http: HttpConfig,
+    /// `[store]`: the key-value store of plugins granted `store`.
+    #[serde(default)]
+    pub store: StoreConfig,
     /// The configuration file's directory: relative plugin paths start there.
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,
@@ -75,6 +81,83 @@ fn default_dns_timeout_ms() -> u64 {
     2000
 }
 
+/// The limits of every plugin's outbound HTTP.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Milliseconds a request may take, from connecting to the end of the response
+    /// (and never past the call's time budget).
+    #[serde(default = "default_http_timeout_ms")]
+    pub timeout_ms: u64,
+    /// Octets a response body may hold; past them, reading it fails in the plugin.
+    #[serde(default = "default_http_max_response_bytes")]
+    pub max_response_bytes: u64,
+}
+
+impl Default for HttpConfig {
+    fn default() -> HttpConfig {
+        HttpConfig {
+            timeout_ms: default_http_timeout_ms(),
+            max_response_bytes: default_http_max_response_bytes(),
+        }
+    }
+}
+
+fn default_http_timeout_ms() -> u64 {
+    5000
+}
+
+fn default_http_max_response_bytes() -> u64 {
+    1 << 20
+}
+
+/// The key-value store that plugins granted `store` share, each tenant (or plugin, on
+/// a listener without a tenant) in a namespace of its own.
+#[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// The embedded store's database file (relative paths start at the configuration
+    /// file); by default `$XDG_STATE_HOME/wasmtpd/store.redb` or
+    /// `~/.local/state/wasmtpd/store.redb`.
+    pub path: Option<PathBuf>,
+    /// A Redis server instead of the embedded store, e.g. `redis://127.0.0.1:6379/0`:
+    /// what several wasmtpd nodes share.
+    pub redis: Option<String>,
+    /// Keys a namespace may hold.
+    #[serde(default = "default_store_max_keys")]
+    pub max_keys: u64,
+    /// Octets (keys and values) a namespace may hold.
+    #[serde(default = "default_store_max_bytes")]
+    pub max_bytes: u64,
+    /// Milliseconds a call to Redis may take, connecting included.
+    #[serde(default = "default_store_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> StoreConfig {
+        StoreConfig {
+            path: None,
+            redis: None,
+            max_keys: default_store_max_keys(),
+            max_bytes: default_store_max_bytes(),
+            timeout_ms: default_store_timeout_ms(),
+        }
+    }
+}
+
+fn default_store_max_keys() -> u64 {
+    100_000
+}
+
+fn default_store_max_bytes() -> u64 {
+    64 << 20
+}
+
+fn default_store_timeout_ms() -> u64 {
+    1000
+}
+
 /// One plugin: where its component comes from, its settings and what it may do.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -95,6 +178,13 @@ pub struct PluginConfig {
     /// DNS lookups through the host's resolver (see `[dns]`); none by default.
     #[serde(default)]
     pub dns: bool,
+    /// The key-value store (see `[store]`), in its tenant's namespace; none by default.
+    #[serde(default)]
+    pub store: bool,
+    /// Authorities (`host:port`, or `host` for the scheme's own port) the plugin may send
+    /// HTTP requests to through `wasi:http`; none by default.
+    #[serde(default)]
+    pub http: Vec<String>,
     /// A PEM file of the certificates that `relay_tls = "required"` trusts (default: the
     /// system's roots); relative paths start at the configuration file.
     pub relay_ca: Option<PathBuf>,
@@ -157,6 +247,8 @@ impl Default for PluginConfig {
             relay_tls: RelayTls::default(),
             relay_ca: None,
             dns: false,
+            store: false,
+            http: Vec::new(),
             time_budget_ms: default_time_budget_ms(),
             memory_mib: default_memory_mib(),
             stdout: None,
@@ -381,6 +473,8 @@ pub enum ConfigError {
     DuplicateListener(SocketAddr),
     #[error("listener {0}: proxy_protocol.trusted names no source, so every connection would be refused")]
     NoTrustedProxy(SocketAddr),
+    #[error("store: {0}")]
+    Store(&'static str),
     #[error("plugin.{name}.{field} = {value} is below the minimum {min}")]
     PluginLimitTooLow {
         name: String,
@@ -419,6 +513,8 @@ impl Config {
             cache_dir: None,
             metrics: None,
             dns: DnsConfig::default(),
+            http: HttpConfig::default(),
+            store: StoreConfig::default(),
             base_dir: None,
         }
     }
@@ -436,7 +532,8 @@ impl Config {
             .plugins
             .values_mut()
             .flat_map(|p| p.dirs.iter_mut().map(|d| &mut d.host).chain(p.relay_ca.as_mut()));
-        for path in listeners.chain(dirs).chain(tenant_quarantines) {
+        let store = self.store.path.as_mut();
+        for path in listeners.chain(dirs).chain(tenant_quarantines).chain(store) {
             *path = base.join(&*path);
         }
     }
@@ -538,6 +635,16 @@ impl Config {
             if plugin.memory_mib < 1 {
                 return Err(too_low("memory_mib", plugin.memory_mib, 1));
             }
+        }
+        if self.store.path.is_some() && self.store.redis.is_some() {
+            return Err(ConfigError::Store(
+                "path (the embedded store) and redis are two stores: name one",
+            ));
+        }
+        if self.store.max_keys == 0 || self.store.max_bytes == 0 || self.store.timeout_ms == 0 {
+            return Err(ConfigError::Store(
+                "max_keys, max_bytes and timeout_ms must be at least 1",
+            ));
         }
         Ok(())
     }

@@ -64,7 +64,9 @@ fn tenants(
                 name: t.name.clone(),
                 domains: t.domains.iter().map(|d| d.to_ascii_lowercase()).collect(),
                 chain: Arc::new(
-                    PluginChain::new(chain, Arc::clone(&metrics), calls).with_quarantine(t.quarantine.as_deref()),
+                    PluginChain::new(chain, Arc::clone(&metrics), calls)
+                        .with_quarantine(t.quarantine.as_deref())
+                        .with_tenant(Some(&t.name)),
                 ),
                 metrics,
                 limits: t.limits.clone(),
@@ -92,8 +94,11 @@ fn listener_context(
             Arc::new(Semaphore::new(calls.max(1)))
         }
     };
-    let own =
-        Arc::new(PluginChain::new(chain, Arc::clone(&metrics), calls).with_quarantine(config.quarantine_of(listener)));
+    let own = Arc::new(
+        PluginChain::new(chain, Arc::clone(&metrics), calls)
+            .with_quarantine(config.quarantine_of(listener))
+            .with_tenant(listener.tenant.as_deref()),
+    );
     let handlers: Arc<dyn Handlers> = if listener.route_by_domain {
         Arc::new(TenantRouter::new(own, tenants.to_vec()))
     } else {

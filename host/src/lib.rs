@@ -11,6 +11,7 @@ pub mod dns;
 pub mod gathering_writer;
 pub mod handler;
 pub mod hook;
+pub mod kv;
 pub mod listener;
 pub mod log;
 pub mod metrics;

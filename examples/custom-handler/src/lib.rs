@@ -1,7 +1,7 @@
 //! smtpd_custom.py from the seed, as a plugin: prints who sent what to whom, and how long
 //! it was, then accepts the message (`None` is `250 OK`).
 
-wit_bindgen::generate!({ path: "../../wit", world: "plugin" });
+wit_bindgen::generate!({ path: "../../wit", world: "plugin", generate_all });
 
 use exports::wasmtpd::plugin::handler::Guest;
 use wasmtpd::plugin::types::Peer;

@@ -13,6 +13,7 @@ pub const BUILT_IN: &[(&str, &[u8])] = &[
     ("filter", plugin_bytes!("filter.wasm")),
     ("sink", plugin_bytes!("sink.wasm")),
     ("store", plugin_bytes!("store.wasm")),
+    ("greylist", plugin_bytes!("greylist.wasm")),
 ];
 
 pub fn built_in(name: &str) -> Option<&'static [u8]> {

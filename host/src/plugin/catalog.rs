@@ -11,11 +11,12 @@ use anyhow::{Context, bail};
 use super::builtin;
 use super::component::{GrantedDir, Grants, Plugin, PluginSpec, Source};
 use super::engine::PluginEngine;
+use super::http::HttpGrant;
 use super::output::OutputTarget;
 use super::state::PluginInfo;
 use crate::config::{Config, PluginConfig, PluginStdout};
-use crate::dns;
 use crate::upstream_tls::UpstreamTls;
+use crate::{dns, kv};
 
 /// What a chain entry names, resolved against the configuration.
 pub fn spec(entry: &str, config: &Config) -> anyhow::Result<PluginSpec> {
@@ -48,6 +49,15 @@ fn spec_from(
         true => Some(dns::shared(&server.dns).with_context(|| format!("plugin {name}: dns"))?),
         false => None,
     };
+    let store = match config.store {
+        true => Some(kv::shared(&server.store).with_context(|| format!("plugin {name}"))?),
+        false => None,
+    };
+    let http = (!config.http.is_empty()).then(|| HttpGrant {
+        allowed: config.http.clone().into(),
+        timeout: Duration::from_millis(server.http.timeout_ms),
+        max_response_bytes: server.http.max_response_bytes,
+    });
     let relay_tls = UpstreamTls::load(config.relay_tls, config.relay_ca.as_deref())
         .with_context(|| format!("plugin {name}: relay_tls"))?;
     Ok(PluginSpec {
@@ -57,6 +67,8 @@ fn spec_from(
             relay_allowed: config.relay.clone(),
             relay_tls,
             dns,
+            store,
+            http,
             hostname: hostname.to_owned(),
         },
         source,

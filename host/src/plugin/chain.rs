@@ -38,9 +38,17 @@ pub struct PluginChain {
     breakers: Arc<Vec<[Breaker; ENTRY_POINTS]>>,
     /// The Maildir that messages a plugin quarantines go to, if one is configured.
     quarantine: Option<Arc<Path>>,
+    /// The tenant whose key-value namespace the plugins use; each its own without one.
+    tenant: Option<Arc<str>>,
 }
 
 impl PluginChain {
+    /// The tenant this chain serves, for its plugins' key-value namespace.
+    pub fn with_tenant(mut self, tenant: Option<&str>) -> PluginChain {
+        self.tenant = tenant.map(Arc::from);
+        self
+    }
+
     /// Where this chain's quarantined messages go.
     pub fn with_quarantine(mut self, dir: Option<&Path>) -> PluginChain {
         self.quarantine = dir.map(Arc::from);
@@ -59,6 +67,7 @@ impl PluginChain {
             calls,
             breakers: Arc::new(breakers),
             quarantine: None,
+            tenant: None,
         }
     }
 }
@@ -73,6 +82,7 @@ impl Handlers for PluginChain {
             instances: self.plugins.iter().map(|_| None).collect(),
             facts: Arc::default(),
             quarantine: self.quarantine.clone(),
+            tenant: self.tenant.clone(),
             edited: None,
             peer: Peer {
                 ip: peer.ip().to_string(),
@@ -97,6 +107,7 @@ struct ChainSession {
     /// What the session learnt so far; each call's instance is told before the call.
     facts: Arc<SessionFacts>,
     quarantine: Option<Arc<Path>>,
+    tenant: Option<Arc<str>>,
     /// What the last `process-message` call's edits came to.
     edited: Option<Edited>,
 }
@@ -163,10 +174,13 @@ impl ChainSession {
         let started = Instant::now();
         let result = match self.instances[index].take() {
             Some(instance) => Ok(instance),
-            None => plugin.instantiate().await.map_err(|failure| PluginFailure {
-                message: format!("cannot start an instance: {}", failure.message),
-                ..failure
-            }),
+            None => plugin
+                .instantiate(self.tenant.as_deref())
+                .await
+                .map_err(|failure| PluginFailure {
+                    message: format!("cannot start an instance: {}", failure.message),
+                    ..failure
+                }),
         };
         let result = match result {
             Ok(mut instance) => {

@@ -11,12 +11,15 @@ use wasmtime::component::{Component, InstancePre};
 use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::ClosedInputStream;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+use wasmtime_wasi_http::WasiHttpCtx;
 
 use super::WasmtimeResultExt;
 use super::bindings::handler;
 use super::engine::PluginEngine;
 use super::exports::{HookIndices, find_export, interface_name};
+use super::http::HttpHooks;
 use super::instance::{PluginInstance, failure};
+use super::keyvalue::KvGrant;
 use super::memory_cap::MemoryCap;
 use super::output::{Capture, OutputTarget};
 use super::pacing::{CallClock, Step};
@@ -147,7 +150,7 @@ impl Plugin {
         });
         // Typed exports are checked when loaded into an instance: do it once now.
         plugin
-            .instantiate()
+            .instantiate(None)
             .await
             .with_context(|| format!("{}: cannot start", context()))?;
         Ok(plugin)
@@ -164,8 +167,9 @@ impl Plugin {
     }
 
     /// A fresh instance in a store of its own: its memory cap, and no WASI capability but
-    /// stdout/stderr (captured), clocks, random, and what its configuration grants.
-    pub async fn instantiate(self: &Arc<Self>) -> Result<PluginInstance, PluginFailure> {
+    /// stdout/stderr (captured), clocks, random, and what its configuration grants. Its
+    /// key-value namespace is `tenant`'s, or the plugin's own without one.
+    pub async fn instantiate(self: &Arc<Self>, tenant: Option<&str>) -> Result<PluginInstance, PluginFailure> {
         let stdout = Capture::default();
         let stderr = Capture::default();
         let mut wasi = WasiCtxBuilder::new();
@@ -201,6 +205,19 @@ impl Plugin {
             stderr,
             facts: Arc::default(),
             edits: None,
+            kv: self.info.store.as_ref().map(|store| KvGrant {
+                store: Arc::clone(store),
+                namespace: match tenant {
+                    Some(tenant) => format!("tenant:{tenant}").into(),
+                    None => format!("plugin:{}", self.info.name).into(),
+                },
+            }),
+            http_ctx: WasiHttpCtx::new(),
+            http_hooks: HttpHooks {
+                plugin: self.info.name.as_str().into(),
+                grant: self.info.http.clone(),
+                deadline: Instant::now(),
+            },
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.memory);

@@ -75,6 +75,10 @@ impl PluginEngine {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .anyhow()
             .context("WASI imports")?;
+        // wasi:http's types and outgoing handler; what a plugin may reach is its grant's.
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .anyhow()
+            .context("wasi:http imports")?;
         HostSide::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .anyhow()
             .context("host imports")?;

@@ -48,6 +48,11 @@ impl CallClock {
     }
 
     /// Called at each epoch tick while the guest runs.
+    /// When the call in progress must be over.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
     pub fn tick(&mut self, now: Instant) -> Step {
         if now >= self.deadline {
             return Step::Interrupt;

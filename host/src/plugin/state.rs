@@ -1,22 +1,26 @@
 //! What a plugin instance's store holds, and the host imports it calls: log, settings,
-//! session, relay. WASI is there for what `std` needs (clocks, random, stdout) and for
-//! what the configuration grants the plugin (directories, environment variables); never
-//! sockets.
+//! session, relay, DNS. WASI is there for what `std` needs (clocks, random, stdout) and
+//! for what the configuration grants the plugin (directories, environment variables, the
+//! key-value store, HTTP to named authorities); never sockets.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::bindings::dns::{self, RecordType};
 use super::bindings::{Level, RelayError, SessionInfo, TlsInfo, host, types};
 use super::edits::Edits;
+use super::http::{HttpGrant, HttpHooks};
+use super::keyvalue::KvGrant;
 use super::memory_cap::MemoryCap;
 use super::output::Capture;
 use super::pacing::CallClock;
 use crate::dns::{Dns, DnsError, Kind};
 use crate::handler::SessionFacts;
+use crate::kv::KvStore;
 use crate::relay::{self, Envelope, Timeouts};
 use crate::upstream_tls::UpstreamTls;
 
@@ -30,6 +34,10 @@ pub struct PluginInfo {
     pub relay_tls: UpstreamTls,
     /// The resolver, if the plugin is granted DNS.
     pub dns: Option<Arc<Dns>>,
+    /// The key-value store, if the plugin is granted it.
+    pub store: Option<Arc<KvStore>>,
+    /// Where the plugin may send HTTP requests, if anywhere.
+    pub http: Option<HttpGrant>,
     /// Our name, for EHLO when relaying.
     pub hostname: String,
 }
@@ -47,6 +55,10 @@ pub struct PluginState {
     pub facts: Arc<SessionFacts>,
     /// The edits of the `process-message` call in progress; `None` at a hook.
     pub edits: Option<Edits>,
+    /// The store in this instance's namespace, if granted.
+    pub kv: Option<KvGrant>,
+    pub http_ctx: WasiHttpCtx,
+    pub http_hooks: HttpHooks,
 }
 
 impl WasiView for PluginState {
@@ -54,6 +66,18 @@ impl WasiView for PluginState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for PluginState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        // A request made now ends with the call in progress at the latest.
+        self.http_hooks.deadline = self.clock.deadline();
+        WasiHttpCtxView {
+            ctx: &mut self.http_ctx,
+            table: &mut self.table,
+            hooks: &mut self.http_hooks,
         }
     }
 }

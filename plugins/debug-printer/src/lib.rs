@@ -3,7 +3,7 @@
 //! With the setting `envelope = true` it also prints the envelope sender and recipients,
 //! and how the session was protected (TLS, AUTH).
 
-wit_bindgen::generate!({ path: "../../wit", world: "plugin" });
+wit_bindgen::generate!({ path: "../../wit", world: "plugin", generate_all });
 
 mod render;
 

@@ -1,7 +1,7 @@
 //! Accepts every message and keeps none: postfix's smtp-sink as a plugin, for benchmarks
 //! and for measuring the cost of a plugin call.
 
-wit_bindgen::generate!({ path: "../../wit", world: "plugin" });
+wit_bindgen::generate!({ path: "../../wit", world: "plugin", generate_all });
 
 use exports::wasmtpd::plugin::handler::Guest;
 use wasmtpd::plugin::types::Peer;

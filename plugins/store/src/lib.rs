@@ -11,7 +11,7 @@
 //! Setting `maildir`: where in the plugin's view (default `/maildir`). Without the grant
 //! the plugin cannot write anything, and the client gets a `451` (nothing lost).
 
-wit_bindgen::generate!({ path: "../../wit", world: "plugin" });
+wit_bindgen::generate!({ path: "../../wit", world: "plugin", generate_all });
 
 mod maildir;
 

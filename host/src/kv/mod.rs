@@ -1,0 +1,152 @@
+//! The key-value store of plugins granted `store`: one per configuration, behind one
+//! trait with two backends, the embedded one (redb, a file that survives restarts) and
+//! Redis (what several nodes share). Every key lives in a namespace (a tenant's, or a
+//! plugin's on a listener without a tenant) that nothing outside it can read or fill, and
+//! each namespace is held to `max_keys` and `max_bytes`.
+
+mod embedded;
+mod redis;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+
+use crate::config::StoreConfig;
+
+/// How much one namespace may hold.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    pub max_keys: u64,
+    /// Octets of keys and values together.
+    pub max_bytes: u64,
+}
+
+/// Why a store operation failed; the plugin gets the text.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("the namespace is full: {0}")]
+    Full(String),
+    #[error("the stored value is not a number")]
+    NotANumber,
+    #[error("the sum is past the largest number the store keeps")]
+    Overflow,
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A key-value store. `ns` is a namespace, `key` a key within it (the caller's bucket and
+/// key, already joined); the limits are the namespace's.
+#[async_trait::async_trait]
+pub trait Backend: Send + Sync {
+    async fn get(&self, ns: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Sets `key`, expiring after `ttl` (`None`: never; an expiry it had is cleared).
+    async fn set(
+        &self,
+        ns: &str,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+        limits: Limits,
+    ) -> Result<(), StoreError>;
+    async fn delete(&self, ns: &str, key: &str) -> Result<(), StoreError>;
+    /// Adds `delta` to the decimal number at `key` (0 if missing); keeps its expiry.
+    async fn increment(&self, ns: &str, key: &str, delta: u64, limits: Limits) -> Result<u64, StoreError>;
+    /// Sets or clears the expiry of an existing `key`; false if it has no value.
+    async fn expire(&self, ns: &str, key: &str, ttl: Option<Duration>) -> Result<bool, StoreError>;
+    /// Up to `count` keys starting with `prefix`, in octet order, after skipping `offset`.
+    async fn list(&self, ns: &str, prefix: &str, offset: u64, count: usize) -> Result<Vec<String>, StoreError>;
+}
+
+/// The store a configuration names, with its limits.
+pub struct KvStore {
+    pub backend: Box<dyn Backend>,
+    pub limits: Limits,
+    /// Where it is, for the log: a file or a Redis URL without its password.
+    pub location: String,
+}
+
+/// The store for `config`, opened once and shared by every plugin granted it until a
+/// reload names another (an embedded database can be open only once in a process).
+pub fn shared(config: &StoreConfig) -> anyhow::Result<Arc<KvStore>> {
+    static CURRENT: Mutex<Option<(StoreConfig, Arc<KvStore>)>> = Mutex::new(None);
+    let mut current = CURRENT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((made_for, store)) = current.as_ref()
+        && made_for == config
+    {
+        return Ok(Arc::clone(store));
+    }
+    // The one open before is closed first: the same file may be named again.
+    *current = None;
+    let limits = Limits {
+        max_keys: config.max_keys,
+        max_bytes: config.max_bytes,
+    };
+    let store = match &config.redis {
+        Some(url) => {
+            let timeout = Duration::from_millis(config.timeout_ms);
+            let backend = redis::RedisBackend::new(url, timeout).with_context(|| format!("store: redis {url:?}"))?;
+            let location = backend.location();
+            KvStore {
+                backend: Box::new(backend),
+                limits,
+                location,
+            }
+        }
+        None => {
+            let path = match &config.path {
+                Some(path) => path.clone(),
+                None => default_path().context("store: no path given, and no home directory for the default")?,
+            };
+            let backend =
+                embedded::Embedded::open(&path).with_context(|| format!("store: cannot open {}", path.display()))?;
+            KvStore {
+                backend: Box::new(backend),
+                limits,
+                location: path.display().to_string(),
+            }
+        }
+    };
+    let store = Arc::new(store);
+    *current = Some((config.clone(), Arc::clone(&store)));
+    Ok(store)
+}
+
+/// `$XDG_STATE_HOME/wasmtpd/store.redb`, else `~/.local/state/wasmtpd/store.redb`.
+fn default_path() -> Option<PathBuf> {
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/state")))?;
+    Some(state.join("wasmtpd").join("store.redb"))
+}
+
+/// Milliseconds since the Unix epoch: expiries survive restarts and are shared by nodes.
+fn now_ms() -> u64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// A decimal counter as stored, checked.
+fn parse_counter(stored: &[u8]) -> Result<u64, StoreError> {
+    std::str::from_utf8(stored)
+        .ok()
+        .and_then(|text| text.parse().ok())
+        .ok_or(StoreError::NotANumber)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_decimal_text() {
+        assert_eq!(parse_counter(b"42"), Ok(42));
+        assert_eq!(parse_counter(b"-1"), Err(StoreError::NotANumber));
+        assert_eq!(parse_counter(b"4 2"), Err(StoreError::NotANumber));
+        assert_eq!(parse_counter(b"\xff"), Err(StoreError::NotANumber));
+    }
+}

@@ -1,0 +1,140 @@
+//! The Redis store, which several wasmtpd nodes share: each operation is one call of a
+//! Lua script (`redis.lua`), atomic in Redis, so that two nodes cannot both pass a limit
+//! or lose an increment. The connection is made at the first call and remade after a
+//! failure; while Redis is away, calls fail with `unavailable` and the plugin decides
+//! (the shipped greylisting answers 451).
+
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{FromRedisValue, Script, ScriptInvocation};
+use tokio::sync::OnceCell;
+
+use super::{Backend, Limits, StoreError, parse_counter};
+
+pub struct RedisBackend {
+    client: redis::Client,
+    connection: OnceCell<ConnectionManager>,
+    script: Script,
+    timeout: Duration,
+}
+
+impl RedisBackend {
+    pub fn new(url: &str, timeout: Duration) -> anyhow::Result<RedisBackend> {
+        Ok(RedisBackend {
+            client: redis::Client::open(url)?,
+            connection: OnceCell::new(),
+            script: Script::new(include_str!("redis.lua")),
+            timeout,
+        })
+    }
+
+    /// The server's address for the log, without credentials.
+    pub fn location(&self) -> String {
+        let info = self.client.get_connection_info();
+        format!("redis {}", info.addr())
+    }
+
+    async fn connection(&self) -> Result<ConnectionManager, StoreError> {
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout))
+            .set_number_of_retries(1);
+        let made = self
+            .connection
+            .get_or_try_init(|| self.client.get_connection_manager_with_config(config));
+        Ok(made.await.map_err(unavailable)?.clone())
+    }
+
+    /// Runs the script's `op` on namespace `ns`, within the timeout.
+    async fn run<T: FromRedisValue>(&self, ns: &str, op: &str, args: &[&[u8]]) -> Result<T, StoreError> {
+        let call = async {
+            let mut connection = self.connection().await?;
+            let mut invocation: ScriptInvocation = self.script.prepare_invoke();
+            for table in ["v", "k", "x", "b"] {
+                // One hash tag per namespace: a cluster keeps its keys on one node.
+                invocation.key(format!("wasmtpd:kv:{{{ns}}}:{table}"));
+            }
+            invocation.arg(op);
+            for arg in args {
+                invocation.arg(*arg);
+            }
+            invocation.invoke_async(&mut connection).await.map_err(unavailable)
+        };
+        tokio::time::timeout(self.timeout, call)
+            .await
+            .map_err(|_| StoreError::Unavailable(format!("no answer within {} ms", self.timeout.as_millis())))?
+    }
+}
+
+fn unavailable(e: redis::RedisError) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn ttl_ms(ttl: Option<Duration>) -> String {
+    ttl.map_or(0, |ttl| u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1))
+        .to_string()
+}
+
+fn full(code: i64, limits: Limits) -> StoreError {
+    match code {
+        -1 => StoreError::Full(format!("it holds its maximum of {} keys", limits.max_keys)),
+        _ => StoreError::Full(format!("it would pass its maximum of {} octets", limits.max_bytes)),
+    }
+}
+
+#[async_trait::async_trait]
+impl Backend for RedisBackend {
+    async fn get(&self, ns: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.run(ns, "get", &[key.as_bytes()]).await
+    }
+
+    async fn set(
+        &self,
+        ns: &str,
+        key: &str,
+        value: &[u8],
+        ttl: Option<Duration>,
+        limits: Limits,
+    ) -> Result<(), StoreError> {
+        let (ttl, keys, bytes) = (ttl_ms(ttl), limits.max_keys.to_string(), limits.max_bytes.to_string());
+        let args: [&[u8]; 5] = [key.as_bytes(), value, ttl.as_bytes(), keys.as_bytes(), bytes.as_bytes()];
+        match self.run::<i64>(ns, "set", &args).await? {
+            1 => Ok(()),
+            code => Err(full(code, limits)),
+        }
+    }
+
+    async fn delete(&self, ns: &str, key: &str) -> Result<(), StoreError> {
+        self.run::<i64>(ns, "delete", &[key.as_bytes()]).await.map(drop)
+    }
+
+    async fn increment(&self, ns: &str, key: &str, delta: u64, limits: Limits) -> Result<u64, StoreError> {
+        let (delta, keys, bytes) = (
+            delta.to_string(),
+            limits.max_keys.to_string(),
+            limits.max_bytes.to_string(),
+        );
+        let args: [&[u8]; 4] = [key.as_bytes(), delta.as_bytes(), keys.as_bytes(), bytes.as_bytes()];
+        let (code, sum): (i64, Vec<u8>) = self.run(ns, "increment", &args).await?;
+        match (code, sum) {
+            (1, sum) => parse_counter(&sum),
+            // Redis keeps counters as signed 64-bit numbers: past that, or not a number.
+            (-3, _) => Err(StoreError::NotANumber),
+            (code @ (-1 | -2), _) => Err(full(code, limits)),
+            (code, _) => Err(StoreError::Unavailable(format!("unexpected answer {code} from Redis"))),
+        }
+    }
+
+    async fn expire(&self, ns: &str, key: &str, ttl: Option<Duration>) -> Result<bool, StoreError> {
+        let ttl = ttl_ms(ttl);
+        let done: i64 = self.run(ns, "expire", &[key.as_bytes(), ttl.as_bytes()]).await?;
+        Ok(done == 1)
+    }
+
+    async fn list(&self, ns: &str, prefix: &str, offset: u64, count: usize) -> Result<Vec<String>, StoreError> {
+        let (offset, count) = (offset.to_string(), count.to_string());
+        self.run(ns, "list", &[prefix.as_bytes(), offset.as_bytes(), count.as_bytes()])
+            .await
+    }
+}

@@ -1,0 +1,139 @@
+//! Greylisting on the key-value store: the first attempt of an unseen (client network,
+//! sender, recipient) gets `451 4.7.1`; a retry after `delay_secs` passes, and the
+//! triplet is let through from then on (for `pass_days`, renewed by each message). A
+//! deferred triplet is remembered for `retry_window_hours`. Real mail servers retry;
+//! most spam software does not.
+//!
+//! Needs `store = true` in the plugin's configuration: its entries live in the `greylist`
+//! bucket of its tenant's namespace (in Redis, shared by every node). If the store cannot
+//! be reached, recipients get `451 4.3.0` (retried later), never a pass by accident.
+
+wit_bindgen::generate!({
+    path: "../../wit",
+    inline: "
+        package wasmtpd:greylist;
+        world greylist {
+            include wasmtpd:plugin/plugin@0.1.0;
+            export wasmtpd:plugin/connect-hook@0.1.0;
+            export wasmtpd:plugin/mail-hook@0.1.0;
+            export wasmtpd:plugin/rcpt-hook@0.1.0;
+        }
+    ",
+    world: "wasmtpd:greylist/greylist",
+    generate_all,
+});
+
+mod triplet;
+
+use std::cell::RefCell;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use exports::wasmtpd::plugin::connect_hook::Guest as ConnectHook;
+use exports::wasmtpd::plugin::handler::Guest as Handler;
+use exports::wasmtpd::plugin::mail_hook::Guest as MailHook;
+use exports::wasmtpd::plugin::rcpt_hook::Guest as RcptHook;
+use triplet::{Decision, Entry, Timing};
+use wasi::keyvalue::store::{self, Bucket};
+use wasmtpd::plugin::host::{self, Level};
+use wasmtpd::plugin::keyvalue_extras;
+use wasmtpd::plugin::types::Peer;
+
+struct Greylist;
+
+/// What this session's instance learnt: the client's address and the sender.
+#[derive(Default)]
+struct Session {
+    client: String,
+    sender: String,
+    bucket: Option<Bucket>,
+}
+
+thread_local! {
+    static SESSION: RefCell<Session> = RefCell::default();
+}
+
+fn setting_ms(name: &str, unit_ms: u64, default: u64) -> u64 {
+    host::get_setting(name)
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(default)
+        .saturating_mul(unit_ms)
+}
+
+fn timing() -> Timing {
+    Timing {
+        delay: setting_ms("delay_secs", 1000, 300),
+        retry_window: setting_ms("retry_window_hours", 3_600_000, 24),
+        pass_lifetime: setting_ms("pass_days", 86_400_000, 36),
+    }
+}
+
+fn now_ms() -> u64 {
+    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn unavailable(what: &str, e: store::Error) -> Option<String> {
+    host::log(Level::Warn, &format!("greylisting: cannot {what}: {e:?}"));
+    Some("451 4.3.0 Cannot check greylisting now, try again later".to_owned())
+}
+
+impl ConnectHook for Greylist {
+    fn on_connect(peer: Peer) -> Option<String> {
+        SESSION.with_borrow_mut(|s| s.client = peer.ip);
+        None
+    }
+}
+
+impl MailHook for Greylist {
+    fn on_mail(mail_from: String, _options: Vec<String>) -> Option<String> {
+        SESSION.with_borrow_mut(|s| s.sender = mail_from);
+        None
+    }
+}
+
+impl RcptHook for Greylist {
+    fn on_rcpt(rcpt_to: String, _options: Vec<String>) -> Option<String> {
+        SESSION.with_borrow_mut(|session| {
+            if session.bucket.is_none() {
+                match store::open("greylist") {
+                    Ok(bucket) => session.bucket = Some(bucket),
+                    Err(e) => return unavailable("open its bucket", e),
+                }
+            }
+            let bucket = session.bucket.as_ref()?;
+            let key = triplet::key(&session.client, &session.sender, &rcpt_to);
+            let entry = match bucket.get(&key) {
+                Ok(stored) => stored.as_deref().and_then(Entry::parse),
+                Err(e) => return unavailable("read", e),
+            };
+            let (reply, store) = match triplet::decide(entry, now_ms(), timing()) {
+                Decision::Pass { store } => (None, Some(store)),
+                Decision::Defer { store, retry_in } => (
+                    Some(format!("451 4.7.1 Greylisted, please try again in {retry_in} seconds")),
+                    store,
+                ),
+            };
+            if let Some((entry, ttl)) = store
+                && let Err(e) = keyvalue_extras::set_with_expiry(bucket, &key, entry.to_text().as_bytes(), ttl)
+            {
+                return unavailable("write", e);
+            }
+            reply
+        })
+    }
+}
+
+impl Handler for Greylist {
+    fn process_message(
+        _peer: Peer,
+        _mail_from: String,
+        _rcpt_tos: Vec<String>,
+        _data: Vec<u8>,
+        _mail_options: Vec<String>,
+        _rcpt_options: Vec<String>,
+    ) -> Option<String> {
+        None
+    }
+}
+
+export!(Greylist);
