@@ -35,6 +35,7 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     };
+    wasmtpd::kv::flush_shared();
     output::flush_stdout();
     log.flush();
     code

@@ -306,6 +306,14 @@ impl Backend for Embedded {
         }
         Ok(keys)
     }
+
+    fn flush(&self) {
+        if self.dirty.swap(false, Ordering::AcqRel)
+            && let Err(e) = flush(&self.db)
+        {
+            tracing::warn!("store: cannot flush to disk: {e}");
+        }
+    }
 }
 
 #[cfg(test)]

@@ -57,6 +57,8 @@ pub trait Backend: Send + Sync {
     async fn expire(&self, ns: &str, key: &str, ttl: Option<Duration>) -> Result<bool, StoreError>;
     /// Up to `count` keys starting with `prefix`, in octet order, after skipping `offset`.
     async fn list(&self, ns: &str, prefix: &str, offset: u64, count: usize) -> Result<Vec<String>, StoreError>;
+    /// Makes every write so far durable, for a clean exit.
+    fn flush(&self) {}
 }
 
 /// The store a configuration names, with its limits.
@@ -67,10 +69,21 @@ pub struct KvStore {
     pub location: String,
 }
 
+/// The store in use, with the configuration it was opened for.
+static CURRENT: Mutex<Option<(StoreConfig, Arc<KvStore>)>> = Mutex::new(None);
+
+/// Makes the writes to the store in use durable: the process is about to exit (the
+/// embedded store would otherwise keep its last second's writes in memory only).
+pub fn flush_shared() {
+    let current = CURRENT.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, store)) = current.as_ref() {
+        store.backend.flush();
+    }
+}
+
 /// The store for `config`, opened once and shared by every plugin granted it until a
 /// reload names another (an embedded database can be open only once in a process).
 pub fn shared(config: &StoreConfig) -> anyhow::Result<Arc<KvStore>> {
-    static CURRENT: Mutex<Option<(StoreConfig, Arc<KvStore>)>> = Mutex::new(None);
     let mut current = CURRENT.lock().unwrap_or_else(|e| e.into_inner());
     if let Some((made_for, store)) = current.as_ref()
         && made_for == config

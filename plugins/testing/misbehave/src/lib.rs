@@ -13,7 +13,8 @@
 //! the host to relay to its `target` with SMTP commands smuggled into the sender, and says
 //! what the host answered), `edit` (adds a header field through message-edit, which only
 //! `process-message` may), `dns` (looks up its `query` setting, `TYPE NAME`, and answers
-//! what it got).
+//! what it got), `kv` (runs the key-value operations of its `ops` setting, see
+//! [`kv_ops`], and answers their results).
 
 wit_bindgen::generate!({
     path: "../../../wit",
@@ -28,6 +29,8 @@ wit_bindgen::generate!({
     // The wasmtpd:plugin interfaces come from ../wit, not from the inline world.
     generate_all,
 });
+
+mod kv_ops;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
@@ -83,6 +86,11 @@ fn misbehave(stage: &str) -> Option<String> {
             })
         }
         "env" => Some(format!("250 2.0.0 env: {:?}", std::env::vars().collect::<Vec<_>>())),
+        "kv" => {
+            let bucket = host::get_setting("bucket").unwrap_or_else(|| "b".to_owned());
+            let ops = host::get_setting("ops").unwrap_or_default();
+            Some(format!("250 2.0.0 kv: {}", kv_ops::run(&bucket, &ops)))
+        }
         "dns" => {
             use wasmtpd::plugin::dns::{self, RecordType};
             let query = host::get_setting("query").unwrap_or_default();
