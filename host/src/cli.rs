@@ -26,7 +26,8 @@ pub struct Cli {
     /// that answers ends the chain); replaces the configuration's chains. Each is a
     /// [plugin.NAME] table, a path to a .wasm component, or built in: debug-printer (prints
     /// each message, the default), proxy (relays upstream), filter (refuses by rules),
-    /// sink (accepts and discards), store (writes a Maildir).
+    /// sink (accepts and discards), store (writes a Maildir), greylist (defers unseen
+    /// senders once; needs store = true).
     #[arg(short, long, value_name = "NAME")]
     pub plugin: Vec<String>,
 
