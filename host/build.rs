@@ -21,6 +21,7 @@ fn main() {
         "sink",
         "store",
         "greylist",
+        "http-call",
         "testing/editor",
         "testing/every-hook",
         "testing/misbehave",

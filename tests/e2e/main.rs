@@ -10,6 +10,7 @@ mod contract;
 mod dns;
 mod edits;
 mod greylist;
+mod http;
 mod isolation;
 mod languages;
 mod limits;

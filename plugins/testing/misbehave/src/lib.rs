@@ -14,7 +14,9 @@
 //! what the host answered), `edit` (adds a header field through message-edit, which only
 //! `process-message` may), `dns` (looks up its `query` setting, `TYPE NAME`, and answers
 //! what it got), `kv` (runs the key-value operations of its `ops` setting, see
-//! [`kv_ops`], and answers their results).
+//! [`kv_ops`], and answers their results), `http` (sends `method` (GET by default) to its
+//! `authority` and `path` settings, with `body` if set, and answers the status and body
+//! or the error).
 
 wit_bindgen::generate!({
     path: "../../../wit",
@@ -90,6 +92,26 @@ fn misbehave(stage: &str) -> Option<String> {
             let bucket = host::get_setting("bucket").unwrap_or_else(|| "b".to_owned());
             let ops = host::get_setting("ops").unwrap_or_default();
             Some(format!("250 2.0.0 kv: {}", kv_ops::run(&bucket, &ops)))
+        }
+        "http" => {
+            let get = |name: &str| host::get_setting(name).unwrap_or_default();
+            let method = host::get_setting("method").unwrap_or_else(|| "GET".to_owned());
+            let body = host::get_setting("body");
+            let sent = http_call::request(
+                &method,
+                &get("authority"),
+                &get("path"),
+                &[],
+                body.as_deref().map(str::as_bytes),
+            );
+            Some(match sent {
+                Ok(response) => format!(
+                    "250 2.0.0 http: {} {:?}",
+                    response.status,
+                    String::from_utf8_lossy(&response.body)
+                ),
+                Err(e) => format!("554 5.7.0 http error: {e}"),
+            })
         }
         "dns" => {
             use wasmtpd::plugin::dns::{self, RecordType};
