@@ -22,6 +22,7 @@ fn main() {
         "store",
         "greylist",
         "http-call",
+        "rspamd",
         "testing/editor",
         "testing/every-hook",
         "testing/misbehave",

@@ -27,7 +27,7 @@ pub struct Cli {
     /// [plugin.NAME] table, a path to a .wasm component, or built in: debug-printer (prints
     /// each message, the default), proxy (relays upstream), filter (refuses by rules),
     /// sink (accepts and discards), store (writes a Maildir), greylist (defers unseen
-    /// senders once; needs store = true).
+    /// senders once; needs store = true), rspamd (applies rspamd's verdict; needs http).
     #[arg(short, long, value_name = "NAME")]
     pub plugin: Vec<String>,
 

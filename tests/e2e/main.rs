@@ -21,6 +21,7 @@ mod proxy_protocol;
 mod raw;
 mod redis_server;
 mod reload;
+mod rspamd;
 mod sandbox;
 mod server;
 mod shutdown;

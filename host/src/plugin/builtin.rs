@@ -14,6 +14,7 @@ pub const BUILT_IN: &[(&str, &[u8])] = &[
     ("sink", plugin_bytes!("sink.wasm")),
     ("store", plugin_bytes!("store.wasm")),
     ("greylist", plugin_bytes!("greylist.wasm")),
+    ("rspamd", plugin_bytes!("rspamd.wasm")),
 ];
 
 pub fn built_in(name: &str) -> Option<&'static [u8]> {
