@@ -53,12 +53,129 @@ async fn bench_edit(engine: &PluginEngine, name: &str, edits: &str) -> anyhow::R
     bench_plugin(plugin, name, 1024, ROUNDS).await
 }
 
+/// The misbehave test plugin in `mode` with `settings`, under `config` (the server's
+/// tables): what a granted capability costs a message, against `kv-none` (the same
+/// plugin opening a bucket and doing nothing).
+async fn bench_probe(engine: &PluginEngine, name: &str, config: &str, settings: &str) -> anyhow::Result<()> {
+    let path = concat!(env!("WASMTPD_PLUGINS_DIR"), "/misbehave.wasm");
+    let config: Config = toml::from_str(&format!(
+        "{config}\n[plugin.{name}]\nsource = {path:?}\nstore = true\ndns = true\nhttp = [\"127.0.0.1:{HTTP_PORT}\"]\n\
+         [plugin.{name}.settings]\n{settings}\n"
+    ))?;
+    let plugin: Arc<Plugin> = Plugin::load(engine, catalog::spec(name, &config)?).await?;
+    bench_plugin(plugin, name, 1024, ROUNDS).await
+}
+
+/// A loopback HTTP server answering `200 ok` to every request on a connection.
+const HTTP_PORT: u16 = 18_461;
+
+fn serve_http() {
+    use std::io::{BufRead, BufReader, Write};
+    let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", HTTP_PORT)) else {
+        return;
+    };
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream);
+                loop {
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                    }
+                    let reply = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                    if reader.get_mut().write_all(reply).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// A child process (redis-server, dnsmasq) stopped when dropped.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(program: &str, args: &[&str]) -> Option<Child> {
+    let child = std::process::Command::new(program)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    std::thread::sleep(Duration::from_millis(300));
+    Some(Child(child))
+}
+
+/// The store, DNS and HTTP from a plugin, each beside the same plugin doing nothing.
+async fn capabilities(engine: &PluginEngine, picked: &impl Fn(&str) -> bool) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("wasmtpd-bench-{}", std::process::id()));
+    let embedded = format!("[store]\npath = {:?}\n", dir.join("store.redb"));
+    let get_set = "mode = \"kv\"\nops = \"get k;set k v\"";
+    if picked("kv-none") {
+        bench_probe(engine, "kv-none", &embedded, "mode = \"kv\"\nops = \"noop\"").await?;
+    }
+    if picked("kv-embedded") {
+        bench_probe(engine, "kv-embedded", &embedded, get_set).await?;
+    }
+    if picked("kv-redis") {
+        let redis = spawn("redis-server", &["--port", "18462", "--save", "", "--appendonly", "no"]);
+        match redis {
+            Some(_redis) => {
+                let config = "[store]\nredis = \"redis://127.0.0.1:18462/0\"";
+                bench_probe(engine, "kv-redis", config, get_set).await?;
+            }
+            None => eprintln!("{:>13} (no redis-server here)", "kv-redis"),
+        }
+    }
+    if picked("dns-cached") {
+        let args = ["--keep-in-foreground", "--no-resolv", "--no-hosts", "--bind-interfaces"];
+        let more = [
+            "--listen-address=127.0.0.1",
+            "--port=18463",
+            "--user=root",
+            "--pid-file=",
+            "--address=/listed.test/127.0.0.2",
+        ];
+        match spawn("/usr/sbin/dnsmasq", &[&args[..], &more[..]].concat()) {
+            Some(_dnsmasq) => {
+                let config = "[dns]\nservers = [\"127.0.0.1:18463\"]";
+                let settings = "mode = \"dns\"\nquery = \"a listed.test\"";
+                bench_probe(engine, "dns-cached", config, settings).await?;
+            }
+            None => eprintln!("{:>13} (no dnsmasq here)", "dns-cached"),
+        }
+    }
+    if picked("http-local") {
+        serve_http();
+        let settings = format!("mode = \"http\"\nauthority = \"127.0.0.1:{HTTP_PORT}\"\npath = \"/\"");
+        bench_probe(engine, "http-local", "", &settings).await?;
+    }
+    let _ = std::fs::remove_dir_all(dir);
+    Ok(())
+}
+
 async fn bench_plugin(plugin: Arc<Plugin>, name: &str, size: usize, rounds: u32) -> anyhow::Result<()> {
     // The chain as a session uses it: a new session instantiates on its first message.
     let chain = PluginChain::new(vec![plugin], Arc::default(), Arc::new(tokio::sync::Semaphore::new(1)));
     let message = Arc::new(message(size));
     let accept = |verdict: Verdict| match verdict {
         Verdict::Continue => Ok(()),
+        // The capability probes answer what they did: a 250 is a success.
+        Verdict::Reply { reply, .. } if reply.code() == 250 => Ok(()),
         other => Err(anyhow::anyhow!("{name} answered {other:?}")),
     };
     // Warm up the pool and the caches.
@@ -111,6 +228,7 @@ async fn main() -> anyhow::Result<()> {
             bench_edit(&engine, name, edits).await?;
         }
     }
+    capabilities(&engine, &picked).await?;
     other_languages(&picked).await
 }
 

@@ -181,8 +181,8 @@ pub struct PluginConfig {
     /// The key-value store (see `[store]`), in its tenant's namespace; none by default.
     #[serde(default)]
     pub store: bool,
-    /// Authorities (`host:port`, or `host` for the scheme's own port) the plugin may send
-    /// HTTP requests to through `wasi:http`; none by default.
+    /// Servers (`host:port`, the port always written) the plugin may send HTTP requests
+    /// to through `wasi:http`; none by default.
     #[serde(default)]
     pub http: Vec<String>,
     /// A PEM file of the certificates that `relay_tls = "required"` trusts (default: the
@@ -634,6 +634,16 @@ impl Config {
             }
             if plugin.memory_mib < 1 {
                 return Err(too_low("memory_mib", plugin.memory_mib, 1));
+            }
+        }
+        for (name, plugin) in &self.plugins {
+            if let Some(bad) = plugin.http.iter().find(|a| {
+                let port = a.rsplit_once(':').map(|(host, port)| (host, port.parse::<u16>()));
+                !matches!(port, Some((host, Ok(_))) if !host.is_empty() && !host.contains('/'))
+            }) {
+                return Err(ConfigError::Tenant(format!(
+                    "plugin.{name}.http: {bad:?} is not host:port (write the port, e.g. \"127.0.0.1:11333\")"
+                )));
             }
         }
         if self.store.path.is_some() && self.store.redis.is_some() {

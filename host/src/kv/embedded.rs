@@ -1,7 +1,7 @@
 //! The embedded store: one redb file, nothing to install. Writes commit without waiting
 //! for the disk and a flusher makes them durable within a second (a commit that waits
-//! for fsync costs milliseconds, a message's get+set microseconds this way): a crash of
-//! the machine loses at most that second, a restart of wasmtpd nothing.
+//! for fsync costs milliseconds, a message's get+set microseconds this way): a clean exit
+//! (SIGTERM) loses nothing, a crash of wasmtpd or of the machine at most that second.
 //!
 //! Tables: the values with their expiry, an index of expiries (so that writes sweep out
 //! what has expired), and each namespace's usage (keys, octets) that the limits check.
@@ -55,18 +55,32 @@ impl Embedded {
     /// the one before, and the flusher's fsync).
     async fn write<T: Send + 'static>(
         &self,
-        change: impl FnOnce(&WriteTransaction, u64) -> Result<T, StoreError> + Send + 'static,
+        change: impl Fn(&WriteTransaction, u64) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (db, dirty) = (Arc::clone(&self.db), Arc::clone(&self.dirty));
         let written = tokio::task::spawn_blocking(move || {
-            let mut txn = db.begin_write().map_err(unavailable)?;
-            txn.set_durability(Durability::None).map_err(unavailable)?;
-            let now = now_ms();
-            sweep(&txn, now)?;
-            let result = change(&txn, now)?;
-            txn.commit().map_err(unavailable)?;
+            let attempt = || {
+                let mut txn = db.begin_write().map_err(unavailable)?;
+                txn.set_durability(Durability::None).map_err(unavailable)?;
+                let now = now_ms();
+                sweep(&txn, now)?;
+                let result = change(&txn, now)?;
+                txn.commit().map_err(unavailable)?;
+                Ok(result)
+            };
+            let result = match attempt() {
+                // A refused write aborts its transaction, sweep and all: sweep on its own,
+                // so that expired values stop counting, and try once more.
+                Err(StoreError::Full(_)) => {
+                    let txn = db.begin_write().map_err(unavailable)?;
+                    sweep_all(&txn, now_ms())?;
+                    txn.commit().map_err(unavailable)?;
+                    attempt()
+                }
+                other => other,
+            };
             dirty.store(true, Ordering::Release);
-            Ok(result)
+            result
         });
         written.await.map_err(unavailable)?
     }
@@ -110,8 +124,14 @@ fn live(expires: u64, now: u64) -> bool {
     expires == 0 || expires > now
 }
 
-/// Removes up to [`SWEEP`] expired values, and their usage.
-fn sweep(txn: &WriteTransaction, now: u64) -> Result<(), StoreError> {
+/// Removes every expired value, a sweep at a time.
+fn sweep_all(txn: &WriteTransaction, now: u64) -> Result<(), StoreError> {
+    while sweep(txn, now)? == SWEEP {}
+    Ok(())
+}
+
+/// Removes up to [`SWEEP`] expired values, and their usage; returns how many.
+fn sweep(txn: &WriteTransaction, now: u64) -> Result<usize, StoreError> {
     let mut expiries = txn.open_table(EXPIRIES).map_err(unavailable)?;
     let mut due = Vec::new();
     for entry in expiries.range((0, "", "")..(now + 1, "", "")).map_err(unavailable)? {
@@ -122,11 +142,12 @@ fn sweep(txn: &WriteTransaction, now: u64) -> Result<(), StoreError> {
             break;
         }
     }
+    let swept = due.len();
     for (at, ns, key) in due {
         expiries.remove((at, ns.as_str(), key.as_str())).map_err(unavailable)?;
         remove(txn, &ns, &key, false)?;
     }
-    Ok(())
+    Ok(swept)
 }
 
 /// Removes a value and gives back its usage; with `indexed`, its expiry entry too.
@@ -280,10 +301,17 @@ impl Backend for Embedded {
         .await
     }
 
-    async fn list(&self, ns: &str, prefix: &str, offset: u64, count: usize) -> Result<Vec<String>, StoreError> {
+    async fn list(
+        &self,
+        ns: &str,
+        prefix: &str,
+        cursor: u64,
+        count: usize,
+    ) -> Result<(Vec<String>, Option<u64>), StoreError> {
         let txn = self.db.begin_read().map_err(unavailable)?;
         let values = txn.open_table(VALUES).map_err(unavailable)?;
         let now = now_ms();
+        // The cursor counts the live keys before the page.
         let mut keys = Vec::new();
         let mut skipped = 0;
         for entry in values.range((ns, prefix)..).map_err(unavailable)? {
@@ -295,16 +323,17 @@ impl Backend for Embedded {
             if !live(v.value().0, now) {
                 continue;
             }
-            if skipped < offset {
+            if skipped < cursor {
                 skipped += 1;
                 continue;
             }
-            keys.push(key.to_owned());
             if keys.len() == count {
-                break;
+                // One more exists: there is a next page.
+                return Ok((keys, Some(cursor + count as u64)));
             }
+            keys.push(key.to_owned());
         }
-        Ok(keys)
+        Ok((keys, None))
     }
 
     fn flush(&self) {
@@ -385,8 +414,28 @@ mod tests {
         assert!(s.set("n", "k2", b"v", None, one).await.is_err());
         tokio::time::sleep(Duration::from_millis(60)).await;
         assert_eq!(s.get("n", "k").await.unwrap(), None);
-        assert_eq!(s.list("n", "", 0, 10).await.unwrap(), Vec::<String>::new());
+        assert_eq!(s.list("n", "", 0, 10).await.unwrap(), (Vec::<String>::new(), None));
         s.set("n", "k2", b"v", None, one).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_full_namespace_makes_room_from_its_expired_values_even_when_others_expire_first() {
+        let (_dir, s) = store();
+        let one = Limits {
+            max_keys: 1,
+            max_bytes: 1000,
+        };
+        // More expired values elsewhere than one write's sweep takes, and older.
+        for i in 0..(SWEEP + 10) {
+            s.set("idle", &format!("k{i}"), b"v", Some(Duration::from_millis(10)), ROOMY)
+                .await
+                .unwrap();
+        }
+        s.set("full", "k", b"v", Some(Duration::from_millis(30)), one)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        s.set("full", "other", b"v", None, one).await.unwrap();
     }
 
     #[tokio::test]
@@ -415,9 +464,14 @@ mod tests {
             s.set("n", key, b"", None, ROOMY).await.unwrap();
         }
         s.set("m", "a\0w", b"", None, ROOMY).await.unwrap();
-        assert_eq!(s.list("n", "a\0", 0, 10).await.unwrap(), ["a\0x", "a\0y", "a\0z"]);
-        assert_eq!(s.list("n", "a\0", 1, 1).await.unwrap(), ["a\0y"]);
-        assert_eq!(s.list("n", "a\0", 3, 10).await.unwrap(), Vec::<String>::new());
+        let page = |keys: &[&str], next| (keys.iter().map(|k| k.to_string()).collect::<Vec<_>>(), next);
+        assert_eq!(
+            s.list("n", "a\0", 0, 10).await.unwrap(),
+            page(&["a\0x", "a\0y", "a\0z"], None)
+        );
+        assert_eq!(s.list("n", "a\0", 1, 1).await.unwrap(), page(&["a\0y"], Some(2)));
+        assert_eq!(s.list("n", "a\0", 2, 1).await.unwrap(), page(&["a\0z"], None));
+        assert_eq!(s.list("n", "a\0", 3, 10).await.unwrap(), page(&[], None));
     }
 
     #[tokio::test]

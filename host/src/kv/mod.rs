@@ -55,22 +55,47 @@ pub trait Backend: Send + Sync {
     async fn increment(&self, ns: &str, key: &str, delta: u64, limits: Limits) -> Result<u64, StoreError>;
     /// Sets or clears the expiry of an existing `key`; false if it has no value.
     async fn expire(&self, ns: &str, key: &str, ttl: Option<Duration>) -> Result<bool, StoreError>;
-    /// Up to `count` keys starting with `prefix`, in octet order, after skipping `offset`.
-    async fn list(&self, ns: &str, prefix: &str, offset: u64, count: usize) -> Result<Vec<String>, StoreError>;
+    /// Up to `count` keys starting with `prefix`, in octet order, from `cursor` (0 for
+    /// the first page), and the cursor of the next page if there is one.
+    async fn list(
+        &self,
+        ns: &str,
+        prefix: &str,
+        cursor: u64,
+        count: usize,
+    ) -> Result<(Vec<String>, Option<u64>), StoreError>;
     /// Makes every write so far durable, for a clean exit.
     fn flush(&self) {}
 }
 
-/// The store a configuration names, with its limits.
+/// The store a configuration names.
 pub struct KvStore {
     pub backend: Box<dyn Backend>,
-    pub limits: Limits,
-    /// Where it is, for the log: a file or a Redis URL without its password.
+    /// Where it is, for the log: a file or a Redis server's address.
     pub location: String,
 }
 
-/// The store in use, with the configuration it was opened for.
-static CURRENT: Mutex<Option<(StoreConfig, Arc<KvStore>)>> = Mutex::new(None);
+/// What makes two configurations' stores the same one: where it is (and how long a
+/// Redis call may take). The limits are not part of it: they can change on a reload.
+#[derive(Clone, PartialEq, Eq)]
+struct Location {
+    path: Option<PathBuf>,
+    redis: Option<String>,
+    timeout_ms: u64,
+}
+
+impl StoreConfig {
+    /// The limits of each namespace.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_keys: self.max_keys,
+            max_bytes: self.max_bytes,
+        }
+    }
+}
+
+/// The store in use, with where it is.
+static CURRENT: Mutex<Option<(Location, Arc<KvStore>)>> = Mutex::new(None);
 
 /// Makes the writes to the store in use durable: the process is about to exit (the
 /// embedded store would otherwise keep its last second's writes in memory only).
@@ -82,28 +107,28 @@ pub fn flush_shared() {
 }
 
 /// The store for `config`, opened once and shared by every plugin granted it until a
-/// reload names another (an embedded database can be open only once in a process).
+/// reload names another place (an embedded database can be open only once in a
+/// process). A store that cannot be opened leaves the one in use as it was.
 pub fn shared(config: &StoreConfig) -> anyhow::Result<Arc<KvStore>> {
     let mut current = CURRENT.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((made_for, store)) = current.as_ref()
-        && made_for == config
+    let location = Location {
+        path: config.path.clone(),
+        redis: config.redis.clone(),
+        timeout_ms: config.timeout_ms,
+    };
+    if let Some((open, store)) = current.as_ref()
+        && *open == location
     {
         return Ok(Arc::clone(store));
     }
-    // The one open before is closed first: the same file may be named again.
-    *current = None;
-    let limits = Limits {
-        max_keys: config.max_keys,
-        max_bytes: config.max_bytes,
-    };
     let store = match &config.redis {
         Some(url) => {
             let timeout = Duration::from_millis(config.timeout_ms);
-            let backend = redis::RedisBackend::new(url, timeout).with_context(|| format!("store: redis {url:?}"))?;
+            // Not the URL in the message: it may hold a password.
+            let backend = redis::RedisBackend::new(url, timeout).context("store: the redis URL")?;
             let location = backend.location();
             KvStore {
                 backend: Box::new(backend),
-                limits,
                 location,
             }
         }
@@ -116,13 +141,12 @@ pub fn shared(config: &StoreConfig) -> anyhow::Result<Arc<KvStore>> {
                 embedded::Embedded::open(&path).with_context(|| format!("store: cannot open {}", path.display()))?;
             KvStore {
                 backend: Box::new(backend),
-                limits,
                 location: path.display().to_string(),
             }
         }
     };
     let store = Arc::new(store);
-    *current = Some((config.clone(), Arc::clone(&store)));
+    *current = Some((location, Arc::clone(&store)));
     Ok(store)
 }
 

@@ -52,16 +52,19 @@ if op == 'get' then
 end
 
 if op == 'list' then
-    -- ARGV[3] offset, ARGV[4] count. Keys are UTF-8: no key holds the octet 0xFF.
-    local found = redis.call('ZRANGEBYLEX', names, '[' .. key, '(' .. key .. '\255', 'LIMIT', ARGV[3], ARGV[4])
-    local keys = {}
-    for _, k in ipairs(found) do
+    -- ARGV[3] offset (of keys, expired or not), ARGV[4] count. Returns the number of
+    -- keys scanned (one more than count if there are more), then the live ones. Keys are
+    -- UTF-8: no key holds the octet 0xFF.
+    local count = tonumber(ARGV[4])
+    local found = redis.call('ZRANGEBYLEX', names, '[' .. key, '(' .. key .. '\255', 'LIMIT', ARGV[3], count + 1)
+    local page = {#found}
+    for i, k in ipairs(found) do
         local at = redis.call('ZSCORE', expiries, k)
-        if not (at and tonumber(at) <= now) then
-            table.insert(keys, k)
+        if i <= count and not (at and tonumber(at) <= now) then
+            table.insert(page, k)
         end
     end
-    return keys
+    return page
 end
 
 sweep(now)
@@ -119,8 +122,12 @@ end
 
 if op == 'increment' then
     -- ARGV[3] the delta, ARGV[4] max keys, ARGV[5] max octets. Returns {1, sum}, or
-    -- {-1, ''} / {-2, ''} as for set, {-3, ''} when the value is not a number or the sum too big.
+    -- {-1, ''} / {-2, ''} as for set, {-3, ''} when the value is not a number, {-4, ''}
+    -- when the sum is past what Redis keeps (a signed 64-bit number).
     local exists = live(key, now)
+    if exists and not string.match(redis.call('HGET', values, key), '^%d+$') then
+        return {-3, ''}
+    end
     if not exists and redis.call('ZCARD', names) + 1 > tonumber(ARGV[4]) then
         return {-1, ''}
     end
@@ -130,7 +137,7 @@ if op == 'increment' then
     end
     local ok = pcall(redis.call, 'HINCRBY', values, key, ARGV[3])
     if not ok then
-        return {-3, ''}
+        return {-4, ''}
     end
     local bytes = octets() - before + string.len(key) + redis.call('HSTRLEN', values, key)
     if bytes > tonumber(ARGV[5]) then

@@ -119,8 +119,9 @@ impl Backend for RedisBackend {
         let (code, sum): (i64, Vec<u8>) = self.run(ns, "increment", &args).await?;
         match (code, sum) {
             (1, sum) => parse_counter(&sum),
-            // Redis keeps counters as signed 64-bit numbers: past that, or not a number.
             (-3, _) => Err(StoreError::NotANumber),
+            // Redis keeps counters as signed 64-bit numbers.
+            (-4, _) => Err(StoreError::Overflow),
             (code @ (-1 | -2), _) => Err(full(code, limits)),
             (code, _) => Err(StoreError::Unavailable(format!("unexpected answer {code} from Redis"))),
         }
@@ -132,9 +133,26 @@ impl Backend for RedisBackend {
         Ok(done == 1)
     }
 
-    async fn list(&self, ns: &str, prefix: &str, offset: u64, count: usize) -> Result<Vec<String>, StoreError> {
-        let (offset, count) = (offset.to_string(), count.to_string());
-        self.run(ns, "list", &[prefix.as_bytes(), offset.as_bytes(), count.as_bytes()])
-            .await
+    async fn list(
+        &self,
+        ns: &str,
+        prefix: &str,
+        cursor: u64,
+        count: usize,
+    ) -> Result<(Vec<String>, Option<u64>), StoreError> {
+        let (offset, wanted) = (cursor.to_string(), count.to_string());
+        let args: [&[u8]; 3] = [prefix.as_bytes(), offset.as_bytes(), wanted.as_bytes()];
+        let page: Vec<redis::Value> = self.run(ns, "list", &args).await?;
+        let mut page = page.into_iter();
+        let scanned = match page.next() {
+            Some(redis::Value::Int(scanned)) => u64::try_from(scanned).unwrap_or(0),
+            _ => return Err(StoreError::Unavailable("unexpected answer from Redis".to_owned())),
+        };
+        let keys = page
+            .map(|k| String::from_redis_value(k).map_err(|e| StoreError::Unavailable(e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?;
+        // The cursor counts keys scanned in Redis, expired ones included.
+        let next = (scanned > count as u64).then_some(cursor + count as u64);
+        Ok((keys, next))
     }
 }

@@ -50,7 +50,10 @@ fn spec_from(
         false => None,
     };
     let store = match config.store {
-        true => Some(kv::shared(&server.store).with_context(|| format!("plugin {name}"))?),
+        true => Some((
+            kv::shared(&server.store).with_context(|| format!("plugin {name}"))?,
+            server.store.limits(),
+        )),
         false => None,
     };
     let http = (!config.http.is_empty()).then(|| HttpGrant {

@@ -205,8 +205,9 @@ impl Plugin {
             stderr,
             facts: Arc::default(),
             edits: None,
-            kv: self.info.store.as_ref().map(|store| KvGrant {
+            kv: self.info.store.as_ref().map(|(store, limits)| KvGrant {
                 store: Arc::clone(store),
+                limits: *limits,
                 namespace: match tenant {
                     Some(tenant) => format!("tenant:{tenant}").into(),
                     None => format!("plugin:{}", self.info.name).into(),

@@ -17,7 +17,8 @@ use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 /// What the configuration lets one plugin do over HTTP.
 #[derive(Clone, Debug)]
 pub struct HttpGrant {
-    /// `host:port` (or `host` for the scheme's port), compared without regard to case.
+    /// `host:port`, compared with the request's host (without regard to case) and port
+    /// (the scheme's own when the request names none).
     pub allowed: Arc<[String]>,
     pub timeout: Duration,
     pub max_response_bytes: u64,
@@ -43,11 +44,15 @@ type SendFuture = Box<
 >;
 
 impl HttpHooks {
-    /// Whether the plugin may send to `authority`.
-    fn allows(&self, authority: &str) -> bool {
-        self.grant
-            .as_ref()
-            .is_some_and(|g| g.allowed.iter().any(|a| a.eq_ignore_ascii_case(authority)))
+    /// Whether the plugin may send to `uri`'s host and port.
+    fn allows(&self, uri: &http::Uri) -> bool {
+        let (Some(host), Some(grant)) = (uri.host(), self.grant.as_ref()) else {
+            return false;
+        };
+        let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
+        let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let asked = format!("{host}:{port}");
+        grant.allowed.iter().any(|a| a.eq_ignore_ascii_case(&asked))
     }
 }
 
@@ -60,7 +65,7 @@ impl WasiHttpHooks for HttpHooks {
     ) -> SendFuture {
         drop(fut);
         let authority = request.uri().authority().map_or("", |a| a.as_str()).to_owned();
-        let (Some(grant), true) = (self.grant.clone(), self.allows(&authority)) else {
+        let (Some(grant), true) = (self.grant.clone(), self.allows(request.uri())) else {
             tracing::warn!(plugin = %self.plugin, authority, "HTTP request refused: not in the plugin's `http` list");
             return Box::new(async { Err(Error::HttpRequestDenied) });
         };

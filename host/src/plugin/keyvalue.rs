@@ -11,19 +11,24 @@ use wasmtime::component::Resource;
 use super::bindings::keyvalue_extras;
 use super::bindings::kv::{atomics, batch, store};
 use super::state::PluginState;
-use crate::kv::{KvStore, StoreError};
+use crate::kv::{KvStore, Limits, StoreError};
 
 /// Keys a page of `list-keys` holds at most.
 const PAGE: usize = 1000;
 /// The longest bucket name, in octets.
 const MAX_BUCKET_NAME: usize = 255;
 
-/// What an instance granted `store` reaches: the store and its namespace in it.
+/// What an instance granted `store` reaches: the store, its namespace in it, and the
+/// namespace's limits.
 #[derive(Clone)]
 pub struct KvGrant {
     pub store: Arc<KvStore>,
     pub namespace: Arc<str>,
+    pub limits: Limits,
 }
+
+/// Keys one batch call may name: a batch is bounded like a call.
+const MAX_BATCH: usize = 1000;
 
 /// An open bucket: its name, joined to each key.
 pub struct Bucket {
@@ -97,7 +102,7 @@ impl store::HostBucket for PluginState {
             &[prefix.as_str(), &key].concat(),
             &value,
             None,
-            grant.store.limits
+            grant.limits
         ))
     }
 
@@ -132,21 +137,32 @@ async fn list(
     prefix: &str,
     cursor: Option<u64>,
 ) -> Answer<store::KeyResponse> {
-    let offset = cursor.unwrap_or(0);
-    let listed: wasmtime::Result<Result<Vec<String>, store::Error>> = with_bucket!(state, *bucket, |grant, own| grant
-        .store
-        .backend
-        .list(&grant.namespace, &[own.as_str(), prefix].concat(), offset, PAGE));
-    let keys = match listed? {
-        Ok(keys) => keys,
+    let listed: wasmtime::Result<Result<(Vec<String>, Option<u64>), store::Error>> =
+        with_bucket!(state, *bucket, |grant, own| grant.store.backend.list(
+            &grant.namespace,
+            &[own.as_str(), prefix].concat(),
+            cursor.unwrap_or(0),
+            PAGE
+        ));
+    let (keys, cursor) = match listed? {
+        Ok(page) => page,
         Err(e) => return Ok(Err(e)),
     };
     let own_len = state.table.get(bucket)?.prefix.len();
-    let cursor = (keys.len() == PAGE).then_some(offset + PAGE as u64);
     Ok(Ok(store::KeyResponse {
         keys: keys.into_iter().map(|k| k[own_len..].to_owned()).collect(),
         cursor,
     }))
+}
+
+/// A batch call's refusal, if it names too many keys or the call's time is up (each
+/// key is a call to the store: a batch cannot outlast its budget).
+fn batch_refused(state: &PluginState, keys: usize, done: usize) -> Option<store::Error> {
+    if keys > MAX_BATCH {
+        return Some(store::Error::Other(format!("a batch names at most {MAX_BATCH} keys")));
+    }
+    (done > 0 && std::time::Instant::now() >= state.clock.deadline())
+        .then(|| store::Error::Other("the call's time budget is spent".to_owned()))
 }
 
 impl atomics::Host for PluginState {
@@ -155,7 +171,7 @@ impl atomics::Host for PluginState {
             &grant.namespace,
             &[prefix.as_str(), &key].concat(),
             delta,
-            grant.store.limits
+            grant.limits
         ))
     }
 }
@@ -167,7 +183,11 @@ impl batch::Host for PluginState {
         keys: Vec<String>,
     ) -> Answer<Vec<Option<(String, Vec<u8>)>>> {
         let mut found = Vec::with_capacity(keys.len());
-        for key in keys {
+        let count = keys.len();
+        for (done, key) in keys.into_iter().enumerate() {
+            if let Some(refused) = batch_refused(self, count, done) {
+                return Ok(Err(refused));
+            }
             let bucket = Resource::new_borrow(bucket.rep());
             match store::HostBucket::get(self, bucket, key.clone()).await? {
                 Ok(value) => found.push(value.map(|v| (key, v))),
@@ -178,7 +198,11 @@ impl batch::Host for PluginState {
     }
 
     async fn set_many(&mut self, bucket: Resource<Bucket>, key_values: Vec<(String, Vec<u8>)>) -> Answer<()> {
-        for (key, value) in key_values {
+        let count = key_values.len();
+        for (done, (key, value)) in key_values.into_iter().enumerate() {
+            if let Some(refused) = batch_refused(self, count, done) {
+                return Ok(Err(refused));
+            }
             let bucket = Resource::new_borrow(bucket.rep());
             if let Err(e) = store::HostBucket::set(self, bucket, key, value).await? {
                 return Ok(Err(e));
@@ -188,7 +212,11 @@ impl batch::Host for PluginState {
     }
 
     async fn delete_many(&mut self, bucket: Resource<Bucket>, keys: Vec<String>) -> Answer<()> {
-        for key in keys {
+        let count = keys.len();
+        for (done, key) in keys.into_iter().enumerate() {
+            if let Some(refused) = batch_refused(self, count, done) {
+                return Ok(Err(refused));
+            }
             let bucket = Resource::new_borrow(bucket.rep());
             if let Err(e) = store::HostBucket::delete(self, bucket, key).await? {
                 return Ok(Err(e));
@@ -211,7 +239,7 @@ impl keyvalue_extras::Host for PluginState {
             &[prefix.as_str(), &key].concat(),
             &value,
             ttl(ttl_ms),
-            grant.store.limits
+            grant.limits
         ))
     }
 

@@ -20,7 +20,7 @@ use super::output::Capture;
 use super::pacing::CallClock;
 use crate::dns::{Dns, DnsError, Kind};
 use crate::handler::SessionFacts;
-use crate::kv::KvStore;
+use crate::kv::{KvStore, Limits};
 use crate::relay::{self, Envelope, Timeouts};
 use crate::upstream_tls::UpstreamTls;
 
@@ -34,8 +34,8 @@ pub struct PluginInfo {
     pub relay_tls: UpstreamTls,
     /// The resolver, if the plugin is granted DNS.
     pub dns: Option<Arc<Dns>>,
-    /// The key-value store, if the plugin is granted it.
-    pub store: Option<Arc<KvStore>>,
+    /// The key-value store and each namespace's limits, if the plugin is granted it.
+    pub store: Option<(Arc<KvStore>, Limits)>,
     /// Where the plugin may send HTTP requests, if anywhere.
     pub http: Option<HttpGrant>,
     /// Our name, for EHLO when relaying.

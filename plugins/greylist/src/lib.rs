@@ -4,7 +4,9 @@
 //! deferred triplet is remembered for `retry_window_hours`. Real mail servers retry;
 //! most spam software does not.
 //!
-//! Needs `store = true` in the plugin's configuration: its entries live in the `greylist`
+//! It belongs in a listener's own chain: it needs the connection and MAIL, which a
+//! tenant's chain on a routing listener does not see (there it answers `451 4.3.5` and
+//! logs why). Needs `store = true` in the plugin's configuration: its entries live in the `greylist`
 //! bucket of its tenant's namespace (in Redis, shared by every node). If the store cannot
 //! be reached, recipients get `451 4.3.0` (retried later), never a pass by accident.
 
@@ -43,8 +45,8 @@ struct Greylist;
 /// What this session's instance learnt: the client's address and the sender.
 #[derive(Default)]
 struct Session {
-    client: String,
-    sender: String,
+    client: Option<String>,
+    sender: Option<String>,
     bucket: Option<Bucket>,
 }
 
@@ -56,12 +58,17 @@ fn setting_ms(name: &str, unit_ms: u64, default: u64) -> u64 {
     host::get_setting(name)
         .and_then(|v| v.trim().parse::<u64>().ok())
         .unwrap_or(default)
+        // At least one unit: a time to live of 0 would mean "never expires".
+        .max(1)
         .saturating_mul(unit_ms)
 }
 
 fn timing() -> Timing {
     Timing {
-        delay: setting_ms("delay_secs", 1000, 300),
+        delay: host::get_setting("delay_secs")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(300)
+            .saturating_mul(1000),
         retry_window: setting_ms("retry_window_hours", 3_600_000, 24),
         pass_lifetime: setting_ms("pass_days", 86_400_000, 36),
     }
@@ -79,14 +86,14 @@ fn unavailable(what: &str, e: store::Error) -> Option<String> {
 
 impl ConnectHook for Greylist {
     fn on_connect(peer: Peer) -> Option<String> {
-        SESSION.with_borrow_mut(|s| s.client = peer.ip);
+        SESSION.with_borrow_mut(|s| s.client = Some(peer.ip));
         None
     }
 }
 
 impl MailHook for Greylist {
     fn on_mail(mail_from: String, _options: Vec<String>) -> Option<String> {
-        SESSION.with_borrow_mut(|s| s.sender = mail_from);
+        SESSION.with_borrow_mut(|s| s.sender = Some(mail_from));
         None
     }
 }
@@ -94,6 +101,15 @@ impl MailHook for Greylist {
 impl RcptHook for Greylist {
     fn on_rcpt(rcpt_to: String, _options: Vec<String>) -> Option<String> {
         SESSION.with_borrow_mut(|session| {
+            // Only a chain that saw the connection and MAIL can greylist (a tenant's chain
+            // on a routing listener sees neither): never key on what is not known.
+            let (Some(client), Some(sender)) = (session.client.clone(), session.sender.clone()) else {
+                host::log(
+                    Level::Error,
+                    "greylisting needs the connection and MAIL: put it in a listener's own chain",
+                );
+                return Some("451 4.3.5 Greylisting is misconfigured, try again later".to_owned());
+            };
             if session.bucket.is_none() {
                 match store::open("greylist") {
                     Ok(bucket) => session.bucket = Some(bucket),
@@ -101,7 +117,7 @@ impl RcptHook for Greylist {
                 }
             }
             let bucket = session.bucket.as_ref()?;
-            let key = triplet::key(&session.client, &session.sender, &rcpt_to);
+            let key = triplet::key(&client, &sender, &rcpt_to);
             let entry = match bucket.get(&key) {
                 Ok(stored) => stored.as_deref().and_then(Entry::parse),
                 Err(e) => return unavailable("read", e),

@@ -17,7 +17,8 @@ pub struct Timing {
 /// The triplet's key: the client's network (IPv4 /24, IPv6 /64, as mail farms retry
 /// from a neighbouring address), the sender and the recipient, case folded.
 pub fn key(client: &str, sender: &str, recipient: &str) -> String {
-    let network = match client.parse::<IpAddr>() {
+    // An IPv4 client of a dual-stack listener comes as ::ffff:a.b.c.d: its /24 counts.
+    let network = match client.parse::<IpAddr>().map(|ip| ip.to_canonical()) {
         Ok(IpAddr::V4(ip)) => {
             let [a, b, c, _] = ip.octets();
             format!("{a}.{b}.{c}")
@@ -103,6 +104,7 @@ mod tests {
         assert_eq!(key("192.0.2.77", "A@X.org", "b@y.org"), "192.0.2|a@x.org|b@y.org");
         assert_eq!(key("192.0.2.1", "", "b@y.org"), "192.0.2||b@y.org");
         assert_eq!(key("2001:db8:1:2:3::9", "a@x", "b@y"), "2001:db8:1:2|a@x|b@y");
+        assert_eq!(key("::ffff:192.0.2.77", "a@x", "b@y"), "192.0.2|a@x|b@y");
     }
 
     #[test]
