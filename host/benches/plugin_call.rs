@@ -149,6 +149,8 @@ async fn capabilities(engine: &PluginEngine, picked: &impl Fn(&str) -> bool) -> 
             "--user=root",
             "--pid-file=",
             "--address=/listed.test/127.0.0.2",
+            // dnsmasq gives its own records a TTL of 0 unless told: cacheable, as real ones are.
+            "--local-ttl=300",
         ];
         match spawn("/usr/sbin/dnsmasq", &[&args[..], &more[..]].concat()) {
             Some(_dnsmasq) => {
