@@ -137,7 +137,7 @@ async fn list(
     prefix: &str,
     cursor: Option<u64>,
 ) -> Answer<store::KeyResponse> {
-    let listed: wasmtime::Result<Result<(Vec<String>, Option<u64>), store::Error>> =
+    let listed: Answer<(Vec<String>, Option<u64>)> =
         with_bucket!(state, *bucket, |grant, own| grant.store.backend.list(
             &grant.namespace,
             &[own.as_str(), prefix].concat(),
