@@ -42,28 +42,35 @@ async fn bench(engine: &PluginEngine, name: &str, size: usize) -> anyhow::Result
     bench_plugin(plugin, name, size, ROUNDS).await
 }
 
-/// The editor test plugin adding one header field: what an edit costs a message (compare
-/// with `editor-none`, the same plugin making no edit).
-async fn bench_edit(engine: &PluginEngine, name: &str, edits: &str) -> anyhow::Result<()> {
-    let path = concat!(env!("WASMTPD_PLUGINS_DIR"), "/editor.wasm");
+/// A test plugin built from plugins/testing (`component`, e.g. `editor.wasm`) as the
+/// plugin `name`, with `table` lines in its `[plugin.NAME]` table (its grants), its
+/// `settings`, and `server` tables beside it.
+async fn bench_test_plugin(
+    engine: &PluginEngine,
+    name: &str,
+    component: &str,
+    (server, table, settings): (&str, &str, &str),
+) -> anyhow::Result<()> {
+    let path = format!("{}/{component}", env!("WASMTPD_PLUGINS_DIR"));
     let config: Config = toml::from_str(&format!(
-        "[plugin.{name}]\nsource = {path:?}\n[plugin.{name}.settings]\n{edits}\n"
+        "{server}\n[plugin.{name}]\nsource = {path:?}\n{table}\n[plugin.{name}.settings]\n{settings}\n"
     ))?;
     let plugin: Arc<Plugin> = Plugin::load(engine, catalog::spec(name, &config)?).await?;
     bench_plugin(plugin, name, 1024, ROUNDS).await
+}
+
+/// The editor test plugin adding one header field: what an edit costs a message (compare
+/// with `editor-none`, the same plugin making no edit).
+async fn bench_edit(engine: &PluginEngine, name: &str, edits: &str) -> anyhow::Result<()> {
+    bench_test_plugin(engine, name, "editor.wasm", ("", "", edits)).await
 }
 
 /// The misbehave test plugin in `mode` with `settings`, under `config` (the server's
 /// tables): what a granted capability costs a message, against `kv-none` (the same
 /// plugin opening a bucket and doing nothing).
 async fn bench_probe(engine: &PluginEngine, name: &str, config: &str, settings: &str) -> anyhow::Result<()> {
-    let path = concat!(env!("WASMTPD_PLUGINS_DIR"), "/misbehave.wasm");
-    let config: Config = toml::from_str(&format!(
-        "{config}\n[plugin.{name}]\nsource = {path:?}\nstore = true\ndns = true\nhttp = [\"127.0.0.1:{HTTP_PORT}\"]\n\
-         [plugin.{name}.settings]\n{settings}\n"
-    ))?;
-    let plugin: Arc<Plugin> = Plugin::load(engine, catalog::spec(name, &config)?).await?;
-    bench_plugin(plugin, name, 1024, ROUNDS).await
+    let grants = format!("store = true\ndns = true\nhttp = [\"127.0.0.1:{HTTP_PORT}\"]");
+    bench_test_plugin(engine, name, "misbehave.wasm", (config, &grants, settings)).await
 }
 
 /// A loopback HTTP server answering `200 ok` to every request on a connection.

@@ -475,6 +475,8 @@ pub enum ConfigError {
     NoTrustedProxy(SocketAddr),
     #[error("store: {0}")]
     Store(&'static str),
+    #[error("{0}")]
+    Plugin(String),
     #[error("plugin.{name}.{field} = {value} is below the minimum {min}")]
     PluginLimitTooLow {
         name: String,
@@ -635,13 +637,11 @@ impl Config {
             if plugin.memory_mib < 1 {
                 return Err(too_low("memory_mib", plugin.memory_mib, 1));
             }
-        }
-        for (name, plugin) in &self.plugins {
             if let Some(bad) = plugin.http.iter().find(|a| {
                 let port = a.rsplit_once(':').map(|(host, port)| (host, port.parse::<u16>()));
                 !matches!(port, Some((host, Ok(_))) if !host.is_empty() && !host.contains('/'))
             }) {
-                return Err(ConfigError::Tenant(format!(
+                return Err(ConfigError::Plugin(format!(
                     "plugin.{name}.http: {bad:?} is not host:port (write the port, e.g. \"127.0.0.1:11333\")"
                 )));
             }

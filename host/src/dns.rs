@@ -2,7 +2,7 @@
 //! and its cache (which honours TTLs), against the configured servers or the system's.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -12,6 +12,7 @@ use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::proto::rr::RecordType;
 
 use crate::config::DnsConfig;
+use crate::shared_slot::SharedSlot;
 
 /// What a lookup asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,16 +39,10 @@ pub enum DnsError {
 /// The resolver for `config`, made once and shared by every plugin granted DNS (and so
 /// its cache), until a reload names other servers or another timeout.
 pub fn shared(config: &DnsConfig) -> anyhow::Result<Arc<Dns>> {
-    static CURRENT: Mutex<Option<(DnsConfig, Arc<Dns>)>> = Mutex::new(None);
-    let mut current = CURRENT.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((made_for, dns)) = current.as_ref()
-        && made_for == config
-    {
-        return Ok(Arc::clone(dns));
-    }
-    let dns = Arc::new(Dns::new(&config.servers, Duration::from_millis(config.timeout_ms))?);
-    *current = Some((config.clone(), Arc::clone(&dns)));
-    Ok(dns)
+    static CURRENT: SharedSlot<DnsConfig, Dns> = SharedSlot::new();
+    CURRENT.get_or_make(config.clone(), || {
+        Dns::new(&config.servers, Duration::from_millis(config.timeout_ms)).map(Arc::new)
+    })
 }
 
 pub struct Dns {

@@ -25,7 +25,8 @@ pub struct Message {
     pub data: Bytes,
     /// MAIL parameters as sent, upper-cased (smtpd's `mail_options`, e.g. `SIZE=236`).
     pub mail_options: Vec<String>,
-    /// RCPT parameters (smtpd's `rcpt_options`); none is implemented yet, so always empty.
+    /// RCPT parameters (smtpd's `rcpt_options`): the client's none (no RCPT parameter is
+    /// implemented yet), and those plugins' `add-recipient` edits gave.
     pub rcpt_options: Vec<String>,
     /// The most octets the message may grow to through plugins' edits (the SIZE limit).
     pub size_limit: usize,

@@ -25,6 +25,8 @@ pub mod reply_reader;
 pub mod server;
 pub mod service;
 pub mod session;
+pub mod session_stream;
+pub mod shared_slot;
 pub mod signals;
 pub mod tls;
 pub mod trace;

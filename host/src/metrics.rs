@@ -59,8 +59,8 @@ impl Outcome {
 /// Where a plugin call was made: a hook, or `None` for `process-message`.
 pub type Stage = Option<HookKind>;
 
-/// The `stage` label of a plugin call.
-fn stage_label(stage: Stage) -> &'static str {
+/// The `stage` label of a plugin call, and its name in the log.
+pub fn stage_label(stage: Stage) -> &'static str {
     stage.map_or("message", HookKind::name)
 }
 
@@ -197,7 +197,8 @@ impl Families {
 pub struct Registry {
     registry: prometheus_client::registry::Registry,
     families: Families,
-    reloads: Family<ResultLabels, Counter>,
+    /// `wasmtpd_reloads_total` by result: applied, refused.
+    reloads: [Counter; 2],
     tenants: RwLock<BTreeMap<String, Arc<TenantMetrics>>>,
 }
 
@@ -227,9 +228,7 @@ impl Default for Registry {
             "Configuration reloads, applied or refused (the previous version kept serving)",
             reloads.clone(),
         );
-        for result in ["applied", "refused"] {
-            reloads.get_or_create_owned(&ResultLabels { result });
-        }
+        let reloads = ["applied", "refused"].map(|result| reloads.get_or_create_owned(&ResultLabels { result }));
         Registry {
             registry,
             families,
@@ -254,8 +253,7 @@ impl Registry {
 
     /// A reload was applied (`true`) or refused.
     pub fn reload(&self, applied: bool) {
-        let result = if applied { "applied" } else { "refused" };
-        self.reloads.get_or_create(&ResultLabels { result }).inc();
+        self.reloads[usize::from(!applied)].inc();
     }
 
     /// The OpenMetrics text format, which Prometheus scrapes.

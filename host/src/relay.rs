@@ -4,22 +4,19 @@
 //! All or nothing: if the upstream refuses any recipient, nothing is sent, so that our
 //! client's single reply is true for every recipient.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
-
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
-use tokio_rustls::client::TlsStream;
 use tokio_rustls::rustls::ClientConfig;
 use tokio_rustls::rustls::pki_types::ServerName;
+use tokio_rustls::{TlsConnector, TlsStream};
 use wasmtpd_protocol::address::parse_mailbox;
 use wasmtpd_protocol::{ServerReply, data_to_send};
 
 use crate::reply_reader::ReplyReader;
+use crate::session_stream::SessionStream;
 use crate::upstream_tls::UpstreamTls;
 
 /// Why a relay did not deliver (the WIT `relay-error`; `not-allowed` for an upstream is
@@ -44,6 +41,9 @@ pub struct Envelope<'a> {
     pub mail_from: &'a str,
     pub rcpt_tos: &'a [String],
     pub data: &'a [u8],
+    /// A `Received:` field (without its CRLF) sent before `data`: the trace of the
+    /// message in hand.
+    pub trace: Option<&'a str>,
 }
 
 impl Envelope<'_> {
@@ -140,7 +140,7 @@ async fn attempt(
         .map_err(|e| unavailable("connect", &e))?;
     let _ = stream.set_nodelay(true);
     let mut conn = Connection {
-        stream: Stream::Plain(stream),
+        stream: SessionStream::Plain(stream),
         replies: ReplyReader::default(),
         timeouts,
     };
@@ -154,52 +154,8 @@ async fn attempt(
     result
 }
 
-/// The upstream connection, in the clear or after STARTTLS.
-enum Stream {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-    /// Between the two, while the handshake has the socket.
-    Upgrading,
-}
-
-impl AsyncRead for Stream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-            Stream::Upgrading => Poll::Ready(Err(std::io::ErrorKind::NotConnected.into())),
-        }
-    }
-}
-
-impl AsyncWrite for Stream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-            Stream::Upgrading => Poll::Ready(Err(std::io::ErrorKind::NotConnected.into())),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-            Stream::Upgrading => Poll::Ready(Ok(())),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-            Stream::Upgrading => Poll::Ready(Ok(())),
-        }
-    }
-}
-
 struct Connection {
-    stream: Stream,
+    stream: SessionStream<TcpStream>,
     replies: ReplyReader,
     timeouts: Timeouts,
 }
@@ -272,6 +228,11 @@ impl Connection {
         if go_ahead.code != 354 {
             return Err(RelayError::Rejected(go_ahead.one_line()).into());
         }
+        if let Some(trace) = envelope.trace {
+            // Sent on its own: the message is not copied to put it first. A trace line
+            // starts with no dot, and ends a line, so the data is stuffed as it would be.
+            self.write(format!("{trace}\r\n").as_bytes()).await?;
+        }
         self.write(&data_to_send(envelope.data)).await?;
         Ok(expect_positive(self.read_reply(self.timeouts.data_end).await?)?)
     }
@@ -297,17 +258,22 @@ impl Connection {
         }
         let name = ServerName::try_from(host.to_owned())
             .map_err(|e| Attempt::Handshake(format!("{host:?} is not a server name: {e}")))?;
-        let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Upgrading) else {
+        if self.stream.is_tls() {
             return Err(RelayError::Unavailable("STARTTLS twice".into()).into());
+        }
+        let (connector, timeout) = (TlsConnector::from(Arc::clone(config)), self.timeouts.command);
+        let handshake = |tcp| async move {
+            let shaken = tokio::time::timeout(timeout, connector.connect(name, tcp)).await;
+            shaken
+                .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out"))?
+                .map(TlsStream::from)
         };
-        let handshake = TlsConnector::from(Arc::clone(config)).connect(name, tcp);
-        let tls = tokio::time::timeout(self.timeouts.command, handshake)
+        self.stream
+            .upgrade_with(handshake)
             .await
-            .map_err(|_| Attempt::Handshake("timed out".into()))?
             .map_err(|e| Attempt::Handshake(e.to_string()))?;
         // Whatever came before the handshake is not trusted (RFC 3207 4.2).
         self.replies = ReplyReader::default();
-        self.stream = Stream::Tls(Box::new(tls));
         Ok(true)
     }
 
@@ -355,6 +321,7 @@ mod tests {
             mail_from,
             rcpt_tos,
             data: b"",
+            trace: None,
         }
     }
 

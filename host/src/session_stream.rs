@@ -1,12 +1,12 @@
-//! The session's connection: plain TCP until STARTTLS (or from the first byte with
-//! implicit TLS), then TLS over it.
+//! An SMTP session's connection, on either side (our server's sessions, our relay's to
+//! an upstream): plain TCP until STARTTLS (or from the first byte with implicit TLS),
+//! then TLS over it.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio_rustls::TlsAcceptor;
-use tokio_rustls::server::TlsStream;
+use tokio_rustls::{TlsAcceptor, TlsStream};
 
 pub enum SessionStream<S> {
     Plain(S),
@@ -31,11 +31,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SessionStream<S> {
         Some((format!("{version:?}"), format!("{cipher:?}")))
     }
 
-    /// Runs the TLS handshake over the plain stream. On failure the stream is broken.
+    /// Runs the server's side of the TLS handshake over the plain stream. On failure the
+    /// stream is broken.
     pub async fn upgrade(&mut self, acceptor: &TlsAcceptor) -> std::io::Result<()> {
+        self.upgrade_with(|plain| async move { acceptor.accept(plain).await.map(TlsStream::from) })
+            .await
+    }
+
+    /// Runs `handshake` (either side's) over the plain stream. On failure the stream is
+    /// broken.
+    pub async fn upgrade_with<F>(&mut self, handshake: impl FnOnce(S) -> F) -> std::io::Result<()>
+    where
+        F: Future<Output = std::io::Result<TlsStream<S>>>,
+    {
         match std::mem::replace(self, SessionStream::Broken) {
             SessionStream::Plain(plain) => {
-                *self = SessionStream::Tls(Box::new(acceptor.accept(plain).await?));
+                *self = SessionStream::Tls(Box::new(handshake(plain).await?));
                 Ok(())
             }
             other => {

@@ -2,23 +2,16 @@
 //! (dnsmasq, serving a test zone on a loopback port; tests/run installs it), never the
 //! internet.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::raw::RawClient;
-use crate::server::{Server, plugin_path};
+use crate::server::{Reaped, Server, plugin_path};
 
 /// dnsmasq answering for the test zone on a free loopback port; killed when dropped.
 struct Zone {
-    child: Child,
+    _process: Reaped,
     port: u16,
-}
-
-impl Drop for Zone {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn zone() -> Zone {
@@ -60,7 +53,10 @@ fn zone() -> Zone {
             break;
         }
     }
-    Zone { child, port }
+    Zone {
+        _process: Reaped(child),
+        port,
+    }
 }
 
 /// A server whose plugin looks `query` up (`TYPE NAME`) against `servers`.
@@ -74,9 +70,7 @@ fn looking_up(servers: &str, grant: bool, query: &str) -> Server {
 }
 
 fn answer(server: &Server) -> String {
-    let mut client = RawClient::ehlo(server.addr);
-    client.start_message();
-    client.finish_message("Subject: t\r\n\r\nbody\r\n")
+    RawClient::one_message(server.addr)
 }
 
 #[test]

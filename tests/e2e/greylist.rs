@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use crate::raw::RawClient;
 use crate::redis_server::Redis;
-use crate::server::{Server, temp_dir};
+use crate::server::Server;
+use crate::store::{embedded, redis, unreachable_redis};
 
 /// Greylisting with a one-second delay in front of the sink.
 fn greylisting(store: &str) -> Server {
@@ -35,7 +36,7 @@ fn wait_out_the_delay() {
 
 #[test]
 fn a_first_attempt_is_deferred_and_a_retry_after_the_delay_passes() {
-    let server = greylisting(&format!("[store]\npath = \"{}/s.redb\"\n", temp_dir().display()));
+    let server = greylisting(&embedded());
     assert_deferred(&rcpt(&server, "b@example.com"));
     // Too early: still deferred; another recipient is a triplet of its own.
     assert_deferred(&rcpt(&server, "b@example.com"));
@@ -52,7 +53,7 @@ fn a_first_attempt_is_deferred_and_a_retry_after_the_delay_passes() {
 
 #[test]
 fn what_greylisting_learnt_survives_a_restart_with_the_embedded_store() {
-    let store = format!("[store]\npath = \"{}/s.redb\"\n", temp_dir().display());
+    let store = embedded();
     let mut first = greylisting(&store);
     assert_deferred(&rcpt(&first, "b@example.com"));
     first.terminate();
@@ -65,7 +66,7 @@ fn what_greylisting_learnt_survives_a_restart_with_the_embedded_store() {
 #[test]
 fn two_processes_share_greylisting_through_redis() {
     let redis = Redis::start();
-    let store = format!("[store]\nredis = \"{}\"\n", redis.url());
+    let store = self::redis(&redis);
     let (one, two) = (greylisting(&store), greylisting(&store));
     assert_deferred(&rcpt(&one, "b@example.com"));
     // The other node knows the triplet: deferred for the rest of the delay, then passed.
@@ -77,14 +78,7 @@ fn two_processes_share_greylisting_through_redis() {
 
 #[test]
 fn greylisting_defers_rather_than_passes_when_its_store_is_away() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let server = greylisting(&format!(
-        "[store]\nredis = \"redis://127.0.0.1:{port}/0\"\ntimeout_ms = 300\n"
-    ));
+    let server = greylisting(&unreachable_redis());
     let reply = rcpt(&server, "b@example.com");
     assert!(reply.starts_with("451 4.3.0 Cannot check greylisting now"), "{reply}");
 }

@@ -73,9 +73,7 @@ fn asking(allowed: &str, authority: &str, path: &str, extra: &str) -> Server {
 }
 
 fn answer_of(server: &Server) -> String {
-    let mut client = RawClient::ehlo(server.addr);
-    client.start_message();
-    client.finish_message("Subject: t\r\n\r\nbody\r\n")
+    RawClient::one_message(server.addr)
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! 451 for our client, while an upstream 5xx is passed back.
 
 use crate::raw::RawClient;
-use crate::server::Server;
+use crate::server::{Server, free_port};
 
 fn proxy_to(upstream: &str, allowed: &str) -> Server {
     let config = format!(
@@ -79,11 +79,7 @@ fn with_no_relay_domains_configured_nothing_is_relayed() {
 #[test]
 fn an_upstream_that_is_down_means_451() {
     // A port that was free a moment ago: nothing listens there.
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .to_string();
+    let dead = format!("127.0.0.1:{}", free_port());
     let mut proxy = proxy_to(&dead, &dead);
     let mut client = RawClient::ehlo(proxy.addr);
     client.start_message();

@@ -85,6 +85,11 @@ impl RawClient {
         self.reply()
     }
 
+    /// A fresh session (EHLO) sending one plain message; the reply to the final dot.
+    pub fn one_message(addr: SocketAddr) -> String {
+        RawClient::ehlo(addr).send_message("Subject: t\r\n\r\nbody\r\n")
+    }
+
     /// A whole transaction for one recipient, with `text` as the message; returns the
     /// reply to the final dot.
     pub fn send_message(&mut self, text: &str) -> String {

@@ -3,28 +3,19 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-pub struct Redis {
-    child: Child,
-    pub port: u16,
-}
+use crate::server::{Reaped, free_port};
 
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+pub struct Redis {
+    _process: Reaped,
+    pub port: u16,
 }
 
 impl Redis {
     pub fn start() -> Redis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -40,7 +31,10 @@ impl Redis {
             .stderr(Stdio::null())
             .spawn()
             .expect("run redis-server (apt install redis-server; tests/run does)");
-        let redis = Redis { child, port };
+        let redis = Redis {
+            _process: Reaped(child),
+            port,
+        };
         // Ready when it answers PING (a bounded wait).
         for _ in 0..100 {
             if redis.command("PING").as_deref() == Some("+PONG") {

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::raw::RawClient;
-use crate::server::{Server, plugin_path, temp_dir};
+use crate::server::{Server, free_port, plugin_path, temp_dir};
 
 /// Version A answers `250 2.0.0 OK`; version B counts: `250 2.0.0 message N of this session`.
 const A: &str = "sink";
@@ -192,11 +192,7 @@ fn a_listener_added_to_the_config_starts_listening() {
     let first = "[[listener]]\naddress = \"127.0.0.1:0\"\nplugins = [\"sink\"]\n";
     std::fs::write(&config, first).unwrap();
     let mut server = Server::start_raw(&["--config", config.to_str().unwrap()]);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let second = format!("[[listener]]\naddress = \"127.0.0.1:{port}\"\nplugins = [\"debug-printer\"]\n");
     std::fs::write(&config, format!("{first}{second}")).unwrap();
     server.wait_for_log_count("reloaded (", 1);

@@ -6,7 +6,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::raw::RawClient;
-use crate::server::{Server, temp_dir};
+use crate::server::{Server, free_port, temp_dir};
 
 struct Rspamd {
     child: Child,
@@ -26,14 +26,6 @@ impl Drop for Rspamd {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// rspamd with its normal worker on a free port, no DNS (nothing leaves this machine),

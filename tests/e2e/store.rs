@@ -4,15 +4,24 @@
 
 use crate::raw::RawClient;
 use crate::redis_server::Redis;
-use crate::server::{Server, plugin_path, temp_dir};
+use crate::server::{Server, free_port, plugin_path, temp_dir};
 
 /// `[store]` for the embedded backend in a fresh directory.
-fn embedded() -> String {
+pub fn embedded() -> String {
     format!("[store]\npath = \"{}/store.redb\"\n", temp_dir().display())
 }
 
-fn redis(redis: &Redis) -> String {
+/// `[store]` for `redis`.
+pub fn redis(redis: &Redis) -> String {
     format!("[store]\nredis = \"{}\"\n", redis.url())
+}
+
+/// `[store]` for a Redis that nobody runs (a port that was free a moment ago).
+pub fn unreachable_redis() -> String {
+    format!(
+        "[store]\nredis = \"redis://127.0.0.1:{}/0\"\ntimeout_ms = 300\n",
+        free_port()
+    )
 }
 
 /// A listener running `misbehave` in `kv` mode with `ops`, granted the store or not.
@@ -25,9 +34,7 @@ fn probe(store: &str, grant: bool, ops: &str) -> Server {
 }
 
 fn results(server: &Server) -> String {
-    let mut client = RawClient::ehlo(server.addr);
-    client.start_message();
-    let reply = client.finish_message("Subject: t\r\n\r\nbody\r\n");
+    let reply = RawClient::one_message(server.addr);
     assert!(reply.starts_with("250 2.0.0 kv: "), "{reply}");
     reply["250 2.0.0 kv: ".len()..].to_owned()
 }
@@ -94,9 +101,9 @@ fn values_expire_on_both_backends() {
 }
 
 /// Two tenants on two listeners, each running the probe with `ops_a` / `ops_b`.
-fn two_tenants(store: &str, limits: &str, ops_a: &str, ops_b: &str) -> (Server, [std::net::SocketAddr; 2]) {
+fn two_tenants(store: &str, ops_a: &str, ops_b: &str) -> (Server, [std::net::SocketAddr; 2]) {
     let config = format!(
-        "{store}{limits}\
+        "{store}\
          [[listener]]\naddress = \"127.0.0.1:0\"\ntenant = \"a\"\n\
          [[listener]]\naddress = \"127.0.0.1:0\"\ntenant = \"b\"\n\
          [[tenant]]\nname = \"a\"\nplugins = [\"pa\"]\n\
@@ -111,9 +118,7 @@ fn two_tenants(store: &str, limits: &str, ops_a: &str, ops_b: &str) -> (Server, 
 }
 
 fn results_at(addr: std::net::SocketAddr) -> String {
-    let mut client = RawClient::ehlo(addr);
-    client.start_message();
-    let reply = client.finish_message("Subject: t\r\n\r\nbody\r\n");
+    let reply = RawClient::one_message(addr);
     reply.strip_prefix("250 2.0.0 kv: ").unwrap_or(&reply).to_owned()
 }
 
@@ -124,7 +129,7 @@ fn each_tenant_has_its_own_namespace_and_limits_on_both_backends() {
         // Tenant a fills its namespace; tenant b neither sees a's keys nor lacks room.
         let limits = "max_keys = 5\n";
         let store_table = format!("{}{limits}", store);
-        let (_server, [a, b]) = two_tenants(&store_table, "", "fill 10;get fill0", "get fill0;fill 5;list");
+        let (_server, [a, b]) = two_tenants(&store_table, "fill 10;get fill0", "get fill0;fill 5;list");
         let filled = results_at(a);
         assert!(
             filled.starts_with(
@@ -163,13 +168,7 @@ fn values_survive_a_restart_of_the_embedded_store() {
 #[test]
 fn an_unreachable_redis_fails_the_call_inside_the_plugin_not_the_server() {
     // A port nobody listens on: the operation fails with a clear error, the session goes on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let store = format!("[store]\nredis = \"redis://127.0.0.1:{port}/0\"\ntimeout_ms = 300\n");
-    let mut server = probe(&store, true, "get a");
+    let mut server = probe(&unreachable_redis(), true, "get a");
     let failed = results(&server);
     assert!(
         failed.starts_with("err:Error::Other(\"the store is unavailable: "),

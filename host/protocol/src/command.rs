@@ -197,10 +197,7 @@ fn parse_mail(args: &str) -> Result<Command<'_>, CommandError> {
             ("SMTPUTF8", _) => return Err(CommandError::BadParameter("SMTPUTF8")),
             _ => return Err(CommandError::UnknownParameter(upper)),
         }
-        params.raw.push(match value {
-            Some(v) => format!("{upper}={}", v.to_ascii_uppercase()),
-            None => upper,
-        });
+        params.raw.push(as_handed(upper, value));
     }
     Ok(Command::Mail { from, params })
 }
@@ -221,7 +218,14 @@ fn parse_rcpt(args: &str) -> Result<Command<'_>, CommandError> {
 
 struct BadParamSyntax;
 
-/// `*(SP esmtp-param)` after a path; `esmtp-param = esmtp-keyword ["=" esmtp-value]`.
+/// A parameter as handlers are handed it: `KEYWORD` or `KEYWORD=VALUE`, upper-cased.
+fn as_handed(upper_keyword: String, value: Option<&str>) -> String {
+    match value {
+        Some(v) => format!("{upper_keyword}={}", v.to_ascii_uppercase()),
+        None => upper_keyword,
+    }
+}
+
 /// One ESMTP parameter (`KEYWORD` or `KEYWORD=value`, RFC 5321 4.1.2) written as MAIL's
 /// parameters are handed to handlers (upper-cased); `None` if it is not one.
 pub fn esmtp_param(param: &str) -> Option<String> {
@@ -231,13 +235,10 @@ pub fn esmtp_param(param: &str) -> Option<String> {
     if params.next().is_some() {
         return None;
     }
-    let upper = keyword.to_ascii_uppercase();
-    Some(match value {
-        Some(v) => format!("{upper}={}", v.to_ascii_uppercase()),
-        None => upper,
-    })
+    Some(as_handed(keyword.to_ascii_uppercase(), value))
 }
 
+/// `*(SP esmtp-param)` after a path; `esmtp-param = esmtp-keyword ["=" esmtp-value]`.
 fn esmtp_params(rest: &str) -> Result<impl Iterator<Item = (&str, Option<&str>)>, BadParamSyntax> {
     if !rest.is_empty() && !rest.starts_with(' ') {
         return Err(BadParamSyntax);

@@ -168,7 +168,7 @@ impl Reply {
     }
 
     /// The octets of the reply's longest line as sent, without its CRLF.
-    pub fn line_len(&self, with_enhanced: bool) -> usize {
+    fn line_len(&self, with_enhanced: bool) -> usize {
         let enhanced = match self.enhanced.filter(|_| with_enhanced) {
             Some(e) => decimal_len(e.class.into()) + decimal_len(e.subject) + decimal_len(e.detail) + 3,
             None => 0,

@@ -88,9 +88,7 @@ impl Embedded {
 
 impl Drop for Embedded {
     fn drop(&mut self) {
-        if self.dirty.swap(false, Ordering::AcqRel) {
-            let _ = flush(&self.db);
-        }
+        flush_if_dirty(&self.db, &self.dirty);
     }
 }
 
@@ -98,12 +96,17 @@ fn flusher(db: Weak<Database>, dirty: Arc<AtomicBool>) {
     loop {
         std::thread::sleep(FLUSH_EVERY);
         let Some(db) = db.upgrade() else { return };
-        if dirty.swap(false, Ordering::AcqRel)
-            && let Err(e) = flush(&db)
-        {
-            dirty.store(true, Ordering::Release);
-            tracing::warn!("store: cannot flush to disk: {e}");
-        }
+        flush_if_dirty(&db, &dirty);
+    }
+}
+
+/// Makes the writes since the last flush durable, if there are any.
+fn flush_if_dirty(db: &Database, dirty: &AtomicBool) {
+    if dirty.swap(false, Ordering::AcqRel)
+        && let Err(e) = flush(db)
+    {
+        dirty.store(true, Ordering::Release);
+        tracing::warn!("store: cannot flush to disk: {e}");
     }
 }
 
@@ -150,12 +153,12 @@ fn sweep(txn: &WriteTransaction, now: u64) -> Result<usize, StoreError> {
     Ok(swept)
 }
 
-/// Removes a value and gives back its usage; with `indexed`, its expiry entry too.
-/// Returns whether it was there and live.
-fn remove(txn: &WriteTransaction, ns: &str, key: &str, indexed: bool) -> Result<bool, StoreError> {
+/// Removes a value, if there is one, and gives back its usage; with `indexed`, its
+/// expiry entry too.
+fn remove(txn: &WriteTransaction, ns: &str, key: &str, indexed: bool) -> Result<(), StoreError> {
     let mut values = txn.open_table(VALUES).map_err(unavailable)?;
     let Some(old) = values.remove((ns, key)).map_err(unavailable)? else {
-        return Ok(false);
+        return Ok(());
     };
     let (expires, size) = {
         let (expires, value) = old.value();
@@ -167,7 +170,7 @@ fn remove(txn: &WriteTransaction, ns: &str, key: &str, indexed: bool) -> Result<
         expiries.remove((expires, ns, key)).map_err(unavailable)?;
     }
     add_usage(txn, ns, -1, -(size as i64))?;
-    Ok(live(expires, now_ms()))
+    Ok(())
 }
 
 fn add_usage(txn: &WriteTransaction, ns: &str, keys: i64, bytes: i64) -> Result<(u64, u64), StoreError> {
@@ -227,11 +230,12 @@ fn current(txn: &WriteTransaction, ns: &str, key: &str, now: u64) -> Result<Opti
         .filter(|(expires, _)| live(*expires, now)))
 }
 
-fn expiry_at(ttl: Option<Duration>, now: u64) -> u64 {
-    ttl.map_or(0, |ttl| {
-        now.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX))
-            .max(1)
-    })
+/// When a value set now with `ttl_ms` expires: 0 (never) for 0.
+fn expiry_at(ttl_ms: u64, now: u64) -> u64 {
+    match ttl_ms {
+        0 => 0,
+        ttl => now.saturating_add(ttl),
+    }
 }
 
 #[async_trait::async_trait]
@@ -247,25 +251,18 @@ impl Backend for Embedded {
         }))
     }
 
-    async fn set(
-        &self,
-        ns: &str,
-        key: &str,
-        value: &[u8],
-        ttl: Option<Duration>,
-        limits: Limits,
-    ) -> Result<(), StoreError> {
+    async fn set(&self, ns: &str, key: &str, value: &[u8], ttl_ms: u64, limits: Limits) -> Result<(), StoreError> {
         let (ns, key, value) = (ns.to_owned(), key.to_owned(), value.to_vec());
         self.write(move |txn, now| {
             remove(txn, &ns, &key, true)?;
-            put(txn, &ns, &key, &value, expiry_at(ttl, now), limits)
+            put(txn, &ns, &key, &value, expiry_at(ttl_ms, now), limits)
         })
         .await
     }
 
     async fn delete(&self, ns: &str, key: &str) -> Result<(), StoreError> {
         let (ns, key) = (ns.to_owned(), key.to_owned());
-        self.write(move |txn, _| remove(txn, &ns, &key, true).map(drop)).await
+        self.write(move |txn, _| remove(txn, &ns, &key, true)).await
     }
 
     async fn increment(&self, ns: &str, key: &str, delta: u64, limits: Limits) -> Result<u64, StoreError> {
@@ -283,7 +280,7 @@ impl Backend for Embedded {
         .await
     }
 
-    async fn expire(&self, ns: &str, key: &str, ttl: Option<Duration>) -> Result<bool, StoreError> {
+    async fn expire(&self, ns: &str, key: &str, ttl_ms: u64) -> Result<bool, StoreError> {
         let (ns, key) = (ns.to_owned(), key.to_owned());
         self.write(move |txn, now| {
             let Some((_, value)) = current(txn, &ns, &key, now)? else {
@@ -295,7 +292,7 @@ impl Backend for Embedded {
                 max_keys: u64::MAX,
                 max_bytes: u64::MAX,
             };
-            put(txn, &ns, &key, &value, expiry_at(ttl, now), no_limit)?;
+            put(txn, &ns, &key, &value, expiry_at(ttl_ms, now), no_limit)?;
             Ok(true)
         })
         .await
@@ -337,11 +334,7 @@ impl Backend for Embedded {
     }
 
     fn flush(&self) {
-        if self.dirty.swap(false, Ordering::AcqRel)
-            && let Err(e) = flush(&self.db)
-        {
-            tracing::warn!("store: cannot flush to disk: {e}");
-        }
+        flush_if_dirty(&self.db, &self.dirty);
     }
 }
 
@@ -363,8 +356,8 @@ mod tests {
     #[tokio::test]
     async fn values_are_set_read_and_deleted_per_namespace() {
         let (_dir, s) = store();
-        s.set("a", "k", b"one", None, ROOMY).await.unwrap();
-        s.set("b", "k", b"two", None, ROOMY).await.unwrap();
+        s.set("a", "k", b"one", 0, ROOMY).await.unwrap();
+        s.set("b", "k", b"two", 0, ROOMY).await.unwrap();
         assert_eq!(s.get("a", "k").await.unwrap().as_deref(), Some(&b"one"[..]));
         assert_eq!(s.get("b", "k").await.unwrap().as_deref(), Some(&b"two"[..]));
         s.delete("a", "k").await.unwrap();
@@ -379,25 +372,25 @@ mod tests {
             max_keys: 2,
             max_bytes: 20,
         };
-        s.set("n", "a", b"12345", None, two).await.unwrap();
-        s.set("n", "b", b"12345", None, two).await.unwrap();
-        let full = s.set("n", "c", b"1", None, two).await.unwrap_err();
+        s.set("n", "a", b"12345", 0, two).await.unwrap();
+        s.set("n", "b", b"12345", 0, two).await.unwrap();
+        let full = s.set("n", "c", b"1", 0, two).await.unwrap_err();
         assert!(
             matches!(full, StoreError::Full(ref why) if why.contains("2 keys")),
             "{full:?}"
         );
         // Overwriting is not a new key; 1 + 14 octets would pass 20 with "a"'s 6.
-        s.set("n", "b", b"123", None, two).await.unwrap();
-        let big = s.set("n", "b", b"12345678901234", None, two).await.unwrap_err();
+        s.set("n", "b", b"123", 0, two).await.unwrap();
+        let big = s.set("n", "b", b"12345678901234", 0, two).await.unwrap_err();
         assert!(
             matches!(big, StoreError::Full(ref why) if why.contains("octets")),
             "{big:?}"
         );
         // A refused write changed nothing; another namespace has its own room.
         assert_eq!(s.get("n", "b").await.unwrap().as_deref(), Some(&b"123"[..]));
-        s.set("other", "c", b"1", None, two).await.unwrap();
+        s.set("other", "c", b"1", 0, two).await.unwrap();
         s.delete("n", "a").await.unwrap();
-        s.set("n", "c", b"1", None, two).await.unwrap();
+        s.set("n", "c", b"1", 0, two).await.unwrap();
     }
 
     #[tokio::test]
@@ -407,15 +400,13 @@ mod tests {
             max_keys: 1,
             max_bytes: 100,
         };
-        s.set("n", "k", b"v", Some(Duration::from_millis(30)), one)
-            .await
-            .unwrap();
+        s.set("n", "k", b"v", 30, one).await.unwrap();
         assert!(s.get("n", "k").await.unwrap().is_some());
-        assert!(s.set("n", "k2", b"v", None, one).await.is_err());
+        assert!(s.set("n", "k2", b"v", 0, one).await.is_err());
         tokio::time::sleep(Duration::from_millis(60)).await;
         assert_eq!(s.get("n", "k").await.unwrap(), None);
         assert_eq!(s.list("n", "", 0, 10).await.unwrap(), (Vec::<String>::new(), None));
-        s.set("n", "k2", b"v", None, one).await.unwrap();
+        s.set("n", "k2", b"v", 0, one).await.unwrap();
     }
 
     #[tokio::test]
@@ -427,15 +418,11 @@ mod tests {
         };
         // More expired values elsewhere than one write's sweep takes, and older.
         for i in 0..(SWEEP + 10) {
-            s.set("idle", &format!("k{i}"), b"v", Some(Duration::from_millis(10)), ROOMY)
-                .await
-                .unwrap();
+            s.set("idle", &format!("k{i}"), b"v", 10, ROOMY).await.unwrap();
         }
-        s.set("full", "k", b"v", Some(Duration::from_millis(30)), one)
-            .await
-            .unwrap();
+        s.set("full", "k", b"v", 30, one).await.unwrap();
         tokio::time::sleep(Duration::from_millis(60)).await;
-        s.set("full", "other", b"v", None, one).await.unwrap();
+        s.set("full", "other", b"v", 0, one).await.unwrap();
     }
 
     #[tokio::test]
@@ -444,26 +431,26 @@ mod tests {
         assert_eq!(s.increment("n", "c", 5, ROOMY).await.unwrap(), 5);
         assert_eq!(s.increment("n", "c", 2, ROOMY).await.unwrap(), 7);
         assert_eq!(s.get("n", "c").await.unwrap().as_deref(), Some(&b"7"[..]));
-        assert!(s.expire("n", "c", Some(Duration::from_millis(30))).await.unwrap());
+        assert!(s.expire("n", "c", 30).await.unwrap());
         assert_eq!(s.increment("n", "c", 1, ROOMY).await.unwrap(), 8);
         tokio::time::sleep(Duration::from_millis(60)).await;
         assert_eq!(s.increment("n", "c", 1, ROOMY).await.unwrap(), 1);
-        s.set("n", "t", b"text", None, ROOMY).await.unwrap();
+        s.set("n", "t", b"text", 0, ROOMY).await.unwrap();
         assert_eq!(s.increment("n", "t", 1, ROOMY).await, Err(StoreError::NotANumber));
-        s.set("n", "m", u64::MAX.to_string().as_bytes(), None, ROOMY)
+        s.set("n", "m", u64::MAX.to_string().as_bytes(), 0, ROOMY)
             .await
             .unwrap();
         assert_eq!(s.increment("n", "m", 1, ROOMY).await, Err(StoreError::Overflow));
-        assert!(!s.expire("n", "missing", None).await.unwrap());
+        assert!(!s.expire("n", "missing", 0).await.unwrap());
     }
 
     #[tokio::test]
     async fn keys_are_listed_by_prefix_in_pages() {
         let (_dir, s) = store();
         for key in ["b\0x", "a\0z", "a\0x", "a\0y", "ab\0x"] {
-            s.set("n", key, b"", None, ROOMY).await.unwrap();
+            s.set("n", key, b"", 0, ROOMY).await.unwrap();
         }
-        s.set("m", "a\0w", b"", None, ROOMY).await.unwrap();
+        s.set("m", "a\0w", b"", 0, ROOMY).await.unwrap();
         let page = |keys: &[&str], next| (keys.iter().map(|k| k.to_string()).collect::<Vec<_>>(), next);
         assert_eq!(
             s.list("n", "a\0", 0, 10).await.unwrap(),
@@ -479,7 +466,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.redb");
         let s = Embedded::open(&path).unwrap();
-        s.set("n", "k", b"kept", None, ROOMY).await.unwrap();
+        s.set("n", "k", b"kept", 0, ROOMY).await.unwrap();
         drop(s);
         let s = Embedded::open(&path).unwrap();
         assert_eq!(s.get("n", "k").await.unwrap().as_deref(), Some(&b"kept"[..]));

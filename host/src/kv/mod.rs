@@ -8,12 +8,13 @@ mod embedded;
 mod redis;
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 
 use crate::config::StoreConfig;
+use crate::shared_slot::SharedSlot;
 
 /// How much one namespace may hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,20 +42,14 @@ pub enum StoreError {
 #[async_trait::async_trait]
 pub trait Backend: Send + Sync {
     async fn get(&self, ns: &str, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
-    /// Sets `key`, expiring after `ttl` (`None`: never; an expiry it had is cleared).
-    async fn set(
-        &self,
-        ns: &str,
-        key: &str,
-        value: &[u8],
-        ttl: Option<Duration>,
-        limits: Limits,
-    ) -> Result<(), StoreError>;
+    /// Sets `key`, expiring `ttl_ms` milliseconds from now (0: never; an expiry it had
+    /// is cleared).
+    async fn set(&self, ns: &str, key: &str, value: &[u8], ttl_ms: u64, limits: Limits) -> Result<(), StoreError>;
     async fn delete(&self, ns: &str, key: &str) -> Result<(), StoreError>;
     /// Adds `delta` to the decimal number at `key` (0 if missing); keeps its expiry.
     async fn increment(&self, ns: &str, key: &str, delta: u64, limits: Limits) -> Result<u64, StoreError>;
-    /// Sets or clears the expiry of an existing `key`; false if it has no value.
-    async fn expire(&self, ns: &str, key: &str, ttl: Option<Duration>) -> Result<bool, StoreError>;
+    /// Sets (0: clears) the expiry of an existing `key`; false if it has no value.
+    async fn expire(&self, ns: &str, key: &str, ttl_ms: u64) -> Result<bool, StoreError>;
     /// Up to `count` keys starting with `prefix`, in octet order, from `cursor` (0 for
     /// the first page), and the cursor of the next page if there is one.
     async fn list(
@@ -66,13 +61,6 @@ pub trait Backend: Send + Sync {
     ) -> Result<(Vec<String>, Option<u64>), StoreError>;
     /// Makes every write so far durable, for a clean exit.
     fn flush(&self) {}
-}
-
-/// The store a configuration names.
-pub struct KvStore {
-    pub backend: Box<dyn Backend>,
-    /// Where it is, for the log: a file or a Redis server's address.
-    pub location: String,
 }
 
 /// What makes two configurations' stores the same one: where it is (and how long a
@@ -94,60 +82,45 @@ impl StoreConfig {
     }
 }
 
-/// The store in use, with where it is.
-static CURRENT: Mutex<Option<(Location, Arc<KvStore>)>> = Mutex::new(None);
+/// The store in use.
+static CURRENT: SharedSlot<Location, dyn Backend> = SharedSlot::new();
 
 /// Makes the writes to the store in use durable: the process is about to exit (the
 /// embedded store would otherwise keep its last second's writes in memory only).
 pub fn flush_shared() {
-    let current = CURRENT.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((_, store)) = current.as_ref() {
-        store.backend.flush();
+    if let Some(store) = CURRENT.current() {
+        store.flush();
     }
 }
 
 /// The store for `config`, opened once and shared by every plugin granted it until a
 /// reload names another place (an embedded database can be open only once in a
 /// process). A store that cannot be opened leaves the one in use as it was.
-pub fn shared(config: &StoreConfig) -> anyhow::Result<Arc<KvStore>> {
-    let mut current = CURRENT.lock().unwrap_or_else(|e| e.into_inner());
+pub fn shared(config: &StoreConfig) -> anyhow::Result<Arc<dyn Backend>> {
     let location = Location {
         path: config.path.clone(),
         redis: config.redis.clone(),
         timeout_ms: config.timeout_ms,
     };
-    if let Some((open, store)) = current.as_ref()
-        && *open == location
-    {
-        return Ok(Arc::clone(store));
-    }
-    let store = match &config.redis {
-        Some(url) => {
-            let timeout = Duration::from_millis(config.timeout_ms);
-            // Not the URL in the message: it may hold a password.
-            let backend = redis::RedisBackend::new(url, timeout).context("store: the redis URL")?;
-            let location = backend.location();
-            KvStore {
-                backend: Box::new(backend),
-                location,
+    CURRENT.get_or_make(location, || -> anyhow::Result<Arc<dyn Backend>> {
+        match &config.redis {
+            Some(url) => {
+                let timeout = Duration::from_millis(config.timeout_ms);
+                // Not the URL in the message: it may hold a password.
+                let backend = redis::RedisBackend::new(url, timeout).context("store: the redis URL")?;
+                Ok(Arc::new(backend))
+            }
+            None => {
+                let path = match &config.path {
+                    Some(path) => path.clone(),
+                    None => default_path().context("store: no path given, and no home directory for the default")?,
+                };
+                let backend = embedded::Embedded::open(&path)
+                    .with_context(|| format!("store: cannot open {}", path.display()))?;
+                Ok(Arc::new(backend))
             }
         }
-        None => {
-            let path = match &config.path {
-                Some(path) => path.clone(),
-                None => default_path().context("store: no path given, and no home directory for the default")?,
-            };
-            let backend =
-                embedded::Embedded::open(&path).with_context(|| format!("store: cannot open {}", path.display()))?;
-            KvStore {
-                backend: Box::new(backend),
-                location: path.display().to_string(),
-            }
-        }
-    };
-    let store = Arc::new(store);
-    *current = Some((location, Arc::clone(&store)));
-    Ok(store)
+    })
 }
 
 /// `$XDG_STATE_HOME/wasmtpd/store.redb`, else `~/.local/state/wasmtpd/store.redb`.

@@ -38,6 +38,15 @@ local function sweep(now)
     end
 end
 
+-- Makes `k` expire `ttl` ms after `now`, or never for 0.
+local function set_expiry(k, ttl, now)
+    if ttl > 0 then
+        redis.call('ZADD', expiries, now + ttl, k)
+    else
+        redis.call('ZREM', expiries, k)
+    end
+end
+
 local function octets()
     return tonumber(redis.call('GET', held) or '0')
 end
@@ -79,12 +88,7 @@ if op == 'expire' then
     if not live(key, now) then
         return 0
     end
-    local ttl = tonumber(ARGV[3])
-    if ttl > 0 then
-        redis.call('ZADD', expiries, now + ttl, key)
-    else
-        redis.call('ZREM', expiries, key)
-    end
+    set_expiry(key, tonumber(ARGV[3]), now)
     return 1
 end
 
@@ -110,12 +114,7 @@ if op == 'set' then
     end
     redis.call('HSET', values, key, ARGV[3])
     redis.call('ZADD', names, 0, key)
-    local ttl = tonumber(ARGV[4])
-    if ttl > 0 then
-        redis.call('ZADD', expiries, now + ttl, key)
-    else
-        redis.call('ZREM', expiries, key)
-    end
+    set_expiry(key, tonumber(ARGV[4]), now)
     redis.call('SET', held, bytes)
     return 1
 end

@@ -29,20 +29,14 @@ impl RedisBackend {
         })
     }
 
-    /// The server's address for the log, without credentials.
-    pub fn location(&self) -> String {
-        let info = self.client.get_connection_info();
-        format!("redis {}", info.addr())
-    }
-
     async fn connection(&self) -> Result<ConnectionManager, StoreError> {
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(self.timeout))
-            .set_response_timeout(Some(self.timeout))
-            .set_number_of_retries(1);
-        let made = self
-            .connection
-            .get_or_try_init(|| self.client.get_connection_manager_with_config(config));
+        let made = self.connection.get_or_try_init(|| {
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(self.timeout))
+                .set_response_timeout(Some(self.timeout))
+                .set_number_of_retries(1);
+            self.client.get_connection_manager_with_config(config)
+        });
         Ok(made.await.map_err(unavailable)?.clone())
     }
 
@@ -71,11 +65,6 @@ fn unavailable(e: redis::RedisError) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
-fn ttl_ms(ttl: Option<Duration>) -> String {
-    ttl.map_or(0, |ttl| u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1))
-        .to_string()
-}
-
 fn full(code: i64, limits: Limits) -> StoreError {
     match code {
         -1 => StoreError::Full(format!("it holds its maximum of {} keys", limits.max_keys)),
@@ -89,15 +78,12 @@ impl Backend for RedisBackend {
         self.run(ns, "get", &[key.as_bytes()]).await
     }
 
-    async fn set(
-        &self,
-        ns: &str,
-        key: &str,
-        value: &[u8],
-        ttl: Option<Duration>,
-        limits: Limits,
-    ) -> Result<(), StoreError> {
-        let (ttl, keys, bytes) = (ttl_ms(ttl), limits.max_keys.to_string(), limits.max_bytes.to_string());
+    async fn set(&self, ns: &str, key: &str, value: &[u8], ttl_ms: u64, limits: Limits) -> Result<(), StoreError> {
+        let (ttl, keys, bytes) = (
+            ttl_ms.to_string(),
+            limits.max_keys.to_string(),
+            limits.max_bytes.to_string(),
+        );
         let args: [&[u8]; 5] = [key.as_bytes(), value, ttl.as_bytes(), keys.as_bytes(), bytes.as_bytes()];
         match self.run::<i64>(ns, "set", &args).await? {
             1 => Ok(()),
@@ -127,8 +113,8 @@ impl Backend for RedisBackend {
         }
     }
 
-    async fn expire(&self, ns: &str, key: &str, ttl: Option<Duration>) -> Result<bool, StoreError> {
-        let ttl = ttl_ms(ttl);
+    async fn expire(&self, ns: &str, key: &str, ttl_ms: u64) -> Result<bool, StoreError> {
+        let ttl = ttl_ms.to_string();
         let done: i64 = self.run(ns, "expire", &[key.as_bytes(), ttl.as_bytes()]).await?;
         Ok(done == 1)
     }

@@ -12,6 +12,7 @@ use super::builtin;
 use super::component::{GrantedDir, Grants, Plugin, PluginSpec, Source};
 use super::engine::PluginEngine;
 use super::http::HttpGrant;
+use super::keyvalue::KvGrant;
 use super::output::OutputTarget;
 use super::state::PluginInfo;
 use crate::config::{Config, PluginConfig, PluginStdout};
@@ -50,10 +51,11 @@ fn spec_from(
         false => None,
     };
     let store = match config.store {
-        true => Some((
-            kv::shared(&server.store).with_context(|| format!("plugin {name}"))?,
-            server.store.limits(),
-        )),
+        true => Some(KvGrant {
+            store: kv::shared(&server.store).with_context(|| format!("plugin {name}"))?,
+            namespace: format!("plugin:{name}").into(),
+            limits: server.store.limits(),
+        }),
         false => None,
     };
     let http = (!config.http.is_empty()).then(|| HttpGrant {

@@ -22,7 +22,7 @@ use crate::handler::{
     Handlers, Message, PluginError, PluginFailure, SessionFacts, SessionHandlers, Verdict, VerdictFuture,
 };
 use crate::hook::{Hook, HookKind};
-use crate::metrics::{Stage, TenantMetrics};
+use crate::metrics::{Stage, TenantMetrics, stage_label};
 
 /// How long a client waits for its 4xx when the plugin is resting: a client that
 /// hammers a broken tenant is slowed down instead of served as fast as it can ask.
@@ -38,14 +38,15 @@ pub struct PluginChain {
     breakers: Arc<Vec<[Breaker; ENTRY_POINTS]>>,
     /// The Maildir that messages a plugin quarantines go to, if one is configured.
     quarantine: Option<Arc<Path>>,
-    /// The tenant whose key-value namespace the plugins use; each its own without one.
-    tenant: Option<Arc<str>>,
+    /// The key-value namespace of the tenant this chain serves (`tenant:NAME`); without
+    /// one each plugin uses its own.
+    namespace: Option<Arc<str>>,
 }
 
 impl PluginChain {
     /// The tenant this chain serves, for its plugins' key-value namespace.
     pub fn with_tenant(mut self, tenant: Option<&str>) -> PluginChain {
-        self.tenant = tenant.map(Arc::from);
+        self.namespace = tenant.map(|t| format!("tenant:{t}").into());
         self
     }
 
@@ -67,7 +68,7 @@ impl PluginChain {
             calls,
             breakers: Arc::new(breakers),
             quarantine: None,
-            tenant: None,
+            namespace: None,
         }
     }
 }
@@ -82,7 +83,7 @@ impl Handlers for PluginChain {
             instances: self.plugins.iter().map(|_| None).collect(),
             facts: Arc::default(),
             quarantine: self.quarantine.clone(),
-            tenant: self.tenant.clone(),
+            namespace: self.namespace.clone(),
             edited: None,
             peer: Peer {
                 ip: peer.ip().to_string(),
@@ -107,7 +108,7 @@ struct ChainSession {
     /// What the session learnt so far; each call's instance is told before the call.
     facts: Arc<SessionFacts>,
     quarantine: Option<Arc<Path>>,
-    tenant: Option<Arc<str>>,
+    namespace: Option<Arc<str>>,
     /// What the last `process-message` call's edits came to.
     edited: Option<Edited>,
 }
@@ -175,7 +176,7 @@ impl ChainSession {
         let result = match self.instances[index].take() {
             Some(instance) => Ok(instance),
             None => plugin
-                .instantiate(self.tenant.as_deref())
+                .instantiate(self.namespace.as_ref())
                 .await
                 .map_err(|failure| PluginFailure {
                     message: format!("cannot start an instance: {}", failure.message),
@@ -211,7 +212,7 @@ impl ChainSession {
         if self.breakers[index][point].record(Instant::now(), ran) {
             tracing::warn!(
                 plugin = %plugin.info.name,
-                stage = call.stage().map_or("message", HookKind::name),
+                stage = stage_label(call.stage()),
                 "failed {FAILURES_TO_OPEN} times in a row: resting; its calls get 451 until a trial call succeeds"
             );
         }

@@ -168,8 +168,8 @@ impl Plugin {
 
     /// A fresh instance in a store of its own: its memory cap, and no WASI capability but
     /// stdout/stderr (captured), clocks, random, and what its configuration grants. Its
-    /// key-value namespace is `tenant`'s, or the plugin's own without one.
-    pub async fn instantiate(self: &Arc<Self>, tenant: Option<&str>) -> Result<PluginInstance, PluginFailure> {
+    /// key-value namespace is `namespace` (its tenant's), or the plugin's own without one.
+    pub async fn instantiate(self: &Arc<Self>, namespace: Option<&Arc<str>>) -> Result<PluginInstance, PluginFailure> {
         let stdout = Capture::default();
         let stderr = Capture::default();
         let mut wasi = WasiCtxBuilder::new();
@@ -205,18 +205,13 @@ impl Plugin {
             stderr,
             facts: Arc::default(),
             edits: None,
-            kv: self.info.store.as_ref().map(|(store, limits)| KvGrant {
-                store: Arc::clone(store),
-                limits: *limits,
-                namespace: match tenant {
-                    Some(tenant) => format!("tenant:{tenant}").into(),
-                    None => format!("plugin:{}", self.info.name).into(),
-                },
+            kv: self.info.store.as_ref().map(|own| KvGrant {
+                namespace: Arc::clone(namespace.unwrap_or(&own.namespace)),
+                ..own.clone()
             }),
             http_ctx: WasiHttpCtx::new(),
             http_hooks: HttpHooks {
-                plugin: self.info.name.as_str().into(),
-                grant: self.info.http.clone(),
+                info: Arc::clone(&self.info),
                 deadline: Instant::now(),
             },
         };

@@ -72,7 +72,11 @@ impl Edits {
                 rcpt_to: draft.rcpt_to,
                 mail_options: draft.mail_options,
                 rcpt_options: draft.rcpt_options,
-                ..(*self.base).clone()
+                // The rest as it was; the base's envelope lists are not copied to be dropped.
+                peer: self.base.peer,
+                size_limit: self.base.size_limit,
+                id: self.base.id.clone(),
+                received: self.base.received.clone(),
             }),
             None => None,
         };

@@ -14,6 +14,8 @@ use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
+use super::state::PluginInfo;
+
 /// What the configuration lets one plugin do over HTTP.
 #[derive(Clone, Debug)]
 pub struct HttpGrant {
@@ -24,10 +26,10 @@ pub struct HttpGrant {
     pub max_response_bytes: u64,
 }
 
-/// The hooks of one instance: its grant, and the end of the call in progress.
+/// The hooks of one instance: its plugin (whose `http` grant applies), and the end of
+/// the call in progress.
 pub struct HttpHooks {
-    pub plugin: Arc<str>,
-    pub grant: Option<HttpGrant>,
+    pub info: Arc<PluginInfo>,
     pub deadline: Instant,
 }
 
@@ -46,7 +48,7 @@ type SendFuture = Box<
 impl HttpHooks {
     /// Whether the plugin may send to `uri`'s host and port.
     fn allows(&self, uri: &http::Uri) -> bool {
-        let (Some(host), Some(grant)) = (uri.host(), self.grant.as_ref()) else {
+        let (Some(host), Some(grant)) = (uri.host(), self.info.http.as_ref()) else {
             return false;
         };
         let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
@@ -64,10 +66,13 @@ impl WasiHttpHooks for HttpHooks {
         fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
     ) -> SendFuture {
         drop(fut);
-        let authority = request.uri().authority().map_or("", |a| a.as_str()).to_owned();
-        let (Some(grant), true) = (self.grant.clone(), self.allows(request.uri())) else {
-            tracing::warn!(plugin = %self.plugin, authority, "HTTP request refused: not in the plugin's `http` list");
-            return Box::new(async { Err(Error::HttpRequestDenied) });
+        let grant = match self.info.http.as_ref() {
+            Some(grant) if self.allows(request.uri()) => grant,
+            _ => {
+                let authority = request.uri().authority().map_or("", |a| a.as_str());
+                tracing::warn!(plugin = %self.info.name, authority, "HTTP request refused: not in the plugin's `http` list");
+                return Box::new(async { Err(Error::HttpRequestDenied) });
+            }
         };
         // The configured timeout, or what is left of the call's budget if less.
         let deadline = self.deadline.min(Instant::now() + grant.timeout);

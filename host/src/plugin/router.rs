@@ -187,17 +187,18 @@ impl RoutedSession {
                 .limits
                 .max_message_size
                 .is_some_and(|max| message.data.len() > max);
+            // Its edits may not grow the message past the tenant's own limit either.
+            let size_limit = self.tenants[index]
+                .limits
+                .max_message_size
+                .map_or(message.size_limit, |max| max.min(message.size_limit));
             let verdict = if too_big {
                 refusal(&self.tenants[index], replies::SIZE_EXCEEDED)
-            } else if rcpt_to.len() == message.rcpt_to.len() && self.tenants[index].limits.max_message_size.is_none() {
-                // One tenant has every recipient: the message as it is, no copy.
+            } else if rcpt_to.len() == message.rcpt_to.len() && size_limit == message.size_limit {
+                // One tenant has every recipient, under the same limit: the message as it
+                // is, no copy.
                 self.tenant_session(index).process_message(message).await
             } else {
-                // Its edits may not grow the message past the tenant's own limit either.
-                let size_limit = self.tenants[index]
-                    .limits
-                    .max_message_size
-                    .map_or(message.size_limit, |max| max.min(message.size_limit));
                 let own_part = Arc::new(Message {
                     rcpt_to,
                     size_limit,

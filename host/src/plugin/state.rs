@@ -20,7 +20,6 @@ use super::output::Capture;
 use super::pacing::CallClock;
 use crate::dns::{Dns, DnsError, Kind};
 use crate::handler::SessionFacts;
-use crate::kv::{KvStore, Limits};
 use crate::relay::{self, Envelope, Timeouts};
 use crate::upstream_tls::UpstreamTls;
 
@@ -34,8 +33,9 @@ pub struct PluginInfo {
     pub relay_tls: UpstreamTls,
     /// The resolver, if the plugin is granted DNS.
     pub dns: Option<Arc<Dns>>,
-    /// The key-value store and each namespace's limits, if the plugin is granted it.
-    pub store: Option<(Arc<KvStore>, Limits)>,
+    /// The key-value store, if the plugin is granted it: in the plugin's own namespace,
+    /// which a tenant's chain replaces with the tenant's.
+    pub store: Option<KvGrant>,
     /// Where the plugin may send HTTP requests, if anywhere.
     pub http: Option<HttpGrant>,
     /// Our name, for EHLO when relaying.
@@ -130,15 +130,12 @@ impl host::Host for PluginState {
                 "{upstream} is not in this plugin's `relay` list"
             )));
         }
-        // What leaves the server starts with its trace, for the message in hand.
-        let data = match self.edits.as_ref().map(|e| e.received()) {
-            Some(received) => [received.as_bytes(), b"\r\n", &data].concat(),
-            None => data,
-        };
         let envelope = Envelope {
             mail_from: &mail_from,
             rcpt_tos: &rcpt_tos,
             data: &data,
+            // What leaves the server starts with its trace, for the message in hand.
+            trace: self.edits.as_ref().map(|e| e.received()),
         };
         let relayed = relay::relay(
             &upstream,

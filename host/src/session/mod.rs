@@ -11,7 +11,6 @@ mod mail;
 mod rcpt;
 mod rset;
 mod starttls;
-pub mod stream;
 #[cfg(test)]
 mod tests;
 
@@ -27,8 +26,8 @@ use crate::handler::{SessionFacts, SessionHandlers};
 use crate::hook::Hook;
 use crate::listener::ListenerContext;
 use crate::rate::CommandBudget;
+use crate::session_stream::SessionStream;
 use input::Input;
-use stream::SessionStream;
 
 /// Facts about the client's greeting, kept across transactions.
 struct Greeting {

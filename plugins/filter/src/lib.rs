@@ -121,8 +121,7 @@ impl Handler for Filter {
         if max_size.is_some_and(|max| data.len() > max) {
             return Some(reply("max_size", "552 5.3.4 Message too big"));
         }
-        let header_rules = setting("header_rules");
-        if !header_rules.is_empty() && rules::headers_match(&header_rules, &data) {
+        if rules::headers_match(&setting("header_rules"), &data) {
             return Some(reply("header_rules", "550 5.7.1 Message rejected"));
         }
         if let Some(rule) = rules::first_match(&setting("quarantine_rules"), &data) {

@@ -28,6 +28,7 @@ wit_bindgen::generate!({
 mod triplet;
 
 use std::cell::RefCell;
+use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use exports::wasmtpd::plugin::connect_hook::Guest as ConnectHook;
@@ -54,24 +55,21 @@ thread_local! {
     static SESSION: RefCell<Session> = RefCell::default();
 }
 
-fn setting_ms(name: &str, unit_ms: u64, default: u64) -> u64 {
+fn setting(name: &str, default: u64) -> u64 {
     host::get_setting(name)
-        .and_then(|v| v.trim().parse::<u64>().ok())
+        .and_then(|v| v.trim().parse().ok())
         .unwrap_or(default)
-        // At least one unit: a time to live of 0 would mean "never expires".
-        .max(1)
-        .saturating_mul(unit_ms)
 }
 
+/// The settings, read once an instance (a session): each RCPT needs them.
 fn timing() -> Timing {
-    Timing {
-        delay: host::get_setting("delay_secs")
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .unwrap_or(300)
-            .saturating_mul(1000),
-        retry_window: setting_ms("retry_window_hours", 3_600_000, 24),
-        pass_lifetime: setting_ms("pass_days", 86_400_000, 36),
-    }
+    static TIMING: OnceLock<Timing> = OnceLock::new();
+    *TIMING.get_or_init(|| Timing {
+        delay: setting("delay_secs", 300).saturating_mul(1000),
+        // At least one unit: a time to live of 0 would mean "never expires".
+        retry_window: setting("retry_window_hours", 24).max(1).saturating_mul(3_600_000),
+        pass_lifetime: setting("pass_days", 36).max(1).saturating_mul(86_400_000),
+    })
 }
 
 fn now_ms() -> u64 {
