@@ -93,6 +93,16 @@ def load(port, sessions, size, messages, cpus):
     return messages / elapsed
 
 
+def warm(port):
+    """One message from smtp-source's sender to its recipient; a refusal is expected."""
+    import smtplib
+    try:
+        with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+            client.sendmail("sender@example.org", ["rcpt@example.com"], "Subject: warm\r\n\r\nwarm\r\n")
+    except smtplib.SMTPException:
+        pass
+
+
 def open_idle_connections(port, count):
     """Opens `count` connections, each greeted and EHLO'd as a real idle client would be.
     Returns the sockets that got that far (a server may refuse or ignore some)."""
@@ -134,6 +144,11 @@ def main():
     # idle wasmtpd's epoch thread ticks every millisecond).
     parser.add_argument("--wasmtpd", default=WASMTPD, metavar="BINARY",
                         help="the wasmtpd binary to measure (default target/release/wasmtpd)")
+    parser.add_argument("--config", default=str(ROOT / "bench" / "bench.toml"),
+                        help="wasmtpd's configuration (default bench/bench.toml)")
+    parser.add_argument("--warm", action="store_true",
+                        help="send one message first (a filter that defers a first attempt, "
+                             "such as greylisting, learns smtp-source's sender and recipient)")
     parser.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True,
                         help="servers share one core, smtp-source gets the rest (default: on)")
     args = parser.parse_args()
@@ -142,9 +157,12 @@ def main():
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the children inherit it
     plugins = args.plugin or ["sink"]
     wasmtpd_args = [a for p in plugins for a in ("--plugin", p)]
-    wasmtpd_args += ["--config", str(ROOT / "bench" / "bench.toml")]
+    wasmtpd_args += ["--config", args.config]
     server_cpus, load_cpus = cpu_split(args.pin)
     servers = start_servers(args.wasmtpd, wasmtpd_args, server_cpus)
+    if args.warm:
+        for server in servers:
+            warm(server.port)
     started = {s.name: s.rss_kib() / 1024 for s in servers}
     try:
         cores = f"servers on cores {sorted(server_cpus)}, smtp-source on {sorted(load_cpus)}" if server_cpus else "not pinned"
