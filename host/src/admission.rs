@@ -1,12 +1,15 @@
 //! Connection limits at accept time: sessions in all, per client address, and per
 //! tenant (on the listeners that name one with a `max_connections`); connections and
-//! commands per client address a minute.
+//! commands per client address a minute. Loopback and the trusted networks are exempt
+//! from the per-address limits (Postfix exempts `$mynetworks` the same way): a local test
+//! suite or a benchmark sends in parallel from one address.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::address_range::AddressRange;
 use crate::rate::{CommandBudget, RateLimiter};
 
 /// The window of the per-address rates.
@@ -19,6 +22,8 @@ pub struct Admission {
     open: Mutex<Open>,
     connection_rate: Option<RateLimiter>,
     command_rate: Option<Arc<RateLimiter>>,
+    /// Addresses the per-address limits do not apply to, loopback besides.
+    trusted: Vec<AddressRange>,
 }
 
 #[derive(Default)]
@@ -67,11 +72,27 @@ impl Admission {
             open: Mutex::new(Open::default()),
             connection_rate: rate(connections_a_minute),
             command_rate: rate(commands_a_minute).map(Arc::new),
+            trusted: Vec::new(),
         })
+    }
+
+    /// Exempts these networks (as well as loopback) from the per-address limits.
+    pub fn trusting(mut self: Arc<Self>, trusted: Vec<AddressRange>) -> Arc<Admission> {
+        Arc::get_mut(&mut self)
+            .expect("trusted networks are set before sharing")
+            .trusted = trusted;
+        self
+    }
+
+    fn is_trusted(&self, ip: IpAddr) -> bool {
+        ip.to_canonical().is_loopback() || self.trusted.iter().any(|range| range.contains(ip))
     }
 
     /// The command rate the session of a client at `ip` is held to, if there is one.
     pub fn command_budget(&self, ip: IpAddr) -> Option<CommandBudget> {
+        if self.is_trusted(ip) {
+            return None;
+        }
         self.command_rate.as_ref().map(|limiter| CommandBudget {
             limiter: Arc::clone(limiter),
             ip,
@@ -79,7 +100,9 @@ impl Admission {
     }
 
     pub fn admit(self: &Arc<Self>, ip: IpAddr, tenant: Option<&TenantCap>) -> Result<Permit, Refusal> {
+        let trusted = self.is_trusted(ip);
         if let Some(rate) = &self.connection_rate
+            && !trusted
             && !rate.allow(ip, Instant::now())
         {
             return Err(Refusal::TooFastFromAddress);
@@ -88,7 +111,7 @@ impl Admission {
         if open.total >= self.max_total {
             return Err(Refusal::TooManyInAll);
         }
-        if open.per_ip.get(&ip).is_some_and(|&n| n >= self.max_per_ip) {
+        if !trusted && open.per_ip.get(&ip).is_some_and(|&n| n >= self.max_per_ip) {
             return Err(Refusal::TooManyFromAddress);
         }
         if let Some(cap) = tenant
@@ -181,5 +204,26 @@ mod tests {
         assert_eq!(a.admit(one, None).err(), Some(Refusal::TooFastFromAddress));
         assert!(a.admit("192.0.2.2".parse().unwrap(), None).is_ok());
         assert!(a.command_budget(one).is_none());
+    }
+
+    #[test]
+    fn loopback_and_trusted_networks_have_no_per_address_limits() {
+        let a = Admission::with_rates(100, 1, 1, 1).trusting(vec!["10.0.0.0/8".parse().unwrap()]);
+        for ip in ["127.0.0.1", "::1", "::ffff:127.0.0.1", "10.1.2.3"] {
+            let ip: IpAddr = ip.parse().unwrap();
+            let _held: Vec<Permit> = (0..3).map(|_| a.admit(ip, None).unwrap()).collect();
+            assert!(a.command_budget(ip).is_none(), "{ip}");
+        }
+        // Other addresses keep them, and everybody counts toward the total.
+        let other: IpAddr = "192.0.2.1".parse().unwrap();
+        let _one = a.admit(other, None).unwrap();
+        assert_eq!(a.admit(other, None).err(), Some(Refusal::TooFastFromAddress));
+        assert!(a.command_budget(other).is_some());
+        let b = Admission::new(2, 10);
+        let _p = (
+            b.admit("127.0.0.1".parse().unwrap(), None).unwrap(),
+            b.admit("::1".parse().unwrap(), None).unwrap(),
+        );
+        assert_eq!(b.admit("::1".parse().unwrap(), None).err(), Some(Refusal::TooManyInAll));
     }
 }

@@ -76,6 +76,7 @@ impl Cli {
             proxy_protocol: None,
             auth: None,
             quarantine: None,
+            bare_lf: None,
         };
         if !self.listen.is_empty() {
             config.listeners = self.listen.iter().copied().map(listener).collect();

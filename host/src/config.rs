@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::address_range::AddressRange;
 use crate::auth::AuthConfig;
 use crate::proxy_protocol::ProxyProtocol;
 use crate::tls::TlsConfig;
@@ -311,6 +312,32 @@ pub struct ListenerConfig {
     pub auth: Option<AuthConfig>,
     /// The Maildir where messages its plugins quarantine go (default: its tenant's).
     pub quarantine: Option<PathBuf>,
+    /// A command line ended by a bare LF: `"accept"` it, or `"reject"` it with `500 5.5.2`
+    /// as RFC 5321 2.3.8 asks (Postfix's `smtpd_forbid_bare_newline`). Default: accept on
+    /// a loopback listener (local tools are sloppy and harmless), reject anywhere else.
+    pub bare_lf: Option<BareLf>,
+}
+
+/// What a listener does with a command line that ends in LF without CR.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum BareLf {
+    Accept,
+    Reject,
+}
+
+impl ListenerConfig {
+    /// The listener's bare-LF rule: as configured, else `accept` only where every client is
+    /// local (a loopback address, not behind a PROXY-protocol balancer).
+    pub fn bare_lf(&self) -> BareLf {
+        self.bare_lf.unwrap_or({
+            if self.address.ip().is_loopback() && self.proxy_protocol.is_none() {
+                BareLf::Accept
+            } else {
+                BareLf::Reject
+            }
+        })
+    }
 }
 
 /// A tenant: the listeners (those naming it) and recipient domains it owns, the plugin
@@ -384,6 +411,9 @@ pub struct Limits {
     pub max_connections: usize,
     /// Sessions at once from one client address.
     pub max_connections_per_ip: usize,
+    /// Networks exempt from the per-address limits (sessions at once, connections and
+    /// commands a minute), as Postfix exempts `$mynetworks`; loopback always is.
+    pub trusted_networks: Vec<AddressRange>,
     /// Connections a minute from one client address; 0: no limit.
     pub connections_per_ip_per_minute: u32,
     /// Commands a minute from one client address, all its sessions; 0: no limit.
@@ -410,6 +440,7 @@ impl Default for Limits {
             data_timeout_secs: 180,
             max_connections: 1024,
             max_connections_per_ip: 64,
+            trusted_networks: Vec::new(),
             connections_per_ip_per_minute: 0,
             commands_per_ip_per_minute: 0,
             greeting_delay_ms: 0,

@@ -120,4 +120,5 @@ fn listener_context(
         handlers,
         access,
     )
+    .with_bare_lf(listener.bare_lf())
 }

@@ -1,6 +1,7 @@
 //! wasmtpd: a programmable SMTP server. The protocol lives in `wasmtpd-protocol`; this
 //! crate does the I/O: listeners, sessions, limits, configuration and message handlers.
 
+pub mod address_range;
 pub mod admission;
 pub mod auth;
 pub mod cli;

@@ -7,7 +7,7 @@ use wasmtpd_protocol::{Reply, sasl};
 
 use crate::admission::TenantCap;
 use crate::auth::Authenticator;
-use crate::config::{Limits, ListenerConfig};
+use crate::config::{BareLf, Limits, ListenerConfig};
 use crate::handler::Handlers;
 use crate::metrics::TenantMetrics;
 use crate::proxy_protocol::ProxyProtocol;
@@ -61,6 +61,8 @@ pub struct ListenerContext {
     pub helo: Reply,
     /// Our name, for the trace.
     pub hostname: String,
+    /// Whether a command line may end in a bare LF.
+    pub bare_lf: BareLf,
 }
 
 impl ListenerContext {
@@ -100,7 +102,14 @@ impl ListenerContext {
             ehlo_auth,
             helo,
             hostname,
+            bare_lf: BareLf::Reject,
         }
+    }
+
+    /// Takes command lines ended by a bare LF, or refuses them (the default).
+    pub fn with_bare_lf(mut self, bare_lf: BareLf) -> ListenerContext {
+        self.bare_lf = bare_lf;
+        self
     }
 }
 

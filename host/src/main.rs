@@ -80,7 +80,8 @@ async fn serve(cli: Cli, config: Config, engine: PluginEngine) -> anyhow::Result
         limits.max_connections_per_ip,
         limits.connections_per_ip_per_minute,
         limits.commands_per_ip_per_minute,
-    );
+    )
+    .trusting(limits.trusted_networks.clone());
     let shutdown = CancellationToken::new();
     let metrics = Arc::new(Registry::default());
     if let Some(address) = config.metrics {

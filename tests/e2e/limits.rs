@@ -11,12 +11,18 @@ fn start_with_limits(limits: &str) -> Server {
 
 #[test]
 fn connections_past_the_per_address_limit_get_421_at_accept() {
-    let server = start_with_limits("max_connections_per_ip = 2");
-    let (_first, greeting) = RawClient::connect(server.addr);
+    // Through a PROXY listener, which names a remote client: loopback is exempt.
+    let mut server = Server::from_config(
+        "hostname = \"mx.test\"\n[limits]\nmax_connections_per_ip = 2\n\
+         [[listener]]\naddress = \"127.0.0.1:0\"\nplugins = [\"sink\"]\n\
+         [listener.proxy_protocol]\ntrusted = [\"127.0.0.1\"]\n",
+    );
+    let address = server.addresses(1)[0];
+    let (_first, greeting) = RawClient::connect_as(address, "192.0.2.10");
     assert!(greeting.starts_with("220 mx.test ESMTP"), "{greeting}");
-    let (_second, greeting) = RawClient::connect(server.addr);
+    let (_second, greeting) = RawClient::connect_as(address, "192.0.2.10");
     assert!(greeting.starts_with("220 "), "{greeting}");
-    let (mut third, greeting) = RawClient::connect(server.addr);
+    let (mut third, greeting) = RawClient::connect_as(address, "192.0.2.10");
     // Before EHLO, so without an enhanced code (RFC 2034).
     assert_eq!(greeting, "421 Too many connections, try again later");
     third.expect_closed();
@@ -24,7 +30,7 @@ fn connections_past_the_per_address_limit_get_421_at_accept() {
     drop(_first);
     let mut admitted = false;
     for _ in 0..100 {
-        let (_client, greeting) = RawClient::connect(server.addr);
+        let (_client, greeting) = RawClient::connect_as(address, "192.0.2.10");
         if greeting.starts_with("220 ") {
             admitted = true;
             break;
@@ -32,6 +38,19 @@ fn connections_past_the_per_address_limit_get_421_at_accept() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     assert!(admitted, "no room after a client left");
+}
+
+#[test]
+fn the_default_server_takes_more_parallel_sessions_from_loopback_than_the_per_address_limit() {
+    let server = Server::start(&["--plugin", "sink"]);
+    let clients: Vec<RawClient> = (0..80)
+        .map(|i| {
+            let (client, greeting) = RawClient::connect(server.addr);
+            assert!(greeting.starts_with("220 "), "session {i}: {greeting}");
+            client
+        })
+        .collect();
+    assert_eq!(clients.len(), 80);
 }
 
 #[test]

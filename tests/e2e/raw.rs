@@ -15,6 +15,13 @@ impl RawClient {
         RawClient::connect_after(addr, b"")
     }
 
+    /// Connects to a PROXY-protocol listener as the client `ip` (a v1 header naming it).
+    pub fn connect_as(addr: SocketAddr, ip: &str) -> (RawClient, String) {
+        let family = if ip.contains(':') { "TCP6" } else { "TCP4" };
+        let local = if ip.contains(':') { "::1" } else { "127.0.0.1" };
+        RawClient::connect_after(addr, format!("PROXY {family} {ip} {local} 5000 25\r\n").as_bytes())
+    }
+
     /// Connects, sends `prelude` (a PROXY header, say) and reads the greeting, which is
     /// empty if the server closed the connection instead.
     pub fn connect_after(addr: SocketAddr, prelude: &[u8]) -> (RawClient, String) {

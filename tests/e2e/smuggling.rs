@@ -41,3 +41,48 @@ fn dot_stuffing_is_undone() {
         "{printed}"
     );
 }
+
+/// A command ended by a bare LF, then a NOOP ended by CRLF: the two replies.
+fn bare_lf_replies(client: &mut RawClient) -> (String, String) {
+    client.send(b"NOOP\nNOOP\r\n");
+    (client.reply(), client.reply())
+}
+
+#[test]
+fn a_command_ended_by_a_bare_lf_is_refused_unless_the_listener_is_local() {
+    let mut server = Server::from_config(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\nplugins = [\"sink\"]\n\
+         [[listener]]\naddress = \"127.0.0.1:0\"\nplugins = [\"sink\"]\n\
+         [listener.proxy_protocol]\ntrusted = [\"127.0.0.1\"]\n\
+         [[listener]]\naddress = \"127.0.0.1:0\"\nplugins = [\"sink\"]\nbare_lf = \"reject\"\n\
+         [[listener]]\naddress = \"127.0.0.1:0\"\nplugins = [\"sink\"]\nbare_lf = \"accept\"\n\
+         [listener.proxy_protocol]\ntrusted = [\"127.0.0.1\"]\n",
+    );
+    let [local, remote, strict, lenient] = server.addresses(4)[..] else {
+        unreachable!()
+    };
+    let ehlo_as = |address, ip: &str| {
+        let (mut client, greeting) = RawClient::connect_as(address, ip);
+        assert!(greeting.starts_with("220 "), "{greeting:?}");
+        client.expect("EHLO client.test", "250-");
+        client
+    };
+    // Loopback by default: taken.
+    let (first, second) = bare_lf_replies(&mut RawClient::ehlo(local));
+    assert!(
+        first.starts_with("250 ") && second.starts_with("250 "),
+        "{first:?} {second:?}"
+    );
+    // A listener remote clients reach (here through a balancer), by default: refused, and
+    // the session goes on.
+    let mut client = ehlo_as(remote, "192.0.2.10");
+    let (first, second) = bare_lf_replies(&mut client);
+    assert!(first.starts_with("500 5.5.2") && first.contains("bare LF"), "{first:?}");
+    assert!(second.starts_with("250 "), "{second:?}");
+    assert!(client.send_message("Subject: after\r\n\r\nx\r\n").starts_with("250 "));
+    // Each choice made explicitly.
+    let (first, _) = bare_lf_replies(&mut RawClient::ehlo(strict));
+    assert!(first.starts_with("500 5.5.2"), "{first:?}");
+    let (first, _) = bare_lf_replies(&mut ehlo_as(lenient, "192.0.2.10"));
+    assert!(first.starts_with("250 "), "{first:?}");
+}

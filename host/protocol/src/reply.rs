@@ -248,6 +248,11 @@ pub mod replies {
 
     pub const UNRECOGNIZED: Reply = Reply::fixed(500, (5, 5, 2), "Error: command not recognized");
     pub const LINE_TOO_LONG: Reply = Reply::fixed(500, (5, 5, 2), "Error: line too long");
+    pub const BARE_LF_COMMAND: Reply = Reply::fixed(
+        500,
+        (5, 5, 2),
+        "Error: command line ended by a bare LF; end lines with CRLF (RFC 5321 2.3.8)",
+    );
     pub const NEED_HELO: Reply = Reply::fixed(503, (5, 5, 1), "Error: send HELO/EHLO first");
     pub const NESTED_MAIL: Reply = Reply::fixed(503, (5, 5, 1), "Error: nested MAIL command");
     pub const NEED_MAIL: Reply = Reply::fixed(503, (5, 5, 1), "Error: need MAIL command");

@@ -8,12 +8,15 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use wasmtpd_protocol::{DataReceiver, DataSummary, Frame, next_command_line, skip_to_line_end};
 
 use super::Session;
+use crate::config::BareLf;
 
 /// What came in while waiting for a command.
 pub(super) enum Input {
     /// A command line: `line[..len]` is the line without its ending.
     Line(Bytes, usize),
     TooLong,
+    /// A line ended by LF without CR, on a listener that refuses them (dropped).
+    BareLf,
     TimedOut,
     ShuttingDown,
     Closed,
@@ -58,6 +61,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             if !self.discarding {
                 match next_command_line(&self.input, self.ctx.limits.max_command_line) {
+                    Frame::Line { len, consumed } if consumed == len + 1 && self.ctx.bare_lf == BareLf::Reject => {
+                        self.input.advance(consumed);
+                        return Ok(Input::BareLf);
+                    }
                     Frame::Line { len, consumed } => {
                         return Ok(Input::Line(self.input.split_to(consumed).freeze(), len));
                     }

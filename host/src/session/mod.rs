@@ -148,6 +148,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
                 Input::Line(line, len) => self.handle_line(&line[..len]).await?,
                 Input::TooLong => self.client_error(&replies::LINE_TOO_LONG),
+                Input::BareLf => self.client_error(&replies::BARE_LF_COMMAND),
                 Input::TimedOut => self.close_with(&replies::TIMEOUT),
                 Input::ShuttingDown => self.close_with(&replies::SHUTTING_DOWN),
                 Input::Closed => {

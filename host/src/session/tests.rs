@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use super::Session;
 use crate::auth::tests::quick_hash;
 use crate::auth::{AuthConfig, Authenticator};
-use crate::config::Limits;
+use crate::config::{BareLf, Limits};
 use crate::handler::{
     Handlers, Message, PluginError, PluginFailure, SessionFacts, SessionHandlers, Verdict, VerdictFuture,
 };
@@ -135,8 +135,13 @@ fn start_with(limits: Limits, recorder: Arc<Recorder>) -> Client {
 }
 
 fn start_listener(limits: Limits, recorder: Arc<Recorder>, access: Access) -> Client {
-    let handlers = Arc::new(RecorderHandlers(Arc::clone(&recorder)));
-    let ctx = Arc::new(ListenerContext::new(
+    let ctx = context(limits, &recorder, access);
+    serve(ctx, recorder)
+}
+
+fn context(limits: Limits, recorder: &Arc<Recorder>, access: Access) -> ListenerContext {
+    let handlers = Arc::new(RecorderHandlers(Arc::clone(recorder)));
+    ListenerContext::new(
         "test".into(),
         Arc::default(),
         "mx.test".into(),
@@ -144,7 +149,11 @@ fn start_listener(limits: Limits, recorder: Arc<Recorder>, access: Access) -> Cl
         None,
         handlers,
         access,
-    ));
+    )
+}
+
+fn serve(ctx: ListenerContext, recorder: Arc<Recorder>) -> Client {
+    let ctx = Arc::new(ctx);
     let (pipe, server_end) = tokio::io::duplex(256 * 1024);
     let peer: SocketAddr = "192.0.2.7:40000".parse().unwrap();
     let shutdown = CancellationToken::new();
@@ -455,12 +464,31 @@ async fn pipelined_commands_are_answered_in_order_in_one_batch() {
 }
 
 #[tokio::test]
-async fn commands_may_end_in_a_bare_lf() {
-    let mut client = start(Limits::default());
+async fn a_listener_that_accepts_bare_lf_takes_commands_ended_by_it() {
+    let recorder = Arc::new(Recorder::default());
+    let ctx = context(Limits::default(), &recorder, Access::default()).with_bare_lf(BareLf::Accept);
+    let mut client = serve(ctx, recorder);
     client.reply().await;
     client.send(b"HELO client.test\nNOOP\n").await;
     assert!(client.reply().await.starts_with("250 mx.test"));
     assert!(client.reply().await.starts_with("250"));
+}
+
+#[tokio::test]
+async fn a_command_ended_by_a_bare_lf_is_refused_and_the_session_goes_on() {
+    let mut client = start(Limits::default());
+    client.reply().await;
+    client.send(b"HELO client.test\nNOOP\r\n").await;
+    let refused = client.reply().await;
+    assert!(
+        refused.starts_with("500 Error") && refused.contains("bare LF"),
+        "{refused}"
+    );
+    assert!(client.reply().await.starts_with("250"));
+    client.expect("HELO client.test", "250 mx.test").await;
+    // The refused line was never run: the handlers heard one HELO, the one ended by CRLF.
+    let hooks = client.recorder.hooks.lock().unwrap().clone();
+    assert_eq!(hooks.iter().filter(|h| h.starts_with("helo ")).count(), 1, "{hooks:?}");
 }
 
 #[tokio::test]
