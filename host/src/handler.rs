@@ -25,9 +25,9 @@ pub struct Message {
     pub data: Bytes,
     /// MAIL parameters as sent, upper-cased (smtpd's `mail_options`, e.g. `SIZE=236`).
     pub mail_options: Vec<String>,
-    /// RCPT parameters (smtpd's `rcpt_options`): the client's none (no RCPT parameter is
-    /// implemented yet), and those plugins' `add-recipient` edits gave.
-    pub rcpt_options: Vec<String>,
+    /// RCPT parameters (smtpd's `rcpt_options`) of the recipients that have any: the
+    /// client's (DSN's `NOTIFY`, `ORCPT`) and those plugins' `add-recipient` edits gave.
+    pub rcpt_options: Vec<RcptOptions>,
     /// The most octets the message may grow to through plugins' edits (the SIZE limit).
     pub size_limit: usize,
     /// The id that names the message in the log and its trace.
@@ -35,6 +35,32 @@ pub struct Message {
     /// The `Received:` field the server stamps on the message where it leaves (relayed or
     /// stored), folded, without its final CRLF; not part of `data`.
     pub received: String,
+}
+
+/// One recipient's RCPT parameters, as handed to handlers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RcptOptions {
+    pub to: Address,
+    pub options: Vec<String>,
+}
+
+impl Message {
+    /// Every recipient's RCPT parameters in one list, in RCPT order: `process-message`'s
+    /// `rcpt-options` (smtpd's shape; the `rcpt` hook has them one recipient at a time).
+    pub fn all_rcpt_options(&self) -> Vec<String> {
+        self.rcpt_options
+            .iter()
+            .flat_map(|r| r.options.iter().cloned())
+            .collect()
+    }
+
+    /// The RCPT parameters of one recipient (none if it had none).
+    pub fn rcpt_options_of(&self, to: &str) -> &[String] {
+        self.rcpt_options
+            .iter()
+            .find(|r| r.to.as_str() == to)
+            .map_or(&[], |r| &r.options)
+    }
 }
 
 /// What a session has learnt about its client beyond the commands' arguments; handed to

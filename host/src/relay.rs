@@ -15,6 +15,7 @@ use tokio_rustls::{TlsConnector, TlsStream};
 use wasmtpd_protocol::address::parse_mailbox;
 use wasmtpd_protocol::{ServerReply, data_to_send};
 
+use crate::handler::Message;
 use crate::reply_reader::ReplyReader;
 use crate::session_stream::SessionStream;
 use crate::upstream_tls::UpstreamTls;
@@ -44,6 +45,26 @@ pub struct Envelope<'a> {
     /// A `Received:` field (without its CRLF) sent before `data`: the trace of the
     /// message in hand.
     pub trace: Option<&'a str>,
+    /// The DSN parameters of the message in hand, for an upstream that offers DSN.
+    pub dsn: Option<&'a Message>,
+}
+
+/// RFC 3461's MAIL parameters among a message's (checked by the session when received).
+fn dsn_mail_params(message: &Message) -> impl Iterator<Item = &str> {
+    message
+        .mail_options
+        .iter()
+        .map(String::as_str)
+        .filter(|p| p.starts_with("RET=") || p.starts_with("ENVID="))
+}
+
+/// RFC 3461's RCPT parameters of one recipient of a message.
+fn dsn_rcpt_params<'a>(message: &'a Message, rcpt: &str) -> impl Iterator<Item = &'a str> {
+    message
+        .rcpt_options_of(rcpt)
+        .iter()
+        .map(String::as_str)
+        .filter(|p| p.starts_with("NOTIFY=") || p.starts_with("ORCPT="))
 }
 
 impl Envelope<'_> {
@@ -211,10 +232,22 @@ impl Connection {
             }
             mail.push_str(" SMTPUTF8");
         }
+        // DSN requests go on only to an upstream that takes them; to one that does not,
+        // they are dropped (no "relayed" report is made: the server keeps no queue).
+        let dsn = envelope.dsn.filter(|_| has("DSN"));
+        for param in dsn.into_iter().flat_map(dsn_mail_params) {
+            mail.push(' ');
+            mail.push_str(param);
+        }
         expect_positive(self.command(&mail, timeout).await?)?;
         let mut refusals = Vec::new();
         for rcpt in envelope.rcpt_tos {
-            let reply = self.command(&format!("RCPT TO:<{rcpt}>"), timeout).await?;
+            let mut command = format!("RCPT TO:<{rcpt}>");
+            for param in dsn.into_iter().flat_map(|m| dsn_rcpt_params(m, rcpt)) {
+                command.push(' ');
+                command.push_str(param);
+            }
+            let reply = self.command(&command, timeout).await?;
             if !reply.is_positive() {
                 refusals.push(reply);
             }
@@ -322,6 +355,7 @@ mod tests {
             rcpt_tos,
             data: b"",
             trace: None,
+            dsn: None,
         }
     }
 

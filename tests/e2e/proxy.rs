@@ -310,3 +310,51 @@ fn opportunistic_tls_that_fails_relays_in_the_clear_instead_of_deferring() {
     assert!(upstream.join().unwrap(), "the message did not reach the upstream");
     proxy.wait_for_log("TLS handshake failed");
 }
+
+#[test]
+fn dsn_parameters_reach_the_plugins_and_the_upstream_and_bad_ones_are_refused() {
+    let mut upstream = upstream_printing();
+    let addr = upstream.addr.to_string();
+    let proxy = proxy_to(&addr, &addr);
+    // smtplib sends the same RCPT options with every recipient.
+    let script = r#"
+import smtplib, sys
+client = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=20)
+client.ehlo("client.test")
+assert client.has_extn("dsn"), client.esmtp_features
+client.sendmail("sender@example.org", ["one@example.com", "two@example.com"],
+    "Subject: dsn\r\n\r\nhi\r\n",
+    mail_options=["RET=HDRS", "ENVID=QQ+2B314159"],
+    rcpt_options=["NOTIFY=SUCCESS,FAILURE", "ORCPT=rfc822;One@Example.com"])
+for bad in ["NOTIFY=NEVER,SUCCESS", "ORCPT=one@example.com", "NOTIFY=SOMETIMES"]:
+    client.mail("sender@example.org")
+    code, text = client.rcpt("one@example.com", [bad])
+    print(bad, code, text.decode())
+    client.rset()
+code, text = client.mail("sender@example.org", ["RET=EVERYTHING"])
+print("RET", code, text.decode())
+code, text = client.mail("sender@example.org", ["DELIVERBY=100"])
+print("DELIVERBY", code, text.decode())
+client.quit()
+"#;
+    let out = crate::clients::python3(&["-c", script, &proxy.addr.port().to_string()]);
+    for bad in ["NOTIFY=NEVER,SUCCESS", "ORCPT=one@example.com", "NOTIFY=SOMETIMES"] {
+        assert!(out.contains(&format!("{bad} 501 5.5.4")), "{out}");
+    }
+    assert!(out.contains("RET 501 5.5.4 Bad or repeated RET parameter"), "{out}");
+    assert!(out.contains("DELIVERBY 555 5.5.4"), "{out}");
+    // The upstream (a second wasmtpd, which offers DSN) got them as sent: keywords and
+    // RET, NOTIFY upper-cased, ENVID and ORCPT as they were.
+    let printed = upstream.wait_for_messages(1);
+    assert!(printed.contains("mail options: ['"), "{printed}");
+    assert!(
+        printed.contains("'RET=HDRS'") && printed.contains("'ENVID=QQ+2B314159'"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains(
+            "rcpt options: ['NOTIFY=SUCCESS,FAILURE', 'ORCPT=rfc822;One@Example.com', 'NOTIFY=SUCCESS,FAILURE', 'ORCPT=rfc822;One@Example.com']"
+        ),
+        "{printed}"
+    );
+}

@@ -26,7 +26,8 @@ fn send(server: &Server, rcpts: &[&str]) -> String {
     let mut client = RawClient::ehlo(server.addr);
     client.expect("MAIL FROM:<sender@example.org>", "250");
     for rcpt in rcpts {
-        client.expect(&format!("RCPT TO:<{rcpt}>"), "250");
+        // Each with its DSN ORCPT, which names it: a tenant must not see another's.
+        client.expect(&format!("RCPT TO:<{rcpt}> ORCPT=rfc822;{rcpt}"), "250");
     }
     client.expect("DATA", "354");
     client.finish_message("Subject: shared\r\n\r\nfor two tenants\r\n")
@@ -44,6 +45,10 @@ fn recipients_are_routed_by_domain_and_each_tenant_sees_only_its_own() {
     let beta = messages.iter().find(|m| m.contains("beta.example")).unwrap();
     assert!(
         acme.contains("rcpt tos: ['a@acme.example', 'c@ACME.example']\n"),
+        "{acme}"
+    );
+    assert!(
+        acme.contains("rcpt options: ['ORCPT=rfc822;a@acme.example', 'ORCPT=rfc822;c@ACME.example']\n"),
         "{acme}"
     );
     assert!(!acme.contains("beta.example"), "{acme}");

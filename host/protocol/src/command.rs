@@ -2,6 +2,7 @@
 //! that know their reply. The session decides what is allowed when; this decides syntax.
 
 use crate::address::{Address, PathError, parse_path};
+use crate::dsn;
 use crate::reply::{EnhancedCode, Reply};
 
 /// One command line, parsed. Text arguments borrow from the line.
@@ -16,6 +17,7 @@ pub enum Command<'a> {
     },
     Rcpt {
         to: Address,
+        params: RcptParams,
     },
     Data,
     Rset,
@@ -34,11 +36,13 @@ pub enum Command<'a> {
     },
 }
 
-/// RFC 6152 BODY values.
+/// RFC 6152 and RFC 3030 BODY values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Body {
     SevenBit,
     EightBitMime,
+    /// RFC 3030: binary content, which only BDAT can carry.
+    BinaryMime,
 }
 
 /// The MAIL parameters this server implements, parsed, and the raw list as smtpd
@@ -50,6 +54,21 @@ pub struct MailParams {
     pub body: Option<Body>,
     /// RFC 6531: the transaction may carry UTF-8 addresses and headers.
     pub smtputf8: bool,
+    /// RFC 3461 `RET`: what a bounce returns of the message (`FULL` or `HDRS`).
+    pub ret: bool,
+    /// RFC 3461 `ENVID`: the sender's name for the transaction, as sent (xtext).
+    pub envid: Option<String>,
+    pub raw: Vec<String>,
+}
+
+/// The RCPT parameters this server implements (RFC 3461's), checked, and the raw list
+/// as handlers are handed it: keywords upper-cased, `NOTIFY` upper-cased, `ORCPT` as sent.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RcptParams {
+    /// `NOTIFY`: when the recipient's delivery is to be reported.
+    pub notify: bool,
+    /// `ORCPT`: the original recipient, `addr-type;xtext`.
+    pub orcpt: bool,
     pub raw: Vec<String>,
 }
 
@@ -96,7 +115,7 @@ impl CommandError {
 const USAGE_HELO: &str = "HELO hostname";
 const USAGE_EHLO: &str = "EHLO hostname";
 const USAGE_MAIL: &str = "MAIL FROM:<address> [parameters]";
-const USAGE_RCPT: &str = "RCPT TO:<address>";
+const USAGE_RCPT: &str = "RCPT TO:<address> [parameters]";
 const USAGE_VRFY: &str = "VRFY <address>";
 
 /// Parses one command line, without its line ending.
@@ -192,9 +211,21 @@ fn parse_mail(args: &str) -> Result<Command<'_>, CommandError> {
             ("BODY", Some(v)) if params.body.is_none() && v.eq_ignore_ascii_case("8BITMIME") => {
                 params.body = Some(Body::EightBitMime)
             }
+            ("BODY", Some(v)) if params.body.is_none() && v.eq_ignore_ascii_case("BINARYMIME") => {
+                params.body = Some(Body::BinaryMime)
+            }
             ("BODY", _) => return Err(CommandError::BadParameter("BODY")),
             ("SMTPUTF8", None) if !params.smtputf8 => params.smtputf8 = true,
             ("SMTPUTF8", _) => return Err(CommandError::BadParameter("SMTPUTF8")),
+            ("RET", Some(v)) if !params.ret && dsn::is_ret(v) => params.ret = true,
+            ("RET", _) => return Err(CommandError::BadParameter("RET")),
+            ("ENVID", Some(v)) if params.envid.is_none() && dsn::is_envid(v) => {
+                // Case matters in an ENVID: it is handed on as sent.
+                params.envid = Some(v.to_owned());
+                params.raw.push(format!("ENVID={v}"));
+                continue;
+            }
+            ("ENVID", _) => return Err(CommandError::BadParameter("ENVID")),
             _ => return Err(CommandError::UnknownParameter(upper)),
         }
         params.raw.push(as_handed(upper, value));
@@ -209,11 +240,25 @@ fn parse_rcpt(args: &str) -> Result<Command<'_>, CommandError> {
     }
     let (to, rest) = parse_path(path).map_err(CommandError::BadRecipient)?;
     let to = to.ok_or(CommandError::BadRecipient(PathError::Syntax))?;
-    // No RCPT parameter is implemented (as in smtpd): any is 555.
-    if let Some((keyword, _)) = esmtp_params(rest).map_err(|_| CommandError::Syntax(USAGE_RCPT))?.next() {
-        return Err(CommandError::UnknownParameter(keyword.to_ascii_uppercase()));
+    let mut params = RcptParams::default();
+    for (keyword, value) in esmtp_params(rest).map_err(|_| CommandError::Syntax(USAGE_RCPT))? {
+        let upper = keyword.to_ascii_uppercase();
+        match (upper.as_str(), value) {
+            ("NOTIFY", Some(v)) if !params.notify && dsn::is_notify(v) => {
+                params.notify = true;
+                params.raw.push(as_handed(upper, value));
+            }
+            ("NOTIFY", _) => return Err(CommandError::BadParameter("NOTIFY")),
+            ("ORCPT", Some(v)) if !params.orcpt && dsn::is_orcpt(v) => {
+                // The original address is handed on as sent.
+                params.orcpt = true;
+                params.raw.push(format!("ORCPT={v}"));
+            }
+            ("ORCPT", _) => return Err(CommandError::BadParameter("ORCPT")),
+            _ => return Err(CommandError::UnknownParameter(upper)),
+        }
     }
-    Ok(Command::Rcpt { to })
+    Ok(Command::Rcpt { to, params })
 }
 
 struct BadParamSyntax;

@@ -5,6 +5,7 @@
 pub mod address;
 pub mod client;
 pub mod command;
+pub mod dsn;
 pub mod header;
 pub mod help;
 pub mod line;
@@ -18,7 +19,7 @@ pub mod trace;
 
 pub use address::{Address, PathError};
 pub use client::{ReplyError, ServerReply, data_to_send, parse_reply};
-pub use command::{Body, Command, CommandError, MailParams, esmtp_param, parse_command};
+pub use command::{Body, Command, CommandError, MailParams, RcptParams, esmtp_param, parse_command};
 pub use help::help;
 pub use line::{Frame, next_command_line, skip_to_line_end};
 pub use proxy_header::{ProxyHeader, ProxyHeaderError, parse_proxy_header};

@@ -256,6 +256,8 @@ pub mod replies {
     pub const NEED_HELO: Reply = Reply::fixed(503, (5, 5, 1), "Error: send HELO/EHLO first");
     pub const NESTED_MAIL: Reply = Reply::fixed(503, (5, 5, 1), "Error: nested MAIL command");
     pub const NEED_MAIL: Reply = Reply::fixed(503, (5, 5, 1), "Error: need MAIL command");
+    pub const BINARYMIME_NEEDS_BDAT: Reply =
+        Reply::fixed(503, (5, 5, 1), "Error: BODY=BINARYMIME is sent with BDAT, not DATA");
     pub const NEED_RCPT: Reply = Reply::fixed(503, (5, 5, 1), "Error: need RCPT command");
     pub const PARAMS_NEED_EHLO: Reply = Reply::fixed(555, (5, 5, 4), "MAIL/RCPT parameters need EHLO, not HELO");
     pub const SIZE_EXCEEDED: Reply = Reply::fixed(552, (5, 3, 4), "Message size exceeds fixed maximum message size");

@@ -29,25 +29,25 @@ fn command_table() {
         (
             "MAIL FROM:<a@example.com>",
             ok(
-                r#"Mail { from: Some(Address("a@example.com")), params: MailParams { size: None, body: None, smtputf8: false, raw: [] } }"#,
+                r#"Mail { from: Some(Address("a@example.com")), params: MailParams { size: None, body: None, smtputf8: false, ret: false, envid: None, raw: [] } }"#,
             ),
         ),
         (
             "mail from: <a@example.com> size=236",
             ok(
-                r#"Mail { from: Some(Address("a@example.com")), params: MailParams { size: Some(236), body: None, smtputf8: false, raw: ["SIZE=236"] } }"#,
+                r#"Mail { from: Some(Address("a@example.com")), params: MailParams { size: Some(236), body: None, smtputf8: false, ret: false, envid: None, raw: ["SIZE=236"] } }"#,
             ),
         ),
         (
             "MAIL FROM:<> BODY=8BITMIME SMTPUTF8",
             ok(
-                r#"Mail { from: None, params: MailParams { size: None, body: Some(EightBitMime), smtputf8: true, raw: ["BODY=8BITMIME", "SMTPUTF8"] } }"#,
+                r#"Mail { from: None, params: MailParams { size: None, body: Some(EightBitMime), smtputf8: true, ret: false, envid: None, raw: ["BODY=8BITMIME", "SMTPUTF8"] } }"#,
             ),
         ),
         (
             "MAIL FROM:<a@example.com> BODY=7bit",
             ok(
-                r#"Mail { from: Some(Address("a@example.com")), params: MailParams { size: None, body: Some(SevenBit), smtputf8: false, raw: ["BODY=7BIT"] } }"#,
+                r#"Mail { from: Some(Address("a@example.com")), params: MailParams { size: None, body: Some(SevenBit), smtputf8: false, ret: false, envid: None, raw: ["BODY=7BIT"] } }"#,
             ),
         ),
         ("MAIL FROM:a@example.com", Err(Some(501))),
@@ -55,7 +55,28 @@ fn command_table() {
         ("MAIL TO:<a@example.com>", Err(Some(501))),
         ("MAIL FROM:<a@@example.com>", Err(Some(501))),
         ("MAIL FROM:<a@example.com>SIZE=1", Err(Some(501))),
-        ("MAIL FROM:<a@example.com> BODY=BINARYMIME", Err(Some(501))),
+        (
+            "MAIL FROM:<a@example.com> BODY=binarymime",
+            ok(
+                r#"Mail { from: Some(Address("a@example.com")), params: MailParams { size: None, body: Some(BinaryMime), smtputf8: false, ret: false, envid: None, raw: ["BODY=BINARYMIME"] } }"#,
+            ),
+        ),
+        (
+            "MAIL FROM:<a@example.com> BODY=BINARYMIME BODY=8BITMIME",
+            Err(Some(501)),
+        ),
+        // DSN (RFC 3461): RET upper-cased, ENVID (xtext, case kept) as sent.
+        (
+            "MAIL FROM:<a@example.com> ret=hdrs ENVID=QQ+2B314159",
+            ok(
+                r#"Mail { from: Some(Address("a@example.com")), params: MailParams { size: None, body: None, smtputf8: false, ret: true, envid: Some("QQ+2B314159"), raw: ["RET=HDRS", "ENVID=QQ+2B314159"] } }"#,
+            ),
+        ),
+        ("MAIL FROM:<a@example.com> RET=ALL", Err(Some(501))),
+        ("MAIL FROM:<a@example.com> RET", Err(Some(501))),
+        ("MAIL FROM:<a@example.com> RET=FULL RET=HDRS", Err(Some(501))),
+        ("MAIL FROM:<a@example.com> ENVID=a+zz", Err(Some(501))),
+        ("MAIL FROM:<a@example.com> ENVID=1 ENVID=2", Err(Some(501))),
         ("MAIL FROM:<a@example.com> SIZE=abc", Err(Some(501))),
         ("MAIL FROM:<a@example.com> SIZE=1 SIZE=2", Err(Some(501))),
         ("MAIL FROM:<a@example.com> SMTPUTF8=yes", Err(Some(501))),
@@ -64,11 +85,32 @@ fn command_table() {
         ("MAIL FROM:<a@example.com> =bar", Err(Some(501))),
         (
             "RCPT TO:<b@example.com>",
-            ok(r#"Rcpt { to: Address("b@example.com") }"#),
+            ok(r#"Rcpt { to: Address("b@example.com"), params: RcptParams { notify: false, orcpt: false, raw: [] } }"#),
         ),
-        ("RCPT TO:<Postmaster>", ok(r#"Rcpt { to: Address("Postmaster") }"#)),
+        (
+            "RCPT TO:<Postmaster>",
+            ok(r#"Rcpt { to: Address("Postmaster"), params: RcptParams { notify: false, orcpt: false, raw: [] } }"#),
+        ),
         ("RCPT TO:<>", Err(Some(501))),
-        ("RCPT TO:<b@example.com> NOTIFY=NEVER", Err(Some(555))),
+        (
+            "RCPT TO:<b@example.com> notify=success,delay ORCPT=rfc822;Bob+2B1@Example.org",
+            ok(
+                r#"Rcpt { to: Address("b@example.com"), params: RcptParams { notify: true, orcpt: true, raw: ["NOTIFY=SUCCESS,DELAY", "ORCPT=rfc822;Bob+2B1@Example.org"] } }"#,
+            ),
+        ),
+        (
+            "RCPT TO:<b@example.com> NOTIFY=NEVER",
+            ok(
+                r#"Rcpt { to: Address("b@example.com"), params: RcptParams { notify: true, orcpt: false, raw: ["NOTIFY=NEVER"] } }"#,
+            ),
+        ),
+        ("RCPT TO:<b@example.com> NOTIFY=NEVER,SUCCESS", Err(Some(501))),
+        ("RCPT TO:<b@example.com> NOTIFY=SUCCESS NOTIFY=DELAY", Err(Some(501))),
+        ("RCPT TO:<b@example.com> NOTIFY", Err(Some(501))),
+        ("RCPT TO:<b@example.com> ORCPT=b@example.com", Err(Some(501))),
+        ("RCPT TO:<b@example.com> ORCPT=rfc822;a=b", Err(Some(501))),
+        ("RCPT TO:<b@example.com> FOO=bar", Err(Some(555))),
+        ("RCPT TO:<b@example.com>NOTIFY=NEVER", Err(Some(501))),
         ("RCPT FROM:<b@example.com>", Err(Some(501))),
         ("DATA", ok("Data")),
         ("DATA x", Err(Some(501))),
@@ -129,7 +171,8 @@ fn utf8_addresses_parse() {
     assert_eq!(
         cmd,
         Command::Rcpt {
-            to: Address::new_unchecked("用户@例子.广告")
+            to: Address::new_unchecked("用户@例子.广告"),
+            params: RcptParams::default(),
         }
     );
 }

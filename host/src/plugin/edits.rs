@@ -13,7 +13,7 @@ use wasmtpd_protocol::header::{self, Field, check_body};
 
 use super::bindings::message_edit;
 use super::state::PluginState;
-use crate::handler::Message;
+use crate::handler::{Message, RcptOptions};
 
 /// What one `process-message` call did to its message.
 pub struct Edits {
@@ -29,7 +29,7 @@ struct Draft {
     mail_from: Option<Address>,
     mail_options: Vec<String>,
     rcpt_to: Vec<Address>,
-    rcpt_options: Vec<String>,
+    rcpt_options: Vec<RcptOptions>,
 }
 
 /// What a call's edits come to once it accepted.
@@ -94,6 +94,11 @@ impl Edits {
         &self.base.received
     }
 
+    /// The message in hand as the call received it.
+    pub fn message(&self) -> &Message {
+        &self.base
+    }
+
     fn draft(&mut self) -> &mut Draft {
         let base = &self.base;
         self.draft.get_or_insert_with(|| Draft {
@@ -154,8 +159,13 @@ fn path(address: &str, null_ok: bool) -> Result<Option<Address>, String> {
 impl Draft {
     fn add_recipient(&mut self, address: Address, parameters: Vec<String>) {
         if !self.rcpt_to.iter().any(|r| r.as_str() == address.as_str()) {
+            if !parameters.is_empty() {
+                self.rcpt_options.push(RcptOptions {
+                    to: address.clone(),
+                    options: parameters,
+                });
+            }
             self.rcpt_to.push(address);
-            self.rcpt_options.extend(parameters);
         }
     }
 }
@@ -267,6 +277,7 @@ impl message_edit::Host for PluginState {
             || format!("remove-recipient({rcpt_to:?})"),
             |d| {
                 d.rcpt_to.retain(|r| r.as_str() != rcpt_to);
+                d.rcpt_options.retain(|r| r.to.as_str() != rcpt_to);
                 Ok(())
             },
         );

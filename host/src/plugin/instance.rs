@@ -80,7 +80,7 @@ impl PluginInstance {
                 rcpt_tos,
                 &message.data,
                 &message.mail_options,
-                &message.rcpt_options,
+                &message.all_rcpt_options(),
             )
             .await;
         let answer = self.settle(result).await;

@@ -199,8 +199,16 @@ impl RoutedSession {
                 // is, no copy.
                 self.tenant_session(index).process_message(message).await
             } else {
+                // Its own recipients' parameters only: a tenant sees nothing of another's.
+                let rcpt_options = message
+                    .rcpt_options
+                    .iter()
+                    .filter(|r| rcpt_to.contains(&r.to))
+                    .cloned()
+                    .collect();
                 let own_part = Arc::new(Message {
                     rcpt_to,
+                    rcpt_options,
                     size_limit,
                     ..Message::clone(message)
                 });

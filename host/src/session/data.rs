@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use wasmtpd_protocol::{DataSummary, Reply, received_count, replies};
+use wasmtpd_protocol::{Body, DataSummary, Reply, received_count, replies};
 
 use super::input::DataInput;
 use super::{Flow, Session, Transaction};
@@ -20,6 +20,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let size_hint = match &self.transaction {
             None => return Ok(self.client_error(&replies::NEED_MAIL)),
             Some(t) if t.recipients.is_empty() => return Ok(self.client_error(&replies::NEED_RCPT)),
+            Some(t) if t.params.body == Some(Body::BinaryMime) => {
+                return Ok(self.client_error(&replies::BINARYMIME_NEEDS_BDAT));
+            }
             Some(t) => t.params.size.unwrap_or(0) as usize,
         };
         if let Some(refusal) = self.ask(Hook::Data).await.refusal() {
@@ -76,7 +79,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             rcpt_to: transaction.recipients,
             data: data.into(),
             mail_options: transaction.params.raw,
-            rcpt_options: Vec::new(),
+            rcpt_options: transaction.rcpt_options,
             size_limit: self.ctx.limits.max_message_size,
             id,
             received,

@@ -46,6 +46,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             from,
             params,
             recipients: Vec::new(),
+            rcpt_options: Vec::new(),
         });
         self.reply(accepted.as_ref().unwrap_or(&replies::SENDER_OK))
     }

@@ -22,7 +22,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use wasmtpd_protocol::{Address, Command, MailParams, Reply, parse_command, replies};
 
-use crate::handler::{SessionFacts, SessionHandlers};
+use crate::handler::{RcptOptions, SessionFacts, SessionHandlers};
 use crate::hook::Hook;
 use crate::listener::ListenerContext;
 use crate::rate::CommandBudget;
@@ -42,6 +42,8 @@ struct Transaction {
     from: Option<Address>,
     params: MailParams,
     recipients: Vec<Address>,
+    /// The RCPT parameters of the recipients that came with any.
+    rcpt_options: Vec<RcptOptions>,
 }
 
 /// Whether the session goes on after a command.
@@ -198,7 +200,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Command::Helo(name) => self.helo(name, false).await,
             Command::Ehlo(name) => self.helo(name, true).await,
             Command::Mail { from, params } => self.mail(from, params).await,
-            Command::Rcpt { to } => self.rcpt(to).await,
+            Command::Rcpt { to, params } => self.rcpt(to, params).await,
             Command::Data => return self.data().await,
             Command::Rset => self.rset().await,
             Command::Noop => self.reply(&replies::OK),

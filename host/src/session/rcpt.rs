@@ -2,14 +2,15 @@
 //! handlers refuse it.
 
 use tokio::io::{AsyncRead, AsyncWrite};
-use wasmtpd_protocol::{Address, replies};
+use wasmtpd_protocol::{Address, RcptParams, replies};
 
 use super::ask::Answer;
 use super::{Flow, Session};
+use crate::handler::RcptOptions;
 use crate::hook::Hook;
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
-    pub(super) async fn rcpt(&mut self, to: Address) -> Flow {
+    pub(super) async fn rcpt(&mut self, to: Address, params: RcptParams) -> Flow {
         let max_recipients = self.ctx.limits.max_recipients;
         let Some(transaction) = &self.transaction else {
             return self.client_error(&replies::NEED_MAIL);
@@ -23,7 +24,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         let hook = Hook::Rcpt {
             to: to.as_str(),
-            options: &[],
+            options: &params.raw,
         };
         let accepted = match self.ask(hook).await {
             Answer::Refused(refusal) => return self.reply(&refusal),
@@ -31,6 +32,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Answer::Pass => None,
         };
         if let Some(transaction) = &mut self.transaction {
+            if !params.raw.is_empty() {
+                transaction.rcpt_options.push(RcptOptions {
+                    to: to.clone(),
+                    options: params.raw,
+                });
+            }
             transaction.recipients.push(to);
         }
         self.reply(accepted.as_ref().unwrap_or(&replies::RECIPIENT_OK))

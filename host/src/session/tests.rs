@@ -272,7 +272,7 @@ async fn ehlo_advertises_every_extension_implemented() {
     let reply = client.command("EHLO client.test").await;
     assert_eq!(
         reply,
-        "250-mx.test\n250-SIZE 33554432\n250-8BITMIME\n250-SMTPUTF8\n250-PIPELINING\n250-ENHANCEDSTATUSCODES\n250 HELP"
+        "250-mx.test\n250-SIZE 33554432\n250-8BITMIME\n250-SMTPUTF8\n250-PIPELINING\n250-ENHANCEDSTATUSCODES\n250-DSN\n250 HELP"
     );
 }
 
@@ -356,7 +356,12 @@ async fn rset_noop_vrfy_expn_help_and_unknown_commands() {
     client.expect("FROB", "500 5.5.").await;
     client.expect("MAIL FROM:a@example.org", "501 5.5.").await;
     client.expect("MAIL FROM:<a@example.org> FROB=1", "555 5.5.4").await;
-    client.expect("MAIL FROM:<a@example.org> BODY=BINARYMIME", "501").await;
+    client.expect("MAIL FROM:<a@example.org> BODY=SIXBIT", "501").await;
+    // A binary body only comes by BDAT (RFC 3030 3): DATA after it is out of sequence.
+    client.expect("MAIL FROM:<a@example.org> BODY=BINARYMIME", "250").await;
+    client.expect("RCPT TO:<b@example.com>", "250").await;
+    client.expect("DATA", "503 5.5.1").await;
+    client.expect("RSET", "250").await;
 }
 
 #[tokio::test]
