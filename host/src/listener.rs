@@ -82,7 +82,7 @@ impl ListenerContext {
         );
         // The extensions this server implements, advertised in this order.
         let extensions = format!(
-            "{hostname}\nSIZE {}\n8BITMIME\nSMTPUTF8\nPIPELINING\nENHANCEDSTATUSCODES\nDSN\nHELP",
+            "{hostname}\nSIZE {}\n8BITMIME\nSMTPUTF8\nPIPELINING\nENHANCEDSTATUSCODES\nDSN\nCHUNKING\nBINARYMIME\nHELP",
             limits.max_message_size
         );
         let ehlo_starttls = Reply::new(250, None, format!("{extensions}\nSTARTTLS"));

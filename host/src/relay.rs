@@ -13,7 +13,7 @@ use tokio_rustls::rustls::ClientConfig;
 use tokio_rustls::rustls::pki_types::ServerName;
 use tokio_rustls::{TlsConnector, TlsStream};
 use wasmtpd_protocol::address::parse_mailbox;
-use wasmtpd_protocol::{ServerReply, data_to_send};
+use wasmtpd_protocol::{ChunkReceiver, ServerReply, data_to_send};
 
 use crate::handler::Message;
 use crate::reply_reader::ReplyReader;
@@ -36,6 +36,9 @@ pub enum RelayError {
     Rejected(String),
 }
 
+/// RFC 5321 4.5.3.1.6: a text line, CRLF included.
+const MAX_TEXT_LINE: usize = 1000;
+
 /// What a relay sends: the envelope and the message.
 pub struct Envelope<'a> {
     /// `""` for the null reverse path.
@@ -45,8 +48,9 @@ pub struct Envelope<'a> {
     /// A `Received:` field (without its CRLF) sent before `data`: the trace of the
     /// message in hand.
     pub trace: Option<&'a str>,
-    /// The DSN parameters of the message in hand, for an upstream that offers DSN.
-    pub dsn: Option<&'a Message>,
+    /// The message in hand, whose DSN parameters go on to an upstream that offers DSN
+    /// and whose body type says whether DATA can carry it.
+    pub in_hand: Option<&'a Message>,
 }
 
 /// RFC 3461's MAIL parameters among a message's (checked by the session when received).
@@ -215,6 +219,18 @@ impl Connection {
             }
         }
         let has = |ext: &str| extensions.iter().any(|e| e.split(' ').next() == Some(ext));
+        // A BINARYMIME body (RFC 3030) that is not also valid text cannot go by DATA, and
+        // this client does not convert it.
+        if envelope
+            .in_hand
+            .is_some_and(|m| m.mail_options.iter().any(|o| o == "BODY=BINARYMIME"))
+            && !ChunkReceiver::is_text(envelope.data, MAX_TEXT_LINE)
+        {
+            return Err(RelayError::Rejected(
+                "554 5.6.3 A binary message cannot be relayed: the relay sends by DATA and does not convert".into(),
+            )
+            .into());
+        }
         let mut mail = format!("MAIL FROM:<{}>", envelope.mail_from);
         if has("SIZE") {
             mail.push_str(&format!(" SIZE={}", envelope.data.len()));
@@ -234,7 +250,7 @@ impl Connection {
         }
         // DSN requests go on only to an upstream that takes them; to one that does not,
         // they are dropped (no "relayed" report is made: the server keeps no queue).
-        let dsn = envelope.dsn.filter(|_| has("DSN"));
+        let dsn = envelope.in_hand.filter(|_| has("DSN"));
         for param in dsn.into_iter().flat_map(dsn_mail_params) {
             mail.push(' ');
             mail.push_str(param);
@@ -355,7 +371,7 @@ mod tests {
             rcpt_tos,
             data: b"",
             trace: None,
-            dsn: None,
+            in_hand: None,
         }
     }
 

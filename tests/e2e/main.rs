@@ -4,6 +4,7 @@
 mod abuse;
 mod auth;
 mod capabilities;
+mod chunking;
 mod cli;
 mod clients;
 mod contract;

@@ -20,6 +20,11 @@ pub enum Command<'a> {
         params: RcptParams,
     },
     Data,
+    /// RFC 3030: a chunk of `size` octets follows the command line; `last` ends the message.
+    Bdat {
+        size: u64,
+        last: bool,
+    },
     Rset,
     Noop,
     Quit,
@@ -148,6 +153,7 @@ pub fn parse_command(line: &[u8]) -> Result<Command<'_>, CommandError> {
         b"MAIL" => parse_mail(args),
         b"RCPT" => parse_rcpt(args),
         b"DATA" => no_args(Command::Data, "DATA"),
+        b"BDAT" => parse_bdat(args),
         b"RSET" => no_args(Command::Rset, "RSET"),
         b"QUIT" => no_args(Command::Quit, "QUIT"),
         // RFC 5321 4.1.1.9: NOOP may carry a string, which is ignored.
@@ -231,6 +237,26 @@ fn parse_mail(args: &str) -> Result<Command<'_>, CommandError> {
         params.raw.push(as_handed(upper, value));
     }
     Ok(Command::Mail { from, params })
+}
+
+/// `BDAT chunk-size [LAST]` (RFC 3030 2): the size is 1*DIGIT, here at most 20 of them.
+fn parse_bdat(args: &str) -> Result<Command<'_>, CommandError> {
+    const USAGE: &str = "BDAT chunk-size [LAST]";
+    let mut words = args.trim_end_matches(' ').split(' ');
+    let size = words
+        .next()
+        .filter(|s| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|s| s.parse().ok())
+        .ok_or(CommandError::Syntax(USAGE))?;
+    let last = match words.next() {
+        None => false,
+        Some(word) if word.eq_ignore_ascii_case("LAST") => true,
+        Some(_) => return Err(CommandError::Syntax(USAGE)),
+    };
+    if words.next().is_some() {
+        return Err(CommandError::Syntax(USAGE));
+    }
+    Ok(Command::Bdat { size, last })
 }
 
 fn parse_rcpt(args: &str) -> Result<Command<'_>, CommandError> {

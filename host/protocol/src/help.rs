@@ -10,9 +10,12 @@ pub fn help(topic: Option<&str>) -> Reply {
     let syntax = match topic.to_ascii_uppercase().as_str() {
         "HELO" => "Syntax: HELO hostname",
         "EHLO" => "Syntax: EHLO hostname",
-        "MAIL" => "Syntax: MAIL FROM:<address> [SIZE=n] [BODY=7BIT|8BITMIME] [SMTPUTF8]",
-        "RCPT" => "Syntax: RCPT TO:<address>",
+        "MAIL" => {
+            "Syntax: MAIL FROM:<address> [SIZE=n] [BODY=7BIT|8BITMIME|BINARYMIME] [SMTPUTF8] [RET=FULL|HDRS] [ENVID=id]"
+        }
+        "RCPT" => "Syntax: RCPT TO:<address> [NOTIFY=NEVER|SUCCESS,FAILURE,DELAY] [ORCPT=type;address]",
         "DATA" => "Syntax: DATA, then the message, ended by a line with a single dot",
+        "BDAT" => "Syntax: BDAT size [LAST], then exactly size octets of the message",
         "RSET" => "Syntax: RSET (clears the transaction)",
         "NOOP" => "Syntax: NOOP [string]",
         "QUIT" => "Syntax: QUIT",

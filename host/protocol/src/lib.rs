@@ -3,6 +3,7 @@
 //! frames messages strictly. No sockets here: the host's session does the I/O.
 
 pub mod address;
+pub mod chunk;
 pub mod client;
 pub mod command;
 pub mod dsn;
@@ -18,6 +19,7 @@ pub mod sasl;
 pub mod trace;
 
 pub use address::{Address, PathError};
+pub use chunk::ChunkReceiver;
 pub use client::{ReplyError, ServerReply, data_to_send, parse_reply};
 pub use command::{Body, Command, CommandError, MailParams, RcptParams, esmtp_param, parse_command};
 pub use help::help;

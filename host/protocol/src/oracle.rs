@@ -1,4 +1,5 @@
-//! A slow, obviously correct DATA receiver to check [`crate::DataReceiver`] against,
+//! Slow, obviously correct DATA and BDAT receivers to check [`crate::DataReceiver`] and
+//! [`crate::ChunkReceiver`] against,
 //! in unit tests and in the fuzz target.
 
 use crate::DataSummary;
@@ -45,4 +46,38 @@ pub fn receive(input: &[u8], max_size: usize, max_line: usize) -> Option<(Vec<u8
         bare_line_ending,
     };
     Some((body, summary, consumed))
+}
+
+/// The message and summary for a message sent by BDAT whose chunks joined are `input`
+/// (`max_line` is `None` for a binary body): the slow way, line by line.
+pub fn receive_chunks(input: &[u8], max_size: usize, max_line: Option<usize>) -> (Vec<u8>, DataSummary) {
+    let mut message = input.to_vec();
+    let (mut long_line, mut bare_line_ending) = (false, false);
+    if let Some(max_line) = max_line {
+        // Only a message still kept gets its final CRLF.
+        let kept = input.len() <= max_size;
+        if kept && !message.is_empty() && !message.ends_with(b"\r\n") && !message.ends_with(b"\r") {
+            message.extend_from_slice(b"\r\n");
+        }
+        long_line = message
+            .split_inclusive(|&b| b == b'\n')
+            .any(|line| line.len() > max_line);
+        bare_line_ending = (0..message.len()).any(|i| {
+            let cr_alone = message[i] == b'\r' && message.get(i + 1) != Some(&b'\n');
+            let lf_alone = message[i] == b'\n' && (i == 0 || message[i - 1] != b'\r');
+            cr_alone || lf_alone
+        });
+    }
+    let size = message.len();
+    let too_big = size > max_size;
+    if too_big {
+        message.clear();
+    }
+    let summary = DataSummary {
+        size,
+        too_big,
+        long_line,
+        bare_line_ending,
+    };
+    (message, summary)
 }

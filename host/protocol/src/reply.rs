@@ -242,7 +242,7 @@ pub mod replies {
     pub const HELP: Reply = Reply::fixed(
         214,
         (2, 0, 0),
-        "Supported commands: EHLO HELO MAIL RCPT DATA RSET NOOP QUIT VRFY EXPN HELP",
+        "Supported commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY EXPN HELP",
     );
     pub const HELP_UNKNOWN_TOPIC: Reply = Reply::fixed(504, (5, 5, 1), "HELP topic not recognized");
 
@@ -256,6 +256,7 @@ pub mod replies {
     pub const NEED_HELO: Reply = Reply::fixed(503, (5, 5, 1), "Error: send HELO/EHLO first");
     pub const NESTED_MAIL: Reply = Reply::fixed(503, (5, 5, 1), "Error: nested MAIL command");
     pub const NEED_MAIL: Reply = Reply::fixed(503, (5, 5, 1), "Error: need MAIL command");
+    pub const DATA_AFTER_BDAT: Reply = Reply::fixed(503, (5, 5, 1), "Error: DATA in a transaction that BDAT started");
     pub const BINARYMIME_NEEDS_BDAT: Reply =
         Reply::fixed(503, (5, 5, 1), "Error: BODY=BINARYMIME is sent with BDAT, not DATA");
     pub const NEED_RCPT: Reply = Reply::fixed(503, (5, 5, 1), "Error: need RCPT command");

@@ -113,6 +113,18 @@ fn command_table() {
         ("RCPT TO:<b@example.com>NOTIFY=NEVER", Err(Some(501))),
         ("RCPT FROM:<b@example.com>", Err(Some(501))),
         ("DATA", ok("Data")),
+        ("BDAT 86", ok("Bdat { size: 86, last: false }")),
+        ("bdat 0 last", ok("Bdat { size: 0, last: true }")),
+        (
+            "BDAT 18446744073709551615 LAST",
+            ok("Bdat { size: 18446744073709551615, last: true }"),
+        ),
+        ("BDAT 18446744073709551616", Err(Some(501))),
+        ("BDAT", Err(Some(501))),
+        ("BDAT -1", Err(Some(501))),
+        ("BDAT 1x", Err(Some(501))),
+        ("BDAT 10 FIRST", Err(Some(501))),
+        ("BDAT 10 LAST more", Err(Some(501))),
         ("DATA x", Err(Some(501))),
         ("RSET", ok("Rset")),
         ("RSET now", Err(Some(501))),
@@ -331,5 +343,31 @@ fn receiver_matches_oracle_on_random_input() {
         let max_size = (rng.next() % 16) as usize;
         let max_line = 3 + (rng.next() % 8) as usize;
         assert_like_oracle(&input, max_size, max_line);
+    }
+}
+
+#[test]
+fn chunk_receiver_matches_oracle_on_random_input_and_chunking() {
+    let alphabet = b"\r\n.a\0";
+    let mut rng = Lcg(0xb0a7);
+    for _ in 0..20_000 {
+        let len = (rng.next() % 24) as usize;
+        let input: Vec<u8> = (0..len).map(|_| alphabet[(rng.next() % 5) as usize]).collect();
+        let max_size = (rng.next() % 24) as usize;
+        let max_line = (!rng.next().is_multiple_of(4)).then(|| 2 + (rng.next() % 8) as usize);
+        let mut receiver = ChunkReceiver::new(max_size, max_line);
+        let mut body = Vec::new();
+        let mut rest = &input[..];
+        while !rest.is_empty() {
+            let n = 1 + (rng.next() as usize % rest.len());
+            receiver.feed(&rest[..n], &mut body);
+            rest = &rest[n..];
+        }
+        let summary = receiver.finish(&mut body);
+        assert_eq!(
+            (body, summary),
+            oracle::receive_chunks(&input, max_size, max_line),
+            "{input:?} max_size {max_size} max_line {max_line:?}"
+        );
     }
 }

@@ -136,7 +136,7 @@ impl host::Host for PluginState {
             data: &data,
             // What leaves the server starts with its trace, for the message in hand.
             trace: self.edits.as_ref().map(|e| e.received()),
-            dsn: self.edits.as_ref().map(|e| e.message()),
+            in_hand: self.edits.as_ref().map(|e| e.message()),
         };
         let relayed = relay::relay(
             &upstream,

@@ -1,5 +1,6 @@
 //! DATA: receives the message, refuses what breaks the limits or the framing rules, and
-//! hands the rest to the handler chain. The transaction ends here whatever happens.
+//! hands the rest to the handler chain. The transaction ends here whatever happens. The
+//! end of a message sent by BDAT comes here too ([`Session::conclude`]).
 
 use std::sync::Arc;
 
@@ -23,6 +24,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Some(t) if t.params.body == Some(Body::BinaryMime) => {
                 return Ok(self.client_error(&replies::BINARYMIME_NEEDS_BDAT));
             }
+            // RFC 3030 2: DATA and BDAT are not mixed in one transaction.
+            Some(t) if t.chunks.is_some() => return Ok(self.client_error(&replies::DATA_AFTER_BDAT)),
             Some(t) => t.params.size.unwrap_or(0) as usize,
         };
         if let Some(refusal) = self.ask(Hook::Data).await.refusal() {
@@ -40,21 +43,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 Flow::Gone
             }
             DataInput::TimedOut => self.close_with(&replies::TIMEOUT),
-            DataInput::Message(body, summary) => {
-                let reply = match refusal(&summary) {
-                    Some(refused) => refused,
-                    None => match received_count(&body) {
-                        hops if hops > self.ctx.limits.max_hops => {
-                            tracing::info!(tenant = %self.ctx.tenant, peer = %self.peer, hops, "refused a message with too many Received fields: a loop");
-                            replies::TOO_MANY_HOPS
-                        }
-                        _ => self.deliver(transaction, body).await,
-                    },
-                };
-                self.ctx.metrics.message(Outcome::of_reply(&reply));
-                self.reply(&reply)
-            }
+            DataInput::Message(body, summary) => self.conclude(transaction, body, summary).await,
         })
+    }
+
+    /// The end of a message, by DATA or BDAT: refused for what it is, or handed to the
+    /// handlers, and answered.
+    pub(super) async fn conclude(&mut self, transaction: Transaction, body: Vec<u8>, summary: DataSummary) -> Flow {
+        let reply = match refusal(&summary) {
+            Some(refused) => refused,
+            None => match received_count(&body) {
+                hops if hops > self.ctx.limits.max_hops => {
+                    tracing::info!(tenant = %self.ctx.tenant, peer = %self.peer, hops, "refused a message with too many Received fields: a loop");
+                    replies::TOO_MANY_HOPS
+                }
+                _ => self.deliver(transaction, body).await,
+            },
+        };
+        self.ctx.metrics.message(Outcome::of_reply(&reply));
+        self.reply(&reply)
     }
 
     async fn deliver(&mut self, transaction: Transaction, data: Vec<u8>) -> Reply {

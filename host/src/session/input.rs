@@ -29,6 +29,13 @@ pub(super) enum DataInput {
     Closed,
 }
 
+/// How reading a BDAT chunk ended.
+pub(super) enum ChunkRead {
+    Done,
+    TimedOut,
+    Closed,
+}
+
 enum Read {
     Some,
     Eof,
@@ -113,6 +120,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 Read::Some | Read::ShuttingDown => {}
                 Read::Eof => return Ok(DataInput::Closed),
                 Read::TimedOut => return Ok(DataInput::TimedOut),
+            }
+        }
+    }
+
+    /// Reads the `size` octets of a BDAT chunk that follow its command line, handing
+    /// each piece to `take` as it comes (the caller keeps or drops it).
+    pub(super) async fn read_chunk(&mut self, size: u64, mut take: impl FnMut(&[u8])) -> std::io::Result<ChunkRead> {
+        let data_timeout = self.ctx.limits.data_timeout();
+        let mut left = size;
+        loop {
+            let n = usize::try_from(left).unwrap_or(usize::MAX).min(self.input.len());
+            take(&self.input[..n]);
+            self.input.advance(n);
+            left -= n as u64;
+            if left == 0 {
+                self.give_back_input_buffer();
+                return Ok(ChunkRead::Done);
+            }
+            self.flush().await?;
+            match self.read_more(DATA_READ_ROOM, data_timeout, false).await? {
+                // Shutdown does not interrupt a chunk, as it does not interrupt DATA.
+                Read::Some | Read::ShuttingDown => {}
+                Read::Eof => return Ok(ChunkRead::Closed),
+                Read::TimedOut => return Ok(ChunkRead::TimedOut),
             }
         }
     }

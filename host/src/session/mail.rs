@@ -47,6 +47,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             params,
             recipients: Vec::new(),
             rcpt_options: Vec::new(),
+            chunks: None,
         });
         self.reply(accepted.as_ref().unwrap_or(&replies::SENDER_OK))
     }

@@ -4,6 +4,7 @@
 
 mod ask;
 mod auth;
+mod bdat;
 mod data;
 mod greeting;
 mod input;
@@ -44,6 +45,8 @@ struct Transaction {
     recipients: Vec<Address>,
     /// The RCPT parameters of the recipients that came with any.
     rcpt_options: Vec<RcptOptions>,
+    /// The message so far, once BDAT has started sending it.
+    chunks: Option<bdat::Chunks>,
 }
 
 /// Whether the session goes on after a command.
@@ -202,6 +205,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Command::Mail { from, params } => self.mail(from, params).await,
             Command::Rcpt { to, params } => self.rcpt(to, params).await,
             Command::Data => return self.data().await,
+            Command::Bdat { size, last } => return self.bdat(size, last).await,
             Command::Rset => self.rset().await,
             Command::Noop => self.reply(&replies::OK),
             Command::Quit => self.close_with(&replies::BYE),

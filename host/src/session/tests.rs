@@ -13,6 +13,8 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 use tokio_util::sync::CancellationToken;
 
+mod bdat;
+
 use super::Session;
 use crate::auth::tests::quick_hash;
 use crate::auth::{AuthConfig, Authenticator};
@@ -272,7 +274,7 @@ async fn ehlo_advertises_every_extension_implemented() {
     let reply = client.command("EHLO client.test").await;
     assert_eq!(
         reply,
-        "250-mx.test\n250-SIZE 33554432\n250-8BITMIME\n250-SMTPUTF8\n250-PIPELINING\n250-ENHANCEDSTATUSCODES\n250-DSN\n250 HELP"
+        "250-mx.test\n250-SIZE 33554432\n250-8BITMIME\n250-SMTPUTF8\n250-PIPELINING\n250-ENHANCEDSTATUSCODES\n250-DSN\n250-CHUNKING\n250-BINARYMIME\n250 HELP"
     );
 }
 

@@ -15,7 +15,7 @@ fuzz_target!(|input: &[u8]| {
                 let line = &rest[..len];
                 assert!(!line.contains(&b'\n'));
                 match parse_command(line) {
-                    Ok(Command::Mail { from: Some(a), .. }) | Ok(Command::Rcpt { to: a }) => {
+                    Ok(Command::Mail { from: Some(a), .. }) | Ok(Command::Rcpt { to: a, .. }) => {
                         assert!(!a.as_str().is_empty() && a.as_str().len() <= 256);
                     }
                     Ok(_) => {}
