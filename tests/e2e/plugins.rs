@@ -34,6 +34,47 @@ fn debug_printer_prints_the_envelope_when_asked() {
     );
 }
 
+/// A message of `mib` MiB (lines of 100 octets).
+fn big_message(mib: usize) -> String {
+    let line = format!("{}\r\n", "x".repeat(98));
+    format!("Subject: big\r\n\r\n{}", line.repeat((mib << 20) / line.len()))
+}
+
+#[test]
+fn debug_printer_takes_a_big_message_and_prints_its_start_marked_as_cut() {
+    // The default server: the printer's own limit (1 MiB) says where it stopped.
+    let mut server = Server::start(&[]);
+    let message = big_message(5);
+    let mut client = RawClient::ehlo(server.addr);
+    assert!(client.send_message(&message).starts_with("250 2.0.0"));
+    let printed = server.wait_for_messages(1);
+    let note = format!(
+        "[wasmtpd: {} more octets not printed; the message has {}, the setting max_printed_bytes is 1048576]\n------------ END MESSAGE",
+        message.len() - (1 << 20),
+        message.len()
+    );
+    assert!(
+        printed.contains(&note),
+        "{}",
+        &printed[printed.len().saturating_sub(400)..]
+    );
+    assert!(printed.len() < (1 << 20) + 1024, "{}", printed.len());
+
+    // Printing more than the host keeps of one call's output: the host says it cut it.
+    let mut server = Server::with_config(
+        "[plugin.debug-printer.settings]\nmax_printed_bytes = 8388608\n",
+        &["debug-printer"],
+    );
+    let mut client = RawClient::ehlo(server.addr);
+    assert!(client.send_message(&message).starts_with("250 2.0.0"));
+    let printed = server.wait_for_stdout("more were dropped]");
+    assert!(
+        printed.contains("[wasmtpd: this call's output was cut at 4194304 octets; "),
+        "{}",
+        &printed[printed.len().saturating_sub(400)..]
+    );
+}
+
 const FILTER: &str = r#"
 [plugin.filter.settings]
 blocked_senders = ["spammer@example.org", "@bad.example"]

@@ -79,6 +79,13 @@ impl StdoutStream for Capture {
 }
 
 impl Capture {
+    /// Adds the host's own line after what was kept, past the cap: a cut output says so.
+    fn note_cut(&self, dropped: usize) {
+        let note =
+            format!("\n[wasmtpd: this call's output was cut at {CAPTURE_LIMIT} octets; {dropped} more were dropped]\n");
+        self.lock().bytes.extend_from_slice(note.as_bytes());
+    }
+
     fn append(&self, buf: &[u8]) {
         let mut captured = self.lock();
         let room = CAPTURE_LIMIT.saturating_sub(captured.bytes.len());
@@ -172,6 +179,9 @@ pub async fn deliver(plugin: &str, stream: &'static str, target: OutputTarget, c
     }
     match target {
         OutputTarget::Stdout => {
+            if dropped > 0 {
+                capture.note_cut(dropped);
+            }
             let room = room_for(len);
             // The semaphore is never closed. The permits go back once the output is written.
             let Ok(permits) = STDOUT_ROOM.acquire_many(room).await else {
@@ -191,6 +201,22 @@ pub async fn deliver(plugin: &str, stream: &'static str, target: OutputTarget, c
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cut_output_ends_with_a_line_that_says_so() {
+        let capture = Capture::default();
+        capture.append(&vec![b'x'; CAPTURE_LIMIT + 10]);
+        let (len, dropped) = capture.len_and_dropped();
+        assert_eq!((len, dropped), (CAPTURE_LIMIT, 10));
+        capture.note_cut(dropped);
+        capture.drain(|bytes| {
+            let tail = String::from_utf8_lossy(&bytes[CAPTURE_LIMIT..]).into_owned();
+            assert_eq!(
+                tail,
+                format!("\n[wasmtpd: this call's output was cut at {CAPTURE_LIMIT} octets; 10 more were dropped]\n")
+            );
+        });
+    }
 
     #[test]
     fn output_takes_room_by_the_kib_within_the_hold() {

@@ -17,8 +17,14 @@ pub struct Message<'a> {
 /// between two marker lines; with `envelope`, the sender and recipients after the first,
 /// and how the session was protected (TLS, AUTH).
 /// Lines end in LF, as Python printed them; text that is not UTF-8 is shown with U+FFFD.
-pub fn render(message: &Message, envelope: bool) -> Vec<u8> {
-    let mut out = Vec::with_capacity(message.data.len() + 256);
+/// At most `max_printed` octets of the message are printed; a line after them says how
+/// many more there were, so that a cut message is never taken for a whole one.
+pub fn render(message: &Message, envelope: bool, max_printed: usize) -> Vec<u8> {
+    let (data, not_printed) = match message.data.split_at_checked(max_printed) {
+        Some((printed, rest)) if !rest.is_empty() => (printed, rest.len()),
+        _ => (message.data, 0),
+    };
+    let mut out = Vec::with_capacity(data.len() + 256);
     out.extend_from_slice(b"---------- MESSAGE FOLLOWS ----------\n");
     if envelope {
         out.extend_from_slice(format!("mail from: '{}'\n", message.mail_from).as_bytes());
@@ -40,10 +46,10 @@ pub fn render(message: &Message, envelope: bool) -> Vec<u8> {
     }
     // Almost all mail is valid UTF-8 and is copied as it is; the rest is made so.
     let lossy;
-    let text = match std::str::from_utf8(message.data) {
-        Ok(_) => message.data,
+    let text = match std::str::from_utf8(data) {
+        Ok(_) => data,
         Err(_) => {
-            lossy = String::from_utf8_lossy(message.data).into_owned();
+            lossy = String::from_utf8_lossy(data).into_owned();
             lossy.as_bytes()
         }
     };
@@ -63,6 +69,13 @@ pub fn render(message: &Message, envelope: bool) -> Vec<u8> {
     // A message with no body: smtpd printed no X-Peer at all; say it after the headers.
     if in_headers {
         push_peer_header(&mut out, message.peer_ip);
+    }
+    if not_printed > 0 {
+        let note = format!(
+            "[wasmtpd: {not_printed} more octets not printed; the message has {}, the setting max_printed_bytes is {max_printed}]\n",
+            message.data.len()
+        );
+        out.extend_from_slice(note.as_bytes());
     }
     out.extend_from_slice(b"------------ END MESSAGE ------------\n");
     out
@@ -135,7 +148,7 @@ mod tests {
             tls: None,
             authenticated: None,
         };
-        String::from_utf8(render(&message, envelope)).unwrap()
+        String::from_utf8(render(&message, envelope, usize::MAX)).unwrap()
     }
 
     #[test]
@@ -208,7 +221,7 @@ mod tests {
             tls: Some(("TLSv1_3", "TLS13_AES_256_GCM_SHA384")),
             authenticated: Some("alice"),
         };
-        let printed = String::from_utf8(render(&message, true)).unwrap();
+        let printed = String::from_utf8(render(&message, true, usize::MAX)).unwrap();
         assert!(
             printed.contains("rcpt tos: []\ntls: TLSv1_3 TLS13_AES_256_GCM_SHA384\nauthenticated: 'alice'\n"),
             "{printed}"
@@ -228,8 +241,34 @@ mod tests {
             authenticated: None,
         };
         assert_eq!(
-            String::from_utf8(render(&message, false)).unwrap(),
+            String::from_utf8(render(&message, false, usize::MAX)).unwrap(),
             "---------- MESSAGE FOLLOWS ----------\nSubject: \u{FFFD}\nX-Peer: 127.0.0.1\n\nb\u{FFFD}\n------------ END MESSAGE ------------\n"
+        );
+    }
+
+    #[test]
+    fn a_message_past_the_print_limit_is_cut_and_says_so() {
+        let message = Message {
+            peer_ip: "127.0.0.1",
+            mail_from: "a@example.com",
+            rcpt_tos: &[],
+            data: b"Subject: x\r\n\r\n0123456789\r\n",
+            mail_options: &[],
+            rcpt_options: &[],
+            tls: None,
+            authenticated: None,
+        };
+        assert_eq!(
+            String::from_utf8(render(&message, false, 19)).unwrap(),
+            "---------- MESSAGE FOLLOWS ----------\nSubject: x\nX-Peer: 127.0.0.1\n\n01234\n\
+             [wasmtpd: 7 more octets not printed; the message has 26, the setting max_printed_bytes is 19]\n\
+             ------------ END MESSAGE ------------\n"
+        );
+        // At the limit exactly: whole, no note.
+        let whole = String::from_utf8(render(&message, false, 26)).unwrap();
+        assert!(
+            whole.contains("0123456789\n---") && !whole.contains("not printed"),
+            "{whole}"
         );
     }
 
