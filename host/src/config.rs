@@ -39,6 +39,11 @@ pub struct Config {
     /// by default); an empty string turns the cache off.
     #[serde(default)]
     pub cache_dir: Option<PathBuf>,
+    /// Where messages that find no room in memory are spooled while they come in
+    /// (`$TMPDIR/wasmtpd-spool` by default); each file is removed when its transaction
+    /// ends, and files a crashed process left are removed at the next start. Read at start.
+    #[serde(default)]
+    pub spool_dir: Option<PathBuf>,
     /// Where to serve the counters in the Prometheus text format (`GET /metrics`); off
     /// by default. Read at start only.
     #[serde(default)]
@@ -426,6 +431,11 @@ pub struct Limits {
     /// `Received:` fields a message may carry; past them it is refused as a loop
     /// (Postfix's `hopcount_limit`).
     pub max_hops: usize,
+    /// Octets of message data held in memory, all sessions together: the messages coming
+    /// in and being handled, with the plugins' copies. A message that finds no room is
+    /// spooled to `spool_dir` and waits for room (then `452 4.3.1`). At least twice
+    /// `max_message_size`. Read at start.
+    pub max_message_memory: usize,
 }
 
 impl Default for Limits {
@@ -446,6 +456,7 @@ impl Default for Limits {
             greeting_delay_ms: 0,
             shutdown_grace_secs: 30,
             max_hops: 50,
+            max_message_memory: 512 << 20,
         }
     }
 }
@@ -484,7 +495,13 @@ impl Limits {
         too_low("idle_timeout_secs", self.idle_timeout_secs, 1)?;
         too_low("data_timeout_secs", self.data_timeout_secs, 1)?;
         too_low("max_connections", self.max_connections as u64, 1)?;
-        too_low("max_connections_per_ip", self.max_connections_per_ip as u64, 1)
+        too_low("max_connections_per_ip", self.max_connections_per_ip as u64, 1)?;
+        // A message and one plugin's copy of it must fit.
+        too_low(
+            "max_message_memory",
+            self.max_message_memory as u64,
+            2 * self.max_message_size as u64,
+        )
     }
 }
 
@@ -544,6 +561,7 @@ impl Config {
             limits: Limits::default(),
             plugins: BTreeMap::new(),
             cache_dir: None,
+            spool_dir: None,
             metrics: None,
             dns: DnsConfig::default(),
             http: HttpConfig::default(),
@@ -565,7 +583,7 @@ impl Config {
             .plugins
             .values_mut()
             .flat_map(|p| p.dirs.iter_mut().map(|d| &mut d.host).chain(p.relay_ca.as_mut()));
-        let store = self.store.path.as_mut();
+        let store = self.store.path.as_mut().into_iter().chain(self.spool_dir.as_mut());
         for path in listeners.chain(dirs).chain(tenant_quarantines).chain(store) {
             *path = base.join(&*path);
         }

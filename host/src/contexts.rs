@@ -11,13 +11,20 @@ use crate::admission::TenantCap;
 use crate::config::{Config, ListenerConfig};
 use crate::handler::Handlers;
 use crate::listener::{Access, ListenerContext};
+use crate::message_room::MessageRoom;
 use crate::metrics::Registry;
 use crate::plugin::catalog::Chains;
 use crate::plugin::router::{Tenant, TenantRouter};
 use crate::plugin::{Plugin, PluginChain, share};
 
 /// The listeners' contexts, in the configuration's order.
-pub fn build(config: &Config, chains: Chains, access: Vec<Access>, metrics: &Registry) -> Vec<Arc<ListenerContext>> {
+pub fn build(
+    config: &Config,
+    chains: Chains,
+    access: Vec<Access>,
+    metrics: &Registry,
+    room: &Arc<MessageRoom>,
+) -> Vec<Arc<ListenerContext>> {
     let shares = tenant_shares(config);
     let tenants = tenants(config, chains.tenants, &shares, metrics);
     config
@@ -26,9 +33,7 @@ pub fn build(config: &Config, chains: Chains, access: Vec<Access>, metrics: &Reg
         .zip(chains.listeners)
         .zip(access)
         .map(|((listener, chain), access)| {
-            Arc::new(listener_context(
-                config, listener, chain, access, &tenants, &shares, metrics,
-            ))
+            Arc::new(listener_context(config, listener, chain, access, &tenants, &shares, metrics).with_room(room))
         })
         .collect()
 }

@@ -184,4 +184,7 @@ pub trait Handlers: Send + Sync {
     fn session(&self, peer: SocketAddr) -> Box<dyn SessionHandlers>;
     /// The handlers' names, in order, for the log.
     fn names(&self) -> Vec<String>;
+    /// How many copies of a message its handlers may take into memory at most (a
+    /// plugin instance keeps its copy until its session ends): room is held for them.
+    fn body_copies(&self) -> usize;
 }

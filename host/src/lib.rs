@@ -15,6 +15,7 @@ pub mod hook;
 pub mod kv;
 pub mod listener;
 pub mod log;
+pub mod message_room;
 pub mod metrics;
 pub mod metrics_http;
 pub mod plugin;

@@ -9,6 +9,7 @@ use crate::admission::TenantCap;
 use crate::auth::Authenticator;
 use crate::config::{BareLf, Limits, ListenerConfig};
 use crate::handler::Handlers;
+use crate::message_room::MessageRoom;
 use crate::metrics::TenantMetrics;
 use crate::proxy_protocol::ProxyProtocol;
 use crate::tls::ListenerTls;
@@ -63,6 +64,8 @@ pub struct ListenerContext {
     pub hostname: String,
     /// Whether a command line may end in a bare LF.
     pub bare_lf: BareLf,
+    /// Room for message data in memory, shared by every listener of the server.
+    pub room: Arc<MessageRoom>,
 }
 
 impl ListenerContext {
@@ -103,7 +106,14 @@ impl ListenerContext {
             helo,
             hostname,
             bare_lf: BareLf::Reject,
+            room: MessageRoom::new(Limits::default().max_message_memory, MessageRoom::default_spool_dir()),
         }
+    }
+
+    /// Takes room for message data from the server's (a context has its own otherwise).
+    pub fn with_room(mut self, room: &Arc<MessageRoom>) -> ListenerContext {
+        self.room = Arc::clone(room);
+        self
     }
 
     /// Takes command lines ended by a bare LF, or refuses them (the default).

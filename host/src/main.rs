@@ -14,6 +14,7 @@ use wasmtpd::admission::Admission;
 use wasmtpd::cli::Cli;
 use wasmtpd::config::Config;
 use wasmtpd::deliver;
+use wasmtpd::message_room::MessageRoom;
 use wasmtpd::metrics::Registry;
 use wasmtpd::metrics_http;
 use wasmtpd::plugin::engine::default_cache_dir;
@@ -91,7 +92,16 @@ async fn serve(cli: Cli, config: Config, engine: PluginEngine) -> anyhow::Result
         tracing::info!("metrics on http://{}/metrics", listener.local_addr()?);
         tokio::spawn(metrics_http::serve(listener, Arc::clone(&metrics), shutdown.clone()));
     }
-    let mut service = Service::new(engine, admission, metrics, shutdown.clone());
+    let spool_dir = config.spool_dir.clone().unwrap_or_else(MessageRoom::default_spool_dir);
+    let room = MessageRoom::new(config.limits.max_message_memory, spool_dir);
+    let cleaned = room.clean_spool();
+    if cleaned > 0 {
+        tracing::warn!(
+            files = cleaned,
+            "removed spool files left by a process that ended without removing them"
+        );
+    }
+    let mut service = Service::new(engine, admission, metrics, room, shutdown.clone());
     // Watching starts before listening: a change made once the server listens is seen.
     let mut watcher = FileWatcher::new()?;
     watcher.watch(reload::files_of(&config, cli.config.as_deref()));

@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 use crate::admission::Admission;
 use crate::config::Config;
 use crate::listener::{Access, ListenerContext, ListenerSlot};
+use crate::message_room::MessageRoom;
 use crate::metrics::Registry;
 use crate::plugin::catalog::{self, Chains};
 use crate::plugin::{Plugin, PluginEngine};
@@ -30,6 +31,8 @@ struct RunningListener {
 pub struct Service {
     engine: PluginEngine,
     admission: Arc<Admission>,
+    /// Room for message data in memory, one for the whole server.
+    room: Arc<MessageRoom>,
     shutdown: CancellationToken,
     sessions: TaskTracker,
     listeners: HashMap<ListenerKey, RunningListener>,
@@ -58,12 +61,14 @@ impl Service {
         engine: PluginEngine,
         admission: Arc<Admission>,
         metrics: Arc<Registry>,
+        room: Arc<MessageRoom>,
         shutdown: CancellationToken,
     ) -> Service {
         Service {
             metrics,
             engine,
             admission,
+            room,
             shutdown,
             sessions: TaskTracker::new(),
             listeners: HashMap::new(),
@@ -95,7 +100,13 @@ impl Service {
         let serving = loaded.serving.join("; ");
         let contexts: HashMap<ListenerKey, Arc<ListenerContext>> = keys
             .into_iter()
-            .zip(contexts::build(config, loaded.chains, loaded.access, &self.metrics))
+            .zip(contexts::build(
+                config,
+                loaded.chains,
+                loaded.access,
+                &self.metrics,
+                &self.room,
+            ))
             .collect();
         self.swap(&contexts);
         self.retire(&contexts);

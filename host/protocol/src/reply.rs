@@ -256,6 +256,8 @@ pub mod replies {
     pub const NEED_HELO: Reply = Reply::fixed(503, (5, 5, 1), "Error: send HELO/EHLO first");
     pub const NESTED_MAIL: Reply = Reply::fixed(503, (5, 5, 1), "Error: nested MAIL command");
     pub const NEED_MAIL: Reply = Reply::fixed(503, (5, 5, 1), "Error: need MAIL command");
+    /// RFC 3463 4.3.1: the server has no room for the message now; the client retries.
+    pub const NO_ROOM: Reply = Reply::fixed(452, (4, 3, 1), "Insufficient system storage, try again later");
     pub const DATA_AFTER_BDAT: Reply = Reply::fixed(503, (5, 5, 1), "Error: DATA in a transaction that BDAT started");
     pub const BINARYMIME_NEEDS_BDAT: Reply =
         Reply::fixed(503, (5, 5, 1), "Error: BODY=BINARYMIME is sent with BDAT, not DATA");

@@ -95,6 +95,10 @@ impl Handlers for PluginChain {
     fn names(&self) -> Vec<String> {
         self.plugins.iter().map(|p| p.info.name.clone()).collect()
     }
+
+    fn body_copies(&self) -> usize {
+        self.plugins.len()
+    }
 }
 
 struct ChainSession {

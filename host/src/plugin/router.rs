@@ -66,6 +66,11 @@ impl Handlers for TenantRouter {
         );
         names
     }
+
+    /// The listener's chain and every tenant's: a message may reach them all.
+    fn body_copies(&self) -> usize {
+        self.own.body_copies() + self.tenants.iter().map(|t| t.chain.body_copies()).sum::<usize>()
+    }
 }
 
 struct RoutedSession {

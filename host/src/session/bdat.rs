@@ -6,6 +6,9 @@
 use tokio::io::{AsyncRead, AsyncWrite};
 use wasmtpd_protocol::{Body, ChunkReceiver, EnhancedCode, Reply, replies};
 
+use std::sync::Arc;
+
+use super::incoming::Incoming;
 use super::input::ChunkRead;
 use super::{Flow, Session};
 use crate::hook::Hook;
@@ -13,7 +16,15 @@ use crate::hook::Hook;
 /// The message so far, between chunks.
 pub(super) struct Chunks {
     receiver: ChunkReceiver,
-    body: Vec<u8>,
+    incoming: Incoming,
+}
+
+impl Chunks {
+    /// The next octets of the chunk being read.
+    pub(super) async fn take(&mut self, octets: &[u8]) {
+        self.receiver.feed(octets, self.incoming.buffer());
+        self.incoming.settle().await;
+    }
 }
 
 /// Why a chunk is not taken.
@@ -30,10 +41,7 @@ const FIRST_RESERVE: usize = 256 * 1024;
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub(super) async fn bdat(&mut self, size: u64, last: bool) -> std::io::Result<Flow> {
         let mut chunks = self.chunks_to_extend().await;
-        let read = match &mut chunks {
-            Ok(Chunks { receiver, body }) => self.read_chunk(size, |piece| receiver.feed(piece, body)).await?,
-            Err(_) => self.read_chunk(size, |_dropped| {}).await?,
-        };
+        let read = self.read_chunk(size, chunks.as_mut().ok()).await?;
         match read {
             ChunkRead::Done => {}
             ChunkRead::Closed => {
@@ -44,7 +52,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             ChunkRead::TimedOut => return Ok(self.close_with(&replies::TIMEOUT)),
         }
-        let Chunks { receiver, mut body } = match chunks {
+        let Chunks { receiver, mut incoming } = match chunks {
             Ok(chunks) => chunks,
             Err(Refused::Mistake(reply)) => return Ok(self.client_error(&reply)),
             Err(Refused::Ended(reply)) => {
@@ -56,11 +64,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             let Some(transaction) = self.transaction.take() else {
                 return Ok(Flow::Continue);
             };
-            let summary = receiver.finish(&mut body);
-            return Ok(self.conclude(transaction, body, summary).await);
+            let summary = receiver.finish(incoming.buffer());
+            return Ok(self.conclude(transaction, incoming, summary).await);
         }
         if let Some(transaction) = &mut self.transaction {
-            transaction.chunks = Some(Chunks { receiver, body });
+            transaction.chunks = Some(Chunks { receiver, incoming });
         }
         let ok = EnhancedCode {
             class: 2,
@@ -93,7 +101,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             .min(limits.max_message_size);
         Ok(Chunks {
             receiver: ChunkReceiver::new(limits.max_message_size, max_line),
-            body: Vec::with_capacity(reserve.min(FIRST_RESERVE)),
+            incoming: Incoming::new(Arc::clone(&self.ctx.room), reserve.min(FIRST_RESERVE)),
         })
     }
 }

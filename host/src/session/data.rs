@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use wasmtpd_protocol::{Body, DataSummary, Reply, received_count, replies};
 
+use super::incoming::Incoming;
 use super::input::DataInput;
 use super::{Flow, Session, Transaction};
 use time::OffsetDateTime;
@@ -49,15 +50,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
 
     /// The end of a message, by DATA or BDAT: refused for what it is, or handed to the
     /// handlers, and answered.
-    pub(super) async fn conclude(&mut self, transaction: Transaction, body: Vec<u8>, summary: DataSummary) -> Flow {
+    pub(super) async fn conclude(
+        &mut self,
+        transaction: Transaction,
+        incoming: Incoming,
+        summary: DataSummary,
+    ) -> Flow {
         let reply = match refusal(&summary) {
             Some(refused) => refused,
-            None => match received_count(&body) {
-                hops if hops > self.ctx.limits.max_hops => {
-                    tracing::info!(tenant = %self.ctx.tenant, peer = %self.peer, hops, "refused a message with too many Received fields: a loop");
-                    replies::TOO_MANY_HOPS
+            // Room for the message and the plugins' copies of it, held until they are done.
+            None => match incoming
+                .finish(self.ctx.handlers.body_copies(), self.ctx.limits.data_timeout())
+                .await
+            {
+                Err(no_room) => {
+                    tracing::warn!(tenant = %self.ctx.tenant, peer = %self.peer, size = summary.size, "deferred a message: {no_room}");
+                    replies::NO_ROOM
                 }
-                _ => self.deliver(transaction, body).await,
+                Ok((body, _held)) => match received_count(&body) {
+                    hops if hops > self.ctx.limits.max_hops => {
+                        tracing::info!(tenant = %self.ctx.tenant, peer = %self.peer, hops, "refused a message with too many Received fields: a loop");
+                        replies::TOO_MANY_HOPS
+                    }
+                    _ => self.deliver(transaction, body).await,
+                },
             },
         };
         self.ctx.metrics.message(Outcome::of_reply(&reply));

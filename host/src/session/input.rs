@@ -1,6 +1,7 @@
 //! Reading: the next command line, or message data after `354`, with the idle and
 //! DATA timeouts and the shutdown signal. Replies are flushed before every wait.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -8,6 +9,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use wasmtpd_protocol::{DataReceiver, DataSummary, Frame, next_command_line, skip_to_line_end};
 
 use super::Session;
+use super::bdat::Chunks;
+use super::incoming::Incoming;
 use crate::config::BareLf;
 
 /// What came in while waiting for a command.
@@ -24,7 +27,7 @@ pub(super) enum Input {
 
 /// What came in while receiving message data.
 pub(super) enum DataInput {
-    Message(Vec<u8>, DataSummary),
+    Message(Incoming, DataSummary),
     TimedOut,
     Closed,
 }
@@ -105,13 +108,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     pub(super) async fn receive_data(&mut self, size_hint: usize) -> std::io::Result<DataInput> {
         let (max_size, max_line) = (self.ctx.limits.max_message_size, self.ctx.limits.max_text_line);
         let mut receiver = DataReceiver::new(max_size, max_line);
-        let mut body = Vec::with_capacity(size_hint.min(max_size).min(DATA_READ_ROOM * 4));
+        let hint = size_hint.min(max_size).min(DATA_READ_ROOM * 4);
+        let mut incoming = Incoming::new(Arc::clone(&self.ctx.room), hint);
         let data_timeout = self.ctx.limits.data_timeout();
         loop {
-            if let Some(n) = receiver.feed(&self.input, &mut body) {
+            let end = receiver.feed(&self.input, incoming.buffer());
+            incoming.settle().await;
+            if let Some(n) = end {
                 self.input.advance(n);
                 self.give_back_input_buffer();
-                return Ok(DataInput::Message(body, receiver.summary()));
+                return Ok(DataInput::Message(incoming, receiver.summary()));
             }
             self.input.clear();
             self.flush().await?;
@@ -124,14 +130,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
     }
 
-    /// Reads the `size` octets of a BDAT chunk that follow its command line, handing
-    /// each piece to `take` as it comes (the caller keeps or drops it).
-    pub(super) async fn read_chunk(&mut self, size: u64, mut take: impl FnMut(&[u8])) -> std::io::Result<ChunkRead> {
+    /// Reads the `size` octets of a BDAT chunk that follow its command line into the
+    /// message so far, or drops them (`None`: the chunk is refused).
+    pub(super) async fn read_chunk(
+        &mut self,
+        size: u64,
+        mut chunks: Option<&mut Chunks>,
+    ) -> std::io::Result<ChunkRead> {
         let data_timeout = self.ctx.limits.data_timeout();
         let mut left = size;
         loop {
             let n = usize::try_from(left).unwrap_or(usize::MAX).min(self.input.len());
-            take(&self.input[..n]);
+            if let Some(chunks) = chunks.as_deref_mut() {
+                chunks.take(&self.input[..n]).await;
+            }
             self.input.advance(n);
             left -= n as u64;
             if left == 0 {

@@ -7,6 +7,7 @@ mod auth;
 mod bdat;
 mod data;
 mod greeting;
+mod incoming;
 mod input;
 mod mail;
 mod rcpt;

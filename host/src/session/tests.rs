@@ -97,6 +97,10 @@ impl SessionHandlers for RecorderSession {
 struct RecorderHandlers(Arc<Recorder>);
 
 impl Handlers for RecorderHandlers {
+    fn body_copies(&self) -> usize {
+        1
+    }
+
     fn session(&self, _peer: SocketAddr) -> Box<dyn SessionHandlers> {
         Box::new(RecorderSession(Arc::clone(&self.0)))
     }
