@@ -59,21 +59,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let reply = match refusal(&summary) {
             Some(refused) => refused,
             // Room for the message and the plugins' copies of it, held until they are done.
+            // The instances' copies of the last message are replaced by this one's.
             None => match incoming
-                .finish(self.ctx.handlers.body_copies(), self.ctx.limits.data_timeout())
+                .finish(
+                    self.ctx.handlers.body_copies(),
+                    self.ctx.limits.data_timeout(),
+                    std::mem::take(&mut self.retained),
+                )
                 .await
             {
                 Err(no_room) => {
                     tracing::warn!(tenant = %self.ctx.tenant, peer = %self.peer, size = summary.size, "deferred a message: {no_room}");
                     replies::NO_ROOM
                 }
-                Ok((body, _held)) => match received_count(&body) {
-                    hops if hops > self.ctx.limits.max_hops => {
-                        tracing::info!(tenant = %self.ctx.tenant, peer = %self.peer, hops, "refused a message with too many Received fields: a loop");
-                        replies::TOO_MANY_HOPS
-                    }
-                    _ => self.deliver(transaction, body).await,
-                },
+                Ok((body, mut held)) => {
+                    let size = body.len();
+                    let reply = match received_count(&body) {
+                        hops if hops > self.ctx.limits.max_hops => {
+                            tracing::info!(tenant = %self.ctx.tenant, peer = %self.peer, hops, "refused a message with too many Received fields: a loop");
+                            replies::TOO_MANY_HOPS
+                        }
+                        _ => self.deliver(transaction, body).await,
+                    };
+                    // The message is gone; the plugins' copies stay with their instances.
+                    held.keep(size.saturating_mul(self.ctx.handlers.body_copies()));
+                    self.retained = held;
+                    reply
+                }
             },
         };
         self.ctx.metrics.message(Outcome::of_reply(&reply));

@@ -27,6 +27,7 @@ use wasmtpd_protocol::{Address, Command, MailParams, Reply, parse_command, repli
 use crate::handler::{RcptOptions, SessionFacts, SessionHandlers};
 use crate::hook::Hook;
 use crate::listener::ListenerContext;
+use crate::message_room::Held;
 use crate::rate::CommandBudget;
 use crate::session_stream::SessionStream;
 use input::Input;
@@ -80,6 +81,9 @@ pub struct Session<S> {
     facts: Arc<SessionFacts>,
     /// AUTH attempts that failed.
     auth_failures: u32,
+    /// Room for the copies of the last message the session's plugin instances keep in
+    /// their memory until the session ends.
+    retained: Held,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
@@ -100,6 +104,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             command_budget: None,
             facts: Arc::default(),
             auth_failures: 0,
+            retained: Held::default(),
         }
     }
 

@@ -1,0 +1,98 @@
+//! Bounded memory for message data on the real binary: messages that find no room in
+//! memory are spooled and delivered all the same, one whose room does not come in time
+//! gets `452 4.3.1`, and spool files a crashed process left are removed at start.
+
+use std::path::Path;
+
+use crate::raw::RawClient;
+use crate::server::{Server, plugin_path, temp_dir};
+
+/// A message of about 900 KiB.
+fn big_message() -> String {
+    let line = format!("{}\r\n", "x".repeat(98));
+    format!("Subject: big\r\n\r\n{}", line.repeat(9000))
+}
+
+fn files_in(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |d| d.count())
+}
+
+/// Room for one 900 KiB message and one plugin's copy of it: 2 MiB.
+fn tight_room(spool: &Path, extra: &str) -> String {
+    format!(
+        "spool_dir = \"{}\"\n[limits]\nmax_message_size = 1048576\nmax_message_memory = 2097152\n{extra}",
+        spool.display()
+    )
+}
+
+#[test]
+fn messages_without_room_in_memory_are_spooled_and_all_delivered() {
+    let spool = temp_dir();
+    let config = format!(
+        "{}[[listener]]\naddress = \"127.0.0.1:0\"\nplugins = [\"sink\"]\n",
+        tight_room(&spool, "")
+    );
+    let mut server = Server::from_config(&config);
+    let address = server.addresses(1)[0];
+    let message = big_message();
+    let senders: Vec<_> = (0..6)
+        .map(|_| {
+            let message = message.clone();
+            std::thread::spawn(move || RawClient::ehlo(address).send_message(&message))
+        })
+        .collect();
+    for sender in senders {
+        let reply = sender.join().unwrap();
+        assert!(reply.starts_with("250 2.0.0"), "{reply}");
+    }
+    server.wait_for_log_count("message accepted", 6);
+    assert!(server.log_count("spooling it") >= 1, "{}", server.log());
+    assert_eq!(files_in(&spool), 0, "spool files are removed with their transaction");
+}
+
+#[test]
+fn a_message_whose_room_does_not_come_in_time_gets_452() {
+    let spool = temp_dir();
+    // A plugin that keeps its room for 3 s (it loops until its budget ends) and a data
+    // timeout of 1 s: a second message waits a second, then is deferred. (Enough calls at
+    // once that the second session's RCPT hook does not wait for the looping call.)
+    let config = format!(
+        "{}[[listener]]\naddress = \"127.0.0.1:0\"\nplugins = [\"slow\"]\nmax_concurrent_calls = 4\n\
+         [plugin.slow]\nsource = \"{}\"\ntime_budget_ms = 3000\n[plugin.slow.settings]\nmode = \"loop\"\n",
+        tight_room(&spool, "data_timeout_secs = 1\n"),
+        plugin_path("misbehave")
+    );
+    let mut server = Server::from_config(&config);
+    let address = server.addresses(1)[0];
+    let message = big_message();
+    let first = {
+        let message = message.clone();
+        std::thread::spawn(move || RawClient::ehlo(address).send_message(&message))
+    };
+    server.wait_for_log("misbehaving: loop");
+    let mut second = RawClient::ehlo(address);
+    let reply = second.send_message(&message);
+    assert!(reply.starts_with("452 4.3.1"), "{reply}\n{}", server.log());
+    let line = server.wait_for_log("deferred a message");
+    assert!(line.contains("no room for it in memory within 1s"), "{line}");
+    // The first one ends as its plugin does (past its budget: 451); then there is room.
+    assert!(first.join().unwrap().starts_with("451 4.3.0"));
+    second.expect("RSET", "250");
+    assert_eq!(files_in(&spool), 0);
+}
+
+#[test]
+fn spool_files_a_crashed_process_left_are_removed_at_start() {
+    let spool = temp_dir();
+    // No process has this id (past Linux's largest), as after a crash and a reboot.
+    std::fs::write(spool.join("wasmtpd-4194305-x1y2z3.msg"), "half a message").unwrap();
+    std::fs::write(spool.join("notes.txt"), "not the spool's").unwrap();
+    let config = format!(
+        "{}[[listener]]\naddress = \"127.0.0.1:0\"\nplugins = [\"sink\"]\n",
+        tight_room(&spool, "")
+    );
+    let mut server = Server::from_config(&config);
+    server.wait_for_log("removed spool files left by a process");
+    assert!(!spool.join("wasmtpd-4194305-x1y2z3.msg").exists());
+    assert!(spool.join("notes.txt").exists());
+}
