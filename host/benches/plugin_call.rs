@@ -237,6 +237,15 @@ async fn main() -> anyhow::Result<()> {
             bench_edit(&engine, name, edits).await?;
         }
     }
+    // A 20 MiB message to a plugin that does not read it: handed whole (as every plugin
+    // was before `message = "none"`) and not at all.
+    for (name, part) in [("sink-20mib-whole", "whole"), ("sink-20mib-none", "none")] {
+        if picked(name) {
+            let config: Config = toml::from_str(&format!("[plugin.sink]\nmessage = \"{part}\"\n"))?;
+            let plugin = Plugin::load(&engine, catalog::spec("sink", &config)?).await?;
+            bench_plugin(plugin, name, 20 << 20, 200).await?;
+        }
+    }
     capabilities(&engine, &picked).await?;
     other_languages(&picked).await
 }

@@ -203,12 +203,37 @@ pub struct PluginConfig {
     /// Where the plugin's stdout goes: `stdout` or `log` (default: `stdout` for
     /// debug-printer, `log` for the others). Its stderr always goes to the log.
     pub stdout: Option<PluginStdout>,
+    /// What of the message `process-message` gets in `data`: `whole` (the default), or
+    /// `headers` (the header section) or `none` for a plugin that does not read the body,
+    /// so that a big message is not copied into its instance (default `none` for the
+    /// built-in sink and greylist).
+    pub message: Option<MessagePart>,
     /// Host directories the plugin may open (WASI preopens); none by default.
     #[serde(default)]
     pub dirs: Vec<DirGrant>,
     /// Environment variables the plugin sees; none by default.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+}
+
+/// What of the message a plugin's `process-message` gets (see [`PluginConfig::message`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessagePart {
+    Whole,
+    Headers,
+    None,
+}
+
+impl MessagePart {
+    /// This part of `data`, a whole message.
+    pub fn of<'a>(&self, data: &'a [u8]) -> &'a [u8] {
+        match self {
+            MessagePart::Whole => data,
+            MessagePart::Headers => wasmtpd_protocol::header::header_section(data),
+            MessagePart::None => &[],
+        }
+    }
 }
 
 /// STARTTLS on a plugin's relays (see [`PluginConfig::relay_tls`]).
@@ -258,6 +283,7 @@ impl Default for PluginConfig {
             time_budget_ms: default_time_budget_ms(),
             memory_mib: default_memory_mib(),
             stdout: None,
+            message: None,
             dirs: Vec::new(),
             env: BTreeMap::new(),
         }

@@ -75,6 +75,31 @@ fn debug_printer_takes_a_big_message_and_prints_its_start_marked_as_cut() {
     );
 }
 
+#[test]
+fn a_plugin_is_handed_only_the_part_of_the_message_its_configuration_names() {
+    let config = "[[listener]]\naddress = \"127.0.0.1:0\"\nplugins = [\"headers\"]\n\
+                  [[listener]]\naddress = \"127.0.0.1:0\"\nplugins = [\"nothing\"]\n\
+                  [plugin.headers]\nsource = \"debug-printer\"\nmessage = \"headers\"\n\
+                  [plugin.nothing]\nsource = \"debug-printer\"\nmessage = \"none\"\n";
+    let mut server = Server::from_config(config);
+    let addresses = server.addresses(2);
+    let message = "Subject: parts\r\nX-Other: 1\r\n\r\nthe body\r\n";
+    assert!(RawClient::ehlo(addresses[0]).send_message(message).starts_with("250"));
+    let printed = server.wait_for_messages(1);
+    assert!(
+        printed.contains("Subject: parts\nX-Other: 1\nX-Peer: 127.0.0.1\n\n---"),
+        "{printed}"
+    );
+    assert!(!printed.contains("the body"), "{printed}");
+    assert!(RawClient::ehlo(addresses[1]).send_message(message).starts_with("250"));
+    let printed = server.wait_for_messages(2);
+    let second = printed.split("MESSAGE FOLLOWS").nth(2).unwrap();
+    assert_eq!(
+        second,
+        " ----------\nX-Peer: 127.0.0.1\n------------ END MESSAGE ------------\n"
+    );
+}
+
 const FILTER: &str = r#"
 [plugin.filter.settings]
 blocked_senders = ["spammer@example.org", "@bad.example"]

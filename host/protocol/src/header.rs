@@ -39,6 +39,17 @@ impl Field {
     }
 }
 
+/// The header section of `data` (CRLF line endings) with the empty line that ends it;
+/// all of `data` when it has no empty line (a message that is all header).
+pub fn header_section(data: &[u8]) -> &[u8] {
+    let end = if data.starts_with(b"\r\n") {
+        Some(2)
+    } else {
+        memchr::memmem::find(data, b"\r\n\r\n").map(|at| at + 4)
+    };
+    &data[..end.unwrap_or(data.len())]
+}
+
 /// A message split into its header fields and the rest.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message {
@@ -335,5 +346,16 @@ mod tests {
         ] {
             assert_eq!(Field::new(name, value), Err(why), "{name:?}: {value:?}");
         }
+    }
+
+    #[test]
+    fn the_header_section_ends_after_its_empty_line() {
+        assert_eq!(
+            header_section(b"A: 1\r\nB: 2\r\n\r\nbody\r\n\r\nmore"),
+            b"A: 1\r\nB: 2\r\n\r\n"
+        );
+        assert_eq!(header_section(b"\r\nbody only\r\n"), b"\r\n");
+        assert_eq!(header_section(b"A: 1\r\n"), b"A: 1\r\n");
+        assert_eq!(header_section(b""), b"");
     }
 }

@@ -15,7 +15,7 @@ use super::http::HttpGrant;
 use super::keyvalue::KvGrant;
 use super::output::OutputTarget;
 use super::state::PluginInfo;
-use crate::config::{Config, PluginConfig, PluginStdout};
+use crate::config::{Config, MessagePart, PluginConfig, PluginStdout};
 use crate::upstream_tls::UpstreamTls;
 use crate::{dns, kv};
 
@@ -35,7 +35,12 @@ pub fn spec(entry: &str, config: &Config) -> anyhow::Result<PluginSpec> {
         Source::BuiltIn("debug-printer", _) => OutputTarget::Stdout,
         _ => OutputTarget::Log,
     };
-    spec_from(name, source, &plugin_config, config, default_stdout)
+    // The built-ins that never read the message are not handed it.
+    let default_message = match source {
+        Source::BuiltIn("sink" | "greylist", _) => MessagePart::None,
+        _ => MessagePart::Whole,
+    };
+    spec_from(name, source, &plugin_config, config, (default_stdout, default_message))
 }
 
 fn spec_from(
@@ -43,7 +48,7 @@ fn spec_from(
     source: Source,
     config: &PluginConfig,
     server: &Config,
-    default_stdout: OutputTarget,
+    (default_stdout, default_message): (OutputTarget, MessagePart),
 ) -> anyhow::Result<PluginSpec> {
     let hostname = &server.hostname;
     let dns = match config.dns {
@@ -84,6 +89,7 @@ fn spec_from(
             Some(PluginStdout::Log) => OutputTarget::Log,
             None => default_stdout,
         },
+        message: config.message.unwrap_or(default_message),
         grants: Grants {
             dirs: config
                 .dirs

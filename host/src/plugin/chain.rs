@@ -18,6 +18,7 @@ use super::component::Plugin;
 use super::edits::Edited;
 use super::instance::{CallResult, PluginInstance, instance_survives};
 use super::quarantine;
+use crate::config::MessagePart;
 use crate::handler::{
     Handlers, Message, PluginError, PluginFailure, SessionFacts, SessionHandlers, Verdict, VerdictFuture,
 };
@@ -96,8 +97,9 @@ impl Handlers for PluginChain {
         self.plugins.iter().map(|p| p.info.name.clone()).collect()
     }
 
+    /// One for each plugin that is handed the whole message (a header section is small).
     fn body_copies(&self) -> usize {
-        self.plugins.len()
+        self.plugins.iter().filter(|p| p.message == MessagePart::Whole).count()
     }
 }
 

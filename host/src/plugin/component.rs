@@ -24,6 +24,7 @@ use super::memory_cap::MemoryCap;
 use super::output::{Capture, OutputTarget};
 use super::pacing::{CallClock, Step};
 use super::state::{PluginInfo, PluginState};
+use crate::config::MessagePart;
 use crate::handler::PluginFailure;
 use crate::hook::HookKind;
 
@@ -50,6 +51,7 @@ pub struct PluginSpec {
     pub time_budget: Duration,
     pub memory_limit: usize,
     pub stdout: OutputTarget,
+    pub message: MessagePart,
     pub grants: Grants,
 }
 
@@ -82,6 +84,8 @@ pub struct Plugin {
     pub time_budget: Duration,
     memory_limit: usize,
     pub stdout: OutputTarget,
+    /// What of the message `process-message` is handed.
+    pub message: MessagePart,
     grants: Grants,
 }
 
@@ -146,6 +150,7 @@ impl Plugin {
             time_budget: spec.time_budget,
             memory_limit: spec.memory_limit,
             stdout: spec.stdout,
+            message: spec.message,
             grants: spec.grants,
         });
         // Typed exports are checked when loaded into an instance: do it once now.

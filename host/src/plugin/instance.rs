@@ -92,7 +92,7 @@ impl PluginInstance {
                 peer,
                 mail_from,
                 rcpt_tos,
-                &message.data,
+                self.plugin.message.of(&message.data),
                 &message.mail_options,
                 &message.all_rcpt_options(),
             )
