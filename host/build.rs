@@ -25,6 +25,7 @@ fn main() {
         "rspamd",
         "testing/editor",
         "testing/every-hook",
+        "testing/mailboxes",
         "testing/misbehave",
         "testing/no-handler",
         "testing/user-store",

@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::Parser;
 
 use crate::config::{Config, DEFAULT_LISTEN, ListenerConfig};
+use crate::listen_address::ListenAddress;
 
 /// A programmable SMTP server. With no arguments it is Python's old DebuggingServer:
 /// it listens on 127.0.0.1:1025 and prints every message it receives.
@@ -17,10 +18,10 @@ pub struct Cli {
     #[arg(short, long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Listen on ADDR:PORT (repeatable); replaces the configuration's listeners.
+    /// Listen on ADDR:PORT or unix:/path (repeatable); replaces the configuration's listeners.
     /// Port 0 picks a free port, which the log names. Default 127.0.0.1:1025.
     #[arg(short, long, value_name = "ADDR:PORT")]
-    pub listen: Vec<SocketAddr>,
+    pub listen: Vec<ListenAddress>,
 
     /// Message handler chain for every listener (repeatable, run in order; the first
     /// that answers ends the chain); replaces the configuration's chains. Each is a
@@ -77,13 +78,17 @@ impl Cli {
             auth: None,
             quarantine: None,
             bare_lf: None,
+            protocol: Default::default(),
         };
         if !self.listen.is_empty() {
-            config.listeners = self.listen.iter().copied().map(listener).collect();
+            config.listeners = self.listen.iter().cloned().map(listener).collect();
         } else if config.listeners.is_empty() {
-            config
-                .listeners
-                .push(listener(DEFAULT_LISTEN.parse().context("default listen address")?));
+            config.listeners.push(listener(
+                DEFAULT_LISTEN
+                    .parse()
+                    .map_err(anyhow::Error::msg)
+                    .context("default listen address")?,
+            ));
         }
         if !self.plugin.is_empty() {
             for l in &mut config.listeners {

@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use crate::address_range::AddressRange;
 use crate::auth::AuthConfig;
+use crate::listen_address::ListenAddress;
 use crate::proxy_protocol::ProxyProtocol;
 use crate::tls::TlsConfig;
 
@@ -315,7 +316,8 @@ impl PluginConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerConfig {
-    pub address: SocketAddr,
+    /// `ADDRESS:PORT`, or `unix:/path` for a Unix socket.
+    pub address: ListenAddress,
     /// Whose listener this is: a `[[tenant]]`'s name (its chain and limits then apply
     /// here), or just a name for the counters and the log; default: its address.
     pub tenant: Option<String>,
@@ -347,6 +349,19 @@ pub struct ListenerConfig {
     /// as RFC 5321 2.3.8 asks (Postfix's `smtpd_forbid_bare_newline`). Default: accept on
     /// a loopback listener (local tools are sloppy and harmless), reject anywhere else.
     pub bare_lf: Option<BareLf>,
+    /// `"smtp"` (the default) or `"lmtp"` (RFC 2033: LHLO, and a reply for each
+    /// recipient after the message), usually on a Unix socket.
+    #[serde(default)]
+    pub protocol: ListenerProtocol,
+}
+
+/// What a listener speaks.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ListenerProtocol {
+    #[default]
+    Smtp,
+    Lmtp,
 }
 
 /// What a listener does with a command line that ends in LF without CR.
@@ -362,7 +377,7 @@ impl ListenerConfig {
     /// local (a loopback address, not behind a PROXY-protocol balancer).
     pub fn bare_lf(&self) -> BareLf {
         self.bare_lf.unwrap_or({
-            if self.address.ip().is_loopback() && self.proxy_protocol.is_none() {
+            if self.address.is_local() && self.proxy_protocol.is_none() {
                 BareLf::Accept
             } else {
                 BareLf::Reject
@@ -540,13 +555,15 @@ pub enum ConfigError {
     #[error("limits.{name} = {value} is below the minimum {min}")]
     LimitTooLow { name: &'static str, value: u64, min: u64 },
     #[error("listener {0} has an empty plugin chain")]
-    EmptyChain(SocketAddr),
+    EmptyChain(ListenAddress),
     #[error("{0}")]
     Tenant(String),
     #[error("listener {0} is configured twice")]
-    DuplicateListener(SocketAddr),
+    DuplicateListener(ListenAddress),
     #[error("listener {0}: proxy_protocol.trusted names no source, so every connection would be refused")]
-    NoTrustedProxy(SocketAddr),
+    NoTrustedProxy(ListenAddress),
+    #[error("listener {0}: a Unix socket has no PROXY protocol (only local clients reach it)")]
+    ProxyOnUnixSocket(ListenAddress),
     #[error("store: {0}")]
     Store(&'static str),
     #[error("{0}")]
@@ -651,19 +668,26 @@ impl Config {
     pub fn check(&self) -> Result<(), ConfigError> {
         self.limits.check()?;
         if let Some(l) = self.listeners.iter().find(|l| self.chain_of(l).is_empty()) {
-            return Err(ConfigError::EmptyChain(l.address));
+            return Err(ConfigError::EmptyChain(l.address.clone()));
         }
         if let Some(l) = self
             .listeners
             .iter()
             .find(|l| l.proxy_protocol.as_ref().is_some_and(|p| p.trusted.is_empty()))
         {
-            return Err(ConfigError::NoTrustedProxy(l.address));
+            return Err(ConfigError::NoTrustedProxy(l.address.clone()));
+        }
+        if let Some(l) = self
+            .listeners
+            .iter()
+            .find(|l| l.proxy_protocol.is_some() && matches!(l.address, ListenAddress::Unix(_)))
+        {
+            return Err(ConfigError::ProxyOnUnixSocket(l.address.clone()));
         }
         for (i, l) in self.listeners.iter().enumerate() {
             // Port 0 is a new free port each time: it may appear more than once.
-            if l.address.port() != 0 && self.listeners[..i].iter().any(|other| other.address == l.address) {
-                return Err(ConfigError::DuplicateListener(l.address));
+            if !l.address.is_any_port() && self.listeners[..i].iter().any(|other| other.address == l.address) {
+                return Err(ConfigError::DuplicateListener(l.address.clone()));
             }
         }
         let mut domains: Vec<String> = Vec::new();

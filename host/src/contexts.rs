@@ -126,4 +126,5 @@ fn listener_context(
         access,
     )
     .with_bare_lf(listener.bare_lf())
+    .speaking(listener.protocol)
 }

@@ -75,7 +75,7 @@ pub struct SessionFacts {
 
 /// What the handlers made of a hook or a message. A handler's answer was checked where
 /// it left the handler: a `Reply` here is a valid reply.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum Verdict {
     /// No handler answered: the server does what it would do anyway.
     Continue,
@@ -164,6 +164,7 @@ impl PluginFailure {
 }
 
 pub type VerdictFuture<'a> = Pin<Box<dyn Future<Output = Verdict> + Send + 'a>>;
+pub type VerdictsFuture<'a> = Pin<Box<dyn Future<Output = Vec<Verdict>> + Send + 'a>>;
 
 /// The handlers of one session, with whatever state they keep for it.
 pub trait SessionHandlers: Send {
@@ -175,6 +176,14 @@ pub trait SessionHandlers: Send {
     fn hook<'a>(&'a mut self, hook: Hook<'a>) -> VerdictFuture<'a>;
     /// The message is shared: a chain hands it on as it is until a plugin edits it.
     fn process_message<'a>(&'a mut self, message: &'a Arc<Message>) -> VerdictFuture<'a>;
+    /// The message with a verdict for each of its recipients, in order (LMTP). By
+    /// default the one verdict of [`SessionHandlers::process_message`] for every one.
+    fn process_message_each<'a>(&'a mut self, message: &'a Arc<Message>) -> VerdictsFuture<'a> {
+        Box::pin(async move {
+            let verdict = self.process_message(message).await;
+            vec![verdict; message.rcpt_to.len()]
+        })
+    }
     /// The session learnt something (TLS started, AUTH succeeded): later calls see it.
     fn learn(&mut self, facts: Arc<SessionFacts>);
 }

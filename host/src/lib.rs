@@ -13,6 +13,7 @@ pub mod gathering_writer;
 pub mod handler;
 pub mod hook;
 pub mod kv;
+pub mod listen_address;
 pub mod listener;
 pub mod log;
 pub mod message_room;

@@ -7,7 +7,7 @@ use wasmtpd_protocol::{Reply, sasl};
 
 use crate::admission::TenantCap;
 use crate::auth::Authenticator;
-use crate::config::{BareLf, Limits, ListenerConfig};
+use crate::config::{BareLf, Limits, ListenerConfig, ListenerProtocol};
 use crate::handler::Handlers;
 use crate::message_room::MessageRoom;
 use crate::metrics::TenantMetrics;
@@ -66,6 +66,8 @@ pub struct ListenerContext {
     pub bare_lf: BareLf,
     /// Room for message data in memory, shared by every listener of the server.
     pub room: Arc<MessageRoom>,
+    /// The listener speaks LMTP (RFC 2033): LHLO, and a reply for each recipient.
+    pub lmtp: bool,
 }
 
 impl ListenerContext {
@@ -107,7 +109,21 @@ impl ListenerContext {
             hostname,
             bare_lf: BareLf::Reject,
             room: MessageRoom::new(Limits::default().max_message_memory, MessageRoom::default_spool_dir()),
+            lmtp: false,
         }
+    }
+
+    /// Speaks LMTP rather than SMTP: the greeting says so, LHLO replaces HELO and EHLO.
+    pub fn speaking(mut self, protocol: ListenerProtocol) -> ListenerContext {
+        self.lmtp = protocol == ListenerProtocol::Lmtp;
+        if self.lmtp {
+            self.greeting = Reply::new(
+                220,
+                None,
+                format!("{} LMTP wasmtpd {}", self.hostname, env!("CARGO_PKG_VERSION")),
+            );
+        }
+        self
     }
 
     /// Takes room for message data from the server's (a context has its own otherwise).

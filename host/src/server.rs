@@ -1,17 +1,20 @@
-//! The accept loop: admits or refuses each connection and spawns its session.
+//! The accept loop: admits or refuses each connection and spawns its session, on a TCP
+//! listener or a Unix socket.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use wasmtpd_protocol::{Reply, replies};
 
 use crate::admission::{Admission, Refusal};
+use crate::listen_address::{ListenAddress, UNIX_PEER};
 use crate::listener::{ListenerContext, ListenerSlot};
 use crate::proxy_protocol;
 use crate::session::Session;
@@ -23,42 +26,125 @@ const PROXY_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Pause after a failed accept (out of file descriptors, say) before trying again.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
-/// Accepts connections until `stop` (the listener was removed, or shutdown); sessions are
-/// spawned on `sessions` with the slot's context of the moment and the `shutdown` token.
-pub async fn serve(
-    listener: TcpListener,
-    slot: Arc<ListenerSlot>,
-    admission: Arc<Admission>,
-    stop: CancellationToken,
-    shutdown: CancellationToken,
-    sessions: TaskTracker,
-) {
-    loop {
-        let (stream, peer) = tokio::select! {
-            _ = stop.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(e) => {
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
-                    continue;
-                }
-            },
-        };
+/// A bound listener: TCP, or a Unix socket (whose file goes with it).
+pub enum Bound {
+    Tcp(TcpListener),
+    Unix(UnixSocket),
+}
+
+impl Bound {
+    pub async fn bind(address: &ListenAddress) -> std::io::Result<Bound> {
+        Ok(match address {
+            ListenAddress::Tcp(address) => Bound::Tcp(TcpListener::bind(address).await?),
+            ListenAddress::Unix(path) => Bound::Unix(UnixSocket::bind(path)?),
+        })
+    }
+
+    /// The address it listens on, port included where it was 0; `None` if unknown.
+    pub fn local(&self) -> Option<ListenAddress> {
+        match self {
+            Bound::Tcp(listener) => listener.local_addr().ok().map(ListenAddress::Tcp),
+            Bound::Unix(socket) => Some(ListenAddress::Unix(socket.path.clone())),
+        }
+    }
+}
+
+/// A listening Unix socket; its file is removed when it is dropped.
+pub struct UnixSocket {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+impl UnixSocket {
+    /// Binds `path`, replacing a socket file nobody listens on (a crash leaves one), but
+    /// never one in use.
+    fn bind(path: &Path) -> std::io::Result<UnixSocket> {
+        if path.exists() {
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::AddrInUse,
+                    "another process listens on this socket",
+                ));
+            }
+            std::fs::remove_file(path)?;
+        }
+        Ok(UnixSocket {
+            listener: UnixListener::bind(path)?,
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+impl Drop for UnixSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// A listener's connections, as streams with the client's address.
+pub trait Accept: Send + 'static {
+    type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+    fn accept(&self) -> impl Future<Output = std::io::Result<(Self::Stream, SocketAddr)>> + Send;
+}
+
+impl Accept for TcpListener {
+    type Stream = TcpStream;
+
+    async fn accept(&self) -> std::io::Result<(TcpStream, SocketAddr)> {
+        let (stream, peer) = TcpListener::accept(self).await?;
         // Replies are flushed in whole batches already; don't let Nagle hold them back.
         let _ = stream.set_nodelay(true);
-        let ctx = slot.current();
-        let connection = Connection {
-            ctx,
-            admission: Arc::clone(&admission),
-            shutdown: shutdown.clone(),
-            sessions: sessions.clone(),
-        };
-        if connection.ctx.access.proxy_protocol.is_some() {
-            // The header may be slow to come: it is read in the connection's own task.
-            sessions.spawn(connection.through_proxy(stream, peer));
-        } else {
-            connection.start(stream, peer, BytesMut::new());
+        Ok((stream, peer))
+    }
+}
+
+impl Accept for UnixSocket {
+    type Stream = UnixStream;
+
+    async fn accept(&self) -> std::io::Result<(UnixStream, SocketAddr)> {
+        let (stream, _) = self.listener.accept().await?;
+        Ok((stream, UNIX_PEER))
+    }
+}
+
+/// What an accept loop needs besides its listener.
+pub struct Serving {
+    pub slot: Arc<ListenerSlot>,
+    pub admission: Arc<Admission>,
+    /// The listener was removed, or the server shuts down.
+    pub stop: CancellationToken,
+    pub shutdown: CancellationToken,
+    pub sessions: TaskTracker,
+}
+
+impl Serving {
+    /// Accepts connections until `stop`; sessions are spawned on `sessions` with the
+    /// slot's context of the moment and the `shutdown` token.
+    pub async fn serve<L: Accept>(self, listener: L) {
+        loop {
+            let (stream, peer) = tokio::select! {
+                _ = self.stop.cancelled() => return,
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                        continue;
+                    }
+                },
+            };
+            let connection = Connection {
+                ctx: self.slot.current(),
+                admission: Arc::clone(&self.admission),
+                shutdown: self.shutdown.clone(),
+                sessions: self.sessions.clone(),
+            };
+            if connection.ctx.access.proxy_protocol.is_some() {
+                // The header may be slow to come: it is read in the connection's own task.
+                self.sessions.spawn(connection.through_proxy(stream, peer));
+            } else {
+                connection.start(stream, peer, BytesMut::new());
+            }
         }
     }
 }
@@ -74,7 +160,7 @@ struct Connection {
 impl Connection {
     /// Admits the client at `peer` (or refuses it) and spawns its session, which reads
     /// `early` (what came behind a PROXY header) first.
-    fn start(self, stream: TcpStream, peer: SocketAddr, early: BytesMut) {
+    fn start<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(self, stream: S, peer: SocketAddr, early: BytesMut) {
         match self.admission.admit(peer.ip(), self.ctx.tenant_cap.as_ref()) {
             Ok(permit) => {
                 let session = Session::new(stream, peer, self.ctx, self.shutdown)
@@ -101,7 +187,11 @@ impl Connection {
     }
 
     /// A PROXY listener's connection: from a trusted source, its header names the client.
-    async fn through_proxy(self, mut stream: TcpStream, source: SocketAddr) {
+    async fn through_proxy<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+        self,
+        mut stream: S,
+        source: SocketAddr,
+    ) {
         let trusted = self
             .ctx
             .access
@@ -125,7 +215,7 @@ impl Connection {
 }
 
 /// Sends one reply (best effort, for a little while) and closes.
-async fn close_with(mut stream: TcpStream, reply: Reply) {
+async fn close_with<S: AsyncWrite + Unpin>(mut stream: S, reply: Reply) {
     let mut wire = Vec::new();
     reply.write_to(&mut wire, false);
     let _ = tokio::time::timeout(REFUSAL_WRITE_TIMEOUT, async {

@@ -4,22 +4,22 @@
 //! configuration or plugin changes nothing.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::admission::Admission;
 use crate::config::Config;
+use crate::listen_address::ListenAddress;
 use crate::listener::{Access, ListenerContext, ListenerSlot};
 use crate::message_room::MessageRoom;
 use crate::metrics::Registry;
 use crate::plugin::catalog::{self, Chains};
 use crate::plugin::{Plugin, PluginEngine};
+use crate::server::Bound;
 use crate::{contexts, server};
 
 struct RunningListener {
@@ -42,11 +42,12 @@ pub struct Service {
 /// Which running listener a configured one is: its address, or for port 0 (any free
 /// port, a new one at each bind) its place among the configured listeners.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-struct ListenerKey(SocketAddr, usize);
+struct ListenerKey(ListenAddress, usize);
 
 impl ListenerKey {
-    fn of(address: SocketAddr, position: usize) -> ListenerKey {
-        ListenerKey(address, if address.port() == 0 { position } else { 0 })
+    fn of(address: &ListenAddress, position: usize) -> ListenerKey {
+        let position = if address.is_any_port() { position } else { 0 };
+        ListenerKey(address.clone(), position)
     }
 }
 
@@ -93,7 +94,7 @@ impl Service {
             .listeners
             .iter()
             .enumerate()
-            .map(|(i, l)| ListenerKey::of(l.address, i))
+            .map(|(i, l)| ListenerKey::of(&l.address, i))
             .collect();
         let bound = self.bind_new(&keys).await?;
         // Everything is ready: from here on nothing fails.
@@ -115,10 +116,10 @@ impl Service {
     }
 
     /// Binds the listeners that are not running yet.
-    async fn bind_new(&self, keys: &[ListenerKey]) -> anyhow::Result<Vec<(ListenerKey, TcpListener)>> {
+    async fn bind_new(&self, keys: &[ListenerKey]) -> anyhow::Result<Vec<(ListenerKey, Bound)>> {
         let mut bound = Vec::new();
         for key in keys.iter().filter(|k| !self.listeners.contains_key(k)) {
-            let listener = TcpListener::bind(key.0)
+            let listener = Bound::bind(&key.0)
                 .await
                 .with_context(|| format!("cannot listen on {key}"))?;
             bound.push((key.clone(), listener));
@@ -148,21 +149,27 @@ impl Service {
     }
 
     /// Starts accepting on the newly bound listeners.
-    fn start(&mut self, bound: Vec<(ListenerKey, TcpListener)>, contexts: &HashMap<ListenerKey, Arc<ListenerContext>>) {
+    fn start(&mut self, bound: Vec<(ListenerKey, Bound)>, contexts: &HashMap<ListenerKey, Arc<ListenerContext>>) {
         for (key, listener) in bound {
             let ctx = Arc::clone(&contexts[&key]);
-            let local = listener.local_addr().unwrap_or(key.0);
-            tracing::info!("listening on {local} (plugins: {})", ctx.handlers.names().join(", "));
+            tracing::info!(
+                "listening on {} (plugins: {})",
+                listener.local().unwrap_or_else(|| key.0.clone()),
+                ctx.handlers.names().join(", ")
+            );
             let slot = Arc::new(ListenerSlot::new(ctx));
             let stop = self.shutdown.child_token();
-            let accept_loop = tokio::spawn(server::serve(
-                listener,
-                Arc::clone(&slot),
-                Arc::clone(&self.admission),
-                stop.clone(),
-                self.shutdown.clone(),
-                self.sessions.clone(),
-            ));
+            let serving = server::Serving {
+                slot: Arc::clone(&slot),
+                admission: Arc::clone(&self.admission),
+                stop: stop.clone(),
+                shutdown: self.shutdown.clone(),
+                sessions: self.sessions.clone(),
+            };
+            let accept_loop = match listener {
+                Bound::Tcp(listener) => tokio::spawn(serving.serve(listener)),
+                Bound::Unix(socket) => tokio::spawn(serving.serve(socket)),
+            };
             self.listeners.insert(
                 key,
                 RunningListener {

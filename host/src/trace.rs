@@ -20,15 +20,22 @@ pub enum Protocol {
     Esmtps,
     /// Over TLS, the client authenticated.
     Esmtpsa,
+    /// LMTP (RFC 2033), and the same over TLS, authenticated or not (RFC 3848).
+    Lmtp,
+    Lmtps,
+    Lmtpsa,
 }
 
 impl Protocol {
-    pub fn of(extended: bool, tls: bool, authenticated: bool) -> Protocol {
-        match (extended, tls, authenticated) {
-            (false, _, _) => Protocol::Smtp,
-            (true, true, true) => Protocol::Esmtpsa,
-            (true, true, false) => Protocol::Esmtps,
-            (true, false, _) => Protocol::Esmtp,
+    pub fn of(extended: bool, lmtp: bool, tls: bool, authenticated: bool) -> Protocol {
+        match (lmtp, extended, tls, authenticated) {
+            (true, _, true, true) => Protocol::Lmtpsa,
+            (true, _, true, false) => Protocol::Lmtps,
+            (true, _, false, _) => Protocol::Lmtp,
+            (false, false, _, _) => Protocol::Smtp,
+            (false, true, true, true) => Protocol::Esmtpsa,
+            (false, true, true, false) => Protocol::Esmtps,
+            (false, true, false, _) => Protocol::Esmtp,
         }
     }
 
@@ -38,6 +45,9 @@ impl Protocol {
             Protocol::Esmtp => "ESMTP",
             Protocol::Esmtps => "ESMTPS",
             Protocol::Esmtpsa => "ESMTPSA",
+            Protocol::Lmtp => "LMTP",
+            Protocol::Lmtps => "LMTPS",
+            Protocol::Lmtpsa => "LMTPSA",
         }
     }
 }
@@ -117,7 +127,7 @@ mod tests {
             helo: "client.example",
             peer: "192.0.2.7:40000".parse().unwrap(),
             by: "mx.example.com",
-            protocol: Protocol::of(true, true, false),
+            protocol: Protocol::of(true, false, true, false),
             id: "61A2B3C4D5E6F0001",
             recipients,
             date: OffsetDateTime::from_unix_timestamp(1_795_000_000).unwrap(),
@@ -173,10 +183,12 @@ mod tests {
 
     #[test]
     fn protocols_follow_rfc_3848() {
-        assert_eq!(Protocol::of(false, true, true).name(), "SMTP");
-        assert_eq!(Protocol::of(true, false, false).name(), "ESMTP");
-        assert_eq!(Protocol::of(true, true, false).name(), "ESMTPS");
-        assert_eq!(Protocol::of(true, true, true).name(), "ESMTPSA");
+        assert_eq!(Protocol::of(false, false, true, true).name(), "SMTP");
+        assert_eq!(Protocol::of(true, false, false, false).name(), "ESMTP");
+        assert_eq!(Protocol::of(true, false, true, false).name(), "ESMTPS");
+        assert_eq!(Protocol::of(true, false, true, true).name(), "ESMTPSA");
+        assert_eq!(Protocol::of(true, true, false, false).name(), "LMTP");
+        assert_eq!(Protocol::of(true, true, true, true).name(), "LMTPSA");
     }
 
     #[test]

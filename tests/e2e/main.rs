@@ -15,6 +15,7 @@ mod http;
 mod isolation;
 mod languages;
 mod limits;
+mod lmtp;
 mod memory;
 mod metrics;
 mod plugins;

@@ -10,6 +10,8 @@ use crate::reply::{EnhancedCode, Reply};
 pub enum Command<'a> {
     Helo(&'a str),
     Ehlo(&'a str),
+    /// RFC 2033: LMTP's greeting, in place of HELO and EHLO.
+    Lhlo(&'a str),
     /// `from` is `None` for the null reverse path `<>`.
     Mail {
         from: Option<Address>,
@@ -150,6 +152,9 @@ pub fn parse_command(line: &[u8]) -> Result<Command<'_>, CommandError> {
         b"EHLO" => one_word(args)
             .map(Command::Ehlo)
             .ok_or(CommandError::Syntax(USAGE_EHLO)),
+        b"LHLO" => one_word(args)
+            .map(Command::Lhlo)
+            .ok_or(CommandError::Syntax("LHLO hostname")),
         b"MAIL" => parse_mail(args),
         b"RCPT" => parse_rcpt(args),
         b"DATA" => no_args(Command::Data, "DATA"),

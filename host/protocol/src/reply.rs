@@ -253,6 +253,8 @@ pub mod replies {
         (5, 5, 2),
         "Error: command line ended by a bare LF; end lines with CRLF (RFC 5321 2.3.8)",
     );
+    /// RFC 2033 4.1: an LMTP server takes LHLO, not HELO or EHLO.
+    pub const USE_LHLO: Reply = Reply::fixed(500, (5, 5, 1), "Error: this is an LMTP server: greet with LHLO");
     pub const NEED_HELO: Reply = Reply::fixed(503, (5, 5, 1), "Error: send HELO/EHLO first");
     pub const NESTED_MAIL: Reply = Reply::fixed(503, (5, 5, 1), "Error: nested MAIL command");
     pub const NEED_MAIL: Reply = Reply::fixed(503, (5, 5, 1), "Error: need MAIL command");

@@ -25,6 +25,8 @@ fn command_table() {
         ("helo client.example", ok("Helo(\"client.example\")")),
         ("EHLO [192.0.2.1]", ok("Ehlo(\"[192.0.2.1]\")")),
         ("EHLO", Err(Some(501))),
+        ("LHLO client.example", ok("Lhlo(\"client.example\")")),
+        ("lhlo", Err(Some(501))),
         ("HELO two words", Err(Some(501))),
         (
             "MAIL FROM:<a@example.com>",

@@ -10,17 +10,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
-use wasmtpd_protocol::replies;
+use wasmtpd_protocol::{Reply, replies};
 
 use super::bindings::Peer;
 use super::breaker::{Breaker, FAILURES_TO_OPEN};
 use super::component::Plugin;
 use super::edits::Edited;
-use super::instance::{CallResult, PluginInstance, instance_survives};
+use super::instance::{Answer, MessageResult, PluginInstance, instance_survives};
 use super::quarantine;
 use crate::config::MessagePart;
 use crate::handler::{
     Handlers, Message, PluginError, PluginFailure, SessionFacts, SessionHandlers, Verdict, VerdictFuture,
+    VerdictsFuture,
 };
 use crate::hook::{Hook, HookKind};
 use crate::metrics::{Stage, TenantMetrics, stage_label};
@@ -153,7 +154,7 @@ impl Call<'_> {
 impl ChainSession {
     /// Runs `call` with this session's instance of plugin `index` (created if needed),
     /// once the chain's share of the runtime's threads has room.
-    async fn call(&mut self, index: usize, call: Call<'_>) -> CallResult {
+    async fn call(&mut self, index: usize, call: Call<'_>) -> MessageResult {
         let plugin = Arc::clone(&self.plugins[index]);
         let Ok(turn) = self.calls.acquire().await else {
             return Err(PluginFailure::new(PluginError::Other, "the plugin chain was closed"));
@@ -193,7 +194,7 @@ impl ChainSession {
             Ok(mut instance) => {
                 instance.learn(&self.facts);
                 let result = match call {
-                    Call::Hook(hook) => instance.hook(hook, &self.peer).await,
+                    Call::Hook(hook) => instance.hook(hook, &self.peer).await.map(Answer::One),
                     Call::Message(message, rcpt_tos) => {
                         let (result, edited) = instance.process_message(message, &self.peer, rcpt_tos).await;
                         self.edited = edited;
@@ -225,11 +226,17 @@ impl ChainSession {
         result
     }
 
-    fn verdict(&self, index: usize, result: CallResult) -> Verdict {
+    /// A call's answer as the one verdict for the message (or the hook); answers for each
+    /// recipient are combined (see [`one_for_all`]).
+    fn verdict(&self, index: usize, result: MessageResult) -> Verdict {
         let handler = self.plugins[index].info.name.clone();
         match result {
-            Ok(None) => Verdict::Continue,
-            Ok(Some(reply)) => Verdict::Reply { handler, reply },
+            Ok(Answer::One(None)) => Verdict::Continue,
+            Ok(Answer::One(Some(reply))) => Verdict::Reply { handler, reply },
+            Ok(Answer::Each(answers)) => match one_for_all(answers) {
+                Some(reply) => Verdict::Reply { handler, reply },
+                None => Verdict::Continue,
+            },
             Err(failure) => Verdict::Failed { handler, failure },
         }
     }
@@ -252,7 +259,7 @@ impl ChainSession {
                 }
                 continue;
             }
-            if !matches!(result, Ok(None)) {
+            if !leaves_it(&result) {
                 return self.verdict(index, result);
             }
         }
@@ -278,11 +285,58 @@ impl ChainSession {
                     return self.quarantine(index, &current, &reason).await;
                 }
             }
-            if !matches!(result, Ok(None)) {
+            if !leaves_it(&result) {
                 return self.verdict(index, result);
             }
         }
         Verdict::Continue
+    }
+
+    /// The message through the chain with a verdict for each of its recipients, in
+    /// order (LMTP): a recipient is decided by the first plugin that answers for it
+    /// (`process-message`'s one answer is for every recipient still undecided).
+    async fn run_message_each(&mut self, message: &Arc<Message>) -> Vec<Verdict> {
+        let original = recipients(message);
+        let mut decided: Vec<Option<Verdict>> = original.iter().map(|_| None).collect();
+        let mut current = Arc::clone(message);
+        let mut rcpt_tos = original.clone();
+        for index in 0..self.plugins.len() {
+            if decided.iter().all(Option::is_some) {
+                break;
+            }
+            let result = self.call(index, Call::Message(&current, &rcpt_tos)).await;
+            if let Some(edited) = self.edited.take() {
+                if let Some(changed) = edited.message {
+                    current = Arc::new(changed);
+                    rcpt_tos = recipients(&current);
+                }
+                if let Some(reason) = edited.quarantine {
+                    let verdict = self.quarantine(index, &current, &reason).await;
+                    return fill(decided, &verdict);
+                }
+            }
+            let handler = &self.plugins[index].info.name;
+            match result {
+                Ok(Answer::One(None)) => {}
+                Ok(Answer::Each(answers)) => {
+                    for (rcpt, answer) in rcpt_tos.iter().zip(answers) {
+                        // A recipient an edit added has no reply of its own to give.
+                        let slot = original.iter().position(|r| r == rcpt).map(|i| &mut decided[i]);
+                        if let (Some(slot @ None), Some(reply)) = (slot, answer) {
+                            *slot = Some(Verdict::Reply {
+                                handler: handler.clone(),
+                                reply,
+                            });
+                        }
+                    }
+                }
+                other => {
+                    let verdict = self.verdict(index, other);
+                    decided = fill(decided, &verdict).into_iter().map(Some).collect();
+                }
+            }
+        }
+        fill(decided, &Verdict::Continue)
     }
 
     /// Keeps a message a plugin quarantined in the chain's quarantine Maildir, and accepts it.
@@ -314,6 +368,31 @@ impl ChainSession {
     }
 }
 
+/// Whether a call left the message (or hook) to the plugins after it.
+fn leaves_it(result: &MessageResult) -> bool {
+    match result {
+        Ok(Answer::One(answer)) => answer.is_none(),
+        Ok(Answer::Each(answers)) => answers.iter().all(Option::is_none),
+        Err(_) => false,
+    }
+}
+
+/// Answers for each recipient as the one reply of an SMTP listener: the first 4xx (the
+/// client retries them all), else the first 5xx, else the first 2xx; `None` if none.
+fn one_for_all(answers: Vec<Option<Reply>>) -> Option<Reply> {
+    let class = |reply: &Reply| reply.code() / 100;
+    let first = |wanted: u16| answers.iter().flatten().find(|r| class(r) == wanted).cloned();
+    first(4).or_else(|| first(5)).or_else(|| first(2))
+}
+
+/// Each recipient's verdict, `verdict` where there is none yet.
+fn fill(decided: Vec<Option<Verdict>>, verdict: &Verdict) -> Vec<Verdict> {
+    decided
+        .into_iter()
+        .map(|v| v.unwrap_or_else(|| verdict.clone()))
+        .collect()
+}
+
 /// The recipients as the WIT hands them to `process-message`.
 fn recipients(message: &Message) -> Vec<String> {
     message.rcpt_to.iter().map(|a| a.as_str().to_owned()).collect()
@@ -331,6 +410,10 @@ impl SessionHandlers for ChainSession {
 
     fn process_message<'a>(&'a mut self, message: &'a Arc<Message>) -> VerdictFuture<'a> {
         Box::pin(self.run_message(message))
+    }
+
+    fn process_message_each<'a>(&'a mut self, message: &'a Arc<Message>) -> VerdictsFuture<'a> {
+        Box::pin(self.run_message_each(message))
     }
 
     fn learn(&mut self, facts: Arc<SessionFacts>) {

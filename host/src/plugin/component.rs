@@ -14,7 +14,7 @@ use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 use wasmtime_wasi_http::WasiHttpCtx;
 
 use super::WasmtimeResultExt;
-use super::bindings::handler;
+use super::bindings::{handler, recipient_handler};
 use super::engine::PluginEngine;
 use super::exports::{HookIndices, find_export, interface_name};
 use super::http::HttpHooks;
@@ -80,6 +80,7 @@ pub struct Plugin {
     engine: Engine,
     pre: InstancePre<PluginState>,
     handler: handler::GuestIndices,
+    per_recipient: Option<recipient_handler::GuestIndices>,
     hooks: HookIndices,
     pub time_budget: Duration,
     memory_limit: usize,
@@ -138,6 +139,8 @@ impl Plugin {
                 let name = interface_name("handler");
                 format!("{}: does not export {name} (process-message)", context())
             })?;
+        let per_recipient =
+            find_export(&pre, "recipient-handler", recipient_handler::GuestIndices::new).with_context(context)?;
         let hooks = HookIndices::find(&pre).with_context(context)?;
         let plugin = Arc::new(Plugin {
             info: Arc::new(spec.info),
@@ -146,6 +149,7 @@ impl Plugin {
             engine: engine.engine.clone(),
             pre,
             handler,
+            per_recipient,
             hooks,
             time_budget: spec.time_budget,
             memory_limit: spec.memory_limit,
@@ -237,12 +241,19 @@ impl Plugin {
             Ok(instance) => instance,
             Err(e) => return Err(failure(e, store.data(), budget_ms)),
         };
-        let handler = self.handler.load(&mut store, &instance);
-        let hooks = self.hooks.load(&mut store, &instance);
-        let (handler, hooks) = match handler.and_then(|h| hooks.map(|g| (h, g))) {
+        let loaded = self.handler.load(&mut store, &instance).and_then(|handler| {
+            let per_recipient = self
+                .per_recipient
+                .as_ref()
+                .map(|i| i.load(&mut store, &instance))
+                .transpose()?;
+            let hooks = self.hooks.load(&mut store, &instance)?;
+            Ok(((handler, per_recipient), hooks))
+        });
+        let (handlers, hooks) = match loaded {
             Ok(loaded) => loaded,
             Err(e) => return Err(failure(e, store.data(), budget_ms)),
         };
-        Ok(PluginInstance::new(Arc::clone(self), store, handler, hooks))
+        Ok(PluginInstance::new(Arc::clone(self), store, handlers, hooks))
     }
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use wasmtime::{Store, Trap};
 use wasmtpd_protocol::Reply;
 
-use super::bindings::{Peer, handler};
+use super::bindings::{Peer, handler, recipient_handler};
 use super::component::Plugin;
 use super::edits::{Edited, Edits};
 use super::exports::HookGuests;
@@ -22,6 +22,8 @@ pub struct PluginInstance {
     plugin: Arc<Plugin>,
     store: Store<PluginState>,
     handler: handler::Guest,
+    /// `process-message-per-recipient`, if the plugin exports it.
+    per_recipient: Option<recipient_handler::Guest>,
     hooks: HookGuests,
     /// The time budget of the call in progress (or the last one).
     budget: Duration,
@@ -53,13 +55,14 @@ impl PluginInstance {
     pub(super) fn new(
         plugin: Arc<Plugin>,
         store: Store<PluginState>,
-        handler: handler::Guest,
+        (handler, per_recipient): (handler::Guest, Option<recipient_handler::Guest>),
         hooks: HookGuests,
     ) -> PluginInstance {
         PluginInstance {
             plugin,
             store,
             handler,
+            per_recipient,
             hooks,
             budget: Duration::ZERO,
         }
@@ -81,25 +84,49 @@ impl PluginInstance {
         message: &Arc<Message>,
         peer: &Peer,
         rcpt_tos: &[String],
-    ) -> (CallResult, Option<Edited>) {
+    ) -> (MessageResult, Option<Edited>) {
         let mail_from = message.mail_from.as_ref().map_or("", |a| a.as_str());
         self.arm(message_budget(self.plugin.time_budget, message.data.len()));
         self.store.data_mut().edits = Some(Edits::new(Arc::clone(message)));
-        let result = self
-            .handler
-            .call_process_message(
-                &mut self.store,
-                peer,
-                mail_from,
-                rcpt_tos,
-                self.plugin.message.of(&message.data),
-                &message.mail_options,
-                &message.all_rcpt_options(),
-            )
-            .await;
-        let answer = self.settle(result).await;
+        let data = self.plugin.message.of(&message.data);
+        let rcpt_options = message.all_rcpt_options();
+        let answer = match &self.per_recipient {
+            Some(guest) => {
+                let result = guest
+                    .call_process_message_per_recipient(
+                        &mut self.store,
+                        peer,
+                        mail_from,
+                        rcpt_tos,
+                        data,
+                        &message.mail_options,
+                        &rcpt_options,
+                    )
+                    .await;
+                self.deliver_output().await;
+                match result {
+                    Ok(answers) => each(answers, rcpt_tos.len()),
+                    Err(error) => Err(failure(error, self.store.data(), self.budget.as_millis())),
+                }
+            }
+            None => {
+                let result = self
+                    .handler
+                    .call_process_message(
+                        &mut self.store,
+                        peer,
+                        mail_from,
+                        rcpt_tos,
+                        data,
+                        &message.mail_options,
+                        &rcpt_options,
+                    )
+                    .await;
+                self.settle(result).await.map(Answer::One)
+            }
+        };
         let edits = self.store.data_mut().edits.take();
-        let accepted = matches!(&answer, Ok(None)) || matches!(&answer, Ok(Some(reply)) if reply.is_positive());
+        let accepted = answer.as_ref().is_ok_and(Answer::accepts_any);
         match edits.map(|e| e.finish(accepted)) {
             Some(Err(refused)) => {
                 let failure = PluginFailure::new(PluginError::Malformed, format!("edit refused: {refused}"));
@@ -129,16 +156,60 @@ impl PluginInstance {
 
     /// Sends the call's output on, checks its answer and explains a failure.
     async fn settle(&mut self, result: wasmtime::Result<Option<String>>) -> CallResult {
-        let (stdout, stderr) = (self.store.data().stdout.clone(), self.store.data().stderr.clone());
-        let name = self.plugin.info.name.as_str();
-        output::deliver(name, "stdout", self.plugin.stdout, &stdout).await;
-        output::deliver(name, "stderr", OutputTarget::Log, &stderr).await;
+        self.deliver_output().await;
         match result {
             Ok(None) => Ok(None),
             Ok(Some(text)) => checked_reply(&text).map(Some),
             Err(error) => Err(failure(error, self.store.data(), self.budget.as_millis())),
         }
     }
+}
+
+impl PluginInstance {
+    /// Sends what the call printed where it belongs.
+    async fn deliver_output(&mut self) {
+        let (stdout, stderr) = (self.store.data().stdout.clone(), self.store.data().stderr.clone());
+        let name = self.plugin.info.name.as_str();
+        output::deliver(name, "stdout", self.plugin.stdout, &stdout).await;
+        output::deliver(name, "stderr", OutputTarget::Log, &stderr).await;
+    }
+}
+
+/// What a message call answered: one reply for all its recipients (`process-message`),
+/// or one for each (`process-message-per-recipient`); `None` leaves it to the next plugin.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    One(Option<Reply>),
+    Each(Vec<Option<Reply>>),
+}
+
+impl Answer {
+    /// Whether the call accepted the message for some recipient: its edits then stand.
+    pub fn accepts_any(&self) -> bool {
+        let accepts = |answer: &Option<Reply>| answer.as_ref().is_none_or(Reply::is_positive);
+        match self {
+            Answer::One(answer) => accepts(answer),
+            Answer::Each(answers) => answers.iter().any(accepts),
+        }
+    }
+}
+
+/// A message call's answer, or why it failed (see [`CallResult`]).
+pub type MessageResult = Result<Answer, PluginFailure>;
+
+/// A per-recipient answer, checked: one valid reply or `none` for each recipient.
+fn each(answers: Vec<Option<String>>, recipients: usize) -> MessageResult {
+    if answers.len() != recipients {
+        return Err(PluginFailure::new(
+            PluginError::Malformed,
+            format!("answered for {} recipients, not {recipients}", answers.len()),
+        ));
+    }
+    answers
+        .iter()
+        .map(|answer| answer.as_deref().map(checked_reply).transpose())
+        .collect::<Result<Vec<_>, _>>()
+        .map(Answer::Each)
 }
 
 /// Why a call failed, from wasmtime's trap code and the store's own record of a refused

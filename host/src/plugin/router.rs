@@ -11,11 +11,11 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use wasmtpd_protocol::{EnhancedCode, Reply, replies};
+use wasmtpd_protocol::{Address, EnhancedCode, Reply, replies};
 
 use super::chain::PluginChain;
 use crate::config::TenantLimits;
-use crate::handler::{Handlers, Message, SessionFacts, SessionHandlers, Verdict, VerdictFuture};
+use crate::handler::{Handlers, Message, SessionFacts, SessionHandlers, Verdict, VerdictFuture, VerdictsFuture};
 use crate::hook::{Audience, Hook, HookKind};
 use crate::metrics::{Outcome, TenantMetrics};
 
@@ -175,6 +175,29 @@ impl RoutedSession {
     }
 
     async fn run_message(&mut self, message: &Arc<Message>) -> Verdict {
+        let parts = self.run_parts(message, false).await;
+        combine(parts.into_iter().flat_map(|(_, verdicts)| verdicts).collect())
+    }
+
+    /// A verdict for each recipient, in order (LMTP): each tenant's for its own.
+    async fn run_message_each(&mut self, message: &Arc<Message>) -> Vec<Verdict> {
+        let parts = self.run_parts(message, true).await;
+        message
+            .rcpt_to
+            .iter()
+            .map(|rcpt| {
+                parts
+                    .iter()
+                    .find_map(|(rcpts, verdicts)| rcpts.iter().position(|r| r == rcpt).map(|i| verdicts[i].clone()))
+                    // Every recipient was routed at RCPT; one that no longer is was refused there.
+                    .unwrap_or(Verdict::Continue)
+            })
+            .collect()
+    }
+
+    /// Each tenant's part of the message through its chain: its recipients, and their
+    /// verdicts, one for each (`each`) or one for all.
+    async fn run_parts(&mut self, message: &Arc<Message>, each: bool) -> Vec<(Vec<Address>, Vec<Verdict>)> {
         let mut groups: Vec<(usize, Vec<_>)> = Vec::new();
         for rcpt in &message.rcpt_to {
             // Every recipient was routed at RCPT; one that no longer routes is refused there.
@@ -186,7 +209,7 @@ impl RoutedSession {
                 None => groups.push((index, vec![rcpt.clone()])),
             }
         }
-        let mut verdicts = Vec::new();
+        let mut parts = Vec::new();
         for (index, rcpt_to) in groups {
             let too_big = self.tenants[index]
                 .limits
@@ -197,12 +220,12 @@ impl RoutedSession {
                 .limits
                 .max_message_size
                 .map_or(message.size_limit, |max| max.min(message.size_limit));
-            let verdict = if too_big {
-                refusal(&self.tenants[index], replies::SIZE_EXCEEDED)
+            let part = if too_big {
+                None
             } else if rcpt_to.len() == message.rcpt_to.len() && size_limit == message.size_limit {
                 // One tenant has every recipient, under the same limit: the message as it
                 // is, no copy.
-                self.tenant_session(index).process_message(message).await
+                Some(Arc::clone(message))
             } else {
                 // Its own recipients' parameters only: a tenant sees nothing of another's.
                 let rcpt_options = message
@@ -211,18 +234,23 @@ impl RoutedSession {
                     .filter(|r| rcpt_to.contains(&r.to))
                     .cloned()
                     .collect();
-                let own_part = Arc::new(Message {
-                    rcpt_to,
+                Some(Arc::new(Message {
+                    rcpt_to: rcpt_to.clone(),
                     rcpt_options,
                     size_limit,
                     ..Message::clone(message)
-                });
-                self.tenant_session(index).process_message(&own_part).await
+                }))
             };
-            self.tenants[index].metrics.message(Outcome::of(&verdict));
-            verdicts.push(verdict);
+            let verdicts = match part {
+                None => vec![refusal(&self.tenants[index], replies::SIZE_EXCEEDED); rcpt_to.len()],
+                Some(part) if each => self.tenant_session(index).process_message_each(&part).await,
+                Some(part) => vec![self.tenant_session(index).process_message(&part).await],
+            };
+            let tenant_verdict = combine(verdicts.clone());
+            self.tenants[index].metrics.message(Outcome::of(&tenant_verdict));
+            parts.push((rcpt_to, verdicts));
         }
-        combine(verdicts)
+        parts
     }
 }
 
@@ -249,6 +277,10 @@ impl SessionHandlers for RoutedSession {
 
     fn process_message<'a>(&'a mut self, message: &'a Arc<Message>) -> VerdictFuture<'a> {
         Box::pin(self.run_message(message))
+    }
+
+    fn process_message_each<'a>(&'a mut self, message: &'a Arc<Message>) -> VerdictsFuture<'a> {
+        Box::pin(self.run_message_each(message))
     }
 
     fn learn(&mut self, facts: Arc<SessionFacts>) {

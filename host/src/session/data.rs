@@ -56,8 +56,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         incoming: Incoming,
         summary: DataSummary,
     ) -> Flow {
-        let reply = match refusal(&summary) {
-            Some(refused) => refused,
+        // LMTP (RFC 2033 4.2): a reply for each recipient; a refusal of the message is
+        // each recipient's.
+        let recipients = if self.ctx.lmtp { transaction.recipients.len() } else { 1 };
+        let replies = match refusal(&summary) {
+            Some(refused) => vec![refused; recipients],
             // Room for the message and the plugins' copies of it, held until they are done.
             // The instances' copies of the last message are replaced by this one's.
             None => match incoming
@@ -70,29 +73,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             {
                 Err(no_room) => {
                     tracing::warn!(tenant = %self.ctx.tenant, peer = %self.peer, size = summary.size, "deferred a message: {no_room}");
-                    replies::NO_ROOM
+                    vec![replies::NO_ROOM; recipients]
                 }
                 Ok((body, mut held)) => {
                     let size = body.len();
-                    let reply = match received_count(&body) {
+                    let replies = match received_count(&body) {
                         hops if hops > self.ctx.limits.max_hops => {
                             tracing::info!(tenant = %self.ctx.tenant, peer = %self.peer, hops, "refused a message with too many Received fields: a loop");
-                            replies::TOO_MANY_HOPS
+                            vec![replies::TOO_MANY_HOPS; recipients]
                         }
                         _ => self.deliver(transaction, body).await,
                     };
                     // The message is gone; the plugins' copies stay with their instances.
                     held.keep(size.saturating_mul(self.ctx.handlers.body_copies()));
                     self.retained = held;
-                    reply
+                    replies
                 }
             },
         };
-        self.ctx.metrics.message(Outcome::of_reply(&reply));
-        self.reply(&reply)
+        self.ctx.metrics.message(Outcome::of_reply(worst(&replies)));
+        for reply in &replies {
+            self.send(reply);
+        }
+        Flow::Continue
     }
 
-    async fn deliver(&mut self, transaction: Transaction, data: Vec<u8>) -> Reply {
+    /// The message to the handlers: its one reply, or on LMTP one for each recipient.
+    async fn deliver(&mut self, transaction: Transaction, data: Vec<u8>) -> Vec<Reply> {
         let id = trace::new_id();
         let (helo, extended) = self
             .greeting
@@ -102,7 +109,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             helo,
             peer: self.peer,
             by: &self.ctx.hostname,
-            protocol: Protocol::of(extended, self.stream.is_tls(), self.facts.authenticated.is_some()),
+            protocol: Protocol::of(
+                extended,
+                self.ctx.lmtp,
+                self.stream.is_tls(),
+                self.facts.authenticated.is_some(),
+            ),
             id: &id,
             recipients: &transaction.recipients,
             date: OffsetDateTime::now_utc(),
@@ -119,15 +131,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             id,
             received,
         });
-        let verdict = self.handlers.process_message(&message).await;
-        match self.judge(verdict, "message") {
-            Some(reply) => reply,
-            None => {
-                tracing::info!(tenant = %self.ctx.tenant, peer = %self.peer, id = %message.id, size = message.data.len(), recipients = message.rcpt_to.len(), "message accepted");
-                replies::MESSAGE_ACCEPTED
-            }
+        let verdicts = if self.ctx.lmtp {
+            self.handlers.process_message_each(&message).await
+        } else {
+            vec![self.handlers.process_message(&message).await]
+        };
+        let replies: Vec<Reply> = verdicts
+            .into_iter()
+            .map(|verdict| self.judge(verdict, "message").unwrap_or(replies::MESSAGE_ACCEPTED))
+            .collect();
+        let accepted = replies.iter().filter(|r| r.is_positive()).count();
+        if accepted > 0 {
+            tracing::info!(tenant = %self.ctx.tenant, peer = %self.peer, id = %message.id, size = message.data.len(), recipients = message.rcpt_to.len(), accepted, "message accepted");
         }
+        replies
     }
+}
+
+/// The reply that counts for the metrics when recipients got different ones: a deferral
+/// first, then a refusal.
+fn worst(replies: &[Reply]) -> &Reply {
+    let class = |wanted: u16| replies.iter().find(|r| r.code() / 100 == wanted);
+    class(4).or_else(|| class(5)).unwrap_or(&replies[0])
 }
 
 /// The reply for a message that is refused for what it is, before any handler sees it.

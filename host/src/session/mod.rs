@@ -206,8 +206,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Err(e) => return Ok(self.client_error(&e.reply())),
         };
         Ok(match command {
+            Command::Helo(_) | Command::Ehlo(_) if self.ctx.lmtp => self.client_error(&replies::USE_LHLO),
             Command::Helo(name) => self.helo(name, false).await,
             Command::Ehlo(name) => self.helo(name, true).await,
+            Command::Lhlo(name) if self.ctx.lmtp => self.helo(name, true).await,
+            Command::Lhlo(_) => self.client_error(&replies::UNRECOGNIZED),
             Command::Mail { from, params } => self.mail(from, params).await,
             Command::Rcpt { to, params } => self.rcpt(to, params).await,
             Command::Data => return self.data().await,
