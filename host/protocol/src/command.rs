@@ -244,6 +244,30 @@ fn parse_mail(args: &str) -> Result<Command<'_>, CommandError> {
     Ok(Command::Mail { from, params })
 }
 
+/// Where the chunk behind a BDAT command line ends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChunkFraming {
+    /// After this many octets.
+    Size(u64),
+    /// Nobody can tell: the size cannot be read.
+    Unknown,
+}
+
+/// Where a BDAT command line's chunk ends, whatever else is wrong with the line; `None`
+/// for a line whose verb is not BDAT. A refused BDAT line must still have its chunk
+/// read, or the chunk would be read as commands.
+pub fn chunk_framing(line: &[u8]) -> Option<ChunkFraming> {
+    let verb = line.get(..4)?;
+    if !verb.eq_ignore_ascii_case(b"BDAT") || line.get(4).is_some_and(|&b| b != b' ') {
+        return None;
+    }
+    let size = line.get(5..).unwrap_or_default();
+    let size = &size[..size.iter().position(|&b| b == b' ').unwrap_or(size.len())];
+    let readable = !size.is_empty() && size.len() <= 20 && size.iter().all(u8::is_ascii_digit);
+    let size = std::str::from_utf8(size).ok().filter(|_| readable).and_then(|s| s.parse().ok());
+    Some(size.map_or(ChunkFraming::Unknown, ChunkFraming::Size))
+}
+
 /// `BDAT chunk-size [LAST]` (RFC 3030 2): the size is 1*DIGIT, here at most 20 of them.
 fn parse_bdat(args: &str) -> Result<Command<'_>, CommandError> {
     const USAGE: &str = "BDAT chunk-size [LAST]";

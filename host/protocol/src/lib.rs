@@ -21,7 +21,9 @@ pub mod trace;
 pub use address::{Address, PathError};
 pub use chunk::ChunkReceiver;
 pub use client::{ReplyError, ServerReply, data_to_send, parse_reply};
-pub use command::{Body, Command, CommandError, MailParams, RcptParams, esmtp_param, parse_command};
+pub use command::{
+    Body, ChunkFraming, Command, CommandError, MailParams, RcptParams, chunk_framing, esmtp_param, parse_command,
+};
 pub use help::help;
 pub use line::{Frame, next_command_line, skip_to_line_end};
 pub use proxy_header::{ProxyHeader, ProxyHeaderError, parse_proxy_header};

@@ -260,6 +260,13 @@ pub mod replies {
     pub const NEED_MAIL: Reply = Reply::fixed(503, (5, 5, 1), "Error: need MAIL command");
     /// RFC 3463 4.3.1: the server has no room for the message now; the client retries.
     pub const NO_ROOM: Reply = Reply::fixed(452, (4, 3, 1), "Insufficient system storage, try again later");
+    /// A BDAT line whose size cannot be read: where its chunk ends is unknown, so the
+    /// session cannot go on without reading the chunk as commands.
+    pub const CHUNK_UNFRAMED: Reply = Reply::fixed(
+        421,
+        (4, 5, 2),
+        "Error: a BDAT command whose chunk size cannot be read; closing the connection",
+    );
     pub const DATA_AFTER_BDAT: Reply = Reply::fixed(503, (5, 5, 1), "Error: DATA in a transaction that BDAT started");
     pub const BINARYMIME_NEEDS_BDAT: Reply =
         Reply::fixed(503, (5, 5, 1), "Error: BODY=BINARYMIME is sent with BDAT, not DATA");

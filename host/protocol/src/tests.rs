@@ -162,6 +162,23 @@ fn command_table() {
 }
 
 #[test]
+fn a_bdat_lines_chunk_is_framed_even_when_the_line_is_refused() {
+    for (line, want) in [
+        ("BDAT 17 FIRST", Some(ChunkFraming::Size(17))),
+        ("bdat 5", Some(ChunkFraming::Size(5))),
+        ("BDAT 5 LAST extra", Some(ChunkFraming::Size(5))),
+        ("BDAT", Some(ChunkFraming::Unknown)),
+        ("BDAT x LAST", Some(ChunkFraming::Unknown)),
+        ("BDAT 18446744073709551616", Some(ChunkFraming::Unknown)),
+        ("BDATA 5", None),
+        ("DATA", None),
+        ("NOOP BDAT 5", None),
+    ] {
+        assert_eq!(chunk_framing(line.as_bytes()), want, "{line}");
+    }
+}
+
+#[test]
 fn a_cr_inside_a_command_line_is_not_an_ending() {
     // One line, so one command (unrecognized), never NOOP followed by QUIT.
     assert_eq!(parse_with("NOOP\rQUIT", "\r\n"), Err(Some(500)));

@@ -112,7 +112,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 self.send(&Reply::new(334, None, challenge));
                 match self.next_command().await? {
                     Input::Line(line, len) => String::from_utf8_lossy(&line[..len]).into_owned(),
-                    Input::TooLong | Input::BareLf => return Ok(Err(self.client_error(&replies::AUTH_MALFORMED))),
+                    Input::TooLong { .. } | Input::BareLf(..) => {
+                        return Ok(Err(self.client_error(&replies::AUTH_MALFORMED)));
+                    }
                     Input::TimedOut => return Ok(Err(self.close_with(&replies::TIMEOUT))),
                     Input::ShuttingDown => return Ok(Err(self.close_with(&replies::SHUTTING_DOWN))),
                     Input::Closed => return Ok(Err(Flow::Gone)),

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
-use wasmtpd_protocol::{DataReceiver, DataSummary, Frame, next_command_line, skip_to_line_end};
+use wasmtpd_protocol::{DataReceiver, DataSummary, Frame, chunk_framing, next_command_line, skip_to_line_end};
 
 use super::Session;
 use super::bdat::Chunks;
@@ -17,9 +17,11 @@ use crate::config::BareLf;
 pub(super) enum Input {
     /// A command line: `line[..len]` is the line without its ending.
     Line(Bytes, usize),
-    TooLong,
-    /// A line ended by LF without CR, on a listener that refuses them (dropped).
-    BareLf,
+    /// A line over the limit (dropped); `bdat` if it was a BDAT command, whose chunk
+    /// cannot be framed then.
+    TooLong { bdat: bool },
+    /// A line ended by LF without CR, on a listener that refuses them: `line[..len]`.
+    BareLf(Bytes, usize),
     TimedOut,
     ShuttingDown,
     Closed,
@@ -72,20 +74,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             if !self.discarding {
                 match next_command_line(&self.input, self.ctx.limits.max_command_line) {
                     Frame::Line { len, consumed } if consumed == len + 1 && self.ctx.bare_lf == BareLf::Reject => {
-                        self.input.advance(consumed);
-                        return Ok(Input::BareLf);
+                        return Ok(Input::BareLf(self.input.split_to(consumed).freeze(), len));
                     }
                     Frame::Line { len, consumed } => {
                         return Ok(Input::Line(self.input.split_to(consumed).freeze(), len));
                     }
                     Frame::TooLong { consumed } => {
+                        let bdat = chunk_framing(&self.input).is_some();
                         self.input.advance(consumed);
-                        return Ok(Input::TooLong);
+                        return Ok(Input::TooLong { bdat });
                     }
                     Frame::TooLongUnfinished => {
+                        let bdat = chunk_framing(&self.input).is_some();
                         self.input.clear();
                         self.discarding = true;
-                        return Ok(Input::TooLong);
+                        return Ok(Input::TooLong { bdat });
                     }
                     Frame::Incomplete => {}
                 }

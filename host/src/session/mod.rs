@@ -22,7 +22,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
-use wasmtpd_protocol::{Address, Command, MailParams, Reply, parse_command, replies};
+use wasmtpd_protocol::{Address, ChunkFraming, Command, MailParams, Reply, chunk_framing, parse_command, replies};
 
 use crate::handler::{RcptOptions, SessionFacts, SessionHandlers};
 use crate::hook::Hook;
@@ -30,7 +30,7 @@ use crate::listener::ListenerContext;
 use crate::message_room::Held;
 use crate::rate::CommandBudget;
 use crate::session_stream::SessionStream;
-use input::Input;
+use input::{ChunkRead, Input};
 
 /// Facts about the client's greeting, kept across transactions.
 struct Greeting {
@@ -158,8 +158,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     self.close_with(&replies::COMMAND_RATE)
                 }
                 Input::Line(line, len) => self.handle_line(&line[..len]).await?,
-                Input::TooLong => self.client_error(&replies::LINE_TOO_LONG),
-                Input::BareLf => self.client_error(&replies::BARE_LF_COMMAND),
+                Input::TooLong { bdat: true } => self.close_with(&replies::CHUNK_UNFRAMED),
+                Input::TooLong { bdat: false } => self.client_error(&replies::LINE_TOO_LONG),
+                Input::BareLf(line, len) => self.refuse_line(&line[..len], &replies::BARE_LF_COMMAND).await?,
                 Input::TimedOut => self.close_with(&replies::TIMEOUT),
                 Input::ShuttingDown => self.close_with(&replies::SHUTTING_DOWN),
                 Input::Closed => {
@@ -203,7 +204,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     async fn handle_line(&mut self, line: &[u8]) -> std::io::Result<Flow> {
         let command = match parse_command(line) {
             Ok(command) => command,
-            Err(e) => return Ok(self.client_error(&e.reply())),
+            Err(e) => return self.refuse_line(line, &e.reply()).await,
         };
         Ok(match command {
             Command::Helo(_) | Command::Ehlo(_) if self.ctx.lmtp => self.client_error(&replies::USE_LHLO),
@@ -224,6 +225,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Command::StartTls => self.starttls().await?,
             Command::Auth { mechanism, initial } => self.auth(&mechanism, initial).await?,
         })
+    }
+
+    /// Refuses a command line with `reply`. A BDAT line's chunk follows it whatever the
+    /// answer: it is read and dropped first, so that none of it is taken for a command;
+    /// when its size cannot be read, the session cannot go on.
+    async fn refuse_line(&mut self, line: &[u8], reply: &Reply) -> std::io::Result<Flow> {
+        match chunk_framing(line) {
+            None => Ok(self.client_error(reply)),
+            Some(ChunkFraming::Unknown) => {
+                tracing::info!(peer = %self.peer, "closing: a BDAT command whose chunk size cannot be read");
+                Ok(self.close_with(&replies::CHUNK_UNFRAMED))
+            }
+            Some(ChunkFraming::Size(size)) => match self.read_chunk(size, None).await? {
+                ChunkRead::Done => Ok(self.client_error(reply)),
+                ChunkRead::Closed => Ok(Flow::Gone),
+                ChunkRead::TimedOut => Ok(self.close_with(&replies::TIMEOUT)),
+            },
+        }
     }
 
     /// Queues a reply; it is written before the session next waits for input (RFC 2920).

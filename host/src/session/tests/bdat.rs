@@ -102,7 +102,6 @@ async fn out_of_sequence_chunks_are_read_whole_and_refused() {
     client.send(b"BDAT 5 LAST\r\ndef\r\n").await;
     assert!(client.reply().await.starts_with("250 2.0.0 OK"));
     assert_eq!(&client.messages()[0].data[..], b"abcdef\r\n");
-    client.expect("BDAT x", "501 5.5.4").await;
 }
 
 #[tokio::test]
@@ -144,4 +143,20 @@ async fn a_refusal_at_the_data_hook_ends_the_transaction() {
     assert!(client.reply().await.starts_with("554 5.7.1 no mail today"));
     assert!(client.reply().await.starts_with("503 5.5.1"));
     assert!(client.messages().is_empty());
+}
+
+#[tokio::test]
+async fn a_refused_bdat_line_still_has_its_chunk_read_and_never_run() {
+    let mut client = in_transaction(Limits::default(), "").await;
+    // A syntax error (501), a bare LF ending (500): either way the 12 octets behind the
+    // line are the chunk, not two QUITs.
+    client.send(b"BDAT 12 FIRST\r\nQUIT\r\nQUIT\r\n").await;
+    assert!(client.reply().await.starts_with("501 5.5.4"));
+    client.send(b"BDAT 12\nQUIT\r\nQUIT\r\n").await;
+    assert!(client.reply().await.starts_with("500 5.5.2"));
+    client.expect("NOOP", "250").await;
+    // A size nobody can read: where the chunk ends is unknown, so the session ends.
+    client.send(b"BDAT twelve\r\nQUIT\r\nQUIT\r\n").await;
+    assert!(client.reply().await.starts_with("421 4.5.2"));
+    client.expect_closed().await;
 }
