@@ -34,25 +34,6 @@ impl Held {
         self.permit.as_ref().map_or(0, |p| p.num_permits() * STEP)
     }
 
-    /// Gives back all but `bytes` (rounded up to the MiB) of what is held.
-    pub fn keep(&mut self, bytes: usize) {
-        let keep = steps(bytes);
-        if let Some(permit) = &mut self.permit {
-            let give_back = permit.num_permits().saturating_sub(keep);
-            drop(permit.split(give_back));
-            if permit.num_permits() == 0 {
-                self.permit = None;
-            }
-        }
-    }
-
-    /// Adds what `other` holds to this.
-    pub fn merge(&mut self, other: Held) {
-        if let Some(more) = other.permit {
-            self.add(more);
-        }
-    }
-
     fn add(&mut self, more: OwnedSemaphorePermit) {
         match &mut self.permit {
             Some(permit) => permit.merge(more),
@@ -210,8 +191,6 @@ mod tests {
         let mut other = Held::default();
         assert!(room.try_hold(&mut other, 1 << 20));
         assert!(!room.try_hold(&mut Held::default(), 1));
-        held.keep(1);
-        assert_eq!((held.bytes(), room.free()), (1 << 20, 2 << 20));
         drop(held);
         assert_eq!(room.free(), 3 << 20);
         // Waiting: served when room comes back, or not at all within the wait.

@@ -96,3 +96,33 @@ fn spool_files_a_crashed_process_left_are_removed_at_start() {
     assert!(!spool.join("wasmtpd-4194305-x1y2z3.msg").exists());
     assert!(spool.join("notes.txt").exists());
 }
+
+#[test]
+fn an_instance_that_took_a_big_message_is_not_kept_for_the_next() {
+    let config = format!(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\nplugins = [\"counter\"]\n\
+         [plugin.counter]\nsource = \"{}\"\n[plugin.counter.settings]\nmode = \"count\"\n",
+        plugin_path("misbehave")
+    );
+    let mut server = Server::from_config(&config);
+    let mut client = RawClient::ehlo(server.addresses(1)[0]);
+    // Small messages share the session's instance ...
+    assert!(
+        client
+            .send_message("Subject: 1\r\n\r\nx\r\n")
+            .contains("message 1 of this session")
+    );
+    assert!(
+        client
+            .send_message("Subject: 2\r\n\r\nx\r\n")
+            .contains("message 2 of this session")
+    );
+    // ... a message over 1 MiB is the last its instance sees: the next call gets a new one.
+    let big = format!("Subject: 3\r\n\r\n{}", format!("{}\r\n", "x".repeat(98)).repeat(11_000));
+    assert!(client.send_message(&big).contains("message 3 of this session"));
+    assert!(
+        client
+            .send_message("Subject: 4\r\n\r\nx\r\n")
+            .contains("message 1 of this session")
+    );
+}

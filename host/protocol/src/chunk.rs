@@ -19,6 +19,9 @@ pub struct ChunkReceiver {
     line_len: usize,
     /// The last octet taken was a CR (whose LF may come in the next piece).
     after_cr: bool,
+    /// The last two octets taken: whether the message ends with CRLF, told without the
+    /// body (which may be in a spool file by then).
+    last_two: [u8; 2],
     summary: DataSummary,
 }
 
@@ -30,6 +33,7 @@ impl ChunkReceiver {
             max_line,
             line_len: 0,
             after_cr: false,
+            last_two: [0; 2],
             summary: DataSummary {
                 size: 0,
                 too_big: false,
@@ -42,6 +46,11 @@ impl ChunkReceiver {
     /// Takes the next octets of the message, appending them to `body` until the message
     /// passes the size limit (then the body is dropped and only counted).
     pub fn feed(&mut self, octets: &[u8], body: &mut Vec<u8>) {
+        match octets {
+            [.., a, b] => self.last_two = [*a, *b],
+            [b] => self.last_two = [self.last_two[1], *b],
+            [] => {}
+        }
         self.summary.size += octets.len();
         if self.summary.size > self.max_size {
             if !self.summary.too_big {
@@ -75,7 +84,7 @@ impl ChunkReceiver {
         if self.max_line.is_some() {
             if self.after_cr {
                 self.summary.bare_line_ending = true;
-            } else if self.summary.size > 0 && !self.summary.too_big && !body.ends_with(b"\r\n") {
+            } else if self.summary.size > 0 && !self.summary.too_big && self.last_two != *b"\r\n" {
                 self.feed(b"\r\n", body);
             }
         }

@@ -264,7 +264,10 @@ pub fn chunk_framing(line: &[u8]) -> Option<ChunkFraming> {
     let size = line.get(5..).unwrap_or_default();
     let size = &size[..size.iter().position(|&b| b == b' ').unwrap_or(size.len())];
     let readable = !size.is_empty() && size.len() <= 20 && size.iter().all(u8::is_ascii_digit);
-    let size = std::str::from_utf8(size).ok().filter(|_| readable).and_then(|s| s.parse().ok());
+    let size = std::str::from_utf8(size)
+        .ok()
+        .filter(|_| readable)
+        .and_then(|s| s.parse().ok());
     Some(size.map_or(ChunkFraming::Unknown, ChunkFraming::Size))
 }
 

@@ -26,6 +26,9 @@ use crate::handler::{
 use crate::hook::{Hook, HookKind};
 use crate::metrics::{Stage, TenantMetrics, stage_label};
 
+/// A plugin instance handed more of a message than this is dropped after the call.
+pub const BIG_MESSAGE: usize = 1 << 20;
+
 /// How long a client waits for its 4xx when the plugin is resting: a client that
 /// hammers a broken tenant is slowed down instead of served as fast as it can ask.
 const RESTING_REPLY_DELAY: Duration = Duration::from_secs(1);
@@ -202,7 +205,11 @@ impl ChainSession {
                     }
                 };
                 // A failed instance cannot be entered again: the next call gets a fresh one.
-                if result.as_ref().err().is_none_or(instance_survives) {
+                // Nor is one kept that took in a big message: a wasm memory cannot shrink,
+                // and dropped, its memory goes back at once instead of when the session ends.
+                let took_big =
+                    matches!(call, Call::Message(message, _) if plugin.message.of(&message.data).len() > BIG_MESSAGE);
+                if result.as_ref().err().is_none_or(instance_survives) && !took_big {
                     self.instances[index] = Some(instance);
                 }
                 result

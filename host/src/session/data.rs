@@ -62,21 +62,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let replies = match refusal(&summary) {
             Some(refused) => vec![refused; recipients],
             // Room for the message and the plugins' copies of it, held until they are done.
-            // The instances' copies of the last message are replaced by this one's.
             None => match incoming
-                .finish(
-                    self.ctx.handlers.body_copies(),
-                    self.ctx.limits.data_timeout(),
-                    std::mem::take(&mut self.retained),
-                )
+                .finish(self.ctx.handlers.body_copies(), self.ctx.limits.data_timeout())
                 .await
             {
                 Err(no_room) => {
                     tracing::warn!(tenant = %self.ctx.tenant, peer = %self.peer, size = summary.size, "deferred a message: {no_room}");
                     vec![replies::NO_ROOM; recipients]
                 }
-                Ok((body, mut held)) => {
-                    let size = body.len();
+                // Room for the message and the plugins' copies, held until they are done (an
+                // instance that took a big message is dropped after it).
+                Ok((body, _held)) => {
                     let replies = match received_count(&body) {
                         hops if hops > self.ctx.limits.max_hops => {
                             tracing::info!(tenant = %self.ctx.tenant, peer = %self.peer, hops, "refused a message with too many Received fields: a loop");
@@ -84,9 +80,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                         }
                         _ => self.deliver(transaction, body).await,
                     };
-                    // The message is gone; the plugins' copies stay with their instances.
-                    held.keep(size.saturating_mul(self.ctx.handlers.body_copies()));
-                    self.retained = held;
                     replies
                 }
             },

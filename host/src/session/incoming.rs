@@ -95,13 +95,11 @@ impl Incoming {
 
     /// The message in memory, with room held for it and `copies` more of it (the
     /// plugins' copies) until the returned [`Held`] is dropped; waiting for the room up
-    /// to `wait`. `retained` is the room the session held for its last message's copies,
-    /// which this one's replace.
-    pub async fn finish(mut self, copies: usize, wait: Duration, retained: Held) -> Result<(Vec<u8>, Held), NoRoom> {
+    /// to `wait`.
+    pub async fn finish(mut self, copies: usize, wait: Duration) -> Result<(Vec<u8>, Held), NoRoom> {
         if let Some(e) = self.failed.take() {
             return Err(NoRoom::Spool(e));
         }
-        self.held.merge(retained);
         let size = self.spool.as_ref().map_or(0, SpoolFile::len) + self.body.len();
         let need = size.saturating_mul(copies + 1);
         if self.spool.is_none() && self.room.try_hold(&mut self.held, need.max(self.body.capacity())) {
@@ -152,7 +150,7 @@ mod tests {
         let mut incoming = Incoming::new(Arc::clone(&room), 0);
         receive(&mut incoming, 1 << 20).await;
         assert_eq!(spooled(&dir), 0);
-        let (body, held) = incoming.finish(1, WAIT, Held::default()).await.unwrap();
+        let (body, held) = incoming.finish(1, WAIT).await.unwrap();
         assert_eq!(body.len(), 1 << 20);
         assert!(held.bytes() >= 2 << 20);
         drop(held);
@@ -169,7 +167,7 @@ mod tests {
         receive(&mut incoming, 3 << 20).await;
         assert_eq!(spooled(&dir), 1, "spooled once the room ran out");
         assert_eq!(room.free(), 1 << 20, "a spooling message holds no room");
-        let finishing = tokio::spawn(incoming.finish(0, WAIT, Held::default()));
+        let finishing = tokio::spawn(incoming.finish(0, WAIT));
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert!(!finishing.is_finished(), "waits for room");
         drop(other);
@@ -187,10 +185,7 @@ mod tests {
         assert!(room.try_hold(&mut other, 2 << 20));
         let mut incoming = Incoming::new(Arc::clone(&room), 0);
         receive(&mut incoming, 1 << 20).await;
-        assert!(matches!(
-            incoming.finish(0, WAIT, Held::default()).await,
-            Err(NoRoom::Memory(_))
-        ));
+        assert!(matches!(incoming.finish(0, WAIT).await, Err(NoRoom::Memory(_))));
         assert_eq!(spooled(&dir), 0);
     }
 }

@@ -19,7 +19,9 @@ pub(super) enum Input {
     Line(Bytes, usize),
     /// A line over the limit (dropped); `bdat` if it was a BDAT command, whose chunk
     /// cannot be framed then.
-    TooLong { bdat: bool },
+    TooLong {
+        bdat: bool,
+    },
     /// A line ended by LF without CR, on a listener that refuses them: `line[..len]`.
     BareLf(Bytes, usize),
     TimedOut,
@@ -95,10 +97,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             }
             self.flush().await?;
             let stop_on_shutdown = self.transaction.is_none();
-            match self
-                .read_more(COMMAND_READ_ROOM, self.ctx.limits.idle_timeout(), stop_on_shutdown)
-                .await?
-            {
+            // Between BDAT chunks the message so far holds room: the client gets the data
+            // timeout to go on, as inside DATA, not the idle one.
+            let timeout = match &self.transaction {
+                Some(t) if t.chunks.is_some() => self.ctx.limits.data_timeout(),
+                _ => self.ctx.limits.idle_timeout(),
+            };
+            match self.read_more(COMMAND_READ_ROOM, timeout, stop_on_shutdown).await? {
                 Read::Some => {}
                 Read::Eof => return Ok(Input::Closed),
                 Read::TimedOut => return Ok(Input::TimedOut),

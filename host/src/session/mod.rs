@@ -27,7 +27,6 @@ use wasmtpd_protocol::{Address, ChunkFraming, Command, MailParams, Reply, chunk_
 use crate::handler::{RcptOptions, SessionFacts, SessionHandlers};
 use crate::hook::Hook;
 use crate::listener::ListenerContext;
-use crate::message_room::Held;
 use crate::rate::CommandBudget;
 use crate::session_stream::SessionStream;
 use input::{ChunkRead, Input};
@@ -81,9 +80,6 @@ pub struct Session<S> {
     facts: Arc<SessionFacts>,
     /// AUTH attempts that failed.
     auth_failures: u32,
-    /// Room for the copies of the last message the session's plugin instances keep in
-    /// their memory until the session ends.
-    retained: Held,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
@@ -104,7 +100,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             command_budget: None,
             facts: Arc::default(),
             auth_failures: 0,
-            retained: Held::default(),
         }
     }
 
