@@ -72,16 +72,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 }
                 // Room for the message and the plugins' copies, held until they are done (an
                 // instance that took a big message is dropped after it).
-                Ok((body, _held)) => {
-                    let replies = match received_count(&body) {
-                        hops if hops > self.ctx.limits.max_hops => {
-                            tracing::info!(tenant = %self.ctx.tenant, peer = %self.peer, hops, "refused a message with too many Received fields: a loop");
-                            vec![replies::TOO_MANY_HOPS; recipients]
-                        }
-                        _ => self.deliver(transaction, body).await,
-                    };
-                    replies
-                }
+                Ok((body, _held)) => match received_count(&body) {
+                    hops if hops > self.ctx.limits.max_hops => {
+                        tracing::info!(tenant = %self.ctx.tenant, peer = %self.peer, hops, "refused a message with too many Received fields: a loop");
+                        vec![replies::TOO_MANY_HOPS; recipients]
+                    }
+                    _ => self.deliver(transaction, body).await,
+                },
             },
         };
         self.ctx.metrics.message(Outcome::of_reply(worst(&replies)));
