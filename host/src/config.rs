@@ -40,9 +40,10 @@ pub struct Config {
     /// by default); an empty string turns the cache off.
     #[serde(default)]
     pub cache_dir: Option<PathBuf>,
-    /// Where messages that find no room in memory are spooled while they come in
-    /// (`$TMPDIR/wasmtpd-spool` by default); each file is removed when its transaction
-    /// ends, and files a crashed process left are removed at the next start. Read at start.
+    /// Where messages that find no room in memory are spooled while they come in (by
+    /// default `spool` in the state directory, `~/.local/state/wasmtpd/spool`); private to
+    /// the server (0700). Each file is removed when its transaction ends, and files a
+    /// crashed process left are removed at the next start. Read at start.
     #[serde(default)]
     pub spool_dir: Option<PathBuf>,
     /// Where to serve the counters in the Prometheus text format (`GET /metrics`); off
@@ -477,6 +478,9 @@ pub struct Limits {
     /// spooled to `spool_dir` and waits for room (then `452 4.3.1`). At least twice
     /// `max_message_size`. Read at start.
     pub max_message_memory: usize,
+    /// Octets the spool's files may hold together; a message that would pass it gets
+    /// `452 4.3.1`. Read at start.
+    pub max_spool_bytes: u64,
 }
 
 impl Default for Limits {
@@ -498,6 +502,7 @@ impl Default for Limits {
             shutdown_grace_secs: 30,
             max_hops: 50,
             max_message_memory: 512 << 20,
+            max_spool_bytes: 4 << 30,
         }
     }
 }

@@ -31,6 +31,8 @@ pub mod session;
 pub mod session_stream;
 pub mod shared_slot;
 pub mod signals;
+pub mod spool;
+pub mod state_dir;
 pub mod tls;
 pub mod trace;
 pub mod upstream_tls;

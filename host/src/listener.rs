@@ -108,7 +108,7 @@ impl ListenerContext {
             helo,
             hostname,
             bare_lf: BareLf::Reject,
-            room: MessageRoom::new(Limits::default().max_message_memory, MessageRoom::default_spool_dir()),
+            room: MessageRoom::unbounded(),
             lmtp: false,
         }
     }

@@ -22,6 +22,7 @@ use wasmtpd::plugin::{EngineOptions, PluginEngine, output};
 use wasmtpd::reload::{self, FileWatcher};
 use wasmtpd::service::Service;
 use wasmtpd::signals::{Signal, Signals};
+use wasmtpd::spool::Spool;
 
 /// mimalloc gives freed memory back to the system; glibc's malloc kept the 20 MiB buffers
 /// of big messages in its per-thread arenas (see the issue 19 note for the figures).
@@ -97,15 +98,16 @@ async fn serve(cli: Cli, config: Config, engine: PluginEngine) -> anyhow::Result
         tracing::info!("metrics on http://{}/metrics", listener.local_addr()?);
         tokio::spawn(metrics_http::serve(listener, Arc::clone(&metrics), shutdown.clone()));
     }
-    let spool_dir = config.spool_dir.clone().unwrap_or_else(MessageRoom::default_spool_dir);
-    let room = MessageRoom::new(config.limits.max_message_memory, spool_dir);
-    let cleaned = room.clean_spool();
+    let spool_dir = config.spool_dir.clone().unwrap_or_else(Spool::default_dir);
+    let spool = Spool::open(spool_dir, config.limits.max_spool_bytes).context("cannot use the spool")?;
+    let cleaned = spool.clean();
     if cleaned > 0 {
         tracing::warn!(
             files = cleaned,
             "removed spool files left by a process that ended without removing them"
         );
     }
+    let room = MessageRoom::new(config.limits.max_message_memory, spool);
     let mut service = Service::new(engine, admission, metrics, room, shutdown.clone());
     // Watching starts before listening: a change made once the server listens is seen.
     let mut watcher = FileWatcher::new()?;

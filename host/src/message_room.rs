@@ -1,16 +1,15 @@
 //! Room for message data in memory, server-wide (`[limits] max_message_memory`): a session
 //! takes room as its message comes in and gives it back when the transaction ends. A
-//! message that finds no room goes to a spool file as it comes in, and waits for room
-//! before its handlers are called (they take it in memory). A session never waits for room
-//! while it holds some, so sessions cannot hold each other up for good. Spool files are
-//! removed when their transaction ends, and those a crashed process left at the next start.
+//! message that finds no room goes to the spool as it comes in, and waits for room before
+//! its handlers are called (they take it in memory). A session never waits for room while
+//! it holds some, so sessions cannot hold each other up for good.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::spool::{Spool, SpoolError, SpoolFile};
 
 /// Room is taken a MiB at a time: fewer trips to the semaphore.
 const STEP: usize = 1 << 20;
@@ -19,7 +18,8 @@ pub struct MessageRoom {
     /// Free room, in MiB.
     free: Arc<Semaphore>,
     total: usize,
-    spool_dir: PathBuf,
+    /// Where messages without room go; none where the room has no bound.
+    spool: Option<Spool>,
 }
 
 /// Room a session holds; given back when dropped.
@@ -49,18 +49,23 @@ fn steps(bytes: usize) -> usize {
 
 impl MessageRoom {
     /// `total` octets of room (at least one MiB), and where messages without room go.
-    pub fn new(total: usize, spool_dir: PathBuf) -> Arc<MessageRoom> {
+    pub fn new(total: usize, spool: Spool) -> Arc<MessageRoom> {
         let mib = steps(total).clamp(1, Semaphore::MAX_PERMITS);
         Arc::new(MessageRoom {
             free: Arc::new(Semaphore::new(mib)),
             total: mib * STEP,
-            spool_dir,
+            spool: Some(spool),
         })
     }
 
-    /// The default spool directory: `$TMPDIR/wasmtpd-spool`.
-    pub fn default_spool_dir() -> PathBuf {
-        std::env::temp_dir().join("wasmtpd-spool")
+    /// Room without bound, and no spool: for a single delivery (`--deliver`) and tests.
+    pub fn unbounded() -> Arc<MessageRoom> {
+        let mib = Semaphore::MAX_PERMITS;
+        Arc::new(MessageRoom {
+            free: Arc::new(Semaphore::new(mib)),
+            total: mib.saturating_mul(STEP),
+            spool: None,
+        })
     }
 
     pub fn total(&self) -> usize {
@@ -103,74 +108,12 @@ impl MessageRoom {
         }
     }
 
-    /// A new spool file, removed when dropped; its name carries this process's id, so
-    /// that [`MessageRoom::clean_spool`] can tell a crashed process's files.
-    pub fn spool(&self) -> std::io::Result<SpoolFile> {
-        std::fs::create_dir_all(&self.spool_dir)?;
-        let file = tempfile::Builder::new()
-            .prefix(&format!("wasmtpd-{}-", std::process::id()))
-            .suffix(".msg")
-            .tempfile_in(&self.spool_dir)?;
-        Ok(SpoolFile { file, len: 0 })
-    }
-
-    /// Removes the spool files of processes that are gone (a crash leaves them); the
-    /// number removed.
-    pub fn clean_spool(&self) -> usize {
-        let Ok(entries) = std::fs::read_dir(&self.spool_dir) else {
-            return 0;
-        };
-        entries
-            .flatten()
-            .filter(|entry| spool_owner(&entry.file_name().to_string_lossy()).is_some_and(|pid| !is_running(pid)))
-            .filter(|entry| std::fs::remove_file(entry.path()).is_ok())
-            .count()
-    }
-}
-
-/// The process id in a spool file's name (`wasmtpd-PID-XXXXXX.msg`).
-fn spool_owner(name: &str) -> Option<u32> {
-    let rest = name.strip_prefix("wasmtpd-")?.strip_suffix(".msg")?;
-    rest.split('-').next()?.parse().ok()
-}
-
-/// Whether a process of that id runs (Linux's /proc; elsewhere assumed so, and its files
-/// stay).
-fn is_running(pid: u32) -> bool {
-    let proc = Path::new("/proc");
-    !proc.exists() || proc.join(pid.to_string()).exists()
-}
-
-/// A message on disk while it comes in.
-pub struct SpoolFile {
-    file: tempfile::NamedTempFile,
-    len: usize,
-}
-
-impl SpoolFile {
-    /// Appends `octets`. A spooled message is written in pieces of a few hundred KiB, to
-    /// the page cache: a short blocking write, done on a blocking thread all the same.
-    pub async fn append(&mut self, octets: Vec<u8>) -> std::io::Result<Vec<u8>> {
-        let mut file = self.file.as_file().try_clone()?;
-        let len = octets.len();
-        let octets = tokio::task::spawn_blocking(move || file.write_all(&octets).map(|()| octets))
-            .await
-            .map_err(std::io::Error::other)??;
-        self.len += len;
-        Ok(octets)
-    }
-
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// The whole message, read back; the file goes when `self` is dropped.
-    pub async fn read_all(&self) -> std::io::Result<Vec<u8>> {
-        tokio::fs::read(self.file.path()).await
+    /// A new spool file for a message that finds no room.
+    pub fn spool(&self) -> Result<SpoolFile, SpoolError> {
+        match &self.spool {
+            Some(spool) => spool.create(),
+            None => Err(SpoolError::Full { limit: 0 }),
+        }
     }
 }
 
@@ -181,7 +124,7 @@ mod tests {
     #[tokio::test]
     async fn room_is_taken_by_the_mib_and_given_back() {
         let dir = tempfile::tempdir().unwrap();
-        let room = MessageRoom::new(4 << 20, dir.path().to_path_buf());
+        let room = MessageRoom::new(4 << 20, Spool::open(dir.path().to_path_buf(), 1 << 30).unwrap());
         let mut held = Held::default();
         assert!(room.try_hold(&mut held, 1));
         assert_eq!((held.bytes(), room.free()), (1 << 20, 3 << 20));
@@ -201,38 +144,5 @@ mod tests {
             .await
             .expect("all of it");
         assert_eq!((all.bytes(), room.free()), (4 << 20, 0));
-    }
-
-    #[tokio::test]
-    async fn a_spool_file_holds_the_message_and_goes_when_dropped() {
-        let dir = tempfile::tempdir().unwrap();
-        let room = MessageRoom::new(1 << 20, dir.path().to_path_buf());
-        let mut spool = room.spool().unwrap();
-        spool.append(b"Subject: x\r\n".to_vec()).await.unwrap();
-        spool.append(b"\r\nbody\r\n".to_vec()).await.unwrap();
-        assert_eq!(spool.len(), 20);
-        assert_eq!(spool.read_all().await.unwrap(), b"Subject: x\r\n\r\nbody\r\n");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
-        drop(spool);
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-    }
-
-    #[test]
-    fn files_of_processes_that_are_gone_are_cleaned_at_start() {
-        let dir = tempfile::tempdir().unwrap();
-        let room = MessageRoom::new(1 << 20, dir.path().to_path_buf());
-        let live = room.spool().unwrap();
-        // No process has id 4194305 (above Linux's largest).
-        std::fs::write(dir.path().join("wasmtpd-4194305-abc.msg"), b"left by a crash").unwrap();
-        std::fs::write(dir.path().join("other-file"), b"not ours").unwrap();
-        assert_eq!(room.clean_spool(), 1);
-        let mut left: Vec<String> = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        left.sort();
-        assert_eq!(left.len(), 2, "{left:?}");
-        assert!(left.contains(&"other-file".to_owned()));
-        drop(live);
     }
 }

@@ -25,29 +25,88 @@ fn tight_room(spool: &Path, extra: &str) -> String {
     )
 }
 
+/// Sends `message` by BDAT in chunks of 300,000 octets; the reply to the last.
+fn send_by_bdat(client: &mut RawClient, message: &str) -> String {
+    client.expect("MAIL FROM:<a@example.org>", "250");
+    client.expect("RCPT TO:<b@example.com>", "250");
+    let chunks: Vec<&[u8]> = message.as_bytes().chunks(300_000).collect();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let last = if i + 1 == chunks.len() { " LAST" } else { "" };
+        client.send(format!("BDAT {}{last}\r\n", chunk.len()).as_bytes());
+        client.send(chunk);
+        let reply = client.reply();
+        if !last.is_empty() || !reply.starts_with("250") {
+            return reply;
+        }
+    }
+    unreachable!("the last chunk returns")
+}
+
 #[test]
-fn messages_without_room_in_memory_are_spooled_and_all_delivered() {
+fn messages_without_room_in_memory_are_spooled_and_all_delivered_whole() {
     let spool = temp_dir();
     let config = format!(
-        "{}[[listener]]\naddress = \"127.0.0.1:0\"\nplugins = [\"sink\"]\n",
+        "{}[[listener]]\naddress = \"127.0.0.1:0\"\nplugins = [\"debug-printer\"]\nmax_concurrent_calls = 4\n",
         tight_room(&spool, "")
     );
     let mut server = Server::from_config(&config);
     let address = server.addresses(1)[0];
-    let message = big_message();
+    // Six at once, in room for one: by DATA and by BDAT, each with its own last line.
     let senders: Vec<_> = (0..6)
-        .map(|_| {
-            let message = message.clone();
-            std::thread::spawn(move || RawClient::ehlo(address).send_message(&message))
+        .map(|n| {
+            let message = format!("{}end {n}\r\n", big_message());
+            std::thread::spawn(move || {
+                let mut client = RawClient::ehlo(address);
+                if n % 2 == 0 {
+                    client.send_message(&message)
+                } else {
+                    send_by_bdat(&mut client, &message)
+                }
+            })
         })
         .collect();
     for sender in senders {
         let reply = sender.join().unwrap();
         assert!(reply.starts_with("250 2.0.0"), "{reply}");
     }
-    server.wait_for_log_count("message accepted", 6);
+    let printed = server.wait_for_messages(6);
     assert!(server.log_count("spooling it") >= 1, "{}", server.log());
+    for n in 0..6 {
+        // Whole, and ending as sent: a spooled BDAT message gets no second CRLF.
+        assert!(
+            printed.contains(&format!("x\nend {n}\n------------ END MESSAGE")),
+            "message {n} not whole"
+        );
+    }
+    assert!(!printed.contains("not printed"));
     assert_eq!(files_in(&spool), 0, "spool files are removed with their transaction");
+}
+
+#[test]
+fn a_message_that_would_pass_the_spools_limit_gets_452() {
+    let spool = temp_dir();
+    // Room for one message in memory, 100,000 octets in the spool: the second one, sent
+    // while the first is being handled, cannot be spooled.
+    let config = format!(
+        "{}[[listener]]\naddress = \"127.0.0.1:0\"\nplugins = [\"slow\"]\nmax_concurrent_calls = 4\n\
+         [plugin.slow]\nsource = \"{}\"\ntime_budget_ms = 2000\n[plugin.slow.settings]\nmode = \"loop\"\n",
+        tight_room(&spool, "max_spool_bytes = 100000\n"),
+        plugin_path("misbehave")
+    );
+    let mut server = Server::from_config(&config);
+    let address = server.addresses(1)[0];
+    let message = big_message();
+    let first = {
+        let message = message.clone();
+        std::thread::spawn(move || RawClient::ehlo(address).send_message(&message))
+    };
+    server.wait_for_log("misbehaving: loop");
+    let mut second = RawClient::ehlo(address);
+    let reply = second.send_message(&message);
+    assert!(reply.starts_with("452 4.3.1"), "{reply}");
+    server.wait_for_log("the spool is full (100000 octets in all)");
+    assert!(first.join().unwrap().starts_with("451"));
+    second.expect("NOOP", "250");
 }
 
 #[test]
@@ -84,7 +143,7 @@ fn a_message_whose_room_does_not_come_in_time_gets_452() {
 #[test]
 fn spool_files_a_crashed_process_left_are_removed_at_start() {
     let spool = temp_dir();
-    // No process has this id (past Linux's largest), as after a crash and a reboot.
+    // A spool file nobody holds open and locked: its process is gone.
     std::fs::write(spool.join("wasmtpd-4194305-x1y2z3.msg"), "half a message").unwrap();
     std::fs::write(spool.join("notes.txt"), "not the spool's").unwrap();
     let config = format!(

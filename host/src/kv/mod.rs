@@ -123,13 +123,9 @@ pub fn shared(config: &StoreConfig) -> anyhow::Result<Arc<dyn Backend>> {
     })
 }
 
-/// `$XDG_STATE_HOME/wasmtpd/store.redb`, else `~/.local/state/wasmtpd/store.redb`.
+/// `store.redb` in the default state directory.
 fn default_path() -> Option<PathBuf> {
-    let state = std::env::var_os("XDG_STATE_HOME")
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/state")))?;
-    Some(state.join("wasmtpd").join("store.redb"))
+    Some(crate::state_dir::default_state_dir()?.join("store.redb"))
 }
 
 /// Milliseconds since the Unix epoch: expiries survive restarts and are shared by nodes.

@@ -6,7 +6,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::message_room::{Held, MessageRoom, SpoolFile};
+use crate::message_room::{Held, MessageRoom};
+use crate::spool::{SpoolError, SpoolFile};
 
 /// A spooling message is written out in pieces of this size.
 const SPOOL_PIECE: usize = 256 * 1024;
@@ -18,7 +19,7 @@ pub(super) struct Incoming {
     held: Held,
     spool: Option<SpoolFile>,
     /// The spool failed: the rest of the message is read and dropped, then deferred.
-    failed: Option<std::io::Error>,
+    failed: Option<SpoolError>,
 }
 
 /// Why a message could not be kept.
@@ -26,8 +27,8 @@ pub(super) struct Incoming {
 pub(super) enum NoRoom {
     #[error("no room for it in memory within {0:?}")]
     Memory(Duration),
-    #[error("its spool file could not be written or read: {0}")]
-    Spool(std::io::Error),
+    #[error("it could not be spooled: {0}")]
+    Spool(SpoolError),
 }
 
 impl Incoming {
@@ -70,7 +71,7 @@ impl Incoming {
         }
     }
 
-    async fn keep(&mut self) -> std::io::Result<()> {
+    async fn keep(&mut self) -> Result<(), SpoolError> {
         if let Some(spool) = &mut self.spool {
             if self.body.len() >= SPOOL_PIECE {
                 self.body = spool.append(std::mem::take(&mut self.body)).await?;
@@ -100,7 +101,10 @@ impl Incoming {
         if let Some(e) = self.failed.take() {
             return Err(NoRoom::Spool(e));
         }
-        let size = self.spool.as_ref().map_or(0, SpoolFile::len) + self.body.len();
+        let spooled = self.spool.as_ref().map_or(0, SpoolFile::len);
+        let size = usize::try_from(spooled)
+            .unwrap_or(usize::MAX)
+            .saturating_add(self.body.len());
         let need = size.saturating_mul(copies + 1);
         if self.spool.is_none() && self.room.try_hold(&mut self.held, need.max(self.body.capacity())) {
             return Ok((self.body, self.held));
@@ -130,7 +134,8 @@ mod tests {
 
     fn room(total: usize) -> (Arc<MessageRoom>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
-        (MessageRoom::new(total, dir.path().to_path_buf()), dir)
+        let spool = crate::spool::Spool::open(dir.path().to_path_buf(), 1 << 30).unwrap();
+        (MessageRoom::new(total, spool), dir)
     }
 
     fn spooled(dir: &tempfile::TempDir) -> usize {
