@@ -227,12 +227,19 @@ pub enum MessagePart {
     None,
 }
 
+/// Octets of a header section handed to a `headers` plugin at most (Postfix's
+/// `header_size_limit`): a message of headers alone is not copied whole into it.
+pub const MAX_HEADER_SECTION: usize = 102_400;
+
 impl MessagePart {
     /// This part of `data`, a whole message.
     pub fn of<'a>(&self, data: &'a [u8]) -> &'a [u8] {
         match self {
             MessagePart::Whole => data,
-            MessagePart::Headers => wasmtpd_protocol::header::header_section(data),
+            MessagePart::Headers => {
+                let section = wasmtpd_protocol::header::header_section(data);
+                &section[..section.len().min(MAX_HEADER_SECTION)]
+            }
             MessagePart::None => &[],
         }
     }
@@ -444,7 +451,9 @@ pub struct Limits {
     pub max_message_size: usize,
     /// Recipients a transaction; RFC 5321 4.5.3.1.8 asks for at least 100.
     pub max_recipients: usize,
-    /// Octets a command line, CRLF included; at least 512 (RFC 5321 4.5.3.1.4).
+    /// Octets a command line, CRLF included; at least 512 (RFC 5321 4.5.3.1.4). The
+    /// default, 2048 (Postfix's `line_length_limit`), leaves room for DSN's parameters,
+    /// which make RCPT lines up to 500 octets longer (RFC 3461 5).
     pub max_command_line: usize,
     /// Octets a message line, CRLF included; at least 1000 (RFC 5321 4.5.3.1.6).
     pub max_text_line: usize,
@@ -488,7 +497,7 @@ impl Default for Limits {
         Limits {
             max_message_size: 33_554_432,
             max_recipients: 100,
-            max_command_line: 512,
+            max_command_line: 2048,
             max_text_line: 1000,
             max_errors: 10,
             idle_timeout_secs: 300,

@@ -120,6 +120,17 @@ pub async fn relay(
     tls: &UpstreamTls,
 ) -> Result<ServerReply, RelayError> {
     envelope.check()?;
+    // A BINARYMIME body (RFC 3030) that is not also valid text cannot go by DATA, and this
+    // client does not convert it: refused before any connection, for good.
+    if envelope
+        .in_hand
+        .is_some_and(|m| m.mail_options.iter().any(|o| o == "BODY=BINARYMIME"))
+        && !ChunkReceiver::is_text(envelope.data, MAX_TEXT_LINE)
+    {
+        return Err(RelayError::Rejected(
+            "554 5.6.3 A binary message cannot be relayed: the relay sends by DATA and does not convert".into(),
+        ));
+    }
     let first = attempt(upstream, helo_name, envelope, timeouts, tls).await;
     match (first, tls) {
         // Opportunistic TLS is never a reason to defer mail: as Postfix's `may`, a
@@ -219,18 +230,6 @@ impl Connection {
             }
         }
         let has = |ext: &str| extensions.iter().any(|e| e.split(' ').next() == Some(ext));
-        // A BINARYMIME body (RFC 3030) that is not also valid text cannot go by DATA, and
-        // this client does not convert it.
-        if envelope
-            .in_hand
-            .is_some_and(|m| m.mail_options.iter().any(|o| o == "BODY=BINARYMIME"))
-            && !ChunkReceiver::is_text(envelope.data, MAX_TEXT_LINE)
-        {
-            return Err(RelayError::Rejected(
-                "554 5.6.3 A binary message cannot be relayed: the relay sends by DATA and does not convert".into(),
-            )
-            .into());
-        }
         let mut mail = format!("MAIL FROM:<{}>", envelope.mail_from);
         if has("SIZE") {
             mail.push_str(&format!(" SIZE={}", envelope.data.len()));

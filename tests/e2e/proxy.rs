@@ -358,3 +358,30 @@ client.quit()
         "{printed}"
     );
 }
+
+#[test]
+fn a_binary_message_the_relay_cannot_send_by_data_is_refused_before_connecting() {
+    // The upstream is never reached: nothing listens there.
+    let nowhere = format!("127.0.0.1:{}", free_port());
+    let mut proxy = proxy_to(&nowhere, &nowhere);
+    let mut client = RawClient::ehlo(proxy.addr);
+    client.expect("MAIL FROM:<sender@example.org> BODY=BINARYMIME", "250");
+    client.expect("RCPT TO:<one@example.com>", "250");
+    let body = b"Subject: binary\r\n\r\n\x00\x01 bare\nLF\r\n";
+    client.send(format!("BDAT {} LAST\r\n", body.len()).as_bytes());
+    client.send(body);
+    let reply = client.reply();
+    assert!(reply.starts_with("554 5.6.3"), "{reply}");
+    assert_eq!(proxy.log_count("upstream unavailable"), 0, "{}", proxy.log());
+    // A binary message that is also valid text goes by DATA as it is.
+    let upstream = upstream_printing();
+    let addr = upstream.addr.to_string();
+    let proxy = proxy_to(&addr, &addr);
+    let mut client = RawClient::ehlo(proxy.addr);
+    client.expect("MAIL FROM:<sender@example.org> BODY=BINARYMIME", "250");
+    client.expect("RCPT TO:<one@example.com>", "250");
+    let body = b"Subject: text after all\r\n\r\nplain\r\n";
+    client.send(format!("BDAT {} LAST\r\n", body.len()).as_bytes());
+    client.send(body);
+    assert!(client.reply().starts_with("250"));
+}

@@ -15,6 +15,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let Some(transaction) = &self.transaction else {
             return self.client_error(&replies::NEED_MAIL);
         };
+        if !params.raw.is_empty() && !self.greeting.as_ref().is_some_and(|g| g.extended) {
+            return self.client_error(&replies::PARAMS_NEED_EHLO);
+        }
         if !to.is_ascii() && !transaction.params.smtputf8 {
             return self.client_error(&replies::NON_ASCII_NEEDS_SMTPUTF8);
         }

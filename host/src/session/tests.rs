@@ -535,9 +535,19 @@ async fn a_long_text_line_is_refused_after_the_data() {
 }
 
 #[tokio::test]
+async fn rcpt_parameters_need_ehlo_as_mail_parameters_do() {
+    let mut client = start(Limits::default());
+    client.reply().await;
+    client.expect("HELO client.test", "250").await;
+    client.expect("MAIL FROM:<a@example.org>", "250").await;
+    client.expect("RCPT TO:<b@example.com> NOTIFY=NEVER", "555").await;
+    client.expect("RCPT TO:<b@example.com>", "250").await;
+}
+
+#[tokio::test]
 async fn an_over_long_command_line_gets_500_and_the_session_goes_on() {
     let mut client = Client::greeted(Limits::default()).await;
-    let long = format!("NOOP {}", "z".repeat(600));
+    let long = format!("NOOP {}", "z".repeat(2100));
     client.expect(&long, "500 5.5.2").await;
     // The rest of that line is not taken as a command.
     client.expect("NOOP", "250").await;
