@@ -363,7 +363,7 @@ client.quit()
 fn a_binary_message_the_relay_cannot_send_by_data_is_refused_before_connecting() {
     // The upstream is never reached: nothing listens there.
     let nowhere = format!("127.0.0.1:{}", free_port());
-    let mut proxy = proxy_to(&nowhere, &nowhere);
+    let proxy = proxy_to(&nowhere, &nowhere);
     let mut client = RawClient::ehlo(proxy.addr);
     client.expect("MAIL FROM:<sender@example.org> BODY=BINARYMIME", "250");
     client.expect("RCPT TO:<one@example.com>", "250");
