@@ -1,9 +1,10 @@
-//! Framing of command lines: where the next line ends in buffered input, and the
-//! RFC 5321 4.5.3.1.4 limit of 512 octets a command line, CRLF included.
+//! Framing of command lines: where the next line ends in buffered input, and a limit of
+//! octets a command line, CRLF included (RFC 5321 4.5.3.1.4 asks for at least 512).
 //!
-//! Command lines end at LF, with the CR before it optional: clients that send bare LF
-//! after a command are common and harmless here. DATA is framed strictly, elsewhere
-//! ([`crate::DataReceiver`]).
+//! Command lines end at LF, with the CR before it optional; whether a line that ended in
+//! a bare LF is taken is the listener's choice (`bare_lf`), made by the caller. DATA is
+//! framed strictly, elsewhere ([`crate::DataReceiver`]), and BDAT by its chunk sizes
+//! ([`crate::ChunkReceiver`]).
 
 /// What the buffered input holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -20,8 +20,8 @@ pub(super) struct Chunks {
 }
 
 impl Chunks {
-    /// The next octets of the chunk being read.
-    pub(super) async fn take(&mut self, octets: &[u8]) {
+    /// Feeds the next octets of the chunk being read into the message.
+    pub(super) async fn feed(&mut self, octets: &[u8]) {
         self.receiver.feed(octets, self.incoming.buffer());
         self.incoming.settle().await;
     }

@@ -150,7 +150,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         loop {
             let n = usize::try_from(left).unwrap_or(usize::MAX).min(self.input.len());
             if let Some(chunks) = chunks.as_deref_mut() {
-                chunks.take(&self.input[..n]).await;
+                chunks.feed(&self.input[..n]).await;
             }
             self.input.advance(n);
             left -= n as u64;
