@@ -73,12 +73,14 @@ def main():
     parser.add_argument("--plugin", default="sink")
     parser.add_argument("--config", help="a configuration file for wasmtpd (its listener is replaced)")
     parser.add_argument("--no-sink", action="store_true", help="skip postfix's smtp-sink")
+    parser.add_argument("--wasmtpd", type=Path, default=WASMTPD, metavar="BINARY",
+                        help="the wasmtpd binary (default: the release build)")
     args = parser.parse_args()
-    if not WASMTPD.exists():
-        sys.exit(f"no {WASMTPD}: cargo build --release first")
+    if not args.wasmtpd.exists():
+        sys.exit(f"no {args.wasmtpd}: cargo build --release first")
     print(f"{args.sessions} sessions at once, one {args.mib} MiB message each")
     port = free_port()
-    argv = [str(WASMTPD), "--listen", f"127.0.0.1:{port}", "--plugin", args.plugin]
+    argv = [str(args.wasmtpd), "--listen", f"127.0.0.1:{port}", "--plugin", args.plugin]
     if args.config:
         argv += ["--config", str(Path(args.config).resolve())]
     measure(f"wasmtpd ({args.plugin})", argv, port, args)

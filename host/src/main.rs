@@ -24,11 +24,6 @@ use wasmtpd::service::Service;
 use wasmtpd::signals::{Signal, Signals};
 use wasmtpd::spool::Spool;
 
-/// mimalloc gives freed memory back to the system; glibc's malloc kept the 20 MiB buffers
-/// of big messages in its per-thread arenas (see the issue 19 note for the figures).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     let log = wasmtpd::log::init();
     let cli = Cli::parse();
