@@ -633,7 +633,8 @@ impl Config {
     fn resolve_paths(&mut self, base: &Path) {
         let listeners = self.listeners.iter_mut().flat_map(|l| {
             let certs = l.tls.as_mut().map(|tls| [&mut tls.cert, &mut tls.key]);
-            certs.into_iter().flatten().chain(l.quarantine.as_mut())
+            let socket = l.address.path_mut();
+            certs.into_iter().flatten().chain(l.quarantine.as_mut()).chain(socket)
         });
         let tenant_quarantines = self.tenants.iter_mut().filter_map(|t| t.quarantine.as_mut());
         let dirs = self

@@ -28,6 +28,14 @@ impl ListenAddress {
         }
     }
 
+    /// A Unix socket's path, for a relative one to be resolved.
+    pub fn path_mut(&mut self) -> Option<&mut PathBuf> {
+        match self {
+            ListenAddress::Tcp(_) => None,
+            ListenAddress::Unix(path) => Some(path),
+        }
+    }
+
     /// A TCP address with port 0: any free port, a new one at each bind.
     pub fn is_any_port(&self) -> bool {
         matches!(self, ListenAddress::Tcp(address) if address.port() == 0)

@@ -74,6 +74,27 @@ async fn deliver_file(cli: &Cli, file: &Path, config: &Config, engine: &PluginEn
     })
 }
 
+/// The configured spool, which must open; else the first default that does, and if none
+/// does the server goes on without one (messages that find no room in memory get 452).
+fn open_spool(config: &Config) -> anyhow::Result<Option<Spool>> {
+    let limit = config.limits.max_spool_bytes;
+    if let Some(dir) = &config.spool_dir {
+        return Ok(Some(Spool::open(dir.clone(), limit).context("cannot use the spool")?));
+    }
+    let mut failures = Vec::new();
+    for dir in Spool::default_dirs() {
+        match Spool::open(dir, limit) {
+            Ok(spool) => return Ok(Some(spool)),
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
+    tracing::warn!(
+        "no spool ({}): a message that finds no room in memory is deferred",
+        failures.join("; ")
+    );
+    Ok(None)
+}
+
 async fn serve(cli: Cli, config: Config, engine: PluginEngine) -> anyhow::Result<()> {
     let mut signals = Signals::new().context("cannot install signal handlers")?;
     let limits = &config.limits;
@@ -93,9 +114,8 @@ async fn serve(cli: Cli, config: Config, engine: PluginEngine) -> anyhow::Result
         tracing::info!("metrics on http://{}/metrics", listener.local_addr()?);
         tokio::spawn(metrics_http::serve(listener, Arc::clone(&metrics), shutdown.clone()));
     }
-    let spool_dir = config.spool_dir.clone().unwrap_or_else(Spool::default_dir);
-    let spool = Spool::open(spool_dir, config.limits.max_spool_bytes).context("cannot use the spool")?;
-    let cleaned = spool.clean();
+    let spool = open_spool(&config)?;
+    let cleaned = spool.as_ref().map_or(0, Spool::clean);
     if cleaned > 0 {
         tracing::warn!(
             files = cleaned,

@@ -48,13 +48,14 @@ fn steps(bytes: usize) -> usize {
 }
 
 impl MessageRoom {
-    /// `total` octets of room (at least one MiB), and where messages without room go.
-    pub fn new(total: usize, spool: Spool) -> Arc<MessageRoom> {
+    /// `total` octets of room (at least one MiB), and where messages without room go
+    /// (without a spool they are deferred).
+    pub fn new(total: usize, spool: Option<Spool>) -> Arc<MessageRoom> {
         let mib = steps(total).clamp(1, Semaphore::MAX_PERMITS);
         Arc::new(MessageRoom {
             free: Arc::new(Semaphore::new(mib)),
             total: mib * STEP,
-            spool: Some(spool),
+            spool,
         })
     }
 
@@ -124,7 +125,7 @@ mod tests {
     #[tokio::test]
     async fn room_is_taken_by_the_mib_and_given_back() {
         let dir = tempfile::tempdir().unwrap();
-        let room = MessageRoom::new(4 << 20, Spool::open(dir.path().to_path_buf(), 1 << 30).unwrap());
+        let room = MessageRoom::new(4 << 20, Some(Spool::open(dir.path().to_path_buf(), 1 << 30).unwrap()));
         let mut held = Held::default();
         assert!(room.try_hold(&mut held, 1));
         assert_eq!((held.bytes(), room.free()), (1 << 20, 3 << 20));

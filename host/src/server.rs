@@ -49,35 +49,61 @@ impl Bound {
     }
 }
 
-/// A listening Unix socket; its file is removed when it is dropped.
+/// A listening Unix socket; its file is removed when it is dropped (if it is still ours).
 pub struct UnixSocket {
     listener: UnixListener,
     path: PathBuf,
+    /// The socket file's device and inode, to know it is still the one bound.
+    file: (u64, u64),
 }
 
 impl UnixSocket {
     /// Binds `path`, replacing a socket file nobody listens on (a crash leaves one), but
-    /// never one in use.
+    /// never one in use, nor a file that is not a socket.
     fn bind(path: &Path) -> std::io::Result<UnixSocket> {
-        if path.exists() {
-            if std::os::unix::net::UnixStream::connect(path).is_ok() {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::AddrInUse,
-                    "another process listens on this socket",
+        use std::io::{Error, ErrorKind};
+        use std::os::unix::fs::FileTypeExt;
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if meta.file_type().is_socket() => match std::os::unix::net::UnixStream::connect(path) {
+                Ok(_) => return Err(Error::new(ErrorKind::AddrInUse, "another process listens on it")),
+                Err(e) if e.kind() == ErrorKind::ConnectionRefused => std::fs::remove_file(path)
+                    .map_err(|e| Error::new(e.kind(), format!("cannot remove the stale socket file: {e}")))?,
+                Err(e) => {
+                    let why = format!("cannot tell whether the socket file there is in use: {e}");
+                    return Err(Error::new(e.kind(), why));
+                }
+            },
+            Ok(_) => {
+                return Err(Error::new(
+                    ErrorKind::AlreadyExists,
+                    "a file that is not a socket is there",
                 ));
             }
-            std::fs::remove_file(path)?;
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
         }
+        let listener = UnixListener::bind(path)?;
         Ok(UnixSocket {
-            listener: UnixListener::bind(path)?,
+            listener,
             path: path.to_path_buf(),
+            file: file_identity(path)?,
         })
     }
 }
 
+/// A file's device and inode.
+fn file_identity(path: &Path) -> std::io::Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path)?;
+    Ok((meta.dev(), meta.ino()))
+}
+
 impl Drop for UnixSocket {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        // Another process may have bound the path since: its file stays.
+        if file_identity(&self.path).is_ok_and(|file| file == self.file) {
+            let _ = std::fs::remove_file(&self.path);
+        }
     }
 }
 

@@ -32,11 +32,14 @@ pub struct Spool {
 }
 
 impl Spool {
-    /// The default directory: `spool` in the state directory, else `$TMPDIR/wasmtpd-spool`.
-    pub fn default_dir() -> PathBuf {
-        crate::state_dir::default_state_dir()
-            .map(|state| state.join("spool"))
-            .unwrap_or_else(|| std::env::temp_dir().join("wasmtpd-spool"))
+    /// The directories tried when none is configured, in order: `spool` in the state
+    /// directory, then `$TMPDIR/wasmtpd-spool`.
+    pub fn default_dirs() -> Vec<PathBuf> {
+        let state = crate::state_dir::default_state_dir().map(|state| state.join("spool"));
+        state
+            .into_iter()
+            .chain([std::env::temp_dir().join("wasmtpd-spool")])
+            .collect()
     }
 
     /// A spool in `dir` of at most `limit` octets. The directory is made private if it
@@ -59,6 +62,9 @@ impl Spool {
             ));
             return Err(io(open));
         }
+        // A directory that is there but not ours to write in fails now, not at the first
+        // message that needs it.
+        tempfile::tempfile_in(&dir).map_err(io)?;
         Ok(Spool {
             dir,
             limit,

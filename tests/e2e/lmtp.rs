@@ -16,9 +16,12 @@ fn lmtp_server(socket: &Path, chain: &str) -> Server {
         "[[listener]]\naddress = \"127.0.0.1:0\"\nprotocol = \"lmtp\"\nplugins = [{chain}]\n\
          [[listener]]\naddress = \"unix:{}\"\nprotocol = \"lmtp\"\nplugins = [{chain}]\n\
          [[listener]]\naddress = \"127.0.0.1:0\"\nplugins = [{chain}]\n\
-         [plugin.mailboxes]\nsource = \"{}\"\n",
+         [plugin.mailboxes]\nsource = \"{}\"\n\
+         [plugin.counter]\nsource = \"{}\"\n[plugin.counter.settings]\nmode = \"count\"\n\
+         [plugin.debug-printer.settings]\nenvelope = true\n",
         socket.display(),
-        plugin_path("mailboxes")
+        plugin_path("mailboxes"),
+        plugin_path("misbehave")
     );
     Server::from_config(&config)
 }
@@ -46,7 +49,8 @@ fn each_recipient_gets_its_own_reply_over_tcp_and_a_unix_socket() {
     let socket = temp_dir().join("lmtp.sock");
     let mut server = lmtp_server(&socket, "\"mailboxes\"");
     let tcp = server.addresses(2)[0];
-    let rcpts = "alice@example.com,nobody@example.com,full@example.com,bob@example.com";
+    // An address given twice is two recipients, each with its reply.
+    let rcpts = "alice@example.com,nobody@example.com,full@example.com,nobody@example.com,bob@example.com";
     for place in [tcp.port().to_string(), socket.display().to_string()] {
         let out = python3(&["-c", SMTPLIB_LMTP, &place, rcpts]);
         let lines: Vec<&str> = out.lines().collect();
@@ -56,6 +60,7 @@ fn each_recipient_gets_its_own_reply_over_tcp_and_a_unix_socket() {
                 "250 2.0.0 delivered to alice",
                 "550 5.1.1 No such mailbox",
                 "452 4.2.2 Mailbox full",
+                "550 5.1.1 No such mailbox",
                 "250 2.0.0 delivered to bob",
             ],
             "{place}"
@@ -79,9 +84,9 @@ fn a_plugin_with_one_answer_has_it_given_to_every_recipient_and_chains_decide_in
         out.lines().collect::<Vec<_>>(),
         ["250 2.0.0 OK", "250 2.0.0 delivered to a"]
     );
-    // The printer got the message with both recipients.
+    // The printer was handed only the recipient nobody had answered for.
     let printed = server.wait_for_messages(1);
-    assert!(printed.contains("Subject: lmtp"), "{printed}");
+    assert!(printed.contains("rcpt tos: ['pass@example.com']\n"), "{printed}");
 
     // swaks over the Unix socket reads a reply for each recipient.
     let out = Command::new("swaks")
@@ -99,6 +104,95 @@ fn a_plugin_with_one_answer_has_it_given_to_every_recipient_and_chains_decide_in
     // mailboxes delivers all three itself; the printer is not asked.
     assert!(dialogue.contains(" -> LHLO client.test"), "{dialogue}");
     assert_eq!(dialogue.matches("<-  250 2.0.0 delivered to ").count(), 3, "{dialogue}");
+}
+
+#[test]
+fn one_answer_from_process_message_is_every_recipients() {
+    let socket = temp_dir().join("lmtp.sock");
+    let mut server = lmtp_server(&socket, "\"counter\"");
+    let tcp = server.addresses(2)[0];
+    let out = python3(&[
+        "-c",
+        SMTPLIB_LMTP,
+        &tcp.port().to_string(),
+        "a@example.com,b@example.com",
+    ]);
+    assert_eq!(
+        out.lines().collect::<Vec<_>>(),
+        [
+            "250 2.0.0 message 1 of this session",
+            "250 2.0.0 message 1 of this session"
+        ]
+    );
+}
+
+#[test]
+fn bdat_on_lmtp_answers_each_recipient_at_last_and_once_for_a_chunk() {
+    let socket = temp_dir().join("lmtp.sock");
+    let config = format!(
+        "[limits]\nmax_message_size = 100\n[[listener]]\naddress = \"unix:{}\"\nprotocol = \"lmtp\"\nplugins = [\"mailboxes\"]\n\
+         [plugin.mailboxes]\nsource = \"{}\"\n",
+        socket.display(),
+        plugin_path("mailboxes")
+    );
+    let mut server = Server::from_config(&config);
+    server.wait_for_log("listening on unix:");
+    let stream = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    let mut client = RawClient::from_unix(stream);
+    assert!(client.reply().starts_with("220 "));
+    client.expect("LHLO client.test", "250-");
+    client.expect("MAIL FROM:<a@example.org>", "250");
+    client.expect("RCPT TO:<alice@example.com>", "250");
+    client.expect("RCPT TO:<nobody@example.com>", "250");
+    client.send(b"BDAT 10\r\nSubject: x");
+    assert_eq!(client.reply(), "250 2.0.0 10 octets received");
+    client.send(b"BDAT 8 LAST\r\n\r\nbody\r\n");
+    assert!(client.reply().starts_with("250 2.0.0 delivered to alice"));
+    assert!(client.reply().starts_with("550 5.1.1"));
+    // A chunk that passes the size limit is answered once: the message did not end there.
+    client.expect("MAIL FROM:<a@example.org>", "250");
+    client.expect("RCPT TO:<alice@example.com>", "250");
+    client.expect("RCPT TO:<bob@example.com>", "250");
+    client.send(format!("BDAT 200\r\n{}", "x".repeat(200)).as_bytes());
+    assert!(client.reply().starts_with("552 5.3.4"));
+    client.expect("NOOP", "250");
+}
+
+#[test]
+fn a_unix_socket_file_is_replaced_only_when_nobody_listens_and_only_if_it_is_a_socket() {
+    let dir = temp_dir();
+    // A file that is not a socket is never removed.
+    let plain = dir.join("plain.sock");
+    std::fs::write(&plain, "precious").unwrap();
+    let refused = run_briefly(&plain);
+    assert!(refused.contains("a file that is not a socket is there"), "{refused}");
+    assert_eq!(std::fs::read_to_string(&plain).unwrap(), "precious");
+    // A socket somebody listens on is refused.
+    let busy = dir.join("busy.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&busy).unwrap();
+    let refused = run_briefly(&busy);
+    assert!(refused.contains("another process listens on it"), "{refused}");
+    drop(listener);
+    // The same file once nobody listens (a crash leaves it): replaced, and served.
+    assert!(busy.exists());
+    let mut server = Server::from_config(&format!(
+        "[[listener]]\naddress = \"unix:{}\"\nplugins = [\"sink\"]\n",
+        busy.display()
+    ));
+    server.wait_for_log("listening on unix:");
+    let stream = std::os::unix::net::UnixStream::connect(&busy).unwrap();
+    assert!(RawClient::from_unix(stream).reply().starts_with("220 "));
+}
+
+/// Starts the server on the Unix socket `path` and returns what it says on stderr when
+/// it refuses to start.
+fn run_briefly(path: &Path) -> String {
+    let out = Command::new(crate::server::binary())
+        .args(["--listen", &format!("unix:{}", path.display()), "--plugin", "sink"])
+        .output()
+        .expect("run wasmtpd");
+    assert!(!out.status.success(), "it started");
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 #[test]

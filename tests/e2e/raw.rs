@@ -1,15 +1,28 @@
 //! A bare SMTP client on a socket, for what real clients never send.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::net::UnixStream;
 
 use crate::server::WAIT;
 
+/// A TCP connection or a Unix socket's.
+pub trait Connection: Read + Write + Send {}
+impl<T: Read + Write + Send> Connection for T {}
+
 pub struct RawClient {
-    reader: BufReader<TcpStream>,
+    reader: BufReader<Box<dyn Connection>>,
 }
 
 impl RawClient {
+    /// A client on a connected Unix socket; nothing read yet.
+    pub fn from_unix(stream: UnixStream) -> RawClient {
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        RawClient {
+            reader: BufReader::new(Box::new(stream)),
+        }
+    }
+
     /// Connects and returns the client with the greeting read.
     pub fn connect(addr: SocketAddr) -> (RawClient, String) {
         RawClient::connect_after(addr, b"")
@@ -29,7 +42,7 @@ impl RawClient {
         stream.set_read_timeout(Some(WAIT)).unwrap();
         stream.write_all(prelude).unwrap();
         let mut client = RawClient {
-            reader: BufReader::new(stream),
+            reader: BufReader::new(Box::new(stream)),
         };
         let greeting = client.reply();
         (client, greeting)

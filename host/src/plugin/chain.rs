@@ -10,14 +10,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
-use wasmtpd_protocol::{Reply, replies};
+use wasmtpd_protocol::replies;
 
 use super::bindings::Peer;
 use super::breaker::{Breaker, FAILURES_TO_OPEN};
 use super::component::Plugin;
 use super::edits::Edited;
-use super::instance::{Answer, MessageResult, PluginInstance, instance_survives};
+use super::instance::{CallAnswer, MessageResult, PluginInstance, instance_survives};
 use super::quarantine;
+use super::recipients::{Recipients, fill, one_for_all};
 use crate::config::MessagePart;
 use crate::handler::{
     Handlers, Message, PluginError, PluginFailure, SessionFacts, SessionHandlers, Verdict, VerdictFuture,
@@ -197,7 +198,7 @@ impl ChainSession {
             Ok(mut instance) => {
                 instance.learn(&self.facts);
                 let result = match call {
-                    Call::Hook(hook) => instance.hook(hook, &self.peer).await.map(Answer::One),
+                    Call::Hook(hook) => instance.hook(hook, &self.peer).await.map(CallAnswer::One),
                     Call::Message(message, rcpt_tos) => {
                         let (result, edited) = instance.process_message(message, &self.peer, rcpt_tos).await;
                         self.edited = edited;
@@ -238,12 +239,21 @@ impl ChainSession {
     fn verdict(&self, index: usize, result: MessageResult) -> Verdict {
         let handler = self.plugins[index].info.name.clone();
         match result {
-            Ok(Answer::One(None)) => Verdict::Continue,
-            Ok(Answer::One(Some(reply))) => Verdict::Reply { handler, reply },
-            Ok(Answer::Each(answers)) => match one_for_all(answers) {
-                Some(reply) => Verdict::Reply { handler, reply },
-                None => Verdict::Continue,
-            },
+            Ok(CallAnswer::One(None)) => Verdict::Continue,
+            Ok(CallAnswer::One(Some(reply))) => Verdict::Reply { handler, reply },
+            // Only a message call answers each recipient; its answers are recorded one by one.
+            Ok(CallAnswer::Each(answers)) => one_for_all(
+                answers
+                    .into_iter()
+                    .map(|answer| match answer {
+                        Some(reply) => Verdict::Reply {
+                            handler: handler.clone(),
+                            reply,
+                        },
+                        None => Verdict::Continue,
+                    })
+                    .collect(),
+            ),
             Err(failure) => Verdict::Failed { handler, failure },
         }
     }
@@ -276,74 +286,80 @@ impl ChainSession {
         Verdict::Continue
     }
 
-    /// The message through the chain: each plugin is handed it as the plugins before it
-    /// left it (their edits applied), until one answers or quarantines it.
+    /// The message through the chain, one verdict for it: its recipients' verdicts (see
+    /// [`ChainSession::run_message_each`]) made one.
     async fn run_message(&mut self, message: &Arc<Message>) -> Verdict {
-        let mut current = Arc::clone(message);
-        let mut rcpt_tos = recipients(&current);
-        for index in 0..self.plugins.len() {
-            let result = self.call(index, Call::Message(&current, &rcpt_tos)).await;
-            if let Some(edited) = self.edited.take() {
-                if let Some(changed) = edited.message {
-                    current = Arc::new(changed);
-                    rcpt_tos = recipients(&current);
-                }
-                if let Some(reason) = edited.quarantine {
-                    return self.quarantine(index, &current, &reason).await;
-                }
-            }
-            if !leaves_it(&result) {
-                return self.verdict(index, result);
-            }
-        }
-        Verdict::Continue
+        one_for_all(self.run_message_each(message).await)
     }
 
-    /// The message through the chain with a verdict for each of its recipients, in
-    /// order (LMTP): a recipient is decided by the first plugin that answers for it
-    /// (`process-message`'s one answer is for every recipient still undecided).
+    /// The message through the chain, a verdict for each of its recipients, in order.
+    /// Each plugin is handed the message as the plugins before it left it (their edits
+    /// applied), with only the recipients nobody has answered for yet; a recipient is
+    /// decided by the first plugin that answers for it (`process-message`'s one answer is
+    /// for all it was handed). A quarantine decides all that are left.
     async fn run_message_each(&mut self, message: &Arc<Message>) -> Vec<Verdict> {
-        let original = recipients(message);
-        let mut decided: Vec<Option<Verdict>> = original.iter().map(|_| None).collect();
+        let mut decided: Vec<Option<Verdict>> = vec![None; message.rcpt_to.len()];
         let mut current = Arc::clone(message);
-        let mut rcpt_tos = original.clone();
+        let mut places = Recipients::of(message);
         for index in 0..self.plugins.len() {
             if decided.iter().all(Option::is_some) {
                 break;
             }
-            let result = self.call(index, Call::Message(&current, &rcpt_tos)).await;
-            if let Some(edited) = self.edited.take() {
-                if let Some(changed) = edited.message {
+            let (handed, handed_places) = places.open_part(&current, &decided);
+            let rcpt_tos = recipients(&handed);
+            let result = self.call(index, Call::Message(&handed, &rcpt_tos)).await;
+            // The answers are for the recipients as handed, before any edit of theirs.
+            self.decide(index, result, &handed_places, &mut decided);
+            let Some(edited) = self.edited.take() else {
+                current = handed;
+                places = handed_places;
+                continue;
+            };
+            match edited.message {
+                Some(changed) => {
+                    places = handed_places.carried(&handed.rcpt_to, &changed.rcpt_to);
                     current = Arc::new(changed);
-                    rcpt_tos = recipients(&current);
                 }
-                if let Some(reason) = edited.quarantine {
-                    let verdict = self.quarantine(index, &current, &reason).await;
-                    return fill(decided, &verdict);
+                None => {
+                    current = handed;
+                    places = handed_places;
                 }
             }
-            let handler = &self.plugins[index].info.name;
-            match result {
-                Ok(Answer::One(None)) => {}
-                Ok(Answer::Each(answers)) => {
-                    for (rcpt, answer) in rcpt_tos.iter().zip(answers) {
-                        // A recipient an edit added has no reply of its own to give.
-                        let slot = original.iter().position(|r| r == rcpt).map(|i| &mut decided[i]);
-                        if let (Some(slot @ None), Some(reply)) = (slot, answer) {
-                            *slot = Some(Verdict::Reply {
-                                handler: handler.clone(),
-                                reply,
-                            });
-                        }
-                    }
-                }
-                other => {
-                    let verdict = self.verdict(index, other);
-                    decided = fill(decided, &verdict).into_iter().map(Some).collect();
-                }
+            if let Some(reason) = edited.quarantine {
+                let verdict = self.quarantine(index, &current, &reason).await;
+                return fill(decided, &verdict);
             }
         }
         fill(decided, &Verdict::Continue)
+    }
+
+    /// Records what a call answered for the recipients it was handed.
+    fn decide(&self, index: usize, result: MessageResult, places: &Recipients, decided: &mut [Option<Verdict>]) {
+        let handler = &self.plugins[index].info.name;
+        let mut decide = |place: Option<usize>, verdict: Verdict| {
+            if let Some(slot) = place.and_then(|i| decided.get_mut(i))
+                && slot.is_none()
+            {
+                *slot = Some(verdict);
+            }
+        };
+        match result {
+            Ok(CallAnswer::One(None)) => {}
+            Ok(CallAnswer::Each(answers)) => {
+                for (&place, answer) in places.origin.iter().zip(answers) {
+                    if let Some(reply) = answer {
+                        let handler = handler.clone();
+                        decide(place, Verdict::Reply { handler, reply });
+                    }
+                }
+            }
+            other => {
+                let verdict = self.verdict(index, other);
+                for &place in &places.origin {
+                    decide(place, verdict.clone());
+                }
+            }
+        }
     }
 
     /// Keeps a message a plugin quarantined in the chain's quarantine Maildir, and accepts it.
@@ -375,29 +391,9 @@ impl ChainSession {
     }
 }
 
-/// Whether a call left the message (or hook) to the plugins after it.
+/// Whether a call left the hook to the plugins after it.
 fn leaves_it(result: &MessageResult) -> bool {
-    match result {
-        Ok(Answer::One(answer)) => answer.is_none(),
-        Ok(Answer::Each(answers)) => answers.iter().all(Option::is_none),
-        Err(_) => false,
-    }
-}
-
-/// Answers for each recipient as the one reply of an SMTP listener: the first 4xx (the
-/// client retries them all), else the first 5xx, else the first 2xx; `None` if none.
-fn one_for_all(answers: Vec<Option<Reply>>) -> Option<Reply> {
-    let class = |reply: &Reply| reply.code() / 100;
-    let first = |wanted: u16| answers.iter().flatten().find(|r| class(r) == wanted).cloned();
-    first(4).or_else(|| first(5)).or_else(|| first(2))
-}
-
-/// Each recipient's verdict, `verdict` where there is none yet.
-fn fill(decided: Vec<Option<Verdict>>, verdict: &Verdict) -> Vec<Verdict> {
-    decided
-        .into_iter()
-        .map(|v| v.unwrap_or_else(|| verdict.clone()))
-        .collect()
+    matches!(result, Ok(CallAnswer::One(None)))
 }
 
 /// The recipients as the WIT hands them to `process-message`.

@@ -105,7 +105,7 @@ impl PluginInstance {
                     .await;
                 self.deliver_output().await;
                 match result {
-                    Ok(answers) => each(answers, rcpt_tos.len()),
+                    Ok(answers) => checked_answers(answers, rcpt_tos.len()),
                     Err(error) => Err(failure(error, self.store.data(), self.budget.as_millis())),
                 }
             }
@@ -122,11 +122,11 @@ impl PluginInstance {
                         &rcpt_options,
                     )
                     .await;
-                self.settle(result).await.map(Answer::One)
+                self.settle(result).await.map(CallAnswer::One)
             }
         };
         let edits = self.store.data_mut().edits.take();
-        let accepted = answer.as_ref().is_ok_and(Answer::accepts_any);
+        let accepted = answer.as_ref().is_ok_and(CallAnswer::accepts_any);
         match edits.map(|e| e.finish(accepted)) {
             Some(Err(refused)) => {
                 let failure = PluginFailure::new(PluginError::Malformed, format!("edit refused: {refused}"));
@@ -178,27 +178,27 @@ impl PluginInstance {
 /// What a message call answered: one reply for all its recipients (`process-message`),
 /// or one for each (`process-message-per-recipient`); `None` leaves it to the next plugin.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Answer {
+pub enum CallAnswer {
     One(Option<Reply>),
     Each(Vec<Option<Reply>>),
 }
 
-impl Answer {
+impl CallAnswer {
     /// Whether the call accepted the message for some recipient: its edits then stand.
     pub fn accepts_any(&self) -> bool {
         let accepts = |answer: &Option<Reply>| answer.as_ref().is_none_or(Reply::is_positive);
         match self {
-            Answer::One(answer) => accepts(answer),
-            Answer::Each(answers) => answers.iter().any(accepts),
+            CallAnswer::One(answer) => accepts(answer),
+            CallAnswer::Each(answers) => answers.iter().any(accepts),
         }
     }
 }
 
 /// A message call's answer, or why it failed (see [`CallResult`]).
-pub type MessageResult = Result<Answer, PluginFailure>;
+pub type MessageResult = Result<CallAnswer, PluginFailure>;
 
 /// A per-recipient answer, checked: one valid reply or `none` for each recipient.
-fn each(answers: Vec<Option<String>>, recipients: usize) -> MessageResult {
+fn checked_answers(answers: Vec<Option<String>>, recipients: usize) -> MessageResult {
     if answers.len() != recipients {
         return Err(PluginFailure::new(
             PluginError::Malformed,
@@ -209,7 +209,7 @@ fn each(answers: Vec<Option<String>>, recipients: usize) -> MessageResult {
         .iter()
         .map(|answer| answer.as_deref().map(checked_reply).transpose())
         .collect::<Result<Vec<_>, _>>()
-        .map(Answer::Each)
+        .map(CallAnswer::Each)
 }
 
 /// Why a call failed, from wasmtime's trap code and the store's own record of a refused

@@ -18,6 +18,7 @@ pub mod memory_cap;
 pub mod output;
 pub mod pacing;
 pub mod quarantine;
+pub mod recipients;
 pub mod router;
 pub mod share;
 pub mod state;

@@ -176,41 +176,37 @@ impl RoutedSession {
 
     async fn run_message(&mut self, message: &Arc<Message>) -> Verdict {
         let parts = self.run_parts(message, false).await;
-        combine(parts.into_iter().flat_map(|(_, verdicts)| verdicts).collect())
+        combine(parts.into_iter().flat_map(|part| part.verdicts).collect())
     }
 
     /// A verdict for each recipient, in order (LMTP): each tenant's for its own.
     async fn run_message_each(&mut self, message: &Arc<Message>) -> Vec<Verdict> {
-        let parts = self.run_parts(message, true).await;
-        message
-            .rcpt_to
-            .iter()
-            .map(|rcpt| {
-                parts
-                    .iter()
-                    .find_map(|(rcpts, verdicts)| rcpts.iter().position(|r| r == rcpt).map(|i| verdicts[i].clone()))
-                    // Every recipient was routed at RCPT; one that no longer is was refused there.
-                    .unwrap_or(Verdict::Continue)
-            })
-            .collect()
+        // Every recipient was routed at RCPT; one that no longer is was refused there.
+        let mut verdicts = vec![Verdict::Continue; message.rcpt_to.len()];
+        for part in self.run_parts(message, true).await {
+            for (place, verdict) in part.places.into_iter().zip(part.verdicts) {
+                verdicts[place] = verdict;
+            }
+        }
+        verdicts
     }
 
-    /// Each tenant's part of the message through its chain: its recipients, and their
-    /// verdicts, one for each (`each`) or one for all.
-    async fn run_parts(&mut self, message: &Arc<Message>, each: bool) -> Vec<(Vec<Address>, Vec<Verdict>)> {
-        let mut groups: Vec<(usize, Vec<_>)> = Vec::new();
-        for rcpt in &message.rcpt_to {
-            // Every recipient was routed at RCPT; one that no longer routes is refused there.
+    /// Each tenant's part of the message through its chain.
+    async fn run_parts(&mut self, message: &Arc<Message>, each: bool) -> Vec<Part> {
+        // The places of each tenant's recipients in the message (an address given twice
+        // is two recipients).
+        let mut groups: Vec<(usize, Vec<usize>)> = Vec::new();
+        for (place, rcpt) in message.rcpt_to.iter().enumerate() {
             let Some(index) = tenant_of(&self.tenants, rcpt.as_str()) else {
                 continue;
             };
             match groups.iter_mut().find(|(i, _)| *i == index) {
-                Some((_, rcpts)) => rcpts.push(rcpt.clone()),
-                None => groups.push((index, vec![rcpt.clone()])),
+                Some((_, places)) => places.push(place),
+                None => groups.push((index, vec![place])),
             }
         }
         let mut parts = Vec::new();
-        for (index, rcpt_to) in groups {
+        for (index, places) in groups {
             let too_big = self.tenants[index]
                 .limits
                 .max_message_size
@@ -222,11 +218,12 @@ impl RoutedSession {
                 .map_or(message.size_limit, |max| max.min(message.size_limit));
             let part = if too_big {
                 None
-            } else if rcpt_to.len() == message.rcpt_to.len() && size_limit == message.size_limit {
+            } else if places.len() == message.rcpt_to.len() && size_limit == message.size_limit {
                 // One tenant has every recipient, under the same limit: the message as it
                 // is, no copy.
                 Some(Arc::clone(message))
             } else {
+                let rcpt_to: Vec<Address> = places.iter().map(|&p| message.rcpt_to[p].clone()).collect();
                 // Its own recipients' parameters only: a tenant sees nothing of another's.
                 let rcpt_options = message
                     .rcpt_options
@@ -235,23 +232,31 @@ impl RoutedSession {
                     .cloned()
                     .collect();
                 Some(Arc::new(Message {
-                    rcpt_to: rcpt_to.clone(),
+                    rcpt_to,
                     rcpt_options,
                     size_limit,
                     ..Message::clone(message)
                 }))
             };
             let verdicts = match part {
-                None => vec![refusal(&self.tenants[index], replies::SIZE_EXCEEDED); rcpt_to.len()],
+                None => vec![refusal(&self.tenants[index], replies::SIZE_EXCEEDED); places.len()],
                 Some(part) if each => self.tenant_session(index).process_message_each(&part).await,
                 Some(part) => vec![self.tenant_session(index).process_message(&part).await],
             };
-            let tenant_verdict = combine(verdicts.clone());
-            self.tenants[index].metrics.message(Outcome::of(&tenant_verdict));
-            parts.push((rcpt_to, verdicts));
+            self.tenants[index]
+                .metrics
+                .message(Outcome::of(&combine(verdicts.clone())));
+            parts.push(Part { places, verdicts });
         }
         parts
     }
+}
+
+/// A tenant's part of a message: its recipients' places in the message, and their
+/// verdicts (one each, or one for all).
+struct Part {
+    places: Vec<usize>,
+    verdicts: Vec<Verdict>,
 }
 
 /// The one answer for a message from each tenant's answer (see the module's comment).

@@ -56,8 +56,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Ok(chunks) => chunks,
             Err(Refused::Mistake(reply)) => return Ok(self.client_error(&reply)),
             Err(Refused::Ended(reply)) => {
-                self.transaction = None;
-                return Ok(self.reply(&reply));
+                // LMTP: BDAT LAST is answered for each recipient, whatever the answer.
+                let recipients = match self.transaction.take() {
+                    Some(t) if last && self.ctx.lmtp => t.recipients.len(),
+                    _ => 1,
+                };
+                for _ in 0..recipients {
+                    self.send(&reply);
+                }
+                return Ok(Flow::Continue);
             }
         };
         if last || receiver.too_big() {
@@ -65,7 +72,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 return Ok(Flow::Continue);
             };
             let summary = receiver.finish(incoming.buffer());
-            return Ok(self.conclude(transaction, incoming, summary).await);
+            return Ok(self.conclude(transaction, incoming, summary, last).await);
         }
         if let Some(transaction) = &mut self.transaction {
             transaction.chunks = Some(Chunks { receiver, incoming });

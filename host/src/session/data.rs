@@ -12,7 +12,7 @@ use super::input::DataInput;
 use super::{Flow, Session, Transaction};
 use time::OffsetDateTime;
 
-use crate::handler::Message;
+use crate::handler::{Message, PluginError, PluginFailure, Verdict};
 use crate::hook::Hook;
 use crate::metrics::Outcome;
 use crate::trace::{self, Protocol, Trace};
@@ -44,24 +44,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 Flow::Gone
             }
             DataInput::TimedOut => self.close_with(&replies::TIMEOUT),
-            DataInput::Message(body, summary) => self.conclude(transaction, body, summary).await,
+            DataInput::Message(body, summary) => self.conclude(transaction, body, summary, true).await,
         })
     }
 
     /// The end of a message, by DATA or BDAT: refused for what it is, or handed to the
     /// handlers, and answered.
+    /// `ended`: the client ended the message (the end of DATA, `BDAT ... LAST`), rather
+    /// than a chunk ending it by passing the size limit (answered once, as chunks are).
     pub(super) async fn conclude(
         &mut self,
         transaction: Transaction,
         incoming: Incoming,
         summary: DataSummary,
+        ended: bool,
     ) -> Flow {
         // LMTP (RFC 2033 4.2): a reply for each recipient; a refusal of the message is
         // each recipient's.
-        let recipients = if self.ctx.lmtp { transaction.recipients.len() } else { 1 };
+        let recipients = if self.ctx.lmtp && ended {
+            transaction.recipients.len()
+        } else {
+            1
+        };
         let replies = match refusal(&summary) {
             Some(refused) => vec![refused; recipients],
-            // Room for the message and the plugins' copies of it, held until they are done.
             None => match incoming
                 .finish(self.ctx.handlers.body_copies(), self.ctx.limits.data_timeout())
                 .await
@@ -122,7 +128,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             received,
         });
         let verdicts = if self.ctx.lmtp {
-            self.handlers.process_message_each(&message).await
+            let mut verdicts = self.handlers.process_message_each(&message).await;
+            if verdicts.len() != message.rcpt_to.len() {
+                // Never a reply too many or too few: the client would read them as the
+                // answers to its next commands.
+                tracing::error!(id = %message.id, verdicts = verdicts.len(), recipients = message.rcpt_to.len(), "handlers answered for the wrong number of recipients; deferring the rest");
+                let failure = PluginFailure::new(PluginError::Other, "no answer for this recipient");
+                let missing = Verdict::Failed {
+                    handler: "host".into(),
+                    failure,
+                };
+                verdicts.resize(message.rcpt_to.len(), missing);
+            }
+            verdicts
         } else {
             vec![self.handlers.process_message(&message).await]
         };

@@ -135,7 +135,7 @@ mod tests {
     fn room(total: usize) -> (Arc<MessageRoom>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let spool = crate::spool::Spool::open(dir.path().to_path_buf(), 1 << 30).unwrap();
-        (MessageRoom::new(total, spool), dir)
+        (MessageRoom::new(total, Some(spool)), dir)
     }
 
     fn spooled(dir: &tempfile::TempDir) -> usize {

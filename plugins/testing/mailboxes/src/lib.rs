@@ -2,8 +2,8 @@
 //! optional `recipient-handler` export. A recipient whose local part is `nobody` has no
 //! mailbox (`550 5.1.1`), `full` has a full one (`452 4.2.2`), `pass` is left to the next
 //! plugin (`none`); any other is delivered (`250 2.0.0 delivered to <local part>`).
-//! `process-message`, which the host calls where nobody needs a reply each, refuses
-//! everything, so that a test can tell which of the two was called.
+//! `process-message`, which the host never calls while this export is there (on SMTP
+//! listeners too), refuses everything, so that a test would see if it were.
 
 wit_bindgen::generate!({
     path: "../../../wit",
