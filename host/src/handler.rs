@@ -54,6 +54,23 @@ impl Message {
             .collect()
     }
 
+    /// The message for some of its recipients (`places` in `rcpt_to`), with only their
+    /// RCPT parameters: a tenant or a plugin handed a part sees nothing of the others.
+    pub fn part_for(&self, places: &[usize]) -> Message {
+        let rcpt_to: Vec<Address> = places.iter().map(|&p| self.rcpt_to[p].clone()).collect();
+        let rcpt_options = self
+            .rcpt_options
+            .iter()
+            .filter(|r| rcpt_to.contains(&r.to))
+            .cloned()
+            .collect();
+        Message {
+            rcpt_to,
+            rcpt_options,
+            ..self.clone()
+        }
+    }
+
     /// The RCPT parameters of one recipient (none if it had none).
     pub fn rcpt_options_of(&self, to: &str) -> &[String] {
         self.rcpt_options

@@ -82,43 +82,17 @@ fn messages_without_room_in_memory_are_spooled_and_all_delivered_whole() {
     assert_eq!(files_in(&spool), 0, "spool files are removed with their transaction");
 }
 
-#[test]
-fn a_message_that_would_pass_the_spools_limit_gets_452() {
+/// While one message fills the room (its plugin loops until its budget of `budget_ms`
+/// ends), a second comes with `limits` in force: it gets `452 4.3.1`, and the log line that
+/// says why contains `why`. The first gets the plugin's 451.
+fn a_second_message_is_deferred(limits: &str, budget_ms: u64, why: &str) {
     let spool = temp_dir();
-    // Room for one message in memory, 100,000 octets in the spool: the second one, sent
-    // while the first is being handled, cannot be spooled.
+    // Enough calls at once that the second session's RCPT hook does not wait for the
+    // looping call.
     let config = format!(
         "{}[[listener]]\naddress = \"127.0.0.1:0\"\nplugins = [\"slow\"]\nmax_concurrent_calls = 4\n\
-         [plugin.slow]\nsource = \"{}\"\ntime_budget_ms = 2000\n[plugin.slow.settings]\nmode = \"loop\"\n",
-        tight_room(&spool, "max_spool_bytes = 100000\n"),
-        plugin_path("misbehave")
-    );
-    let mut server = Server::from_config(&config);
-    let address = server.addresses(1)[0];
-    let message = big_message();
-    let first = {
-        let message = message.clone();
-        std::thread::spawn(move || RawClient::ehlo(address).send_message(&message))
-    };
-    server.wait_for_log("misbehaving: loop");
-    let mut second = RawClient::ehlo(address);
-    let reply = second.send_message(&message);
-    assert!(reply.starts_with("452 4.3.1"), "{reply}");
-    server.wait_for_log("the spool is full (100000 octets in all)");
-    assert!(first.join().unwrap().starts_with("451"));
-    second.expect("NOOP", "250");
-}
-
-#[test]
-fn a_message_whose_room_does_not_come_in_time_gets_452() {
-    let spool = temp_dir();
-    // A plugin that keeps its room for 3 s (it loops until its budget ends) and a data
-    // timeout of 1 s: a second message waits a second, then is deferred. (Enough calls at
-    // once that the second session's RCPT hook does not wait for the looping call.)
-    let config = format!(
-        "{}[[listener]]\naddress = \"127.0.0.1:0\"\nplugins = [\"slow\"]\nmax_concurrent_calls = 4\n\
-         [plugin.slow]\nsource = \"{}\"\ntime_budget_ms = 3000\n[plugin.slow.settings]\nmode = \"loop\"\n",
-        tight_room(&spool, "data_timeout_secs = 1\n"),
+         [plugin.slow]\nsource = \"{}\"\ntime_budget_ms = {budget_ms}\n[plugin.slow.settings]\nmode = \"loop\"\n",
+        tight_room(&spool, limits),
         plugin_path("misbehave")
     );
     let mut server = Server::from_config(&config);
@@ -133,11 +107,27 @@ fn a_message_whose_room_does_not_come_in_time_gets_452() {
     let reply = second.send_message(&message);
     assert!(reply.starts_with("452 4.3.1"), "{reply}\n{}", server.log());
     let line = server.wait_for_log("deferred a message");
-    assert!(line.contains("no room for it in memory within 1s"), "{line}");
-    // The first one ends as its plugin does (past its budget: 451); then there is room.
+    assert!(line.contains(why), "{line}");
     assert!(first.join().unwrap().starts_with("451 4.3.0"));
+    // The session goes on, and nothing is left in the spool.
     second.expect("RSET", "250");
     assert_eq!(files_in(&spool), 0);
+}
+
+#[test]
+fn a_message_that_would_pass_the_spools_limit_gets_452() {
+    // Room for one message in memory, 100,000 octets in the spool.
+    a_second_message_is_deferred(
+        "max_spool_bytes = 100000\n",
+        2000,
+        "the spool is full (100000 octets in all)",
+    );
+}
+
+#[test]
+fn a_message_whose_room_does_not_come_in_time_gets_452() {
+    // The first keeps the room for 3 s; the second waits the data timeout, 1 s.
+    a_second_message_is_deferred("data_timeout_secs = 1\n", 3000, "no room for it in memory within 1s");
 }
 
 #[test]

@@ -47,20 +47,8 @@ impl Recipients {
             return (Arc::clone(message), self.clone());
         }
         let keep: Vec<usize> = (0..self.origin.len()).filter(|&k| open(&self.origin[k])).collect();
-        let rcpt_to: Vec<Address> = keep.iter().map(|&k| message.rcpt_to[k].clone()).collect();
-        let rcpt_options = message
-            .rcpt_options
-            .iter()
-            .filter(|r| rcpt_to.contains(&r.to))
-            .cloned()
-            .collect();
-        let part = Message {
-            rcpt_to,
-            rcpt_options,
-            ..Message::clone(message)
-        };
         let origin = keep.iter().map(|&k| self.origin[k]).collect();
-        (Arc::new(part), Recipients { origin })
+        (Arc::new(message.part_for(&keep)), Recipients { origin })
     }
 }
 

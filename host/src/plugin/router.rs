@@ -11,7 +11,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use wasmtpd_protocol::{Address, EnhancedCode, Reply, replies};
+use wasmtpd_protocol::{EnhancedCode, Reply, replies};
 
 use super::chain::PluginChain;
 use crate::config::TenantLimits;
@@ -223,19 +223,9 @@ impl RoutedSession {
                 // is, no copy.
                 Some(Arc::clone(message))
             } else {
-                let rcpt_to: Vec<Address> = places.iter().map(|&p| message.rcpt_to[p].clone()).collect();
-                // Its own recipients' parameters only: a tenant sees nothing of another's.
-                let rcpt_options = message
-                    .rcpt_options
-                    .iter()
-                    .filter(|r| rcpt_to.contains(&r.to))
-                    .cloned()
-                    .collect();
                 Some(Arc::new(Message {
-                    rcpt_to,
-                    rcpt_options,
                     size_limit,
-                    ..Message::clone(message)
+                    ..message.part_for(&places)
                 }))
             };
             let verdicts = match part {
