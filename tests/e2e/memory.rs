@@ -46,7 +46,8 @@ fn send_by_bdat(client: &mut RawClient, message: &str) -> String {
 fn messages_without_room_in_memory_are_spooled_and_all_delivered_whole() {
     let spool = temp_dir();
     let config = format!(
-        "{}[[listener]]\naddress = \"127.0.0.1:0\"\nplugins = [\"debug-printer\"]\nmax_concurrent_calls = 4\n",
+        "{}[[listener]]\naddress = \"127.0.0.1:0\"\nplugins = [\"debug-printer\"]\nmax_concurrent_calls = 4\n\
+         [plugin.debug-printer]\ntime_budget_ms = 10000\n",
         tight_room(&spool, "")
     );
     let mut server = Server::from_config(&config);
