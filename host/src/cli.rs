@@ -20,7 +20,7 @@ pub struct Cli {
 
     /// Listen on ADDR:PORT or unix:/path (repeatable); replaces the configuration's listeners.
     /// Port 0 picks a free port, which the log names. Default 127.0.0.1:1025.
-    #[arg(short, long, value_name = "ADDR:PORT")]
+    #[arg(short, long, value_name = "ADDRESS")]
     pub listen: Vec<ListenAddress>,
 
     /// Message handler chain for every listener (repeatable, run in order; the first
