@@ -64,10 +64,17 @@ impl Message {
             .filter(|r| rcpt_to.contains(&r.to))
             .cloned()
             .collect();
+        // The rest as it is; the envelope lists are not copied to be dropped.
         Message {
+            peer: self.peer,
+            mail_from: self.mail_from.clone(),
             rcpt_to,
+            data: self.data.clone(),
+            mail_options: self.mail_options.clone(),
             rcpt_options,
-            ..self.clone()
+            size_limit: self.size_limit,
+            id: self.id.clone(),
+            received: self.received.clone(),
         }
     }
 

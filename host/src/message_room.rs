@@ -17,7 +17,8 @@ const STEP: usize = 1 << 20;
 pub struct MessageRoom {
     /// Free room, in MiB.
     free: Arc<Semaphore>,
-    total: usize,
+    /// All the room, in MiB.
+    mib: usize,
     /// Where messages without room go; none where the room has no bound.
     spool: Option<Spool>,
 }
@@ -54,7 +55,7 @@ impl MessageRoom {
         let mib = steps(total).clamp(1, Semaphore::MAX_PERMITS);
         Arc::new(MessageRoom {
             free: Arc::new(Semaphore::new(mib)),
-            total: mib * STEP,
+            mib,
             spool,
         })
     }
@@ -64,13 +65,9 @@ impl MessageRoom {
         let mib = Semaphore::MAX_PERMITS;
         Arc::new(MessageRoom {
             free: Arc::new(Semaphore::new(mib)),
-            total: mib.saturating_mul(STEP),
+            mib,
             spool: None,
         })
-    }
-
-    pub fn total(&self) -> usize {
-        self.total
     }
 
     /// Room free now, in octets (for the metrics and tests).
@@ -100,7 +97,7 @@ impl MessageRoom {
     /// Room for `bytes` (at most all of it), waiting up to `wait` in turn with the other
     /// sessions that wait; `None` if it did not come. The caller holds no room meanwhile.
     pub async fn wait_for(&self, bytes: usize, wait: Duration) -> Option<Held> {
-        let want = u32::try_from(steps(bytes).min(steps(self.total))).unwrap_or(u32::MAX);
+        let want = u32::try_from(steps(bytes).min(self.mib)).unwrap_or(u32::MAX);
         let acquired = tokio::time::timeout(wait, Arc::clone(&self.free).acquire_many_owned(want)).await;
         match acquired {
             Ok(Ok(permit)) => Some(Held { permit: Some(permit) }),

@@ -154,12 +154,9 @@ impl SpoolFile {
             .map_err(|e| self.io(e))
     }
 
-    pub fn len(&self) -> u64 {
+    /// Octets written so far.
+    pub fn octets(&self) -> u64 {
         self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 
     /// The whole message, read back through the file this process holds open (not by
@@ -209,7 +206,7 @@ mod tests {
         let mut file = spool.create().unwrap();
         file.append(b"Subject: x\r\n".to_vec()).await.unwrap();
         file.append(b"\r\nbody\r\n".to_vec()).await.unwrap();
-        assert_eq!(file.len(), 20);
+        assert_eq!(file.octets(), 20);
         assert_eq!(file.read_all().await.unwrap(), b"Subject: x\r\n\r\nbody\r\n");
         // The spool holds 30 octets in all files together.
         let mut other = spool.create().unwrap();

@@ -16,7 +16,7 @@ use super::bindings::Peer;
 use super::breaker::{Breaker, FAILURES_TO_OPEN};
 use super::component::Plugin;
 use super::edits::Edited;
-use super::instance::{CallAnswer, MessageResult, PluginInstance, instance_survives};
+use super::instance::{CallAnswer, CallResult, MessageResult, PluginInstance, instance_survives};
 use super::quarantine;
 use super::recipients::{Recipients, fill, one_for_all};
 use crate::config::MessagePart;
@@ -234,26 +234,12 @@ impl ChainSession {
         result
     }
 
-    /// A call's answer as the one verdict for the message (or the hook); answers for each
-    /// recipient are combined (see [`one_for_all`]).
-    fn verdict(&self, index: usize, result: MessageResult) -> Verdict {
+    /// A call's one answer (a hook's, or `process-message`'s) as a verdict.
+    fn verdict(&self, index: usize, result: CallResult) -> Verdict {
         let handler = self.plugins[index].info.name.clone();
         match result {
-            Ok(CallAnswer::One(None)) => Verdict::Continue,
-            Ok(CallAnswer::One(Some(reply))) => Verdict::Reply { handler, reply },
-            // Only a message call answers each recipient; its answers are recorded one by one.
-            Ok(CallAnswer::Each(answers)) => one_for_all(
-                answers
-                    .into_iter()
-                    .map(|answer| match answer {
-                        Some(reply) => Verdict::Reply {
-                            handler: handler.clone(),
-                            reply,
-                        },
-                        None => Verdict::Continue,
-                    })
-                    .collect(),
-            ),
+            Ok(None) => Verdict::Continue,
+            Ok(Some(reply)) => Verdict::Reply { handler, reply },
             Err(failure) => Verdict::Failed { handler, failure },
         }
     }
@@ -268,7 +254,11 @@ impl ChainSession {
                 // Nothing to tell a plugin that never saw this session.
                 continue;
             }
-            let result = self.call(index, Call::Hook(hook)).await;
+            let result = match self.call(index, Call::Hook(hook)).await {
+                Ok(CallAnswer::One(answer)) => Ok(answer),
+                Ok(CallAnswer::Each(_)) => unreachable!("a hook has one answer"),
+                Err(failure) => Err(failure),
+            };
             if kind.is_notice() {
                 if let Err(failure) = result {
                     let plugin = self.plugins[index].info.name.as_str();
@@ -276,7 +266,7 @@ impl ChainSession {
                 }
                 continue;
             }
-            if !leaves_it(&result) {
+            if !matches!(result, Ok(None)) {
                 return self.verdict(index, result);
             }
         }
@@ -299,31 +289,30 @@ impl ChainSession {
     /// for all it was handed). A quarantine decides all that are left.
     async fn run_message_each(&mut self, message: &Arc<Message>) -> Vec<Verdict> {
         let mut decided: Vec<Option<Verdict>> = vec![None; message.rcpt_to.len()];
+        // The message as the next plugin is handed it, its recipients' places, and the
+        // recipients in the WIT's shape, made again only when the message changes.
         let mut current = Arc::clone(message);
         let mut places = Recipients::of(message);
+        let mut rcpt_tos = recipients(&current);
         for index in 0..self.plugins.len() {
             if decided.iter().all(Option::is_some) {
                 break;
             }
-            let (handed, handed_places) = places.open_part(&current, &decided);
-            let rcpt_tos = recipients(&handed);
-            let result = self.call(index, Call::Message(&handed, &rcpt_tos)).await;
+            if let Some((part, part_places)) = places.open_part(&current, &decided) {
+                current = part;
+                places = part_places;
+                rcpt_tos = recipients(&current);
+            }
+            let result = self.call(index, Call::Message(&current, &rcpt_tos)).await;
             // The answers are for the recipients as handed, before any edit of theirs.
-            self.decide(index, result, &handed_places, &mut decided);
+            self.decide(index, result, &places, &mut decided);
             let Some(edited) = self.edited.take() else {
-                current = handed;
-                places = handed_places;
                 continue;
             };
-            match edited.message {
-                Some(changed) => {
-                    places = handed_places.carried(&handed.rcpt_to, &changed.rcpt_to);
-                    current = Arc::new(changed);
-                }
-                None => {
-                    current = handed;
-                    places = handed_places;
-                }
+            if let Some(changed) = edited.message {
+                places = places.carried(&current.rcpt_to, &changed.rcpt_to);
+                current = Arc::new(changed);
+                rcpt_tos = recipients(&current);
             }
             if let Some(reason) = edited.quarantine {
                 let verdict = self.quarantine(index, &current, &reason).await;
@@ -343,8 +332,8 @@ impl ChainSession {
                 *slot = Some(verdict);
             }
         };
-        match result {
-            Ok(CallAnswer::One(None)) => {}
+        let verdict = match result {
+            Ok(CallAnswer::One(None)) => return,
             Ok(CallAnswer::Each(answers)) => {
                 for (&place, answer) in places.origin.iter().zip(answers) {
                     if let Some(reply) = answer {
@@ -352,13 +341,13 @@ impl ChainSession {
                         decide(place, Verdict::Reply { handler, reply });
                     }
                 }
+                return;
             }
-            other => {
-                let verdict = self.verdict(index, other);
-                for &place in &places.origin {
-                    decide(place, verdict.clone());
-                }
-            }
+            Ok(CallAnswer::One(Some(reply))) => self.verdict(index, Ok(Some(reply))),
+            Err(failure) => self.verdict(index, Err(failure)),
+        };
+        for &place in &places.origin {
+            decide(place, verdict.clone());
         }
     }
 
@@ -389,11 +378,6 @@ impl ChainSession {
             }
         }
     }
-}
-
-/// Whether a call left the hook to the plugins after it.
-fn leaves_it(result: &MessageResult) -> bool {
-    matches!(result, Ok(CallAnswer::One(None)))
 }
 
 /// The recipients as the WIT hands them to `process-message`.

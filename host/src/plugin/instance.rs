@@ -91,39 +91,31 @@ impl PluginInstance {
         self.store.data_mut().edits = Some(Edits::new(Arc::clone(message)));
         let data = self.plugin.message.of(&message.data);
         let rcpt_options = message.all_rcpt_options();
+        // Both exports take the same arguments; they differ in what they answer.
+        macro_rules! call {
+            ($guest:expr, $export:ident) => {
+                $guest
+                    .$export(
+                        &mut self.store,
+                        peer,
+                        mail_from,
+                        rcpt_tos,
+                        data,
+                        &message.mail_options,
+                        &rcpt_options,
+                    )
+                    .await
+            };
+        }
         let answer = match &self.per_recipient {
             Some(guest) => {
-                let result = guest
-                    .call_process_message_per_recipient(
-                        &mut self.store,
-                        peer,
-                        mail_from,
-                        rcpt_tos,
-                        data,
-                        &message.mail_options,
-                        &rcpt_options,
-                    )
-                    .await;
-                self.deliver_output().await;
-                match result {
-                    Ok(answers) => checked_answers(answers, rcpt_tos.len()),
-                    Err(error) => Err(failure(error, self.store.data(), self.budget.as_millis())),
-                }
+                let result = call!(guest, call_process_message_per_recipient);
+                self.settle(result, |answers| checked_answers(answers, rcpt_tos.len()))
+                    .await
             }
             None => {
-                let result = self
-                    .handler
-                    .call_process_message(
-                        &mut self.store,
-                        peer,
-                        mail_from,
-                        rcpt_tos,
-                        data,
-                        &message.mail_options,
-                        &rcpt_options,
-                    )
-                    .await;
-                self.settle(result).await.map(CallAnswer::One)
+                let result = call!(self.handler, call_process_message);
+                self.settle(result, checked_answer).await.map(CallAnswer::One)
             }
         };
         let edits = self.store.data_mut().edits.take();
@@ -142,7 +134,7 @@ impl PluginInstance {
     pub async fn hook(&mut self, hook: Hook<'_>, peer: &Peer) -> CallResult {
         self.arm(self.plugin.time_budget);
         match self.hooks.call(&mut self.store, hook, peer).await {
-            Some(result) => self.settle(result).await,
+            Some(result) => self.settle(result, checked_answer).await,
             None => Ok(None),
         }
     }
@@ -156,11 +148,14 @@ impl PluginInstance {
     }
 
     /// Sends the call's output on, checks its answer and explains a failure.
-    async fn settle(&mut self, result: wasmtime::Result<Option<String>>) -> CallResult {
+    async fn settle<T, U>(
+        &mut self,
+        result: wasmtime::Result<T>,
+        check: impl FnOnce(T) -> Result<U, PluginFailure>,
+    ) -> Result<U, PluginFailure> {
         self.deliver_output().await;
         match result {
-            Ok(None) => Ok(None),
-            Ok(Some(text)) => checked_reply(&text).map(Some),
+            Ok(answer) => check(answer),
             Err(error) => Err(failure(error, self.store.data(), self.budget.as_millis())),
         }
     }
@@ -198,6 +193,11 @@ impl CallAnswer {
 /// A message call's answer, or why it failed (see [`CallResult`]).
 pub type MessageResult = Result<CallAnswer, PluginFailure>;
 
+/// An answer, checked: a valid reply, or `none`.
+fn checked_answer(answer: Option<String>) -> CallResult {
+    answer.as_deref().map(checked_reply).transpose()
+}
+
 /// A per-recipient answer, checked: one valid reply or `none` for each recipient.
 fn checked_answers(answers: Vec<Option<String>>, recipients: usize) -> MessageResult {
     if answers.len() != recipients {
@@ -207,8 +207,8 @@ fn checked_answers(answers: Vec<Option<String>>, recipients: usize) -> MessageRe
         ));
     }
     answers
-        .iter()
-        .map(|answer| answer.as_deref().map(checked_reply).transpose())
+        .into_iter()
+        .map(checked_answer)
         .collect::<Result<Vec<_>, _>>()
         .map(CallAnswer::Each)
 }

@@ -39,16 +39,16 @@ impl Recipients {
         Recipients { origin }
     }
 
-    /// Those still to be decided (and those an edit added), as a message of their own:
-    /// `message` itself when that is all of them.
-    pub fn open_part(&self, message: &Arc<Message>, decided: &[Option<Verdict>]) -> (Arc<Message>, Recipients) {
+    /// Those still to be decided (and those an edit added), as a message of their own;
+    /// `None` when that is all of `message`.
+    pub fn open_part(&self, message: &Arc<Message>, decided: &[Option<Verdict>]) -> Option<(Arc<Message>, Recipients)> {
         let open = |origin: &Option<usize>| origin.is_none_or(|i| decided[i].is_none());
         if self.origin.iter().all(open) {
-            return (Arc::clone(message), self.clone());
+            return None;
         }
         let keep: Vec<usize> = (0..self.origin.len()).filter(|&k| open(&self.origin[k])).collect();
         let origin = keep.iter().map(|&k| self.origin[k]).collect();
-        (Arc::new(message.part_for(&keep)), Recipients { origin })
+        Some((Arc::new(message.part_for(&keep)), Recipients { origin }))
     }
 }
 
@@ -125,12 +125,15 @@ mod tests {
             received: String::new(),
         });
         let decided = [Some(reply("550 no")), None, None];
-        let (part, places) = Recipients::of(&message).open_part(&message, &decided);
+        let (part, places) = Recipients::of(&message).open_part(&message, &decided).expect("a part");
         assert_eq!(part.rcpt_to, [address("b@x"), address("a@x")]);
         assert_eq!(places.origin, [Some(1), Some(2)]);
         // Nothing decided yet: the message itself, no copy.
-        let (same, _) = Recipients::of(&message).open_part(&message, &[None, None, None]);
-        assert!(Arc::ptr_eq(&same, &message));
+        assert!(
+            Recipients::of(&message)
+                .open_part(&message, &[None, None, None])
+                .is_none()
+        );
     }
 
     #[test]

@@ -233,9 +233,7 @@ impl RoutedSession {
                 Some(part) if each => self.tenant_session(index).process_message_each(&part).await,
                 Some(part) => vec![self.tenant_session(index).process_message(&part).await],
             };
-            self.tenants[index]
-                .metrics
-                .message(Outcome::of(&combine(verdicts.clone())));
+            self.tenants[index].metrics.message(outcome(&verdicts));
             parts.push(Part { places, verdicts });
         }
         parts
@@ -251,6 +249,15 @@ struct Part {
 
 /// The one answer for a message from each tenant's answer (see the module's comment).
 /// A single tenant's answer goes out as it is.
+/// What [`combine`] would make of `verdicts`, without making it: for the counters.
+fn outcome(verdicts: &[Verdict]) -> Outcome {
+    let outcomes = || verdicts.iter().map(Outcome::of);
+    [Outcome::Tempfailed, Outcome::Rejected]
+        .into_iter()
+        .find(|worst| outcomes().any(|o| o == *worst))
+        .unwrap_or(Outcome::Accepted)
+}
+
 fn combine(mut verdicts: Vec<Verdict>) -> Verdict {
     if verdicts.len() == 1 {
         return verdicts.pop().unwrap_or(Verdict::Continue);

@@ -57,10 +57,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Err(Refused::Mistake(reply)) => return Ok(self.client_error(&reply)),
             Err(Refused::Ended(reply)) => {
                 // LMTP: BDAT LAST is answered for each recipient, whatever the answer.
-                let recipients = match self.transaction.take() {
-                    Some(t) if last && self.ctx.lmtp => t.recipients.len(),
-                    _ => 1,
-                };
+                let recipients = self.transaction.take().map_or(1, |t| self.replies_owed(&t, last));
                 for _ in 0..recipients {
                     self.send(&reply);
                 }

@@ -59,13 +59,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         summary: DataSummary,
         ended: bool,
     ) -> Flow {
-        // LMTP (RFC 2033 4.2): a reply for each recipient; a refusal of the message is
-        // each recipient's.
-        let recipients = if self.ctx.lmtp && ended {
-            transaction.recipients.len()
-        } else {
-            1
-        };
+        let recipients = self.replies_owed(&transaction, ended);
         let replies = match refusal(&summary) {
             Some(refused) => vec![refused; recipients],
             None => match incoming
@@ -92,6 +86,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.send(reply);
         }
         Flow::Continue
+    }
+
+    /// The replies a message that has ended (or stopped) is answered with: on LMTP (RFC
+    /// 2033 4.2) one for each recipient once the client ended it, a refusal included;
+    /// otherwise one.
+    pub(super) fn replies_owed(&self, transaction: &Transaction, ended: bool) -> usize {
+        if self.ctx.lmtp && ended {
+            transaction.recipients.len()
+        } else {
+            1
+        }
     }
 
     /// The message to the handlers: its one reply, or on LMTP one for each recipient.

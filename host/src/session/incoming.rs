@@ -101,7 +101,7 @@ impl Incoming {
         if let Some(e) = self.failed.take() {
             return Err(NoRoom::Spool(e));
         }
-        let spooled = self.spool.as_ref().map_or(0, SpoolFile::len);
+        let spooled = self.spool.as_ref().map_or(0, SpoolFile::octets);
         let size = usize::try_from(spooled)
             .unwrap_or(usize::MAX)
             .saturating_add(self.body.len());
