@@ -2,14 +2,18 @@
 """Throughput and memory of wasmtpd beside postfix's smtp-sink, under smtp-source load.
 
 Prints messages per second at 1, 10 and 100 parallel sessions with 1 KiB and 100 KiB
-messages, for each server, and wasmtpd's ratio to smtp-sink; then each server's resident
-memory idle and with 1,000 open connections. Every figure is the median of --repeat runs,
-with the servers taking turns so that a noisy neighbour hurts both alike.
+messages, a new connection for each message (as most senders do; --reuse-connections sends
+them all over one connection a session), for each server, wasmtpd's ratio to smtp-sink and
+the CPU each server spent a message; then each server's resident memory idle and with 1,000
+open connections. Every figure is the median of --repeat runs, with the servers taking turns
+so that a noisy neighbour hurts both alike.
 
-By default both servers run on the same one core and smtp-source on the others (--pin):
-smtp-sink is one thread, so this gives both the same machine, and the load generator no
-longer competes with the server it measures. --no-pin lets every process use every core
-(wasmtpd then runs a worker thread a core, which share them with smtp-source; see README).
+wasmtpd runs as a user runs it: its default configuration (no --config) and no
+environment variable. Each table is measured twice (--placement):
+- unpinned: every process may use every core, as on a machine nobody tuned;
+- pinned: both servers on the same one core and smtp-source on the others. smtp-sink is
+  one thread, so this gives both the same machine, and the load generator no longer
+  competes with the server it measures.
 
     bench/run                  # builds wasmtpd (release) and runs everything
     bench/smtp_bench.py --help
@@ -26,7 +30,7 @@ import statistics
 import subprocess
 import sys
 import time
-from benchlib import ROOT, WASMTPD, free_port, wait_greeting
+from benchlib import WASMTPD, free_port, wait_greeting
 
 
 
@@ -77,13 +81,16 @@ def start_servers(binary, wasmtpd_args, cpus):
     return servers
 
 
-def load(port, sessions, size, messages, cpus):
-    """Messages per second for one smtp-source run (one connection per session, -d)."""
+def load(port, sessions, size, messages, cpus, reuse):
+    """Messages per second for one smtp-source run: a connection a message, or with
+    `reuse` one a session (-d)."""
     argv = [
-        "smtp-source", "-d", "-s", str(sessions), "-m", str(messages), "-l", str(size),
+        "smtp-source", "-s", str(sessions), "-m", str(messages), "-l", str(size),
         "-f", "sender@example.org", "-t", "rcpt@example.com", "-M", "client.test",
         f"127.0.0.1:{port}",
     ]
+    if reuse:
+        argv.insert(1, "-d")
     start = time.perf_counter()
     pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
     result = subprocess.run(argv, capture_output=True, text=True, timeout=600, preexec_fn=pin)
@@ -103,32 +110,36 @@ def warm(port):
         pass
 
 
-def open_idle_connections(port, count):
+def open_idle_connections(port, count, seconds=10):
     """Opens `count` connections, each greeted and EHLO'd as a real idle client would be.
-    Returns the sockets that got that far (a server may refuse or ignore some)."""
+    Returns the sockets and how many got that far (a server may refuse or ignore some);
+    all of it within `seconds`, however many the server leaves unanswered."""
+    deadline = time.monotonic() + seconds
     conns = []
     for _ in range(count):
         try:
             conns.append(socket.create_connection(("127.0.0.1", port), timeout=5))
         except OSError:
             break
-    ready = []
+    ready = 0
     for s in conns:
         try:
+            s.settimeout(max(0.01, deadline - time.monotonic()))
             if not s.recv(512).startswith(b"220"):
                 continue
             s.sendall(b"EHLO idle.test\r\n")
             got = b""
             while b"250 " not in got:
+                s.settimeout(max(0.01, deadline - time.monotonic()))
                 chunk = s.recv(4096)
                 if not chunk:
                     break
                 got += chunk
             if b"250 " in got:
-                ready.append(s)
+                ready += 1
         except OSError:
             pass
-    return conns, len(ready)
+    return conns, ready
 
 
 def main():
@@ -144,29 +155,44 @@ def main():
     # idle wasmtpd's epoch thread ticks every millisecond).
     parser.add_argument("--wasmtpd", default=WASMTPD, metavar="BINARY",
                         help="the wasmtpd binary to measure (default target/release/wasmtpd)")
-    parser.add_argument("--config", default=str(ROOT / "bench" / "bench.toml"),
-                        help="wasmtpd's configuration (default bench/bench.toml)")
+    parser.add_argument("--config", help="a wasmtpd configuration (default: none, the defaults)")
     parser.add_argument("--warm", action="store_true",
                         help="send one message first (a filter that defers a first attempt, "
                              "such as greylisting, learns smtp-source's sender and recipient)")
-    parser.add_argument("--pin", action=argparse.BooleanOptionalAction, default=True,
-                        help="servers share one core, smtp-source gets the rest (default: on)")
+    parser.add_argument("--placement", default="unpinned,pinned",
+                        help="unpinned, pinned or both (default unpinned,pinned; see above)")
+    parser.add_argument("--reuse-connections", action="store_true",
+                        help="send a session's messages over one connection (smtp-source -d)")
     args = parser.parse_args()
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the children inherit it
     plugins = args.plugin or ["sink"]
     wasmtpd_args = [a for p in plugins for a in ("--plugin", p)]
-    wasmtpd_args += ["--config", args.config]
-    server_cpus, load_cpus = cpu_split(args.pin)
+    if args.config:
+        wasmtpd_args += ["--config", args.config]
+    for placement in args.placement.split(","):
+        if placement not in ("unpinned", "pinned"):
+            sys.exit(f"--placement: {placement!r} is neither unpinned nor pinned")
+        measure(args, plugins, wasmtpd_args, placement == "pinned")
+        print()
+
+
+def measure(args, plugins, wasmtpd_args, pin):
+    """One table of rates and CPU, then the memory figures, for one placement."""
+    server_cpus, load_cpus = cpu_split(pin)
     servers = start_servers(args.wasmtpd, wasmtpd_args, server_cpus)
     if args.warm:
         for server in servers:
             warm(server.port)
     started = {s.name: s.rss_kib() / 1024 for s in servers}
     try:
-        cores = f"servers on cores {sorted(server_cpus)}, smtp-source on {sorted(load_cpus)}" if server_cpus else "not pinned"
-        print(f"wasmtpd --plugin {' --plugin '.join(plugins)}  vs  smtp-sink; median of {args.repeat} runs; {cores}")
+        cores = (f"pinned: servers on cores {sorted(server_cpus)}, smtp-source on {sorted(load_cpus)}"
+                 if server_cpus else "unpinned")
+        per = "one connection a session" if args.reuse_connections else "a connection a message"
+        print(f"wasmtpd --plugin {' --plugin '.join(plugins)}"
+              f"{' --config ' + args.config if args.config else ''}  vs  smtp-sink; {per};"
+              f" median of {args.repeat} runs; {cores}")
         print(f"{'sessions':>8} {'size':>8} {'messages':>8} {'smtp-sink msg/s':>16} {'wasmtpd msg/s':>14} {'ratio':>6}"
               f" {'smtp-sink CPU µs/msg':>21} {'wasmtpd CPU µs/msg':>19}")
         for size in [int(s) for s in args.sizes.split(",")]:
@@ -177,7 +203,8 @@ def main():
                 for _ in range(args.repeat):
                     for server in servers:
                         before = server.cpu_seconds()
-                        rates[server.name].append(load(server.port, sessions, size, messages, load_cpus))
+                        rates[server.name].append(
+                            load(server.port, sessions, size, messages, load_cpus, args.reuse_connections))
                         cpu[server.name].append((server.cpu_seconds() - before) * 1e6 / messages)
                 a = statistics.median(rates["smtp-sink"])
                 b = statistics.median(rates["wasmtpd"])
@@ -197,12 +224,9 @@ def main():
                 s.close()
             note = "" if ready == args.connections else f"  (only {ready} of {args.connections} were served)"
             print(f"{server.name:>10} {started[server.name]:>16.1f} {idle:>15.1f} {busy:>30.1f}{note}", flush=True)
-    except BaseException:
+    finally:
         for server in servers:
             server.stop()
-        raise
-    for server in servers:
-        server.stop()
 
 
 if __name__ == "__main__":

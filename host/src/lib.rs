@@ -36,3 +36,4 @@ pub mod state_dir;
 pub mod tls;
 pub mod trace;
 pub mod upstream_tls;
+pub mod worker_threads;

@@ -23,12 +23,20 @@ use wasmtpd::reload::{self, FileWatcher};
 use wasmtpd::service::Service;
 use wasmtpd::signals::{Signal, Signals};
 use wasmtpd::spool::Spool;
+use wasmtpd::worker_threads;
 
 fn main() -> ExitCode {
     let log = wasmtpd::log::init();
     let cli = Cli::parse();
-    let result = tokio::runtime::Runtime::new()
-        .context("cannot start the runtime")
+    let result = worker_threads::for_this_process()
+        .and_then(|(workers, why)| {
+            tracing::info!("{why}");
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(workers)
+                .enable_all()
+                .build()
+                .context("cannot start the runtime")
+        })
         .and_then(|runtime| runtime.block_on(run(cli)));
     let code = match result {
         Ok(code) => code,

@@ -119,10 +119,7 @@ fn one_answer_from_process_message_is_every_recipients() {
     ]);
     assert_eq!(
         out.lines().collect::<Vec<_>>(),
-        [
-            "250 2.0.0 message 1 of this session",
-            "250 2.0.0 message 1 of this session"
-        ]
+        ["250 2.0.0 call 1 of this instance", "250 2.0.0 call 1 of this instance"]
     );
 }
 

@@ -29,6 +29,7 @@ mod sandbox;
 mod server;
 mod shutdown;
 mod smuggling;
+mod stateless;
 mod store;
 mod tenant_limits;
 mod tenants;

@@ -160,19 +160,19 @@ fn an_instance_that_took_a_big_message_is_not_kept_for_the_next() {
     assert!(
         client
             .send_message("Subject: 1\r\n\r\nx\r\n")
-            .contains("message 1 of this session")
+            .contains("call 1 of this instance")
     );
     assert!(
         client
             .send_message("Subject: 2\r\n\r\nx\r\n")
-            .contains("message 2 of this session")
+            .contains("call 2 of this instance")
     );
     // ... a message over 1 MiB is the last its instance sees: the next call gets a new one.
     let big = format!("Subject: 3\r\n\r\n{}", format!("{}\r\n", "x".repeat(98)).repeat(11_000));
-    assert!(client.send_message(&big).contains("message 3 of this session"));
+    assert!(client.send_message(&big).contains("call 3 of this instance"));
     assert!(
         client
             .send_message("Subject: 4\r\n\r\nx\r\n")
-            .contains("message 1 of this session")
+            .contains("call 1 of this instance")
     );
 }

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use crate::raw::RawClient;
 use crate::server::{Server, free_port, plugin_path, temp_dir};
 
-/// Version A answers `250 2.0.0 OK`; version B counts: `250 2.0.0 message N of this session`.
+/// Version A answers `250 2.0.0 OK`; version B counts: `250 2.0.0 call N of this instance`.
 const A: &str = "sink";
 const B: &str = "misbehave";
 
@@ -44,7 +44,7 @@ fn is_a(reply: &str) -> bool {
 }
 
 fn is_b(reply: &str) -> bool {
-    reply.starts_with("250 2.0.0 message ") && reply.ends_with(" of this session")
+    reply.starts_with("250 2.0.0 call ") && reply.ends_with(" of this instance")
 }
 
 /// Replaces the plugin and waits until the server says it reloaded.

@@ -95,22 +95,22 @@ fn each_session_has_its_own_instance() {
     assert!(
         first
             .send_message(MESSAGE)
-            .starts_with("250 2.0.0 message 1 of this session")
+            .starts_with("250 2.0.0 call 1 of this instance")
     );
     assert!(
         first
             .send_message(MESSAGE)
-            .starts_with("250 2.0.0 message 2 of this session")
+            .starts_with("250 2.0.0 call 2 of this instance")
     );
     let mut second = RawClient::ehlo(server.addr);
     assert!(
         second
             .send_message(MESSAGE)
-            .starts_with("250 2.0.0 message 1 of this session")
+            .starts_with("250 2.0.0 call 1 of this instance")
     );
     assert!(
         first
             .send_message(MESSAGE)
-            .starts_with("250 2.0.0 message 3 of this session")
+            .starts_with("250 2.0.0 call 3 of this instance")
     );
 }

@@ -25,4 +25,4 @@ pub use self::wasmtpd::plugin::host::{self, Level, RelayError, SessionInfo, TlsI
 pub use self::wasmtpd::plugin::types;
 pub use self::wasmtpd::plugin::types::Peer;
 pub use self::wasmtpd::plugin::{dns, keyvalue_extras, message_edit};
-pub use exports::wasmtpd::plugin::{handler, recipient_handler};
+pub use exports::wasmtpd::plugin::{handler, recipient_handler, stateless};

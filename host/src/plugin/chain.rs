@@ -19,6 +19,8 @@ use super::edits::Edited;
 use super::instance::{CallAnswer, CallResult, MessageResult, PluginInstance, instance_survives};
 use super::quarantine;
 use super::recipients::{Recipients, fill, one_for_all};
+use super::share;
+use super::warm::WarmInstances;
 use crate::config::MessagePart;
 use crate::handler::{
     Handlers, Message, PluginError, PluginFailure, SessionFacts, SessionHandlers, Verdict, VerdictFuture,
@@ -47,6 +49,9 @@ pub struct PluginChain {
     /// The key-value namespace of the tenant this chain serves (`tenant:NAME`); without
     /// one each plugin uses its own.
     namespace: Option<Arc<str>>,
+    /// One per plugin: the idle instances of a `stateless` one, shared by the chain's
+    /// sessions; `None` for a plugin whose sessions get instances of their own.
+    warm: Arc<[Option<WarmInstances>]>,
 }
 
 impl PluginChain {
@@ -68,7 +73,12 @@ impl PluginChain {
             .iter()
             .map(|p| std::array::from_fn(|_| Breaker::new(p.time_budget)))
             .collect();
+        let warm = plugins
+            .iter()
+            .map(|p| p.stateless.then(|| WarmInstances::new(share::threads())))
+            .collect();
         PluginChain {
+            warm,
             plugins,
             metrics,
             calls,
@@ -90,6 +100,7 @@ impl Handlers for PluginChain {
             facts: Arc::default(),
             quarantine: self.quarantine.clone(),
             namespace: self.namespace.clone(),
+            warm: Arc::clone(&self.warm),
             edited: None,
             peer: Peer {
                 ip: peer.ip().to_string(),
@@ -120,6 +131,7 @@ struct ChainSession {
     facts: Arc<SessionFacts>,
     quarantine: Option<Arc<Path>>,
     namespace: Option<Arc<str>>,
+    warm: Arc<[Option<WarmInstances>]>,
     /// What the last `process-message` call's edits came to.
     edited: Option<Edited>,
 }
@@ -184,7 +196,11 @@ impl ChainSession {
         }
         // Counted from the turn: waiting for one is not time spent in the plugin.
         let started = Instant::now();
-        let result = match self.instances[index].take() {
+        let idle = match &self.warm[index] {
+            Some(warm) => warm.take(),
+            None => self.instances[index].take(),
+        };
+        let result = match idle {
             Some(instance) => Ok(instance),
             None => plugin
                 .instantiate(self.namespace.as_ref())
@@ -211,7 +227,10 @@ impl ChainSession {
                 let took_big =
                     matches!(call, Call::Message(message, _) if plugin.message.of(&message.data).len() > BIG_MESSAGE);
                 if result.as_ref().err().is_none_or(instance_survives) && !took_big {
-                    self.instances[index] = Some(instance);
+                    match &self.warm[index] {
+                        Some(warm) => warm.give_back(instance),
+                        None => self.instances[index] = Some(instance),
+                    }
                 }
                 result
             }

@@ -7,16 +7,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use wasmtime::component::{Component, InstancePre};
+use wasmtime::component::{Component, Instance, InstancePre};
 use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::ClosedInputStream;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 use wasmtime_wasi_http::WasiHttpCtx;
 
 use super::WasmtimeResultExt;
-use super::bindings::{handler, recipient_handler};
+use super::bindings::{handler, recipient_handler, stateless};
 use super::engine::PluginEngine;
-use super::exports::{HookIndices, find_export, interface_name};
+use super::epoch::EpochClock;
+use super::exports::{HookGuests, HookIndices, find_export, interface_name};
 use super::http::HttpHooks;
 use super::instance::{PluginInstance, failure};
 use super::keyvalue::KvGrant;
@@ -78,10 +79,15 @@ pub struct Plugin {
     /// A hash of the component's bytes: which version of the plugin this is.
     pub version: String,
     engine: Engine,
+    /// Ticks while one of this plugin's guests runs (see [`EpochClock`]).
+    pub(super) clock: Arc<EpochClock>,
     pre: InstancePre<PluginState>,
     handler: handler::GuestIndices,
     per_recipient: Option<recipient_handler::GuestIndices>,
     hooks: HookIndices,
+    /// The plugin declared that it keeps no state between calls (the WIT's `stateless`):
+    /// its instances are shared by its chain's sessions.
+    pub stateless: bool,
     pub time_budget: Duration,
     memory_limit: usize,
     pub stdout: OutputTarget,
@@ -142,27 +148,38 @@ impl Plugin {
         let per_recipient =
             find_export(&pre, "recipient-handler", recipient_handler::GuestIndices::new).with_context(context)?;
         let hooks = HookIndices::find(&pre).with_context(context)?;
-        let plugin = Arc::new(Plugin {
+        let stateless = find_export(&pre, "stateless", stateless::GuestIndices::new).with_context(context)?;
+        let mut plugin = Plugin {
             info: Arc::new(spec.info),
             source: spec.source,
             version,
             engine: engine.engine.clone(),
+            clock: Arc::clone(&engine.clock),
             pre,
             handler,
             per_recipient,
             hooks,
+            stateless: false,
             time_budget: spec.time_budget,
             memory_limit: spec.memory_limit,
             stdout: spec.stdout,
             message: spec.message,
             grants: spec.grants,
-        });
-        // Typed exports are checked when loaded into an instance: do it once now.
-        plugin
-            .instantiate(None)
+        };
+        // Typed exports are checked when loaded into an instance: do it once now, and ask
+        // the instance whether it keeps state.
+        let mut instance = plugin
+            .instantiate_in(None)
             .await
             .with_context(|| format!("{}: cannot start", context()))?;
-        Ok(plugin)
+        if let Some(indices) = stateless {
+            plugin.stateless = instance
+                .keeps_no_session_state(&indices, &plugin.clock, plugin.time_budget)
+                .await
+                .map_err(|failure| anyhow::anyhow!(failure.message))
+                .with_context(|| format!("{}: keeps-no-session-state", context()))?;
+        }
+        Ok(Arc::new(plugin))
     }
 
     /// Whether the plugin exports this hook.
@@ -179,6 +196,13 @@ impl Plugin {
     /// stdout/stderr (captured), clocks, random, and what its configuration grants. Its
     /// key-value namespace is `namespace` (its tenant's), or the plugin's own without one.
     pub async fn instantiate(self: &Arc<Self>, namespace: Option<&Arc<str>>) -> Result<PluginInstance, PluginFailure> {
+        self.instantiate_in(namespace)
+            .await
+            .map(|instance| instance.into_instance(Arc::clone(self)))
+    }
+
+    /// A fresh instance, not yet tied to its plugin's `Arc` (the plugin being loaded has none).
+    async fn instantiate_in(&self, namespace: Option<&Arc<str>>) -> Result<Instantiated, PluginFailure> {
         let stdout = Capture::default();
         let stderr = Capture::default();
         let mut wasi = WasiCtxBuilder::new();
@@ -237,6 +261,7 @@ impl Plugin {
         });
         store.set_epoch_deadline(1);
         let budget_ms = self.time_budget.as_millis();
+        let running = self.clock.running();
         let instance = match self.pre.instantiate_async(&mut store).await {
             Ok(instance) => instance,
             Err(e) => return Err(failure(e, store.data(), budget_ms)),
@@ -250,10 +275,45 @@ impl Plugin {
             let hooks = self.hooks.load(&mut store, &instance)?;
             Ok(((handler, per_recipient), hooks))
         });
+        drop(running);
         let (handlers, hooks) = match loaded {
             Ok(loaded) => loaded,
             Err(e) => return Err(failure(e, store.data(), budget_ms)),
         };
-        Ok(PluginInstance::new(Arc::clone(self), store, handlers, hooks))
+        Ok(Instantiated {
+            store,
+            instance,
+            handlers,
+            hooks,
+        })
+    }
+}
+
+/// An instance before it is tied to its plugin (see [`Plugin::instantiate_in`]).
+struct Instantiated {
+    store: Store<PluginState>,
+    instance: Instance,
+    handlers: (handler::Guest, Option<recipient_handler::Guest>),
+    hooks: HookGuests,
+}
+
+impl Instantiated {
+    fn into_instance(self, plugin: Arc<Plugin>) -> PluginInstance {
+        PluginInstance::new(plugin, self.store, self.handlers, self.hooks)
+    }
+
+    /// The `stateless` export's answer, called under the start budget.
+    async fn keeps_no_session_state(
+        &mut self,
+        indices: &stateless::GuestIndices,
+        clock: &Arc<EpochClock>,
+        budget: Duration,
+    ) -> Result<bool, PluginFailure> {
+        let _running = clock.running();
+        let result = match indices.load(&mut self.store, &self.instance) {
+            Ok(guest) => guest.call_keeps_no_session_state(&mut self.store).await,
+            Err(e) => Err(e),
+        };
+        result.map_err(|e| failure(e, self.store.data(), budget.as_millis()))
     }
 }

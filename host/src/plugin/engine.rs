@@ -2,7 +2,7 @@
 //! interruption for time budgets, and the linker with WASI and the host imports.
 
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::Arc;
 
 use anyhow::Context;
 use wasmtime::component::{HasSelf, Linker};
@@ -10,10 +10,8 @@ use wasmtime::{Cache, CacheConfig, Enabled, Engine, InstanceAllocationStrategy, 
 
 use super::WasmtimeResultExt;
 use super::bindings::HostSide;
+use super::epoch::EpochClock;
 use super::state::PluginState;
-
-/// How often the engine's epoch advances: the granularity of every time budget.
-pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// Octets of each instance slot's linear memory, table and async stack kept resident when
 /// the instance ends; past them, pages are given back to the kernel.
@@ -31,6 +29,8 @@ pub struct EngineOptions {
 pub struct PluginEngine {
     pub engine: Engine,
     pub linker: Linker<PluginState>,
+    /// Advances the epoch while guests run.
+    pub clock: Arc<EpochClock>,
 }
 
 impl PluginEngine {
@@ -69,7 +69,7 @@ impl PluginEngine {
         let engine = Engine::new(&config)
             .anyhow()
             .context("cannot start the WebAssembly engine")?;
-        start_epoch_ticker(&engine);
+        let clock = EpochClock::start(&engine);
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
@@ -82,24 +82,8 @@ impl PluginEngine {
         HostSide::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .anyhow()
             .context("host imports")?;
-        Ok(PluginEngine { engine, linker })
+        Ok(PluginEngine { engine, linker, clock })
     }
-}
-
-/// Advances the epoch from a thread of its own, so that a guest spinning on a runtime
-/// thread cannot starve the clock that ends it. Stops when the engine is dropped.
-fn start_epoch_ticker(engine: &Engine) {
-    let weak = engine.weak();
-    std::thread::Builder::new()
-        .name("wasmtpd-epoch".into())
-        .spawn(move || {
-            while let Some(engine) = weak.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                std::thread::sleep(EPOCH_TICK);
-            }
-        })
-        .expect("cannot start the epoch thread");
 }
 
 /// `$XDG_CACHE_HOME/wasmtpd`, else `$HOME/.cache/wasmtpd`.

@@ -87,6 +87,7 @@ impl PluginInstance {
         rcpt_tos: &[String],
     ) -> (MessageResult, Option<Edited>) {
         let mail_from = message.mail_from.as_ref().map_or("", |a| a.as_str());
+        let _running = self.plugin.clock.running();
         self.arm(message_budget(self.plugin.time_budget, message.data.len()));
         self.store.data_mut().edits = Some(Edits::new(Arc::clone(message)));
         let data = self.plugin.message.of(&message.data);
@@ -132,6 +133,7 @@ impl PluginInstance {
 
     /// Calls the hook; `Ok(None)` if the plugin does not export it.
     pub async fn hook(&mut self, hook: Hook<'_>, peer: &Peer) -> CallResult {
+        let _running = self.plugin.clock.running();
         self.arm(self.plugin.time_budget);
         match self.hooks.call(&mut self.store, hook, peer).await {
             Some(result) => self.settle(result, checked_answer).await,

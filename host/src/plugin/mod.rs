@@ -1,5 +1,6 @@
 //! The WebAssembly plugin runtime: one engine, plugins compiled once (and cached) and
-//! pre-instantiated, an instance per plugin per session, every call under a time budget
+//! pre-instantiated, an instance per plugin per session (or shared between sessions for a
+//! plugin that keeps no state), every call under a time budget
 //! and every instance under a memory cap.
 
 pub mod bindings;
@@ -10,6 +11,7 @@ pub mod chain;
 pub mod component;
 pub mod edits;
 pub mod engine;
+pub mod epoch;
 pub mod exports;
 pub mod http;
 pub mod instance;
@@ -22,6 +24,7 @@ pub mod recipients;
 pub mod router;
 pub mod share;
 pub mod state;
+pub mod warm;
 
 pub use chain::PluginChain;
 pub use component::{Plugin, PluginSpec, Source};

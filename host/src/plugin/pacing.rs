@@ -1,5 +1,5 @@
-//! How a running guest shares its thread. At every epoch tick (about 1 ms of guest code)
-//! the call yields to the runtime so that the sessions beside it are served. A call that
+//! How a running guest shares its thread. At every epoch tick (about 1 ms of guest code,
+//! the first within 10 ms of its start: see `epoch`) the call yields to the runtime so that the sessions beside it are served. A call that
 //! has computed for longer than plugins normally do also pauses at each tick, four times
 //! as long as it ran since the last one: a plugin that spins until its budget ends then
 //! costs a fifth of a thread instead of a whole one, and cannot slow another tenant's

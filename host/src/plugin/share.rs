@@ -3,8 +3,8 @@
 //! capping each chain at half the threads keeps a plugin that computes for its whole budget
 //! from holding up everyone else.
 
-/// The runtime's worker threads: one a core it may use unless `TOKIO_WORKER_THREADS`
-/// says otherwise; asked of the runtime itself, so that both are right.
+/// The runtime's worker threads (see [`crate::worker_threads`]), asked of the runtime
+/// itself, so that both are right.
 pub fn threads() -> usize {
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) => runtime.metrics().num_workers(),

@@ -4,7 +4,19 @@
 //! and how the session was protected (TLS, AUTH). `max_printed_bytes` (default 1 MiB)
 //! bounds what is printed of one message; a line says how much more there was.
 
-wit_bindgen::generate!({ path: "../../wit", world: "plugin", generate_all });
+wit_bindgen::generate!({
+    path: "../../wit",
+    inline: "
+        package wasmtpd:debug-printer;
+        world debug-printer {
+            include wasmtpd:plugin/plugin@0.1.0;
+            export wasmtpd:plugin/stateless@0.1.0;
+        }
+    ",
+    world: "wasmtpd:debug-printer/debug-printer",
+    // The wasmtpd:plugin interfaces come from ../wit, not from the inline world.
+    generate_all,
+});
 
 mod render;
 
@@ -58,6 +70,13 @@ impl Guest for DebugPrinter {
             .lock()
             .write_all(&render::render(&message, envelope, max_printed));
         None
+    }
+}
+
+/// Nothing is kept between calls: the host may share instances between sessions.
+impl exports::wasmtpd::plugin::stateless::Guest for DebugPrinter {
+    fn keeps_no_session_state() -> bool {
+        true
     }
 }
 

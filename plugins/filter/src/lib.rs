@@ -28,6 +28,7 @@ wit_bindgen::generate!({
         package wasmtpd:filter;
         world filter {
             include wasmtpd:plugin/plugin@0.1.0;
+            export wasmtpd:plugin/stateless@0.1.0;
             export wasmtpd:plugin/connect-hook@0.1.0;
             export wasmtpd:plugin/mail-hook@0.1.0;
             export wasmtpd:plugin/rcpt-hook@0.1.0;
@@ -148,6 +149,13 @@ fn tag(data: &[u8]) {
         }
         Some(_) => {}
         None => edit::add_header("Subject", prefix.trim_end()),
+    }
+}
+
+/// Nothing is kept between calls: the host may share instances between sessions.
+impl exports::wasmtpd::plugin::stateless::Guest for Filter {
+    fn keeps_no_session_state() -> bool {
+        true
     }
 }
 

@@ -15,6 +15,7 @@ wit_bindgen::generate!({
         package wasmtpd:proxy;
         world proxy {
             include wasmtpd:plugin/plugin@0.1.0;
+            export wasmtpd:plugin/stateless@0.1.0;
             export wasmtpd:plugin/rcpt-hook@0.1.0;
         }
     ",
@@ -65,6 +66,13 @@ impl Handler for Proxy {
                 Some(policy::reply_for(&error))
             }
         }
+    }
+}
+
+/// Nothing is kept between calls: the host may share instances between sessions.
+impl exports::wasmtpd::plugin::stateless::Guest for Proxy {
+    fn keeps_no_session_state() -> bool {
+        true
     }
 }
 

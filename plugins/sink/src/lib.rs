@@ -1,7 +1,19 @@
 //! Accepts every message and keeps none: postfix's smtp-sink as a plugin, for benchmarks
 //! and for measuring the cost of a plugin call.
 
-wit_bindgen::generate!({ path: "../../wit", world: "plugin", generate_all });
+wit_bindgen::generate!({
+    path: "../../wit",
+    inline: "
+        package wasmtpd:sink;
+        world sink {
+            include wasmtpd:plugin/plugin@0.1.0;
+            export wasmtpd:plugin/stateless@0.1.0;
+        }
+    ",
+    world: "wasmtpd:sink/sink",
+    // The wasmtpd:plugin interfaces come from ../wit, not from the inline world.
+    generate_all,
+});
 
 use exports::wasmtpd::plugin::handler::Guest;
 use wasmtpd::plugin::types::Peer;
@@ -18,6 +30,13 @@ impl Guest for Sink {
         _rcpt_options: Vec<String>,
     ) -> Option<String> {
         None
+    }
+}
+
+/// Nothing is kept between calls: the host may share instances between sessions.
+impl exports::wasmtpd::plugin::stateless::Guest for Sink {
+    fn keeps_no_session_state() -> bool {
+        true
     }
 }
 

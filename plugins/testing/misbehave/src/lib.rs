@@ -6,7 +6,7 @@
 //! `alloc` (asks for 1 GiB: the memory cap), `malformed` (answers a reply with no code),
 //! `crlf` (answers a reply with a CRLF inside), `escape` (answers a reply with terminal
 //! escapes inside), `print` (prints to stdout and stderr, then
-//! accepts), `count` (accepts, and answers `250 2.0.0 message N of this session`),
+//! accepts), `count` (accepts, and answers `250 2.0.0 call N of this instance`),
 //! `read-file` (reads the file its `path` setting names, `/etc/passwd` by default, and says
 //! how it went in its reply), `connect` (opens a TCP connection to its `target` setting and
 //! says how it went), `env` (answers with the environment it sees), `relay-inject` (asks
@@ -17,6 +17,9 @@
 //! [`kv_ops`], and answers their results), `http` (sends `method` (GET by default) to its
 //! `authority` and `path` settings, with `body` if set, and answers the status and body
 //! or the error).
+//!
+//! With the setting `stateless = true` it declares that it keeps no session state (the
+//! WIT's `stateless`), which `count` then shows is not so.
 
 wit_bindgen::generate!({
     path: "../../../wit",
@@ -25,6 +28,7 @@ wit_bindgen::generate!({
         world misbehave {
             include wasmtpd:plugin/plugin@0.1.0;
             export wasmtpd:plugin/rcpt-hook@0.1.0;
+            export wasmtpd:plugin/stateless@0.1.0;
         }
     ",
     world: "wasmtpd:misbehave/misbehave",
@@ -43,8 +47,9 @@ use wasmtpd::plugin::types::Peer;
 
 struct Misbehave;
 
-/// Messages seen by this instance: one instance per session, so this counts per session.
-static MESSAGES: AtomicU32 = AtomicU32::new(0);
+/// Calls `count` answered in this instance: per session, unless the plugin says it is
+/// stateless.
+static CALLS: AtomicU32 = AtomicU32::new(0);
 
 fn misbehave(stage: &str) -> Option<String> {
     if host::get_setting("stage").as_deref().unwrap_or("data") != stage {
@@ -145,8 +150,8 @@ fn misbehave(stage: &str) -> Option<String> {
             )
         }
         "count" => {
-            let n = MESSAGES.fetch_add(1, Ordering::Relaxed) + 1;
-            Some(format!("250 2.0.0 message {n} of this session"))
+            let n = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
+            Some(format!("250 2.0.0 call {n} of this instance"))
         }
         _ => None,
     }
@@ -168,6 +173,12 @@ impl Handler for Misbehave {
         _rcpt_options: Vec<String>,
     ) -> Option<String> {
         misbehave("data")
+    }
+}
+
+impl exports::wasmtpd::plugin::stateless::Guest for Misbehave {
+    fn keeps_no_session_state() -> bool {
+        host::get_setting("stateless").is_some_and(|v| v == "true")
     }
 }
 

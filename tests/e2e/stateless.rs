@@ -1,0 +1,75 @@
+//! A plugin that declares it keeps no session state (the WIT's `stateless`) has its
+//! instances shared by its chain's sessions, never across tenants; one that does not
+//! keeps an instance a session. The misbehave plugin's `count` mode shows which instance
+//! answered: it counts the calls its instance has taken.
+
+use crate::raw::RawClient;
+use crate::server::{Server, plugin_path};
+
+const MESSAGE: &str = "Subject: t\r\n\r\nbody\r\n";
+
+fn counter(name: &str, stage: &str, stateless: bool) -> String {
+    format!(
+        "[plugin.{name}]\nsource = \"{}\"\n[plugin.{name}.settings]\nmode = \"count\"\nstage = \"{stage}\"\nstateless = \"{stateless}\"\n",
+        plugin_path("misbehave")
+    )
+}
+
+/// One session, one message: the reply.
+fn one_message(addr: std::net::SocketAddr) -> String {
+    let mut client = RawClient::ehlo(addr);
+    let reply = client.send_message(MESSAGE);
+    client.expect("QUIT", "221");
+    reply
+}
+
+#[test]
+fn a_stateless_plugins_instance_serves_one_session_after_another() {
+    let server = Server::with_config(&counter("counter", "data", true), &["counter"]);
+    for n in 1..=3 {
+        let reply = one_message(server.addr);
+        assert!(
+            reply.starts_with(&format!("250 2.0.0 call {n} of this instance")),
+            "{n}: {reply}"
+        );
+    }
+}
+
+#[test]
+fn a_plugin_that_keeps_state_gets_a_fresh_instance_each_session() {
+    let server = Server::with_config(&counter("counter", "data", false), &["counter"]);
+    for _ in 0..3 {
+        let reply = one_message(server.addr);
+        assert!(reply.starts_with("250 2.0.0 call 1 of this instance"), "{reply}");
+    }
+}
+
+#[test]
+fn a_stateless_plugins_hooks_go_to_whichever_instance_is_free() {
+    let server = Server::with_config(&counter("counter", "rcpt", true), &["counter"]);
+    let mut first = RawClient::ehlo(server.addr);
+    let mut second = RawClient::ehlo(server.addr);
+    first.expect("MAIL FROM:<a@example.org>", "250");
+    second.expect("MAIL FROM:<a@example.org>", "250");
+    // One call at a time: each goes to the one idle instance, whichever session asks.
+    first.expect("RCPT TO:<x@example.com>", "250 2.0.0 call 1 of this instance");
+    second.expect("RCPT TO:<y@example.com>", "250 2.0.0 call 2 of this instance");
+    first.expect("RCPT TO:<z@example.com>", "250 2.0.0 call 3 of this instance");
+}
+
+#[test]
+fn tenants_never_share_an_instance() {
+    let config = format!(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\ntenant = \"a\"\nplugins = [\"counter\"]\n\
+         [[listener]]\naddress = \"127.0.0.1:0\"\ntenant = \"b\"\nplugins = [\"counter\"]\n{}",
+        counter("counter", "data", true)
+    );
+    let mut server = Server::from_config(&config);
+    let [a, b] = server.addresses(2)[..] else {
+        panic!("two listeners")
+    };
+    assert!(one_message(a).starts_with("250 2.0.0 call 1 of this instance"));
+    assert!(one_message(b).starts_with("250 2.0.0 call 1 of this instance"));
+    assert!(one_message(a).starts_with("250 2.0.0 call 2 of this instance"));
+    assert!(one_message(b).starts_with("250 2.0.0 call 2 of this instance"));
+}
