@@ -43,11 +43,11 @@ def cpu_split(pin):
 
 
 class Server:
-    def __init__(self, name, argv, port, cpus):
+    def __init__(self, name, argv, port, cpus, seconds=30):
         self.name, self.port = name, port
         pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=pin)
-        wait_greeting(port, self.proc, name)
+        wait_greeting(port, self.proc, name, seconds)
 
     def rss_kib(self):
         with open(f"/proc/{self.proc.pid}/status") as f:

@@ -8,6 +8,14 @@ export const rcptHook = {
   },
 };
 
+// Nothing is kept between calls: the host may share this plugin's instances between
+// sessions instead of starting a JavaScript engine for each.
+export const stateless = {
+  keepsNoSessionState() {
+    return true;
+  },
+};
+
 export const handler = {
   processMessage(peer, mailFrom, rcptTos, data, mailOptions, rcptOptions) {
     log("info", `message from ${peer.ip} for ${rcptTos.length} recipient(s), ${data.length} octets`);

@@ -33,6 +33,14 @@ class Handler(exports.Handler):
         return None
 
 
+class Stateless(exports.Stateless):
+    """Nothing is kept between calls: the host may share this plugin's instances between
+    sessions instead of starting CPython for each."""
+
+    def keeps_no_session_state(self) -> bool:
+        return True
+
+
 class MailHook(exports.MailHook):
     def on_mail(self, mail_from: str, options: List[str]) -> Optional[str]:
         host.log(host.Level.INFO, f"sender {mail_from or '<>'}")

@@ -57,6 +57,16 @@ pub struct Cli {
     /// --deliver's envelope recipient (repeatable).
     #[arg(long, value_name = "ADDRESS", requires = "deliver")]
     pub to: Vec<String>,
+
+    /// Instead of serving: compile each .wasm component into the compiled-component cache
+    /// and exit (0 if all compiled). A server that loads them later starts at once.
+    #[arg(long, value_name = "FILE", num_args = 1.., conflicts_with = "deliver")]
+    pub compile: Vec<PathBuf>,
+
+    /// The compiled-component cache; default the configuration's cache_dir, else
+    /// ~/.cache/wasmtpd.
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl Cli {
@@ -103,6 +113,9 @@ impl Cli {
         }
         if let Some(size) = self.max_message_size {
             config.limits.max_message_size = size;
+        }
+        if let Some(dir) = &self.cache_dir {
+            config.cache_dir = Some(dir.clone());
         }
         config.check()?;
         Ok(config)

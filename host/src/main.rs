@@ -18,7 +18,7 @@ use wasmtpd::message_room::MessageRoom;
 use wasmtpd::metrics::Registry;
 use wasmtpd::metrics_http;
 use wasmtpd::plugin::engine::default_cache_dir;
-use wasmtpd::plugin::{EngineOptions, PluginEngine, output};
+use wasmtpd::plugin::{EngineOptions, PluginEngine, compile, output};
 use wasmtpd::reload::{self, FileWatcher};
 use wasmtpd::service::Service;
 use wasmtpd::signals::{Signal, Signals};
@@ -64,7 +64,28 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Some(file) = &cli.deliver {
         return deliver_file(&cli, file, &config, &engine).await;
     }
+    if !cli.compile.is_empty() {
+        return compile_files(&cli.compile, &engine);
+    }
     serve(cli, config, engine).await.map(|()| ExitCode::SUCCESS)
+}
+
+/// `--compile`: each file into the cache, one log line each; exit 1 at the first failure.
+fn compile_files(files: &[std::path::PathBuf], engine: &PluginEngine) -> anyhow::Result<ExitCode> {
+    let Some(cache) = &engine.cache_dir else {
+        anyhow::bail!("--compile needs a cache to compile into, and cache_dir is \"\"");
+    };
+    for file in files {
+        let started = Instant::now();
+        compile::compile_file(engine, file)?;
+        tracing::info!(
+            "compiled {} into {} in {} ms",
+            file.display(),
+            cache.display(),
+            started.elapsed().as_millis()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `--deliver`: the dialogue on stderr, plugins' stdout on stdout; exit 0 if the message

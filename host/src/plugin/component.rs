@@ -7,14 +7,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use wasmtime::component::{Component, Instance, InstancePre};
+use wasmtime::component::{Instance, InstancePre};
 use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::ClosedInputStream;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 use wasmtime_wasi_http::WasiHttpCtx;
 
-use super::WasmtimeResultExt;
 use super::bindings::{handler, recipient_handler, stateless};
+use super::compile;
 use super::engine::PluginEngine;
 use super::epoch::EpochClock;
 use super::exports::{HookGuests, HookIndices, find_export, interface_name};
@@ -122,12 +122,12 @@ impl Plugin {
             }
         };
         let version = content_hash(&bytes);
-        // Compiling takes a while on a cache miss: keep it off the runtime's threads.
-        let compile_engine = engine.engine.clone();
-        let component = tokio::task::spawn_blocking(move || Component::new(&compile_engine, &bytes))
+        let path = match &spec.source {
+            Source::File(path) => Some(path.as_path()),
+            Source::BuiltIn(..) => None,
+        };
+        let component = compile::compile(engine, bytes, path)
             .await
-            .context("the compiler thread failed")?
-            .anyhow()
             .with_context(|| format!("{}: not a valid component", context()))?;
         let pre = engine
             .linker

@@ -28,6 +28,8 @@ pub struct EngineOptions {
 
 pub struct PluginEngine {
     pub engine: Engine,
+    /// Where compiled components are cached, if anywhere.
+    pub cache_dir: Option<PathBuf>,
     pub linker: Linker<PluginState>,
     /// Advances the epoch while guests run.
     pub clock: Arc<EpochClock>,
@@ -82,7 +84,12 @@ impl PluginEngine {
         HostSide::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)
             .anyhow()
             .context("host imports")?;
-        Ok(PluginEngine { engine, linker, clock })
+        Ok(PluginEngine {
+            engine,
+            cache_dir: options.cache_dir.clone(),
+            linker,
+            clock,
+        })
     }
 }
 

@@ -8,6 +8,7 @@ pub mod breaker;
 pub mod builtin;
 pub mod catalog;
 pub mod chain;
+pub mod compile;
 pub mod component;
 pub mod edits;
 pub mod engine;
