@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use wasmtpd::config::Config;
 use wasmtpd::handler::{Handlers, Message, Verdict};
+use wasmtpd::plugin::share::TenantShare;
 use wasmtpd::plugin::{EngineOptions, Plugin, PluginChain, PluginEngine, catalog};
 use wasmtpd_protocol::Address;
 
@@ -179,7 +180,11 @@ async fn capabilities(engine: &PluginEngine, picked: &impl Fn(&str) -> bool) -> 
 
 async fn bench_plugin(plugin: Arc<Plugin>, name: &str, size: usize, rounds: u32) -> anyhow::Result<()> {
     // The chain as a session uses it: a new session instantiates on its first message.
-    let chain = PluginChain::new(vec![plugin], Arc::default(), Arc::new(tokio::sync::Semaphore::new(1)));
+    let chain = PluginChain::new(
+        vec![plugin],
+        Arc::default(),
+        Arc::new(TenantShare::new(Some(1), Some(0))),
+    );
     let message = Arc::new(message(size));
     let accept = |verdict: Verdict| match verdict {
         Verdict::Continue => Ok(()),

@@ -82,6 +82,7 @@ impl Cli {
             tenant: None,
             route_by_domain: false,
             max_concurrent_calls: None,
+            max_cpu_ms_per_second: None,
             plugins: None,
             tls: None,
             proxy_protocol: None,

@@ -343,6 +343,9 @@ pub struct ListenerConfig {
     /// tenant's share (see [`TenantConfig::max_concurrent_calls`]) when it names a
     /// `[[tenant]]`, else a share of its own.
     pub max_concurrent_calls: Option<usize>,
+    /// CPU milliseconds a second this listener's own chain's plugins may use; shared with
+    /// its tenant and defaulted as [`TenantConfig::max_cpu_ms_per_second`].
+    pub max_cpu_ms_per_second: Option<u64>,
     /// `[listener.tls]`: offer STARTTLS with this certificate, or speak TLS from the
     /// first byte (`implicit = true`).
     pub tls: Option<TlsConfig>,
@@ -409,6 +412,10 @@ pub struct TenantConfig {
     /// wait their turn); by default half the plugin threads, so that no tenant can take
     /// all of them.
     pub max_concurrent_calls: Option<usize>,
+    /// CPU milliseconds a second this tenant's plugins may use, on all its chains; past
+    /// it, its calls pause (its clients are slowed, none refused). By default half the
+    /// plugin threads' time; 0 for no cap.
+    pub max_cpu_ms_per_second: Option<u64>,
     #[serde(default)]
     pub limits: TenantLimits,
     /// The Maildir where messages its plugins quarantine go.

@@ -5,8 +5,6 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use tokio::sync::Semaphore;
-
 use crate::admission::TenantCap;
 use crate::config::{Config, ListenerConfig};
 use crate::handler::Handlers;
@@ -15,7 +13,8 @@ use crate::message_room::MessageRoom;
 use crate::metrics::Registry;
 use crate::plugin::catalog::Chains;
 use crate::plugin::router::{Tenant, TenantRouter};
-use crate::plugin::{Plugin, PluginChain, share};
+use crate::plugin::share::TenantShare;
+use crate::plugin::{Plugin, PluginChain};
 
 /// The listeners' contexts, in the configuration's order.
 pub fn build(
@@ -38,15 +37,15 @@ pub fn build(
         .collect()
 }
 
-/// Each tenant's share of the plugin threads: its calls at once, on all its chains
-/// together (its routed recipients' and its own listeners').
-fn tenant_shares(config: &Config) -> HashMap<String, Arc<Semaphore>> {
+/// Each tenant's share of the plugin threads: its calls at once and its CPU time, on all
+/// its chains together (its routed recipients' and its own listeners').
+fn tenant_shares(config: &Config) -> HashMap<String, Arc<TenantShare>> {
     config
         .tenants
         .iter()
         .map(|t| {
-            let calls = t.max_concurrent_calls.unwrap_or_else(share::default_concurrent_calls);
-            (t.name.clone(), Arc::new(Semaphore::new(calls.max(1))))
+            let share = TenantShare::new(t.max_concurrent_calls, t.max_cpu_ms_per_second);
+            (t.name.clone(), Arc::new(share))
         })
         .collect()
 }
@@ -55,7 +54,7 @@ fn tenant_shares(config: &Config) -> HashMap<String, Arc<Semaphore>> {
 fn tenants(
     config: &Config,
     chains: Vec<Vec<Arc<Plugin>>>,
-    shares: &HashMap<String, Arc<Semaphore>>,
+    shares: &HashMap<String, Arc<TenantShare>>,
     metrics: &Registry,
 ) -> Vec<Tenant> {
     config
@@ -64,12 +63,12 @@ fn tenants(
         .zip(chains)
         .map(|(t, chain)| {
             let metrics = metrics.tenant(&t.name);
-            let calls = Arc::clone(&shares[&t.name]);
+            let share = Arc::clone(&shares[&t.name]);
             Tenant {
                 name: t.name.clone(),
                 domains: t.domains.iter().map(|d| d.to_ascii_lowercase()).collect(),
                 chain: Arc::new(
-                    PluginChain::new(chain, Arc::clone(&metrics), calls)
+                    PluginChain::new(chain, Arc::clone(&metrics), share)
                         .with_quarantine(t.quarantine.as_deref())
                         .with_tenant(Some(&t.name)),
                 ),
@@ -86,21 +85,22 @@ fn listener_context(
     chain: Vec<Arc<Plugin>>,
     access: Access,
     tenants: &[Tenant],
-    shares: &HashMap<String, Arc<Semaphore>>,
+    shares: &HashMap<String, Arc<TenantShare>>,
     metrics: &Registry,
 ) -> ListenerContext {
     let tenant = listener.tenant.clone().unwrap_or_else(|| listener.address.to_string());
     let metrics = metrics.tenant(&tenant);
-    // A listener of a configured tenant shares the tenant's calls, unless it sets its own.
-    let calls = match (listener.max_concurrent_calls, shares.get(&tenant)) {
-        (None, Some(tenants)) => Arc::clone(tenants),
-        (own, _) => {
-            let calls = own.unwrap_or_else(share::default_concurrent_calls);
-            Arc::new(Semaphore::new(calls.max(1)))
-        }
+    // A listener of a configured tenant shares the tenant's share, unless it sets its own.
+    let share = match (
+        listener.max_concurrent_calls,
+        listener.max_cpu_ms_per_second,
+        shares.get(&tenant),
+    ) {
+        (None, None, Some(tenants)) => Arc::clone(tenants),
+        (calls, cpu, _) => Arc::new(TenantShare::new(calls, cpu)),
     };
     let own = Arc::new(
-        PluginChain::new(chain, Arc::clone(&metrics), calls)
+        PluginChain::new(chain, Arc::clone(&metrics), share)
             .with_quarantine(config.quarantine_of(listener))
             .with_tenant(listener.tenant.as_deref()),
     );

@@ -8,13 +8,14 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use tokio::io::{AsyncWriteExt, DuplexStream};
-use tokio::sync::Semaphore;
+
 use tokio_util::sync::CancellationToken;
 use wasmtpd_protocol::{ServerReply, data_to_send};
 
 use crate::config::Config;
 use crate::listener::{Access, ListenerContext};
 use crate::metrics::Registry;
+use crate::plugin::share::TenantShare;
 use crate::plugin::{PluginChain, PluginEngine, catalog};
 use crate::reply_reader::ReplyReader;
 use crate::session::Session;
@@ -53,8 +54,12 @@ pub async fn deliver(
     let chain = chains.listeners.into_iter().next().expect("a chain for each listener");
     let metrics = Registry::default().tenant("deliver");
     let handlers = Arc::new(
-        PluginChain::new(chain, Arc::clone(&metrics), Arc::new(Semaphore::new(1)))
-            .with_quarantine(config.quarantine_of(listener)),
+        PluginChain::new(
+            chain,
+            Arc::clone(&metrics),
+            Arc::new(TenantShare::new(Some(1), Some(0))),
+        )
+        .with_quarantine(config.quarantine_of(listener)),
     );
     let ctx = ListenerContext::new(
         "deliver".into(),

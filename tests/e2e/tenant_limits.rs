@@ -1,6 +1,6 @@
 //! A tenant's own limits: message size, recipients and sessions at once on the listeners
 //! that name it, the same size and recipient limits for its recipients on a shared
-//! listener, and a plugin that keeps failing put to rest.
+//! listener, a plugin that keeps failing put to rest, and its CPU share.
 
 use std::time::{Duration, Instant};
 
@@ -104,4 +104,29 @@ fn a_plugin_that_keeps_failing_rests_and_others_are_not_slowed() {
     let asked = Instant::now();
     assert!(other.send_message("x\r\n").starts_with("250"));
     assert!(asked.elapsed() < Duration::from_millis(900), "{:?}", asked.elapsed());
+}
+
+#[test]
+fn a_tenant_over_its_cpu_share_is_slowed_never_refused() {
+    // Each message costs 30 million turns of a loop: 18 ms of CPU here, at least 6 ms
+    // on any machine. Four of them at 20 ms of CPU a second (with a 2 ms burst) take at
+    // least (24 - 2) / 20 = 1.1 s of pauses; unthrottled they take 0.1 s here.
+    let config = format!(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\ntenant = \"busy\"\n\
+         [[tenant]]\nname = \"busy\"\nplugins = [\"work\"]\nmax_cpu_ms_per_second = 20\n\
+         [plugin.work]\nsource = \"{}\"\ntime_budget_ms = 300\n\
+         [plugin.work.settings]\nmode = \"compute\"\nsteps = \"30000000\"\n",
+        crate::server::plugin_path("misbehave")
+    );
+    let server = Server::from_config(&config);
+    let mut client = RawClient::ehlo(server.addr);
+    let started = Instant::now();
+    for n in 0..4 {
+        // Paused for its share, a call outlasts its 300 ms budget and still answers:
+        // pauses for the share do not count against it.
+        let reply = client.send_message("Subject: work\r\n\r\nwork\r\n");
+        assert!(reply.starts_with("250 2.0.0"), "message {n}: {reply}");
+    }
+    let took = started.elapsed();
+    assert!(took >= Duration::from_secs(1), "four messages in {took:?}: not slowed");
 }

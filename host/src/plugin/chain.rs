@@ -9,7 +9,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::Semaphore;
 use wasmtpd_protocol::replies;
 
 use super::bindings::Peer;
@@ -19,7 +18,7 @@ use super::edits::Edited;
 use super::instance::{CallAnswer, CallResult, MessageResult, PluginInstance, instance_survives};
 use super::quarantine;
 use super::recipients::{Recipients, fill, one_for_all};
-use super::share;
+use super::share::{self, TenantShare};
 use super::warm::WarmInstances;
 use crate::config::MessagePart;
 use crate::handler::{
@@ -39,8 +38,8 @@ const RESTING_REPLY_DELAY: Duration = Duration::from_secs(1);
 pub struct PluginChain {
     plugins: Vec<Arc<Plugin>>,
     metrics: Arc<TenantMetrics>,
-    /// The tenant's share of the plugin threads: calls beyond it wait.
-    calls: Arc<Semaphore>,
+    /// The tenant's share of the plugin threads: calls beyond it wait, and its CPU time.
+    share: Arc<TenantShare>,
     /// One per plugin (in the chain's order) and entry point: a plugin that fails at the
     /// end of DATA but answers its RCPT hook still rests at the end of DATA.
     breakers: Arc<Vec<[Breaker; ENTRY_POINTS]>>,
@@ -67,8 +66,8 @@ impl PluginChain {
         self
     }
 
-    /// `calls` is the tenant's share of the plugin threads, shared by all its chains.
-    pub fn new(plugins: Vec<Arc<Plugin>>, metrics: Arc<TenantMetrics>, calls: Arc<Semaphore>) -> PluginChain {
+    /// `share` is the tenant's share of the plugin threads, shared by all its chains.
+    pub fn new(plugins: Vec<Arc<Plugin>>, metrics: Arc<TenantMetrics>, share: Arc<TenantShare>) -> PluginChain {
         let breakers = plugins
             .iter()
             .map(|p| std::array::from_fn(|_| Breaker::new(p.time_budget)))
@@ -81,7 +80,7 @@ impl PluginChain {
             warm,
             plugins,
             metrics,
-            calls,
+            share,
             breakers: Arc::new(breakers),
             quarantine: None,
             namespace: None,
@@ -94,7 +93,7 @@ impl Handlers for PluginChain {
         Box::new(ChainSession {
             plugins: self.plugins.clone(),
             metrics: Arc::clone(&self.metrics),
-            calls: Arc::clone(&self.calls),
+            share: Arc::clone(&self.share),
             breakers: Arc::clone(&self.breakers),
             instances: self.plugins.iter().map(|_| None).collect(),
             facts: Arc::default(),
@@ -123,7 +122,7 @@ struct ChainSession {
     /// The chain as it was when the session started: a reload does not change it.
     plugins: Vec<Arc<Plugin>>,
     metrics: Arc<TenantMetrics>,
-    calls: Arc<Semaphore>,
+    share: Arc<TenantShare>,
     breakers: Arc<Vec<[Breaker; ENTRY_POINTS]>>,
     instances: Vec<Option<PluginInstance>>,
     peer: Peer,
@@ -172,7 +171,7 @@ impl ChainSession {
     /// once the chain's share of the runtime's threads has room.
     async fn call(&mut self, index: usize, call: Call<'_>) -> MessageResult {
         let plugin = Arc::clone(&self.plugins[index]);
-        let Ok(turn) = self.calls.acquire().await else {
+        let Ok(turn) = self.share.calls.acquire().await else {
             return Err(PluginFailure::new(PluginError::Other, "the plugin chain was closed"));
         };
         // Asked once the turn has come: the breaker may have opened meanwhile.
@@ -212,7 +211,7 @@ impl ChainSession {
         };
         let result = match result {
             Ok(mut instance) => {
-                instance.learn(&self.facts);
+                instance.learn(&self.facts, &self.share);
                 let result = match call {
                     Call::Hook(hook) => instance.hook(hook, &self.peer).await.map(CallAnswer::One),
                     Call::Message(message, rcpt_tos) => {

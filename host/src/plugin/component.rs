@@ -231,6 +231,7 @@ impl Plugin {
             info: Arc::clone(&self.info),
             // Start functions run under the same budget as calls.
             clock: CallClock::start(Instant::now(), self.time_budget),
+            share: None,
             wasi,
             table: Default::default(),
             memory: MemoryCap::new(self.memory_limit),
@@ -253,9 +254,15 @@ impl Plugin {
         // At every epoch tick a running guest yields or pauses (see `pacing`), so that a
         // plugin that loops shares its thread with other sessions until its budget ends.
         store.epoch_deadline_callback(|mut store| {
-            Ok(match store.data_mut().clock.tick(Instant::now()) {
+            let state = store.data_mut();
+            let budget = state.share.as_ref().and_then(|share| share.cpu.as_ref());
+            Ok(match state.clock.tick(Instant::now(), budget) {
                 Step::Interrupt => UpdateDeadline::Interrupt,
-                Step::Yield => UpdateDeadline::Yield(1),
+                // Not `Yield`, whose wake puts the call first in line again (tokio's LIFO
+                // slot) before the runtime looks at its sockets: on one worker thread a
+                // tenant computing 9 ms a message left another 69 messages a second of
+                // 18,000. `yield_now` goes behind the I/O that is ready.
+                Step::Yield => UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())),
                 Step::Pause(pause) => UpdateDeadline::YieldCustom(1, Box::pin(tokio::time::sleep(pause))),
             })
         });

@@ -2,12 +2,13 @@
 //! [`EPOCH_TICK`] by a thread of its own, so that a guest spinning on a runtime thread
 //! cannot starve the clock that ends it.
 //!
-//! It ticks only while guest code runs (a call, or an instance starting). Most calls last
-//! microseconds, so the thread looks every [`WATCH`] whether one is running, and ticks
-//! only then: a guest that computes is stopped at its first tick within `WATCH` plus a
-//! tick, then at every tick. A server whose plugins answer fast is not woken a thousand
-//! times a second (at 1,400 messages a second that cost 10 µs of CPU a message), and one
-//! with no calls at all for [`DEEP_IDLE`] sleeps until the next one starts.
+//! It ticks only while guests compute. Most calls last microseconds, so the thread looks
+//! every [`WATCH`] whether one is running; once a look finds one, it ticks every
+//! [`EPOCH_TICK`] for [`LINGER`] after the last look that did. A plugin that computes is
+//! found within `WATCH` and from then on stopped at every tick, its next calls too; a
+//! server whose plugins answer fast is not woken a thousand times a second (at 1,400
+//! messages a second that cost 10 µs of CPU a message); and one with no calls at all for
+//! [`DEEP_IDLE`] sleeps until the next one starts.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -20,6 +21,9 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// How often the thread looks for a running guest when it saw none at its last look.
 pub const WATCH: Duration = Duration::from_millis(10);
+
+/// How long the clock goes on ticking after a look last found a guest running.
+pub const LINGER: Duration = Duration::from_millis(100);
 
 /// Without a guest for this long, the thread sleeps until one starts: while calls keep
 /// coming, starting one does not cost a wake-up.
@@ -68,18 +72,21 @@ impl EpochClock {
         std::thread::Builder::new()
             .name("wasmtpd-epoch".into())
             .spawn(move || {
-                // When a guest was last seen; none yet: asleep until the first.
-                let mut busy: Option<Instant> = None;
+                // When a look last found a guest running; none yet: asleep until the first.
+                let mut seen: Option<Instant> = None;
                 loop {
                     if ticking.running.load(Ordering::SeqCst) > 0 {
+                        seen = Some(Instant::now());
+                    }
+                    let since = seen.map(|at| at.elapsed());
+                    if since.is_some_and(|s| s < LINGER) {
                         // A tick's length after the guest was seen, not at once: a short
                         // call then runs through without being stopped to yield.
                         std::thread::sleep(EPOCH_TICK);
                         if !advance() {
                             return;
                         }
-                        busy = Some(Instant::now());
-                    } else if busy.is_some_and(|seen| seen.elapsed() < DEEP_IDLE) {
+                    } else if since.is_some_and(|s| s < DEEP_IDLE) {
                         std::thread::sleep(WATCH);
                     } else {
                         ticking.wait_for_guests();
@@ -87,7 +94,7 @@ impl EpochClock {
                         if ticking.running.load(Ordering::SeqCst) == 0 && Arc::strong_count(&ticking) == 1 {
                             return;
                         }
-                        busy = Some(Instant::now());
+                        seen = Some(Instant::now());
                     }
                 }
             })
@@ -140,7 +147,7 @@ mod tests {
         assert!(while_running >= 5, "{while_running} ticks in 50 ms of guest code");
 
         drop(running);
-        std::thread::sleep(EPOCH_TICK * 2);
+        std::thread::sleep(LINGER + WATCH * 2);
         let stopped = ticks.load(Ordering::Relaxed);
         std::thread::sleep(Duration::from_millis(50));
         assert_eq!(

@@ -14,6 +14,7 @@ use super::edits::{Edited, Edits};
 use super::exports::HookGuests;
 use super::output::{self, OutputTarget};
 use super::pacing::CallClock;
+use super::share::TenantShare;
 use super::state::PluginState;
 use crate::handler::{Message, PluginError, PluginFailure, SessionFacts, checked_reply};
 use crate::hook::Hook;
@@ -69,11 +70,15 @@ impl PluginInstance {
         }
     }
 
-    /// What the session learnt, for the `session` import to tell.
-    pub fn learn(&mut self, facts: &Arc<SessionFacts>) {
+    /// What the session learnt, for the `session` import to tell, and the tenant share
+    /// its calls are charged to.
+    pub fn learn(&mut self, facts: &Arc<SessionFacts>, share: &Arc<TenantShare>) {
         let state = self.store.data_mut();
         if !Arc::ptr_eq(&state.facts, facts) {
             state.facts = Arc::clone(facts);
+        }
+        if !state.share.as_ref().is_some_and(|own| Arc::ptr_eq(own, share)) {
+            state.share = Some(Arc::clone(share));
         }
     }
 

@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod chain;
 pub mod compile;
 pub mod component;
+pub mod cpu_budget;
 pub mod edits;
 pub mod engine;
 pub mod epoch;

@@ -18,6 +18,7 @@ use super::keyvalue::KvGrant;
 use super::memory_cap::MemoryCap;
 use super::output::Capture;
 use super::pacing::CallClock;
+use super::share::TenantShare;
 use crate::dns::{Dns, DnsError, Kind};
 use crate::handler::SessionFacts;
 use crate::relay::{self, Envelope, Timeouts};
@@ -46,6 +47,8 @@ pub struct PluginState {
     pub info: Arc<PluginInfo>,
     /// The call in progress: its deadline and how long it has computed.
     pub clock: CallClock,
+    /// The share of the tenant whose call is in progress, which its CPU time is charged to.
+    pub share: Option<Arc<TenantShare>>,
     pub wasi: WasiCtx,
     pub table: ResourceTable,
     pub memory: MemoryCap,

@@ -3,6 +3,7 @@
 //! plugin does, the client gets a `451` and the server keeps serving.
 //!
 //! Modes: `trap` (panics: a wasm trap), `loop` (never returns: the time budget),
+//! `compute` (turns a loop `steps` times, 15 million by default, then accepts: a busy tenant),
 //! `alloc` (asks for 1 GiB: the memory cap), `malformed` (answers a reply with no code),
 //! `crlf` (answers a reply with a CRLF inside), `escape` (answers a reply with terminal
 //! escapes inside), `print` (prints to stdout and stderr, then
@@ -64,6 +65,19 @@ fn misbehave(stage: &str) -> Option<String> {
             loop {
                 n = std::hint::black_box(n.wrapping_add(1));
             }
+        }
+        "compute" => {
+            // Legitimate work, not a fault: `steps` turns of a loop (15 million by
+            // default, about 15 ms here), then accepts. A fixed amount of work, not a
+            // wall-clock wait: a call the host pauses takes longer.
+            let steps: u64 = host::get_setting("steps")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(15_000_000);
+            let mut n: u64 = 0;
+            for _ in 0..steps {
+                n = std::hint::black_box(n.wrapping_add(1));
+            }
+            None
         }
         "alloc" => {
             let big = vec![1u8; 1 << 30];
