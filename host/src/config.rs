@@ -343,8 +343,9 @@ pub struct ListenerConfig {
     /// tenant's share (see [`TenantConfig::max_concurrent_calls`]) when it names a
     /// `[[tenant]]`, else a share of its own.
     pub max_concurrent_calls: Option<usize>,
-    /// CPU milliseconds a second this listener's own chain's plugins may use; shared with
-    /// its tenant and defaulted as [`TenantConfig::max_cpu_ms_per_second`].
+    /// CPU milliseconds a second this listener's own chain's plugins may use, defaulted as
+    /// [`TenantConfig::max_cpu_ms_per_second`]. A listener that sets this or
+    /// `max_concurrent_calls` gets a share of its own (both caps), not its tenant's.
     pub max_cpu_ms_per_second: Option<u64>,
     /// `[listener.tls]`: offer STARTTLS with this certificate, or speak TLS from the
     /// first byte (`implicit = true`).

@@ -229,6 +229,17 @@ fn plugin_instances(config: &Config) -> u32 {
         .map(|l| config.chain_of(l).len() + if l.route_by_domain { tenant_plugins } else { 0 })
         .max()
         .unwrap_or(1);
-    let wanted = config.limits.max_connections.saturating_mul(per_session).max(16);
+    // And the instances stateless plugins keep between calls: as many as the runtime has
+    // threads, for each plugin of each chain.
+    let chains = config.listeners.len() + config.tenants.len();
+    let warm = chains
+        .saturating_mul(per_session)
+        .saturating_mul(wasmtpd::plugin::share::threads());
+    let wanted = config
+        .limits
+        .max_connections
+        .saturating_mul(per_session)
+        .saturating_add(warm)
+        .max(16);
     u32::try_from(wanted).unwrap_or(u32::MAX)
 }

@@ -5,6 +5,7 @@
 //! handles are made once and kept, so that counting costs an atomic add, not a lookup.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -114,6 +115,7 @@ pub struct TenantMetrics {
     plugin_errors: [Counter; PluginError::ALL.len()],
     /// By stage: each hook in [`HookKind::ALL`]'s order, then the message.
     plugin_calls: Vec<Histogram>,
+    plugin_throttled: Counter<f64, AtomicU64>,
 }
 
 impl TenantMetrics {
@@ -134,6 +136,13 @@ impl TenantMetrics {
         let index = stage.map_or(HookKind::COUNT, HookKind::index);
         self.plugin_calls[index].observe(took.as_secs_f64());
     }
+
+    /// A plugin call was paused this long for the tenant's CPU share.
+    pub fn plugin_throttled(&self, paused: Duration) {
+        if !paused.is_zero() {
+            self.plugin_throttled.inc_by(paused.as_secs_f64());
+        }
+    }
 }
 
 impl Default for TenantMetrics {
@@ -148,6 +157,7 @@ struct Families {
     messages: Family<OutcomeLabels, Counter>,
     plugin_errors: Family<ErrorLabels, Counter>,
     plugin_calls: Family<StageLabels, Histogram, CallBuckets>,
+    plugin_throttled: Family<TenantLabels, Counter<f64, AtomicU64>>,
 }
 
 impl Default for Families {
@@ -157,6 +167,7 @@ impl Default for Families {
             messages: Family::default(),
             plugin_errors: Family::default(),
             plugin_calls: Family::new_with_constructor(CallBuckets),
+            plugin_throttled: Family::default(),
         }
     }
 }
@@ -189,6 +200,9 @@ impl Families {
                     self.plugin_calls.get_or_create_owned(&labels)
                 })
                 .collect(),
+            plugin_throttled: self
+                .plugin_throttled
+                .get_or_create_owned(&TenantLabels { tenant: tenant() }),
         }
     }
 }
@@ -222,6 +236,11 @@ impl Default for Registry {
             "wasmtpd_plugin_call_seconds",
             "Time spent in plugin calls, instantiation included, by stage",
             families.plugin_calls.clone(),
+        );
+        registry.register(
+            "wasmtpd_plugin_throttled_seconds",
+            "Time plugin calls were paused because their tenant was over its CPU share (max_cpu_ms_per_second)",
+            families.plugin_throttled.clone(),
         );
         registry.register(
             "wasmtpd_reloads",

@@ -90,10 +90,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for SessionStream<S> {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
-            // The socket is closed right after, and closing sends the FIN: a shutdown
-            // first is one more syscall a session (and smtp-source, which closes as soon
-            // as it reads 221, made most of them fail with ENOTCONN).
-            SessionStream::Plain(_) => Poll::Ready(Ok(())),
+            SessionStream::Plain(s) => Pin::new(s).poll_shutdown(cx),
             SessionStream::Tls(s) => Pin::new(s).poll_shutdown(cx),
             SessionStream::Broken => Poll::Ready(Ok(())),
         }

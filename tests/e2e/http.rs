@@ -11,7 +11,7 @@ use crate::server::{Server, plugin_path};
 
 /// An HTTP/1.1 server on a free loopback port, answering by path: `/ok` (200 `hello`),
 /// `/echo` (200 with the request's body), `/big` (200 with 5,000 octets), `/slow`
-/// (200 after 3 s). Runs until the test process ends.
+/// (200 after 3 s), `/pause` (200 after 300 ms). Runs until the test process ends.
 fn web_server() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -49,6 +49,10 @@ fn answer(stream: TcpStream) {
         "/slow" => {
             std::thread::sleep(Duration::from_secs(3));
             b"late".to_vec()
+        }
+        "/pause" => {
+            std::thread::sleep(Duration::from_millis(300));
+            b"paused".to_vec()
         }
         _ => b"no such path".to_vec(),
     };
@@ -147,4 +151,35 @@ fn a_request_is_bounded_by_the_calls_time_budget() {
         reply.starts_with("554 5.7.0 http error: ") || reply.starts_with("451 4.3.0"),
         "{reply}"
     );
+}
+
+#[test]
+fn waiting_for_a_server_is_not_charged_to_the_tenants_cpu_share() {
+    let web = web_server().to_string();
+    // 100 ms of CPU a second (a 10 ms burst), more than the plugin computes: were the
+    // 300 ms wait charged, the tenant would owe 2.9 s after each call, paid in pauses at
+    // every tick of its computing.
+    let config = format!(
+        "metrics = \"127.0.0.1:0\"\n[http]\ntimeout_ms = 2000\n\
+         [[listener]]\naddress = \"127.0.0.1:0\"\nplugins = [\"p\"]\nmax_cpu_ms_per_second = 100\n\
+         [plugin.p]\nsource = \"{}\"\nhttp = [\"{web}\"]\ntime_budget_ms = 2000\n\
+         [plugin.p.settings]\nmode = \"http\"\nauthority = \"{web}\"\npath = \"/pause\"\n",
+        plugin_path("misbehave")
+    );
+    let mut server = Server::from_config(&config);
+    let metrics = crate::metrics::endpoint(&mut server);
+    let mut client = RawClient::ehlo(server.addr);
+    for n in 0..3 {
+        let reply = client.send_message("Subject: ask\r\n\r\nask\r\n");
+        assert!(
+            reply.starts_with("250") && reply.contains("paused"),
+            "message {n}: {reply}"
+        );
+    }
+    let scraped = crate::metrics::scrape(&metrics);
+    let throttled = scraped
+        .lines()
+        .find(|l| l.starts_with("wasmtpd_plugin_throttled_seconds_total{"))
+        .unwrap_or_else(|| panic!("no throttle counter in {scraped}"));
+    assert!(throttled.ends_with(" 0.0"), "paused for a wait: {throttled}");
 }

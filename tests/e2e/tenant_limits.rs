@@ -112,13 +112,14 @@ fn a_tenant_over_its_cpu_share_is_slowed_never_refused() {
     // on any machine. Four of them at 20 ms of CPU a second (with a 2 ms burst) take at
     // least (24 - 2) / 20 = 1.1 s of pauses; unthrottled they take 0.1 s here.
     let config = format!(
-        "[[listener]]\naddress = \"127.0.0.1:0\"\ntenant = \"busy\"\n\
+        "metrics = \"127.0.0.1:0\"\n[[listener]]\naddress = \"127.0.0.1:0\"\ntenant = \"busy\"\n\
          [[tenant]]\nname = \"busy\"\nplugins = [\"work\"]\nmax_cpu_ms_per_second = 20\n\
          [plugin.work]\nsource = \"{}\"\ntime_budget_ms = 300\n\
          [plugin.work.settings]\nmode = \"compute\"\nsteps = \"30000000\"\n",
         crate::server::plugin_path("misbehave")
     );
-    let server = Server::from_config(&config);
+    let mut server = Server::from_config(&config);
+    let metrics = crate::metrics::endpoint(&mut server);
     let mut client = RawClient::ehlo(server.addr);
     let started = Instant::now();
     for n in 0..4 {
@@ -129,4 +130,12 @@ fn a_tenant_over_its_cpu_share_is_slowed_never_refused() {
     }
     let took = started.elapsed();
     assert!(took >= Duration::from_secs(1), "four messages in {took:?}: not slowed");
+    // The pauses are counted, for the tenant.
+    let scraped = crate::metrics::scrape(&metrics);
+    let line = scraped
+        .lines()
+        .find(|l| l.starts_with("wasmtpd_plugin_throttled_seconds_total{tenant=\"busy\"}"))
+        .unwrap_or_else(|| panic!("no throttle counter for busy in {scraped}"));
+    let seconds: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(seconds >= 0.5, "{line}");
 }

@@ -172,6 +172,7 @@ async fn load_chain(
             source = %plugin.source,
             version = %plugin.version,
             hooks = %plugin.hook_names().join(","),
+            stateless = plugin.stateless,
             "plugin loaded in {} ms",
             started.elapsed().as_millis()
         );

@@ -96,6 +96,7 @@ impl Handlers for PluginChain {
             share: Arc::clone(&self.share),
             breakers: Arc::clone(&self.breakers),
             instances: self.plugins.iter().map(|_| None).collect(),
+            called: vec![false; self.plugins.len()],
             facts: Arc::default(),
             quarantine: self.quarantine.clone(),
             namespace: self.namespace.clone(),
@@ -125,6 +126,8 @@ struct ChainSession {
     share: Arc<TenantShare>,
     breakers: Arc<Vec<[Breaker; ENTRY_POINTS]>>,
     instances: Vec<Option<PluginInstance>>,
+    /// Which plugins this session has called (a stateless one holds no instance of it).
+    called: Vec<bool>,
     peer: Peer,
     /// What the session learnt so far; each call's instance is told before the call.
     facts: Arc<SessionFacts>,
@@ -195,6 +198,7 @@ impl ChainSession {
         }
         // Counted from the turn: waiting for one is not time spent in the plugin.
         let started = Instant::now();
+        self.called[index] = true;
         let idle = match &self.warm[index] {
             Some(warm) => warm.take(),
             None => self.instances[index].take(),
@@ -202,7 +206,7 @@ impl ChainSession {
         let result = match idle {
             Some(instance) => Ok(instance),
             None => plugin
-                .instantiate(self.namespace.as_ref())
+                .instantiate(self.namespace.as_ref(), Some(&self.share))
                 .await
                 .map_err(|failure| PluginFailure {
                     message: format!("cannot start an instance: {}", failure.message),
@@ -220,6 +224,7 @@ impl ChainSession {
                         result
                     }
                 };
+                self.metrics.plugin_throttled(instance.throttled());
                 // A failed instance cannot be entered again: the next call gets a fresh one.
                 // Nor is one kept that took in a big message: a wasm memory cannot shrink,
                 // and dropped, its memory goes back at once instead of when the session ends.
@@ -268,7 +273,7 @@ impl ChainSession {
             if !self.plugins[index].has_hook(kind) {
                 continue;
             }
-            if kind.is_notice() && self.instances[index].is_none() {
+            if kind.is_notice() && !self.called[index] {
                 // Nothing to tell a plugin that never saw this session.
                 continue;
             }
@@ -290,6 +295,7 @@ impl ChainSession {
         }
         if kind == HookKind::Quit {
             self.instances.iter_mut().for_each(|slot| *slot = None);
+            self.called.iter_mut().for_each(|called| *called = false);
         }
         Verdict::Continue
     }

@@ -7,9 +7,10 @@
 //! goes when it exits, and the server then loads it from the cache. If the child fails,
 //! the server compiles it itself: that costs memory, never the plugin.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use wasmtime::component::Component;
@@ -52,23 +53,51 @@ pub fn compile_file(engine: &PluginEngine, path: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs `wasmtpd --compile PATH --cache-dir CACHE` and waits for it.
+/// How long the compiler process may take (a Python plugin: about 15 s here).
+const CHILD_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Runs `wasmtpd --compile PATH --cache-dir CACHE` and waits for it. The binary is this
+/// process's own image (`/proc/self/exe`), even if the file was replaced or deleted since
+/// it started: another version would compile under another cache key. It inherits the
+/// environment, which the cache key may depend on.
 fn compile_in_child(path: &Path, cache: &Path) -> anyhow::Result<()> {
-    let exe = std::env::current_exe().context("cannot find the wasmtpd binary to compile with")?;
-    let output = Command::new(&exe)
+    let exe = if Path::new("/proc/self/exe").exists() {
+        PathBuf::from("/proc/self/exe")
+    } else {
+        std::env::current_exe().context("cannot find the wasmtpd binary to compile with")?
+    };
+    // Absolute: a relative path that starts with `-` would read as an option.
+    let path = std::path::absolute(path).with_context(|| format!("{}", path.display()))?;
+    let cache = std::path::absolute(cache).with_context(|| format!("{}", cache.display()))?;
+    let mut child = Command::new(&exe)
         .arg("--compile")
-        .arg(path)
+        .arg(&path)
         .arg("--cache-dir")
-        .arg(cache)
+        .arg(&cache)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
-        .output()
+        .spawn()
         .with_context(|| format!("cannot run {}", exe.display()))?;
-    if !output.status.success() {
-        let said = String::from_utf8_lossy(&output.stderr);
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().context("waiting for the compiler process")? {
+            break status;
+        }
+        if started.elapsed() > CHILD_TIMEOUT {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("the compiler process took more than {} s", CHILD_TIMEOUT.as_secs());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    if !status.success() {
+        let mut said = String::new();
+        if let Some(mut stderr) = child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut said);
+        }
         let last = said.lines().last().unwrap_or("").trim();
-        bail!("the compiler process ({}) failed: {last}", output.status);
+        bail!("the compiler process ({status}) failed: {last}");
     }
     Ok(())
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use wasmtime::component::{Instance, InstancePre};
-use wasmtime::{Engine, Store, UpdateDeadline};
+use wasmtime::{CallHook, Engine, Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::ClosedInputStream;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 use wasmtime_wasi_http::WasiHttpCtx;
@@ -24,6 +24,7 @@ use super::keyvalue::KvGrant;
 use super::memory_cap::MemoryCap;
 use super::output::{Capture, OutputTarget};
 use super::pacing::{CallClock, Step};
+use super::share::TenantShare;
 use super::state::{PluginInfo, PluginState};
 use crate::config::MessagePart;
 use crate::handler::PluginFailure;
@@ -169,7 +170,7 @@ impl Plugin {
         // Typed exports are checked when loaded into an instance: do it once now, and ask
         // the instance whether it keeps state.
         let mut instance = plugin
-            .instantiate_in(None)
+            .instantiate_in(None, None)
             .await
             .with_context(|| format!("{}: cannot start", context()))?;
         if let Some(indices) = stateless {
@@ -195,14 +196,23 @@ impl Plugin {
     /// A fresh instance in a store of its own: its memory cap, and no WASI capability but
     /// stdout/stderr (captured), clocks, random, and what its configuration grants. Its
     /// key-value namespace is `namespace` (its tenant's), or the plugin's own without one.
-    pub async fn instantiate(self: &Arc<Self>, namespace: Option<&Arc<str>>) -> Result<PluginInstance, PluginFailure> {
-        self.instantiate_in(namespace)
+    /// `share`: the tenant whose CPU time the start functions are charged to.
+    pub async fn instantiate(
+        self: &Arc<Self>,
+        namespace: Option<&Arc<str>>,
+        share: Option<&Arc<TenantShare>>,
+    ) -> Result<PluginInstance, PluginFailure> {
+        self.instantiate_in(namespace, share)
             .await
             .map(|instance| instance.into_instance(Arc::clone(self)))
     }
 
     /// A fresh instance, not yet tied to its plugin's `Arc` (the plugin being loaded has none).
-    async fn instantiate_in(&self, namespace: Option<&Arc<str>>) -> Result<Instantiated, PluginFailure> {
+    async fn instantiate_in(
+        &self,
+        namespace: Option<&Arc<str>>,
+        share: Option<&Arc<TenantShare>>,
+    ) -> Result<Instantiated, PluginFailure> {
         let stdout = Capture::default();
         let stderr = Capture::default();
         let mut wasi = WasiCtxBuilder::new();
@@ -231,7 +241,8 @@ impl Plugin {
             info: Arc::clone(&self.info),
             // Start functions run under the same budget as calls.
             clock: CallClock::start(Instant::now(), self.time_budget),
-            share: None,
+            share: share.cloned(),
+            resumed: Arc::default(),
             wasi,
             table: Default::default(),
             memory: MemoryCap::new(self.memory_limit),
@@ -255,16 +266,46 @@ impl Plugin {
         // plugin that loops shares its thread with other sessions until its budget ends.
         store.epoch_deadline_callback(|mut store| {
             let state = store.data_mut();
+            state.catch_up();
             let budget = state.share.as_ref().and_then(|share| share.cpu.as_ref());
-            Ok(match state.clock.tick(Instant::now(), budget) {
+            let step = state.clock.tick(Instant::now(), budget);
+            // The future marks when the guest goes on: the wait in line is not computing.
+            let resumed = Arc::clone(&state.resumed);
+            let mark = move || *resumed.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+            Ok(match step {
                 Step::Interrupt => UpdateDeadline::Interrupt,
                 // Not `Yield`, whose wake puts the call first in line again (tokio's LIFO
                 // slot) before the runtime looks at its sockets: on one worker thread a
                 // tenant computing 9 ms a message left another 69 messages a second of
                 // 18,000. `yield_now` goes behind the I/O that is ready.
-                Step::Yield => UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())),
-                Step::Pause(pause) => UpdateDeadline::YieldCustom(1, Box::pin(tokio::time::sleep(pause))),
+                Step::Yield => UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(async move {
+                        tokio::task::yield_now().await;
+                        mark();
+                    }),
+                ),
+                Step::Pause(pause) => UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(async move {
+                        tokio::time::sleep(pause).await;
+                        mark();
+                    }),
+                ),
             })
+        });
+        // Time in the host is not computing (see `CallClock::host_call_starts`).
+        store.call_hook(|mut store, hook| {
+            let state = store.data_mut();
+            match hook {
+                CallHook::CallingHost => {
+                    state.catch_up();
+                    state.clock.host_call_starts(Instant::now());
+                }
+                CallHook::ReturningFromHost => state.clock.resumes(Instant::now()),
+                CallHook::CallingWasm | CallHook::ReturningFromWasm => {}
+            }
+            Ok(())
         });
         store.set_epoch_deadline(1);
         let budget_ms = self.time_budget.as_millis();

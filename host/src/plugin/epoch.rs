@@ -90,11 +90,12 @@ impl EpochClock {
                         std::thread::sleep(WATCH);
                     } else {
                         ticking.wait_for_guests();
-                        // Woken, or IDLE_CHECK passed: is the engine gone?
-                        if ticking.running.load(Ordering::SeqCst) == 0 && Arc::strong_count(&ticking) == 1 {
+                        // Woken by a guest, or IDLE_CHECK passed: is the engine gone?
+                        if ticking.running.load(Ordering::SeqCst) > 0 {
+                            seen = Some(Instant::now());
+                        } else if Arc::strong_count(&ticking) == 1 {
                             return;
                         }
-                        seen = Some(Instant::now());
                     }
                 }
             })

@@ -146,6 +146,11 @@ impl PluginInstance {
         }
     }
 
+    /// How long the last call was paused for its tenant's CPU share.
+    pub fn throttled(&self) -> Duration {
+        self.store.data().clock.throttled()
+    }
+
     fn arm(&mut self, budget: Duration) {
         self.budget = budget;
         let state = self.store.data_mut();

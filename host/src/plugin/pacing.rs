@@ -20,13 +20,25 @@ pub const PAUSE_FACTOR: u32 = 4;
 /// The longest single pause, so that a long slice does not leave the call asleep.
 pub const MAX_PAUSE: Duration = Duration::from_millis(50);
 
+/// Pauses for the tenant's CPU share move a call's deadline, up to this many times its
+/// budget in all: a tenant whose share is far too small for its plugin gets 451s in the
+/// end rather than clients held for ever.
+pub const MAX_STRETCH: u32 = 10;
+
 /// One call's clock: its deadline and how long it has computed.
 #[derive(Debug, Clone, Copy)]
 pub struct CallClock {
     deadline: Instant,
-    /// When the guest last went on running (the call's start, or the end of a pause).
+    /// The latest the deadline may be moved to.
+    latest: Instant,
+    /// When the guest last went on running: the call's start, the end of a pause or
+    /// yield, or its return from a host call.
     resumed: Instant,
+    /// Computing since the last tick that ended in a host call: not yet counted.
+    unticked: Duration,
     computed: Duration,
+    /// Paused for the tenant's CPU share.
+    throttled: Duration,
 }
 
 /// What a guest does at an epoch tick.
@@ -44,12 +56,31 @@ impl CallClock {
     pub fn start(now: Instant, budget: Duration) -> CallClock {
         CallClock {
             deadline: now + budget,
+            latest: now + budget * MAX_STRETCH,
             resumed: now,
+            unticked: Duration::ZERO,
             computed: Duration::ZERO,
+            throttled: Duration::ZERO,
         }
     }
 
-    /// Called at each epoch tick while the guest runs.
+    /// The guest calls the host: what it computed since it last went on running counts;
+    /// the time in the host (a relay waiting for its upstream) does not.
+    pub fn host_call_starts(&mut self, now: Instant) {
+        self.unticked += now.saturating_duration_since(self.resumed);
+        self.resumed = now;
+    }
+
+    /// The host call returned (or a yield or pause ended): the guest goes on running.
+    pub fn resumes(&mut self, now: Instant) {
+        self.resumed = now;
+    }
+
+    /// How long the call was paused for its tenant's CPU share.
+    pub fn throttled(&self) -> Duration {
+        self.throttled
+    }
+
     /// When the call in progress must be over.
     pub fn deadline(&self) -> Instant {
         self.deadline
@@ -61,7 +92,7 @@ impl CallClock {
         if now >= self.deadline {
             return Step::Interrupt;
         }
-        let slice = now.saturating_duration_since(self.resumed);
+        let slice = std::mem::take(&mut self.unticked) + now.saturating_duration_since(self.resumed);
         self.computed += slice;
         let paced = if self.computed <= FULL_SPEED {
             Duration::ZERO
@@ -72,9 +103,10 @@ impl CallClock {
         let pause = paced.max(owed).min(MAX_PAUSE);
         // A pause for the tenant's CPU share is the host's doing, not the plugin's: it
         // moves the deadline, so that a throttled call is slowed, never timed out.
-        self.deadline += pause.saturating_sub(paced);
+        self.deadline = (self.deadline + pause.saturating_sub(paced)).min(self.latest);
         // Never sleep past the deadline: the call ends on time.
         let pause = pause.min(self.deadline - now);
+        self.throttled += pause.saturating_sub(paced);
         self.resumed = now + pause;
         if pause.is_zero() {
             Step::Yield
@@ -144,5 +176,23 @@ mod tests {
         assert!(pause > MS * 17 / 2 && pause < MS * 19 / 2, "{pause:?}");
         // The pause does not count against the call's time budget.
         assert_eq!(clock.deadline(), t0 + Duration::from_secs(1) + pause);
+    }
+
+    #[test]
+    fn time_in_host_calls_and_pauses_is_not_computing() {
+        let t0 = Instant::now();
+        let mut clock = CallClock::start(t0, Duration::from_secs(1));
+        let budget = CpuBudget::new(MS * 100, t0);
+        // 2 ms of computing, 500 ms waiting for a relay, 1 ms of computing: 3 ms charged.
+        clock.host_call_starts(t0 + MS * 2);
+        clock.resumes(t0 + MS * 502);
+        assert_eq!(clock.tick(t0 + MS * 503, Some(&budget)), Step::Yield);
+        // A yield that waited 5 ms in line before the guest went on: not charged either.
+        clock.resumes(t0 + MS * 508);
+        assert_eq!(clock.tick(t0 + MS * 509, Some(&budget)), Step::Yield);
+        // Had the waits counted, 509 ms would be far over a 10 ms burst. 4 ms used, then
+        // 5 more: 2.1 ms left, and 4 more (0.4 earned meanwhile) is over.
+        assert_eq!(clock.tick(t0 + MS * 514, Some(&budget)), Step::Yield);
+        assert!(matches!(clock.tick(t0 + MS * 518, Some(&budget)), Step::Pause(_)));
     }
 }
