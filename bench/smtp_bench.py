@@ -43,10 +43,11 @@ def cpu_split(pin):
 
 
 class Server:
-    def __init__(self, name, argv, port, cpus, seconds=30):
+    def __init__(self, name, argv, port, cpus, seconds=30, stdout=None):
         self.name, self.port = name, port
         pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
-        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, preexec_fn=pin)
+        out = open(stdout, "wb") if stdout else subprocess.DEVNULL
+        self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.DEVNULL, preexec_fn=pin)
         wait_greeting(port, self.proc, name, seconds)
 
     def rss_kib(self):
@@ -71,13 +72,13 @@ class Server:
             self.proc.wait()
 
 
-def start_servers(binary, wasmtpd_args, cpus):
+def start_servers(binary, wasmtpd_args, cpus, stdout=None):
     servers = []
     port = free_port()
     servers.append(Server("smtp-sink", ["smtp-sink", "-u", "nobody", f"127.0.0.1:{port}", "1024"], port, cpus))
     port = free_port()
     argv = [str(binary), "--listen", f"127.0.0.1:{port}", "--hostname", "bench.test", *wasmtpd_args]
-    servers.append(Server("wasmtpd", argv, port, cpus))
+    servers.append(Server("wasmtpd", argv, port, cpus, stdout=stdout))
     return servers
 
 
@@ -161,6 +162,8 @@ def main():
                              "such as greylisting, learns smtp-source's sender and recipient)")
     parser.add_argument("--placement", default="unpinned,pinned",
                         help="unpinned, pinned or both (default unpinned,pinned; see above)")
+    parser.add_argument("--stdout", metavar="FILE",
+                        help="wasmtpd's standard output goes to FILE (what debug-printer prints); default nowhere")
     parser.add_argument("--reuse-connections", action="store_true",
                         help="send a session's messages over one connection (smtp-source -d)")
     args = parser.parse_args()
@@ -181,7 +184,7 @@ def main():
 def measure(args, plugins, wasmtpd_args, pin):
     """One table of rates and CPU, then the memory figures, for one placement."""
     server_cpus, load_cpus = cpu_split(pin)
-    servers = start_servers(args.wasmtpd, wasmtpd_args, server_cpus)
+    servers = start_servers(args.wasmtpd, wasmtpd_args, server_cpus, args.stdout)
     if args.warm:
         for server in servers:
             warm(server.port)

@@ -89,9 +89,10 @@ impl EpochClock {
                     } else if since.is_some_and(|s| s < DEEP_IDLE) {
                         std::thread::sleep(WATCH);
                     } else {
-                        ticking.wait_for_guests();
-                        // Woken by a guest, or IDLE_CHECK passed: is the engine gone?
-                        if ticking.running.load(Ordering::SeqCst) > 0 {
+                        // Woken by a guest (even one already done: calls are coming again,
+                        // and waking this thread for each would cost more than ticking),
+                        // or IDLE_CHECK passed: is the engine gone?
+                        if ticking.wait_for_guests() {
                             seen = Some(Instant::now());
                         } else if Arc::strong_count(&ticking) == 1 {
                             return;
@@ -114,13 +115,17 @@ impl EpochClock {
         Running(Arc::clone(self))
     }
 
-    fn wait_for_guests(&self) {
+    /// Sleeps until a guest starts (true) or IDLE_CHECK passes with none (false).
+    fn wait_for_guests(&self) -> bool {
         let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         self.sleeping.store(true, Ordering::SeqCst);
-        if self.running.load(Ordering::SeqCst) == 0 {
-            let _ = self.wake.wait_timeout(idle, IDLE_CHECK);
-        }
+        let woken = self.running.load(Ordering::SeqCst) > 0
+            || !self
+                .wake
+                .wait_timeout(idle, IDLE_CHECK)
+                .map_or(true, |(_, timeout)| timeout.timed_out());
         self.sleeping.store(false, Ordering::SeqCst);
+        woken
     }
 }
 
