@@ -16,6 +16,8 @@ fn help_explains_every_option() {
         "--hostname",
         "--max-message-size",
         "--deliver",
+        "--compile",
+        "--cache-dir",
         "127.0.0.1:1025",
     ] {
         assert!(help.contains(option), "--help does not mention {option}:\n{help}");
@@ -121,4 +123,26 @@ fn deliver_runs_a_message_through_the_chain_without_a_network() {
     let (code, _, dialogue) = deliver(&trap, "Subject: x\r\n\r\nx\r\n", &to);
     assert_eq!(code, Some(75), "{dialogue}");
     assert!(dialogue.contains("S: 451 4.3.0"), "{dialogue}");
+}
+
+#[test]
+fn the_log_says_how_many_worker_threads_and_a_bad_count_is_refused() {
+    let mut server = Server::start(&[]);
+    let line = server.wait_for_log("worker thread");
+    assert!(
+        line.contains("usable cores (TOKIO_WORKER_THREADS sets another number)"),
+        "{line}"
+    );
+
+    let refused = Command::new(binary())
+        .env("TOKIO_WORKER_THREADS", "0")
+        .args(["--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("TOKIO_WORKER_THREADS=0: the server needs at least one worker thread"),
+        "{stderr}"
+    );
 }

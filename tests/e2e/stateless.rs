@@ -73,3 +73,21 @@ fn tenants_never_share_an_instance() {
     assert!(one_message(a).starts_with("250 2.0.0 call 2 of this instance"));
     assert!(one_message(b).starts_with("250 2.0.0 call 2 of this instance"));
 }
+
+#[test]
+fn the_built_ins_that_keep_no_state_say_so_and_greylist_does_not() {
+    let config = "[[listener]]\naddress = \"127.0.0.1:0\"\n\
+                  plugins = [\"filter\", \"greylist\", \"proxy\", \"sink\", \"debug-printer\"]\n\
+                  [plugin.greylist]\nstore = true\n";
+    let mut server = Server::from_config(config);
+    for (plugin, stateless) in [
+        ("filter", true),
+        ("greylist", false),
+        ("proxy", true),
+        ("sink", true),
+        ("debug-printer", true),
+    ] {
+        let line = server.wait_for_log(&format!("plugin={plugin} "));
+        assert!(line.contains(&format!("stateless={stateless}")), "{line}");
+    }
+}

@@ -79,6 +79,15 @@ fn compile_in_child(path: &Path, cache: &Path) -> anyhow::Result<()> {
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("cannot run {}", exe.display()))?;
+    // Read as it comes, so that a child that says much never blocks on a full pipe.
+    let stderr = child.stderr.take();
+    let said = std::thread::spawn(move || {
+        let mut said = String::new();
+        if let Some(mut stderr) = stderr {
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut said);
+        }
+        said
+    });
     let started = Instant::now();
     let status = loop {
         if let Some(status) = child.try_wait().context("waiting for the compiler process")? {
@@ -92,10 +101,7 @@ fn compile_in_child(path: &Path, cache: &Path) -> anyhow::Result<()> {
         std::thread::sleep(Duration::from_millis(20));
     };
     if !status.success() {
-        let mut said = String::new();
-        if let Some(mut stderr) = child.stderr.take() {
-            let _ = std::io::Read::read_to_string(&mut stderr, &mut said);
-        }
+        let said = said.join().unwrap_or_default();
         let last = said.lines().last().unwrap_or("").trim();
         bail!("the compiler process ({status}) failed: {last}");
     }
