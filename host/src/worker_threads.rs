@@ -2,8 +2,8 @@
 //! network processing (on loopback, in the sender's context), the log and output threads,
 //! the epoch clock and the plugin compiler need a core too, and a worker that has to share
 //! its core with them is descheduled in the middle of its work. On 2 cores with the load
-//! generator beside it, one worker used 20% less CPU a message than two (the two woke each
-//! other up 2.5 times a message, to steal work neither had time for) and moved 1.3x the
+//! generator beside it, one worker used 16% less CPU a message than two (the two woke each
+//! other up 2.5 times a message, to steal work neither had time for) and moved 1.15-1.3x the
 //! messages at 10 sessions. `TOKIO_WORKER_THREADS` still decides when it is set.
 
 use anyhow::{Context, bail};
