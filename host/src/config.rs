@@ -570,10 +570,12 @@ impl Limits {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read {path}: {source}")]
-    Read { path: String, source: std::io::Error },
-    #[error("{path}: {source}")]
-    Parse { path: String, source: toml::de::Error },
+    // The cause is in the message and not a `source`: shown with its chain (`{:#}`), a
+    // source would be printed a second time.
+    #[error("cannot read {path}: {cause}")]
+    Read { path: String, cause: std::io::Error },
+    #[error("{path}: {cause}")]
+    Parse { path: String, cause: toml::de::Error },
     #[error("limits.{name} = {value} is below the minimum {min}")]
     LimitTooLow { name: &'static str, value: u64, min: u64 },
     #[error("listener {0} has an empty plugin chain")]
@@ -601,13 +603,13 @@ pub enum ConfigError {
 
 impl Config {
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
             path: path.display().to_string(),
-            source,
+            cause,
         })?;
-        let mut config: Config = toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        let mut config: Config = toml::from_str(&text).map_err(|cause| ConfigError::Parse {
             path: path.display().to_string(),
-            source,
+            cause,
         })?;
         config.base_dir = path.parent().map(Path::to_path_buf);
         if let Some(base) = config.base_dir.clone() {

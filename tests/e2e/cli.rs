@@ -146,3 +146,22 @@ fn the_log_says_how_many_worker_threads_and_a_bad_count_is_refused() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_configuration_error_is_said_once() {
+    let typo = temp_file("typo-once.toml", "hostnme = \"x\"\n");
+    let missing = temp_file("missing-dir-marker", "").with_file_name("no-such-config.toml");
+    for (args, said) in [
+        (vec!["--config", typo.to_str().unwrap()], "unknown field `hostnme`"),
+        (vec!["--config", missing.to_str().unwrap()], "No such file or directory"),
+    ] {
+        let out = Command::new(binary()).args(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert_eq!(
+            stderr.matches(said).count(),
+            1,
+            "{args:?}: {said:?} not said once in:\n{stderr}"
+        );
+    }
+}
