@@ -5,6 +5,7 @@ mod abuse;
 mod auth;
 mod capabilities;
 mod chunking;
+mod ci_script;
 mod cli;
 mod clients;
 mod contract;
