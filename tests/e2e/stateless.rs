@@ -6,8 +6,6 @@
 use crate::raw::RawClient;
 use crate::server::{Server, plugin_path};
 
-const MESSAGE: &str = "Subject: t\r\n\r\nbody\r\n";
-
 fn counter(name: &str, stage: &str, stateless: bool) -> String {
     format!(
         "[plugin.{name}]\nsource = \"{}\"\n[plugin.{name}.settings]\nmode = \"count\"\nstage = \"{stage}\"\nstateless = \"{stateless}\"\n",
@@ -15,19 +13,11 @@ fn counter(name: &str, stage: &str, stateless: bool) -> String {
     )
 }
 
-/// One session, one message: the reply.
-fn one_message(addr: std::net::SocketAddr) -> String {
-    let mut client = RawClient::ehlo(addr);
-    let reply = client.send_message(MESSAGE);
-    client.expect("QUIT", "221");
-    reply
-}
-
 #[test]
 fn a_stateless_plugins_instance_serves_one_session_after_another() {
     let server = Server::with_config(&counter("counter", "data", true), &["counter"]);
     for n in 1..=3 {
-        let reply = one_message(server.addr);
+        let reply = RawClient::one_message(server.addr);
         assert!(
             reply.starts_with(&format!("250 2.0.0 call {n} of this instance")),
             "{n}: {reply}"
@@ -39,7 +29,7 @@ fn a_stateless_plugins_instance_serves_one_session_after_another() {
 fn a_plugin_that_keeps_state_gets_a_fresh_instance_each_session() {
     let server = Server::with_config(&counter("counter", "data", false), &["counter"]);
     for _ in 0..3 {
-        let reply = one_message(server.addr);
+        let reply = RawClient::one_message(server.addr);
         assert!(reply.starts_with("250 2.0.0 call 1 of this instance"), "{reply}");
     }
 }
@@ -68,10 +58,10 @@ fn tenants_never_share_an_instance() {
     let [a, b] = server.addresses(2)[..] else {
         panic!("two listeners")
     };
-    assert!(one_message(a).starts_with("250 2.0.0 call 1 of this instance"));
-    assert!(one_message(b).starts_with("250 2.0.0 call 1 of this instance"));
-    assert!(one_message(a).starts_with("250 2.0.0 call 2 of this instance"));
-    assert!(one_message(b).starts_with("250 2.0.0 call 2 of this instance"));
+    assert!(RawClient::one_message(a).starts_with("250 2.0.0 call 1 of this instance"));
+    assert!(RawClient::one_message(b).starts_with("250 2.0.0 call 1 of this instance"));
+    assert!(RawClient::one_message(a).starts_with("250 2.0.0 call 2 of this instance"));
+    assert!(RawClient::one_message(b).starts_with("250 2.0.0 call 2 of this instance"));
 }
 
 #[test]

@@ -43,14 +43,20 @@ pub async fn compile(engine: &PluginEngine, bytes: Arc<[u8]>, path: Option<&Path
 /// `wasmtpd --compile`: the component in `path` compiled, which leaves it in the
 /// engine's cache.
 pub fn compile_file(engine: &PluginEngine, path: &Path) -> anyhow::Result<()> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    if !bytes.starts_with(b"\0asm") {
-        bail!("{} is not a WebAssembly file", path.display());
-    }
+    let bytes = read_component(path)?;
     Component::new(&engine.engine, &bytes)
         .anyhow()
         .with_context(|| format!("{}: not a valid component", path.display()))?;
     Ok(())
+}
+
+/// The bytes of the WebAssembly file at `path`, refused if they are not one.
+pub fn read_component(path: &Path) -> anyhow::Result<Vec<u8>> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if !bytes.starts_with(b"\0asm") {
+        bail!("{} is not a WebAssembly file", path.display());
+    }
+    Ok(bytes)
 }
 
 /// How long the compiler process may take (a Python plugin: about 15 s here).

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use wasmtime::component::{Instance, InstancePre};
 use wasmtime::{CallHook, Engine, Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::ClosedInputStream;
@@ -114,13 +114,7 @@ impl Plugin {
         let context = || format!("plugin {name} ({source})");
         let bytes: Arc<[u8]> = match &spec.source {
             Source::BuiltIn(_, bytes) => Arc::from(*bytes),
-            Source::File(path) => {
-                let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-                if !bytes.starts_with(b"\0asm") {
-                    bail!("{} is not a WebAssembly file", path.display());
-                }
-                Arc::from(bytes)
-            }
+            Source::File(path) => Arc::from(compile::read_component(path)?),
         };
         let version = content_hash(&bytes);
         let path = match &spec.source {

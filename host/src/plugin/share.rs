@@ -42,12 +42,12 @@ pub fn threads() -> usize {
 }
 
 /// Plugin calls one chain (tenant) may run at once unless configured: half the threads.
-pub fn default_concurrent_calls() -> usize {
+fn default_concurrent_calls() -> usize {
     (threads() / 2).max(1)
 }
 
 /// CPU time a second one tenant's plugins may use unless configured: half the threads'.
-pub fn default_cpu_ms_per_second() -> u64 {
+fn default_cpu_ms_per_second() -> u64 {
     (threads() as u64 * 1000 / 2).max(1)
 }
 

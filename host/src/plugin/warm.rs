@@ -36,9 +36,4 @@ impl WarmInstances {
         // Past `keep`, the instance is dropped here, outside no lock that matters: its
         // slot goes back to the pool.
     }
-
-    /// Idle instances now.
-    pub fn idle(&self) -> usize {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
 }
