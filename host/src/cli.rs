@@ -116,7 +116,11 @@ impl Cli {
             config.limits.max_message_size = size;
         }
         if let Some(dir) = &self.cache_dir {
-            config.cache_dir = Some(dir.clone());
+            // Relative to the working directory (wasmtime wants it absolute); "" is no cache.
+            config.cache_dir = Some(match dir.as_os_str().is_empty() {
+                true => dir.clone(),
+                false => std::path::absolute(dir).with_context(|| format!("--cache-dir {}", dir.display()))?,
+            });
         }
         config.check()?;
         Ok(config)

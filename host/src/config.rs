@@ -638,7 +638,8 @@ impl Config {
     }
 
     /// Relative file paths start at the configuration file's directory, `base`: the
-    /// listeners' certificates and keys, and the directories granted to plugins. (Plugin
+    /// listeners' certificates and keys, the directories granted to plugins, the store,
+    /// the spool and the cache. (Plugin
     /// sources are resolved when loaded: a name may be a built-in's.)
     fn resolve_paths(&mut self, base: &Path) {
         let listeners = self.listeners.iter_mut().flat_map(|l| {
@@ -651,7 +652,15 @@ impl Config {
             .plugins
             .values_mut()
             .flat_map(|p| p.dirs.iter_mut().map(|d| &mut d.host).chain(p.relay_ca.as_mut()));
-        let store = self.store.path.as_mut().into_iter().chain(self.spool_dir.as_mut());
+        // An empty cache_dir turns the cache off, and stays empty.
+        let cache = self.cache_dir.as_mut().filter(|dir| !dir.as_os_str().is_empty());
+        let store = self
+            .store
+            .path
+            .as_mut()
+            .into_iter()
+            .chain(self.spool_dir.as_mut())
+            .chain(cache);
         for path in listeners.chain(dirs).chain(tenant_quarantines).chain(store) {
             *path = base.join(&*path);
         }
@@ -956,11 +965,20 @@ mod tests {
         let path = dir.join("wasmtpd.toml");
         let text = "[[listener]]\naddress = \"127.0.0.1:25\"\n[listener.tls]\ncert = \"c.pem\"\nkey = \"/etc/k.pem\"\n\
                     [plugin.store]\n[[plugin.store.dirs]]\nhost = \"mail\"\nguest = \"/maildir\"\n";
+        let text = format!("cache_dir = \"cache\"\n{text}");
         std::fs::write(&path, text).unwrap();
         let config = Config::load(&path).unwrap();
         let tls = config.listeners[0].tls.as_ref().unwrap();
         assert_eq!(tls.cert, dir.join("c.pem"));
         assert_eq!(tls.key, PathBuf::from("/etc/k.pem"));
         assert_eq!(config.plugins["store"].dirs[0].host, dir.join("mail"));
+        assert_eq!(config.cache_dir, Some(dir.join("cache")));
+        std::fs::write(&path, "cache_dir = \"\"\n").unwrap();
+        let config = Config::load(&path).unwrap();
+        assert_eq!(
+            config.cache_dir,
+            Some(PathBuf::new()),
+            "an empty cache_dir still turns the cache off"
+        );
     }
 }

@@ -136,3 +136,27 @@ fn compile_fills_the_cache_ahead_and_refuses_what_it_cannot_compile() {
     assert_eq!(refused.status.code(), Some(1), "{log}");
     assert!(log.contains("--compile needs a cache to compile into"), "{log}");
 }
+
+#[test]
+fn a_relative_cache_dir_starts_at_the_working_directory_or_the_configuration_file() {
+    let work = temp_dir();
+    let sink = plugin_path("sink");
+    let done = Command::new(binary())
+        .args(["--compile", &sink, "--cache-dir", "on-the-command-line"])
+        .current_dir(&work)
+        .output()
+        .expect("run wasmtpd --compile");
+    let log = String::from_utf8_lossy(&done.stderr);
+    assert!(done.status.success(), "{log}");
+    assert!(files_under(&work.join("on-the-command-line")) > 0, "{log}");
+
+    let config = work.join("wasmtpd.toml");
+    std::fs::write(&config, "cache_dir = \"in-the-file\"\n").unwrap();
+    let done = Command::new(binary())
+        .args(["--config", config.to_str().unwrap(), "--compile", &sink])
+        .output()
+        .expect("run wasmtpd --compile");
+    let log = String::from_utf8_lossy(&done.stderr);
+    assert!(done.status.success(), "{log}");
+    assert!(files_under(&work.join("in-the-file")) > 0, "{log}");
+}

@@ -13,6 +13,7 @@ mod dns;
 mod edits;
 mod greylist;
 mod http;
+mod instances;
 mod isolation;
 mod languages;
 mod limits;

@@ -112,8 +112,15 @@ impl Server {
     /// As [`Server::start_raw`], for a server that may take up to `wait` to start (one
     /// that compiles big plugins) and its other waits.
     pub fn start_raw_within(args: &[&str], wait: Duration) -> Server {
-        let mut child = Command::new(binary())
-            .args(args)
+        let mut command = Command::new(binary());
+        command.args(args);
+        Server::start_command(command, wait)
+    }
+
+    /// `command`, which runs the binary (perhaps through a shell that sets limits first),
+    /// once it logs the address it listens on.
+    pub fn start_command(mut command: Command, wait: Duration) -> Server {
+        let mut child = command
             .env("WASMTPD_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

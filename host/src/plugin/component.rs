@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use wasmtime::component::{Instance, InstancePre};
+use wasmtime::component::{Component, Instance, InstancePre};
 use wasmtime::{CallHook, Engine, Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::ClosedInputStream;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
@@ -15,6 +15,7 @@ use wasmtime_wasi_http::WasiHttpCtx;
 
 use super::bindings::{handler, recipient_handler, stateless};
 use super::compile;
+use super::compiled::ContentId;
 use super::engine::PluginEngine;
 use super::epoch::EpochClock;
 use super::exports::{HookGuests, HookIndices, find_export, interface_name};
@@ -79,6 +80,8 @@ pub struct Plugin {
     pub source: Source,
     /// A hash of the component's bytes: which version of the plugin this is.
     pub version: String,
+    /// Its compiled code, shared with the other plugins made of the same bytes.
+    _component: Arc<Component>,
     engine: Engine,
     /// Ticks while one of this plugin's guests runs (see [`EpochClock`]).
     pub(super) clock: Arc<EpochClock>,
@@ -97,14 +100,6 @@ pub struct Plugin {
     grants: Grants,
 }
 
-/// A short, stable hash of a component's bytes (FNV-1a, 64 bits), to name its version.
-fn content_hash(bytes: &[u8]) -> String {
-    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |hash, &byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-    });
-    format!("{hash:016x}")
-}
-
 impl Plugin {
     /// Compiles (or takes from the cache), links and checks a plugin; it is instantiated
     /// once here, so that a component that cannot start is refused now, not per session.
@@ -116,14 +111,28 @@ impl Plugin {
             Source::BuiltIn(_, bytes) => Arc::from(*bytes),
             Source::File(path) => Arc::from(compile::read_component(path)?),
         };
-        let version = content_hash(&bytes);
-        let path = match &spec.source {
-            Source::File(path) => Some(path.as_path()),
-            Source::BuiltIn(..) => None,
+        let id = ContentId::of(&bytes);
+        let version = id.short();
+        let component = match engine.compiled.get(&id) {
+            Some(component) => {
+                tracing::info!(
+                    "plugin {name}: the same component as one loaded already, whose compiled code it shares"
+                );
+                component
+            }
+            None => {
+                let path = match &spec.source {
+                    Source::File(path) => Some(path.as_path()),
+                    Source::BuiltIn(..) => None,
+                };
+                let component = compile::compile(engine, bytes, path)
+                    .await
+                    .with_context(|| format!("{}: not a valid component", context()))?;
+                let component = Arc::new(component);
+                engine.compiled.insert(id, &component);
+                component
+            }
         };
-        let component = compile::compile(engine, bytes, path)
-            .await
-            .with_context(|| format!("{}: not a valid component", context()))?;
         let pre = engine
             .linker
             .instantiate_pre(&component)
@@ -148,6 +157,7 @@ impl Plugin {
             info: Arc::new(spec.info),
             source: spec.source,
             version,
+            _component: Arc::clone(&component),
             engine: engine.engine.clone(),
             clock: Arc::clone(&engine.clock),
             pre,

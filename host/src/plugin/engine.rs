@@ -10,6 +10,7 @@ use wasmtime::{Cache, CacheConfig, Enabled, Engine, InstanceAllocationStrategy, 
 
 use super::WasmtimeResultExt;
 use super::bindings::HostSide;
+use super::compiled::CompiledComponents;
 use super::epoch::EpochClock;
 use super::state::PluginState;
 
@@ -18,6 +19,19 @@ use super::state::PluginState;
 const KEEP_RESIDENT_MEMORY: usize = 2 << 20;
 const KEEP_RESIDENT_TABLE: usize = 64 << 10;
 const KEEP_RESIDENT_STACK: usize = 64 << 10;
+
+/// Each linear memory reserves 4 GiB of address space and a guard after it, so that
+/// guest code needs no bounds checks (wasmtime's defaults, set here because the pool's
+/// size is computed from them).
+const MEMORY_RESERVATION: u64 = 4 << 30;
+const MEMORY_GUARD: u64 = 32 << 20;
+/// Address space the instance pool may reserve at start: half of what x86-64 Linux gives
+/// a process (128 TiB). About 7,000 instances; a configuration that could need more at
+/// once (many tenants on a routing listener) has its instances made on demand.
+const POOL_ADDRESS_SPACE: u64 = 64 << 40;
+/// Linear memories a pool slot holds per instance: components made of several core
+/// modules (componentize-py's) have more than one.
+const MEMORIES_PER_INSTANCE: u32 = 2;
 
 pub struct EngineOptions {
     /// Where compiled components are cached; `None` compiles every time.
@@ -33,6 +47,8 @@ pub struct PluginEngine {
     pub linker: Linker<PluginState>,
     /// Advances the epoch while guests run.
     pub clock: Arc<EpochClock>,
+    /// The components plugins hold, by content, to share between them.
+    pub compiled: CompiledComponents,
 }
 
 impl PluginEngine {
@@ -48,29 +64,10 @@ impl PluginEngine {
                     .with_context(|| format!("plugin cache in {}", dir.display()))?,
             ));
         }
-        // Instances come from preallocated slots: creating one per session is cheap.
-        let n = options.max_instances.max(1);
-        let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(n)
-            .total_core_instances(n.saturating_mul(8))
-            .total_memories(n.saturating_mul(2))
-            .total_tables(n.saturating_mul(4))
-            .total_stacks(n);
-        // Where Linux's PAGEMAP_SCAN is there (6.7 and later), a slot given back keeps its
-        // pages and only the ones the instance dirtied are reset in place. Page faults and
-        // madvise's TLB shootdowns were most of a session's instantiation: 43 µs → 23 µs
-        // for `sink`. Without it, keeping pages means zeroing all of them, which is slower
-        // than giving them back (79 µs).
-        if PoolingAllocationConfig::is_pagemap_scan_available() {
-            pool.pagemap_scan(Enabled::Yes)
-                .linear_memory_keep_resident(KEEP_RESIDENT_MEMORY)
-                .table_keep_resident(KEEP_RESIDENT_TABLE)
-                .async_stack_keep_resident(KEEP_RESIDENT_STACK);
-        }
-        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        let engine = Engine::new(&config)
-            .anyhow()
-            .context("cannot start the WebAssembly engine")?;
+        config
+            .memory_reservation(MEMORY_RESERVATION)
+            .memory_guard_size(MEMORY_GUARD);
+        let engine = new_engine(config, options.max_instances.max(1))?;
         let clock = EpochClock::start(&engine);
 
         let mut linker = Linker::new(&engine);
@@ -89,8 +86,64 @@ impl PluginEngine {
             cache_dir: options.cache_dir.clone(),
             linker,
             clock,
+            compiled: CompiledComponents::default(),
         })
     }
+}
+
+/// The engine, its instances in a pool of preallocated slots when the pool's address
+/// space fits [`POOL_ADDRESS_SPACE`] and the system lets it be reserved, else made on
+/// demand (each instance maps its own memory: about 50 µs more to start one).
+fn new_engine(mut config: wasmtime::Config, instances: u32) -> anyhow::Result<Engine> {
+    let pool_bytes = pool_address_space(instances);
+    if pool_bytes <= POOL_ADDRESS_SPACE {
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool(instances)));
+        match Engine::new(&config) {
+            Ok(engine) => return Ok(engine),
+            // An address-space limit (`ulimit -v`, a container's) can refuse the pool.
+            Err(e) => tracing::warn!(
+                "plugin instances are made on demand: a pool of {instances} could not be reserved ({} GiB of address space): {e:#}",
+                pool_bytes >> 30
+            ),
+        }
+    } else {
+        tracing::info!(
+            "plugin instances are made on demand: a pool of {instances} (sessions × plugins a session may call) would reserve {} TiB of address space, more than {} TiB",
+            pool_bytes >> 40,
+            POOL_ADDRESS_SPACE >> 40
+        );
+    }
+    config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
+    Engine::new(&config)
+        .anyhow()
+        .context("cannot start the WebAssembly engine")
+}
+
+/// Address space a pool of `instances` reserves for their linear memories.
+fn pool_address_space(instances: u32) -> u64 {
+    u64::from(instances) * u64::from(MEMORIES_PER_INSTANCE) * (MEMORY_RESERVATION + MEMORY_GUARD)
+}
+
+/// Instances come from preallocated slots: creating one per session is cheap.
+fn pool(instances: u32) -> PoolingAllocationConfig {
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(instances)
+        .total_core_instances(instances.saturating_mul(8))
+        .total_memories(instances.saturating_mul(MEMORIES_PER_INSTANCE))
+        .total_tables(instances.saturating_mul(4))
+        .total_stacks(instances);
+    // Where Linux's PAGEMAP_SCAN is there (6.7 and later), a slot given back keeps its
+    // pages and only the ones the instance dirtied are reset in place. Page faults and
+    // madvise's TLB shootdowns were most of a session's instantiation: 43 µs → 23 µs
+    // for `sink`. Without it, keeping pages means zeroing all of them, which is slower
+    // than giving them back (79 µs).
+    if PoolingAllocationConfig::is_pagemap_scan_available() {
+        pool.pagemap_scan(Enabled::Yes)
+            .linear_memory_keep_resident(KEEP_RESIDENT_MEMORY)
+            .table_keep_resident(KEEP_RESIDENT_TABLE)
+            .async_stack_keep_resident(KEEP_RESIDENT_STACK);
+    }
+    pool
 }
 
 /// `$XDG_CACHE_HOME/wasmtpd`, else `$HOME/.cache/wasmtpd`.

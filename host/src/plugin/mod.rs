@@ -9,6 +9,7 @@ pub mod builtin;
 pub mod catalog;
 pub mod chain;
 pub mod compile;
+pub mod compiled;
 pub mod component;
 pub mod cpu_budget;
 pub mod edits;
