@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::{Config, DEFAULT_LISTEN, ListenerConfig};
 use crate::listen_address::ListenAddress;
@@ -14,12 +14,17 @@ use crate::listen_address::ListenAddress;
 #[derive(Debug, Parser)]
 #[command(name = "wasmtpd", version)]
 pub struct Cli {
-    /// TOML configuration file: hostname, [[listener]] tables, [limits].
-    #[arg(short, long, value_name = "FILE")]
+    #[command(subcommand)]
+    pub command: Option<Tool>,
+
+    /// TOML configuration file: hostname, [[listener]]s, [[tenant]]s, [limits], and the
+    /// plugins' [plugin.NAME] tables (source, settings, capabilities, budgets).
+    #[arg(short, long, value_name = "FILE", global = true)]
     pub config: Option<PathBuf>,
 
-    /// Listen on ADDR:PORT or unix:/path (repeatable); replaces the configuration's listeners.
-    /// Port 0 picks a free port, which the log names. Default 127.0.0.1:1025.
+    /// Listen on ADDR:PORT or unix:/path (repeatable), instead of the configuration's
+    /// listeners; the first of those gives its chain and tenant to these. Port 0 picks a
+    /// free port, which the log names. Default 127.0.0.1:1025.
     #[arg(short, long, value_name = "ADDRESS")]
     pub listen: Vec<ListenAddress>,
 
@@ -46,7 +51,7 @@ pub struct Cli {
 
     /// Instead of serving: run the message in FILE through the first listener's chain,
     /// without a network, print the SMTP dialogue, and exit 0 if it was accepted, 75 if
-    /// deferred, 1 if refused. With --from and --to.
+    /// deferred, 1 if refused. Needs --to; --from is optional.
     #[arg(long, value_name = "FILE", requires = "to")]
     pub deliver: Option<PathBuf>,
 
@@ -59,14 +64,62 @@ pub struct Cli {
     pub to: Vec<String>,
 
     /// Instead of serving: compile each .wasm component into the compiled-component cache
-    /// and exit (0 if all compiled). A server that loads them later starts at once.
+    /// and exit (0 if all compiled). The same as `wasmtpd compile FILE...`.
     #[arg(long, value_name = "FILE", num_args = 1.., conflicts_with = "deliver")]
     pub compile: Vec<PathBuf>,
 
     /// The compiled-component cache; default the configuration's cache_dir, else
     /// ~/.cache/wasmtpd.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", global = true)]
     pub cache_dir: Option<PathBuf>,
+}
+
+/// The plugin author's tools: instead of serving, do one thing and exit.
+#[derive(Debug, Subcommand)]
+pub enum Tool {
+    /// Write a new plugin folder NAME: its WIT, build file, source with the handler and the
+    /// chosen hooks stubbed, a configuration that loads it, a sample message and a README.
+    New {
+        /// rust, python or js.
+        language: Language,
+        /// The plugin's name, in lower case with dashes (e.g. my-filter); also its folder.
+        name: String,
+        /// Hooks to stub, comma-separated: connect, helo, mail, rcpt, data, auth, rset, quit.
+        #[arg(long, value_delimiter = ',')]
+        hooks: Vec<String>,
+    },
+    /// Load a component as the server would, without serving: which wasmtpd interfaces it
+    /// exports, what it imports (and so which capabilities it needs), whether it starts
+    /// within the default memory cap. Exit 1 with the reason if it cannot load.
+    Check {
+        #[arg(value_name = "FILE.wasm")]
+        file: PathBuf,
+    },
+    /// Compile each component into the compiled-component cache ahead of time (a
+    /// deployment step: a server that loads them later starts at once).
+    Compile {
+        #[arg(value_name = "FILE.wasm", required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+/// The languages `wasmtpd new` writes plugins in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Language {
+    Rust,
+    Python,
+    Js,
+}
+
+impl Language {
+    /// As written on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Language::Rust => "rust",
+            Language::Python => "python",
+            Language::Js => "js",
+        }
+    }
 }
 
 impl Cli {
@@ -92,7 +145,21 @@ impl Cli {
             protocol: Default::default(),
         };
         if !self.listen.is_empty() {
-            config.listeners = self.listen.iter().cloned().map(listener).collect();
+            // The file's first listener (checked with the rest when the file was loaded)
+            // moves to each address, with its chain, tenant and other settings.
+            let model = config.listeners.first().cloned();
+            config.listeners = self
+                .listen
+                .iter()
+                .cloned()
+                .map(|address| match &model {
+                    Some(model) => ListenerConfig {
+                        address,
+                        ..model.clone()
+                    },
+                    None => listener(address),
+                })
+                .collect();
         } else if config.listeners.is_empty() {
             config.listeners.push(listener(
                 DEFAULT_LISTEN

@@ -11,19 +11,19 @@ use clap::Parser;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use wasmtpd::admission::Admission;
-use wasmtpd::cli::Cli;
+use wasmtpd::cli::{Cli, Tool};
 use wasmtpd::config::Config;
 use wasmtpd::deliver;
 use wasmtpd::message_room::MessageRoom;
 use wasmtpd::metrics::Registry;
 use wasmtpd::metrics_http;
 use wasmtpd::plugin::engine::default_cache_dir;
-use wasmtpd::plugin::{EngineOptions, PluginEngine, compile, output};
+use wasmtpd::plugin::{EngineOptions, PluginEngine, output};
 use wasmtpd::reload::{self, FileWatcher};
 use wasmtpd::service::Service;
 use wasmtpd::signals::{Signal, Signals};
 use wasmtpd::spool::Spool;
-use wasmtpd::worker_threads;
+use wasmtpd::{tools, worker_threads};
 
 fn main() -> ExitCode {
     let log = wasmtpd::log::init();
@@ -52,6 +52,9 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    if let Some(Tool::New { language, name, hooks }) = &cli.command {
+        return tools::new_plugin(*language, name, hooks);
+    }
     let config = cli.load_config()?;
     let engine = PluginEngine::new(&EngineOptions {
         cache_dir: match &config.cache_dir {
@@ -65,27 +68,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         return deliver_file(&cli, file, &config, &engine).await;
     }
     if !cli.compile.is_empty() {
-        return compile_files(&cli.compile, &engine);
+        return tools::compile_files(&cli.compile, &engine);
+    }
+    match &cli.command {
+        Some(Tool::Check { file }) => return tools::check(&engine, &config, file).await,
+        Some(Tool::Compile { files }) => return tools::compile_files(files, &engine),
+        Some(Tool::New { .. }) | None => {}
     }
     serve(cli, config, engine).await.map(|()| ExitCode::SUCCESS)
-}
-
-/// `--compile`: each file into the cache, one log line each; exit 1 at the first failure.
-fn compile_files(files: &[std::path::PathBuf], engine: &PluginEngine) -> anyhow::Result<ExitCode> {
-    let Some(cache) = &engine.cache_dir else {
-        anyhow::bail!("--compile needs a cache to compile into, and cache_dir is \"\"");
-    };
-    for file in files {
-        let started = Instant::now();
-        compile::compile_file(engine, file)?;
-        tracing::info!(
-            "compiled {} into {} in {} ms",
-            file.display(),
-            cache.display(),
-            started.elapsed().as_millis()
-        );
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 /// `--deliver`: the dialogue on stderr, plugins' stdout on stdout; exit 0 if the message

@@ -134,7 +134,7 @@ fn compile_fills_the_cache_ahead_and_refuses_what_it_cannot_compile() {
     let refused = compile(&["--config", no_cache.to_str().unwrap(), "--compile", &sink]);
     let log = String::from_utf8_lossy(&refused.stderr);
     assert_eq!(refused.status.code(), Some(1), "{log}");
-    assert!(log.contains("--compile needs a cache to compile into"), "{log}");
+    assert!(log.contains("compiling ahead needs a cache to compile into"), "{log}");
 }
 
 #[test]

@@ -81,8 +81,8 @@ pub struct Plugin {
     /// A hash of the component's bytes: which version of the plugin this is.
     pub version: String,
     /// Its compiled code, shared with the other plugins made of the same bytes.
-    _component: Arc<Component>,
-    engine: Engine,
+    component: Arc<Component>,
+    pub(super) engine: Engine,
     /// Ticks while one of this plugin's guests runs (see [`EpochClock`]).
     pub(super) clock: Arc<EpochClock>,
     pre: InstancePre<PluginState>,
@@ -157,7 +157,7 @@ impl Plugin {
             info: Arc::new(spec.info),
             source: spec.source,
             version,
-            _component: Arc::clone(&component),
+            component: Arc::clone(&component),
             engine: engine.engine.clone(),
             clock: Arc::clone(&engine.clock),
             pre,
@@ -185,6 +185,11 @@ impl Plugin {
                 .with_context(|| format!("{}: keeps-no-session-state", context()))?;
         }
         Ok(Arc::new(plugin))
+    }
+
+    /// Its compiled component.
+    pub fn component(&self) -> &Component {
+        &self.component
     }
 
     /// Whether the plugin exports this hook.

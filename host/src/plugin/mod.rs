@@ -17,6 +17,7 @@ pub mod engine;
 pub mod epoch;
 pub mod exports;
 pub mod http;
+pub mod inspect;
 pub mod instance;
 pub mod keyvalue;
 pub mod memory_cap;

@@ -1,0 +1,289 @@
+//! `wasmtpd new LANGUAGE NAME`: a ready plugin folder, which builds outside this
+//! repository. [`plugin_files`] says what goes in it (pure, tested); [`write`] puts it on
+//! disk.
+
+mod js;
+mod python;
+mod rust;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use thiserror::Error;
+
+use crate::cli::Language;
+use crate::hook::HookKind;
+
+/// The host's WIT, copied into each plugin's `wit/deps`: what it builds against.
+const WIT: &[(&str, &str)] = &[
+    ("wit/deps/plugin/plugin.wit", include_str!("../../../wit/plugin.wit")),
+    (
+        "wit/deps/keyvalue/atomics.wit",
+        include_str!("../../../wit/deps/keyvalue/atomics.wit"),
+    ),
+    (
+        "wit/deps/keyvalue/batch.wit",
+        include_str!("../../../wit/deps/keyvalue/batch.wit"),
+    ),
+    (
+        "wit/deps/keyvalue/store.wit",
+        include_str!("../../../wit/deps/keyvalue/store.wit"),
+    ),
+    (
+        "wit/deps/keyvalue/world.wit",
+        include_str!("../../../wit/deps/keyvalue/world.wit"),
+    ),
+];
+
+/// A message to try the plugin with (`--deliver`).
+const SAMPLE_MESSAGE: &str = "From: Alice <alice@example.org>\r\nTo: Bob <bob@example.com>\r\n\
+Subject: A first message\r\n\r\nHello from wasmtpd.\r\n";
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ScaffoldError {
+    #[error(
+        "{0:?} is not a plugin name: lower-case letters and digits in words joined by dashes, starting with a letter (e.g. my-filter)"
+    )]
+    BadName(String),
+    #[error("{0:?} is not a hook; the hooks are {1}")]
+    UnknownHook(String, String),
+}
+
+/// A plugin to write: its language, its name and the hooks to stub.
+pub struct NewPlugin {
+    pub language: Language,
+    pub name: String,
+    pub hooks: Vec<HookKind>,
+}
+
+impl NewPlugin {
+    pub fn new(language: Language, name: &str, hooks: &[String]) -> Result<NewPlugin, ScaffoldError> {
+        if !is_wit_name(name) {
+            return Err(ScaffoldError::BadName(name.to_owned()));
+        }
+        let mut kinds = Vec::new();
+        for hook in hooks.iter().map(|h| h.trim()).filter(|h| !h.is_empty()) {
+            let kind = HookKind::ALL
+                .iter()
+                .find(|k| k.name() == hook.to_ascii_lowercase())
+                .ok_or_else(|| ScaffoldError::UnknownHook(hook.to_owned(), hook_names()))?;
+            if !kinds.contains(kind) {
+                kinds.push(*kind);
+            }
+        }
+        Ok(NewPlugin {
+            language,
+            name: name.to_owned(),
+            hooks: kinds,
+        })
+    }
+
+    /// The name with underscores: Rust's crate and the file cargo builds.
+    fn snake(&self) -> String {
+        self.name.replace('-', "_")
+    }
+
+    /// Where the built component lands, relative to the plugin's folder.
+    pub fn component_path(&self) -> String {
+        match self.language {
+            Language::Rust => format!("target/wasm32-wasip2/release/{}.wasm", self.snake()),
+            Language::Python | Language::Js => format!("{}.wasm", self.name),
+        }
+    }
+
+    /// Every file of the plugin's folder, by path relative to it.
+    pub fn files(&self) -> Vec<(PathBuf, String)> {
+        let mut files: Vec<(PathBuf, String)> = WIT
+            .iter()
+            .map(|(path, text)| (PathBuf::from(path), (*text).to_owned()))
+            .collect();
+        files.push(("wit/world.wit".into(), self.world()));
+        files.push((format!("{}.toml", self.name).into(), self.config()));
+        files.push(("message.eml".into(), SAMPLE_MESSAGE.to_owned()));
+        files.push(("README.md".into(), self.readme()));
+        let own = match self.language {
+            Language::Rust => rust::files(self),
+            Language::Python => python::files(self),
+            Language::Js => js::files(self),
+        };
+        files.extend(own);
+        files
+    }
+
+    /// The plugin's world: the host's plugin world, `stateless` and the chosen hooks.
+    fn world(&self) -> String {
+        let mut text = format!(
+            "// What this plugin exports besides process-message (the `plugin` world's), and\n\
+             // what it may import (the host's interfaces, which the include brings). The\n\
+             // contract is wit/deps/plugin/plugin.wit, a copy of the wasmtpd it was made for.\n\
+             package local:{name};\n\nworld {name} {{\n    include wasmtpd:plugin/plugin@0.1.0;\n    \
+             export wasmtpd:plugin/stateless@0.1.0;\n",
+            name = self.name
+        );
+        for hook in &self.hooks {
+            text += &format!("    export wasmtpd:plugin/{}-hook@0.1.0;\n", hook.name());
+        }
+        text + "}\n"
+    }
+
+    fn config(&self) -> String {
+        // An interpreter needs more than the default 64 MiB.
+        let memory = match self.language {
+            Language::Rust => "",
+            Language::Python | Language::Js => "memory_mib = 128\n",
+        };
+        format!(
+            "# Loads {name}, then prints each message it lets through (debug-printer).\n\
+             [[listener]]\naddress = \"127.0.0.1:1025\"\nplugins = [\"{name}\", \"debug-printer\"]\n\n\
+             [plugin.{name}]\nsource = \"{path}\"  # relative to this file\n{memory}\
+             # [plugin.{name}.settings] is what host::get-setting reads:\n\
+             # [plugin.{name}.settings]\n# greeting = \"hello\"\n",
+            name = self.name,
+            path = self.component_path(),
+        )
+    }
+
+    fn readme(&self) -> String {
+        let build = match self.language {
+            Language::Rust => "cargo build --target wasm32-wasip2 --release   (once: rustup target add wasm32-wasip2)",
+            Language::Python => "./build.sh   (installs componentize-py in .venv the first time)",
+            Language::Js => "npm install && npm run build",
+        };
+        format!(
+            "# {name}: a wasmtpd plugin\n\n\
+             - Build: `{build}`\n\
+             - Run: `wasmtpd --config {name}.toml` (listens on 127.0.0.1:1025; the plugin, then debug-printer)\n\
+             - Test: `wasmtpd --config {name}.toml --deliver message.eml --from alice@example.org --to bob@example.com`\n\
+             - Check: `wasmtpd check {path}` (exports, imports, capabilities)\n\
+             - The contract: `wit/deps/plugin/plugin.wit`; the source says where to start.\n",
+            name = self.name,
+            path = self.component_path(),
+        )
+    }
+}
+
+/// Writes the plugin's folder at `dir`, which must not exist yet.
+pub fn write(dir: &Path, plugin: &NewPlugin) -> anyhow::Result<()> {
+    if dir.exists() {
+        anyhow::bail!("{} exists already: wasmtpd new writes a new folder", dir.display());
+    }
+    for (path, text) in plugin.files() {
+        let path = dir.join(path);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))?;
+        if path.extension().is_some_and(|e| e == "sh") {
+            make_executable(&path)?;
+        }
+    }
+    Ok(())
+}
+
+fn make_executable(path: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755))
+        .with_context(|| format!("cannot make {} executable", path.display()))
+}
+
+/// A WIT identifier in kebab case: words of lower-case letters and digits joined by single
+/// dashes, each word starting with a letter (WIT's rule), the first one too.
+fn is_wit_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.split('-').all(|word| {
+            word.starts_with(|c: char| c.is_ascii_lowercase())
+                && word.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        })
+}
+
+fn hook_names() -> String {
+    let names: Vec<&str> = HookKind::ALL.iter().map(|k| k.name()).collect();
+    names.join(", ")
+}
+
+/// The text of `template` with each `{{key}}` replaced by its value.
+fn fill(template: &str, values: &[(&str, &str)]) -> String {
+    values.iter().fold(template.to_owned(), |text, (key, value)| {
+        text.replace(&format!("{{{{{key}}}}}"), value)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file<'a>(files: &'a [(PathBuf, String)], path: &str) -> &'a str {
+        &files
+            .iter()
+            .find(|(p, _)| p == Path::new(path))
+            .unwrap_or_else(|| panic!("no {path}"))
+            .1
+    }
+
+    #[test]
+    fn names_must_be_wit_identifiers() {
+        for good in ["my-filter", "a", "spam2-check"] {
+            assert!(NewPlugin::new(Language::Rust, good, &[]).is_ok(), "{good}");
+        }
+        for bad in ["", "My-filter", "my_filter", "2fa", "a--b", "a-", "-a", "a-2b", "../x"] {
+            assert_eq!(
+                NewPlugin::new(Language::Rust, bad, &[]).err(),
+                Some(ScaffoldError::BadName(bad.into())),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn hooks_are_named_as_the_wit_names_them() {
+        let plugin = NewPlugin::new(Language::Js, "x", &["rcpt".into(), "MAIL".into(), "rcpt".into()]).unwrap();
+        assert_eq!(plugin.hooks, vec![HookKind::Rcpt, HookKind::Mail]);
+        let err = NewPlugin::new(Language::Js, "x", &["ehlo".into()]).err().unwrap();
+        assert!(
+            err.to_string()
+                .contains("\"ehlo\" is not a hook; the hooks are connect, helo"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn each_language_exports_its_world_and_stubs_every_chosen_hook() {
+        let all: Vec<String> = HookKind::ALL.iter().map(|k| k.name().to_owned()).collect();
+        for language in [Language::Rust, Language::Python, Language::Js] {
+            let plugin = NewPlugin::new(language, "my-filter", &all).unwrap();
+            let files = plugin.files();
+            let world = file(&files, "wit/world.wit");
+            assert!(world.contains("world my-filter {"), "{world}");
+            assert!(file(&files, "wit/deps/plugin/plugin.wit").contains("package wasmtpd:plugin@0.1.0;"));
+            let config = file(&files, "my-filter.toml");
+            assert!(
+                config.contains(&format!("source = \"{}\"", plugin.component_path())),
+                "{config}"
+            );
+            let source = match language {
+                Language::Rust => file(&files, "src/lib.rs"),
+                Language::Python => file(&files, "app.py"),
+                Language::Js => file(&files, "app.js"),
+            };
+            for hook in HookKind::ALL {
+                assert!(world.contains(&format!("export wasmtpd:plugin/{}-hook@0.1.0;", hook.name())));
+                let stub = match language {
+                    Language::Rust => format!("fn on_{}(", hook.name()),
+                    Language::Python => format!("def on_{}(self", hook.name()),
+                    Language::Js => format!("on{}{}(", hook.name()[..1].to_uppercase(), &hook.name()[1..]),
+                };
+                assert!(source.contains(&stub), "{language:?}: no {stub} in\n{source}");
+            }
+            assert!(!source.contains("{{"), "an unfilled placeholder in\n{source}");
+        }
+    }
+
+    #[test]
+    fn without_hooks_only_the_handler_and_stateless_are_written() {
+        let plugin = NewPlugin::new(Language::Python, "plain", &[]).unwrap();
+        let files = plugin.files();
+        assert!(!file(&files, "wit/world.wit").contains("-hook@"));
+        assert!(!file(&files, "app.py").contains("def on_"));
+        assert!(file(&files, "app.py").contains("def process_message(self"));
+    }
+}
