@@ -184,9 +184,10 @@ impl Cli {
         }
         if let Some(dir) = &self.cache_dir {
             // Relative to the working directory (wasmtime wants it absolute); "" is no cache.
-            config.cache_dir = Some(match dir.as_os_str().is_empty() {
-                true => dir.clone(),
-                false => std::path::absolute(dir).with_context(|| format!("--cache-dir {}", dir.display()))?,
+            config.cache_dir = Some(if dir.as_os_str().is_empty() {
+                dir.clone()
+            } else {
+                std::path::absolute(dir).with_context(|| format!("--cache-dir {}", dir.display()))?
             });
         }
         config.check()?;

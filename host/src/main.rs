@@ -62,7 +62,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Some(dir) => Some(dir.clone()),
             None => default_cache_dir(),
         },
-        max_instances: plugin_instances(&config),
+        // The tools instantiate a plugin or two; a server, what its sessions may hold.
+        max_instances: match cli.command.is_some() || !cli.compile.is_empty() {
+            true => TOOL_INSTANCES,
+            false => plugin_instances(&config),
+        },
     })?;
     if let Some(file) = &cli.deliver {
         return deliver_file(&cli, file, &config, &engine).await;
@@ -207,6 +211,9 @@ async fn reload(cli: &Cli, service: &mut Service, why: &str) -> Option<Config> {
         }
     }
 }
+
+/// Instance slots for `check`, `compile` and `--compile`.
+const TOOL_INSTANCES: u32 = 16;
 
 /// Instance slots to preallocate: every session may hold one instance of each plugin in
 /// its chain, and on a routing listener of each tenant's chain too. Fixed at start: a

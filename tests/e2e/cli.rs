@@ -39,6 +39,28 @@ fn a_listener_in_the_config_file_is_used() {
     assert!(server.log().contains("(plugins: sink)"), "{}", server.log());
 }
 
+#[test]
+fn listen_moves_the_files_first_listener_with_its_chain() {
+    let config = temp_file(
+        "listen.toml",
+        "[[listener]]\naddress = \"127.0.0.1:1\"\nplugins = [\"sink\"]\n\
+         [[listener]]\naddress = \"127.0.0.1:2\"\nplugins = [\"filter\"]\n",
+    );
+    let server = Server::start_raw(&["--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    assert!(server.log().contains("(plugins: sink)"), "{}", server.log());
+    assert_eq!(server.log_count("listening on "), 1, "{}", server.log());
+    // A plugin file the file names is loaded, so a missing one is an error at start.
+    let missing = temp_file(
+        "missing.toml",
+        "[[listener]]\naddress = \"127.0.0.1:1\"\nplugins = [\"gone\"]\n\
+         [plugin.gone]\nsource = \"/nonexistent/gone.wasm\"\n",
+    );
+    fails_with(
+        &["--config", missing.to_str().unwrap(), "--listen", "127.0.0.1:0"],
+        "cannot read /nonexistent/gone.wasm",
+    );
+}
+
 fn fails_with(args: &[&str], message: &str) {
     let out = Command::new(binary()).args(args).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

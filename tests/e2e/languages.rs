@@ -154,6 +154,7 @@ fn a_relative_cache_dir_starts_at_the_working_directory_or_the_configuration_fil
     std::fs::write(&config, "cache_dir = \"in-the-file\"\n").unwrap();
     let done = Command::new(binary())
         .args(["--config", config.to_str().unwrap(), "--compile", &sink])
+        .current_dir(temp_dir())
         .output()
         .expect("run wasmtpd --compile");
     let log = String::from_utf8_lossy(&done.stderr);

@@ -36,3 +36,4 @@ mod store;
 mod tenant_limits;
 mod tenants;
 mod tls;
+mod tools;

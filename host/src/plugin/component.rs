@@ -15,7 +15,7 @@ use wasmtime_wasi_http::WasiHttpCtx;
 
 use super::bindings::{handler, recipient_handler, stateless};
 use super::compile;
-use super::compiled::ContentId;
+use super::component_table::ContentId;
 use super::engine::PluginEngine;
 use super::epoch::EpochClock;
 use super::exports::{HookGuests, HookIndices, find_export, interface_name};
@@ -80,7 +80,8 @@ pub struct Plugin {
     pub source: Source,
     /// A hash of the component's bytes: which version of the plugin this is.
     pub version: String,
-    /// Its compiled code, shared with the other plugins made of the same bytes.
+    /// Its compiled component (the pre-instance holds it too): held here so that the
+    /// engine's table keeps it for the other plugins made of the same bytes.
     component: Arc<Component>,
     pub(super) engine: Engine,
     /// Ticks while one of this plugin's guests runs (see [`EpochClock`]).
@@ -113,7 +114,7 @@ impl Plugin {
         };
         let id = ContentId::of(&bytes);
         let version = id.short();
-        let component = match engine.compiled.get(&id) {
+        let component = match engine.components.get(&id) {
             Some(component) => {
                 tracing::info!(
                     "plugin {name}: the same component as one loaded already, whose compiled code it shares"
@@ -129,7 +130,7 @@ impl Plugin {
                     .await
                     .with_context(|| format!("{}: not a valid component", context()))?;
                 let component = Arc::new(component);
-                engine.compiled.insert(id, &component);
+                engine.components.insert(id, &component);
                 component
             }
         };

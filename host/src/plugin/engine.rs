@@ -1,7 +1,7 @@
 //! The one wasmtime engine of the process: compiled-code cache, pooling allocator, epoch
 //! interruption for time budgets, and the linker with WASI and the host imports.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -10,7 +10,7 @@ use wasmtime::{Cache, CacheConfig, Enabled, Engine, InstanceAllocationStrategy, 
 
 use super::WasmtimeResultExt;
 use super::bindings::HostSide;
-use super::compiled::CompiledComponents;
+use super::component_table::ComponentTable;
 use super::epoch::EpochClock;
 use super::state::PluginState;
 
@@ -26,8 +26,11 @@ const KEEP_RESIDENT_STACK: usize = 64 << 10;
 const MEMORY_RESERVATION: u64 = 4 << 30;
 const MEMORY_GUARD: u64 = 32 << 20;
 /// Address space the instance pool may reserve at start: half of what x86-64 Linux gives
-/// a process (128 TiB). About 7,000 instances; a configuration that could need more at
-/// once (many tenants on a routing listener) has its instances made on demand.
+/// a process (128 TiB), so that whether a configuration gets a pool does not depend on
+/// what else the process has mapped. That is 8,128 instances of two memories (8 GiB
+/// each); a configuration whose sessions could hold more at once (`max_connections` ×
+/// the plugins a session may call, which on a routing listener counts every tenant's)
+/// has its instances made on demand.
 const POOL_ADDRESS_SPACE: u64 = 64 << 40;
 /// Linear memories a pool slot holds per instance: components made of several core
 /// modules (componentize-py's) have more than one.
@@ -48,7 +51,7 @@ pub struct PluginEngine {
     /// Advances the epoch while guests run.
     pub clock: Arc<EpochClock>,
     /// The components plugins hold, by content, to share between them.
-    pub compiled: CompiledComponents,
+    pub components: ComponentTable,
 }
 
 impl PluginEngine {
@@ -86,32 +89,34 @@ impl PluginEngine {
             cache_dir: options.cache_dir.clone(),
             linker,
             clock,
-            compiled: CompiledComponents::default(),
+            components: ComponentTable::default(),
         })
     }
 }
 
 /// The engine, its instances in a pool of preallocated slots when the pool's address
 /// space fits [`POOL_ADDRESS_SPACE`] and the system lets it be reserved, else made on
-/// demand (each instance maps its own memory: about 50 µs more to start one).
+/// demand (each instance maps its own memory when it starts, and unmaps it at its end).
 fn new_engine(mut config: wasmtime::Config, instances: u32) -> anyhow::Result<Engine> {
-    let pool_bytes = pool_address_space(instances);
-    if pool_bytes <= POOL_ADDRESS_SPACE {
-        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool(instances)));
-        match Engine::new(&config) {
-            Ok(engine) => return Ok(engine),
-            // An address-space limit (`ulimit -v`, a container's) can refuse the pool.
-            Err(e) => tracing::warn!(
-                "plugin instances are made on demand: a pool of {instances} could not be reserved ({} GiB of address space): {e:#}",
-                pool_bytes >> 30
-            ),
+    match pool_address_space(instances) {
+        Some(bytes) if bytes <= POOL_ADDRESS_SPACE => {
+            config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool(instances)));
+            match Engine::new(&config) {
+                Ok(engine) => return Ok(engine),
+                // An address-space limit (`ulimit -v`, a container's) can refuse the pool.
+                // Each instance made on demand reserves as much, so under it few fit.
+                Err(e) => tracing::warn!(
+                    "plugin instances are made on demand: a pool of {instances} could not be made ({} GiB of address space): {e:#}; \
+                     each instance reserves 8 GiB of address space, so under an address-space limit (ulimit -v) only a few \
+                     can run at once, and calls past them get 451",
+                    bytes >> 30
+                ),
+            }
         }
-    } else {
-        tracing::info!(
-            "plugin instances are made on demand: a pool of {instances} (sessions × plugins a session may call) would reserve {} TiB of address space, more than {} TiB",
-            pool_bytes >> 40,
+        _ => tracing::info!(
+            "plugin instances are made on demand: a pool of {instances} (sessions × plugins a session may call) would reserve more than {} TiB of address space",
             POOL_ADDRESS_SPACE >> 40
-        );
+        ),
     }
     config.allocation_strategy(InstanceAllocationStrategy::OnDemand);
     Engine::new(&config)
@@ -119,9 +124,12 @@ fn new_engine(mut config: wasmtime::Config, instances: u32) -> anyhow::Result<En
         .context("cannot start the WebAssembly engine")
 }
 
-/// Address space a pool of `instances` reserves for their linear memories.
-fn pool_address_space(instances: u32) -> u64 {
-    u64::from(instances) * u64::from(MEMORIES_PER_INSTANCE) * (MEMORY_RESERVATION + MEMORY_GUARD)
+/// Address space a pool of `instances` reserves for their linear memories (`None`: more
+/// than a u64 counts).
+fn pool_address_space(instances: u32) -> Option<u64> {
+    u64::from(instances)
+        .checked_mul(u64::from(MEMORIES_PER_INSTANCE))?
+        .checked_mul(MEMORY_RESERVATION + MEMORY_GUARD)
 }
 
 /// Instances come from preallocated slots: creating one per session is cheap.
@@ -146,11 +154,25 @@ fn pool(instances: u32) -> PoolingAllocationConfig {
     pool
 }
 
-/// `$XDG_CACHE_HOME/wasmtpd`, else `$HOME/.cache/wasmtpd`.
+/// `$XDG_CACHE_HOME/wasmtpd`, else `$HOME/.cache/wasmtpd`. A relative `XDG_CACHE_HOME`
+/// is ignored, as the XDG specification says.
 pub fn default_cache_dir() -> Option<PathBuf> {
     let base = std::env::var_os("XDG_CACHE_HOME")
-        .filter(|v| !v.is_empty())
+        .filter(|v| Path::new(v).is_absolute())
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
     Some(base.join("wasmtpd"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pool_fits_its_budget_up_to_8128_instances() {
+        let fits = |n| pool_address_space(n).is_some_and(|bytes| bytes <= POOL_ADDRESS_SPACE);
+        assert!(fits(8128));
+        assert!(!fits(8129));
+        assert!(!fits(u32::MAX), "no overflow");
+    }
 }

@@ -27,11 +27,11 @@ impl ContentId {
 }
 
 #[derive(Default)]
-pub struct CompiledComponents {
+pub struct ComponentTable {
     live: Mutex<HashMap<ContentId, Weak<Component>>>,
 }
 
-impl CompiledComponents {
+impl ComponentTable {
     /// The component compiled from these bytes, if a plugin still holds it.
     pub fn get(&self, id: &ContentId) -> Option<Arc<Component>> {
         self.lock().get(id).and_then(Weak::upgrade)
@@ -68,7 +68,7 @@ mod tests {
         const EMPTY: &[u8] = b"\0asm\x0d\x00\x01\x00";
         let engine = wasmtime::Engine::default();
         let component = Arc::new(Component::new(&engine, EMPTY).unwrap());
-        let table = CompiledComponents::default();
+        let table = ComponentTable::default();
         let id = ContentId::of(EMPTY);
         table.insert(id.clone(), &component);
         assert!(table.get(&id).is_some());
