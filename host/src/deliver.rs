@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use tokio::io::{AsyncWriteExt, DuplexStream};
 
 use tokio_util::sync::CancellationToken;
-use wasmtpd_protocol::{ServerReply, data_to_send};
+use wasmtpd_protocol::{ServerReply, data_to_send, with_crlf_endings};
 
 use crate::config::Config;
 use crate::listener::{Access, ListenerContext};
@@ -111,8 +111,9 @@ impl Client {
         }
         if last.code == 354 {
             self.pipe.write_all(&data_to_send(message)).await?;
-            self.dialogue
-                .push(format!("C: ({} octets of message, then .)", message.len()));
+            // What the server receives (a file with LF endings is sent with CRLF ones).
+            let received = with_crlf_endings(message).len();
+            self.dialogue.push(format!("C: ({received} octets of message, then .)"));
             last = self.reply().await?;
         }
         let _ = self.command("QUIT").await;

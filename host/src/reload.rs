@@ -60,8 +60,17 @@ impl FileWatcher {
             let _ = self.watcher.unwatch(gone);
         }
         for new in directories.difference(&self.directories) {
+            // A directory that does not exist holds no file to load: loading says so, in
+            // its own words, and that is the error to read.
+            if !new.is_dir() {
+                tracing::debug!("not watching {}: no such directory", new.display());
+                continue;
+            }
             if let Err(e) = self.watcher.watch(new, RecursiveMode::NonRecursive) {
-                tracing::warn!("cannot watch {}: {e}; changes there need SIGHUP", new.display());
+                tracing::warn!(
+                    "cannot watch {} for changes ({e}): changes there need SIGHUP",
+                    new.display()
+                );
             }
         }
         self.directories = directories;

@@ -22,6 +22,9 @@ fn help_explains_every_option() {
     ] {
         assert!(help.contains(option), "--help does not mention {option}:\n{help}");
     }
+    for tool in ["  new ", "  check ", "  compile "] {
+        assert!(help.contains(tool), "--help does not list {tool:?}:\n{help}");
+    }
 }
 
 #[test]
@@ -55,10 +58,15 @@ fn listen_moves_the_files_first_listener_with_its_chain() {
         "[[listener]]\naddress = \"127.0.0.1:1\"\nplugins = [\"gone\"]\n\
          [plugin.gone]\nsource = \"/nonexistent/gone.wasm\"\n",
     );
-    fails_with(
-        &["--config", missing.to_str().unwrap(), "--listen", "127.0.0.1:0"],
-        "cannot read /nonexistent/gone.wasm",
-    );
+    let out = Command::new(binary())
+        .args(["--config", missing.to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot read /nonexistent/gone.wasm"), "{stderr}");
+    // Only the real error: not first a failure to watch the directory that is not there.
+    assert!(!stderr.contains("watch"), "{stderr}");
 }
 
 fn fails_with(args: &[&str], message: &str) {
@@ -145,6 +153,25 @@ fn deliver_runs_a_message_through_the_chain_without_a_network() {
     let (code, _, dialogue) = deliver(&trap, "Subject: x\r\n\r\nx\r\n", &to);
     assert_eq!(code, Some(75), "{dialogue}");
     assert!(dialogue.contains("S: 451 4.3.0"), "{dialogue}");
+}
+
+#[test]
+fn deliver_sends_a_file_with_lf_endings_as_it_is_meant_and_needs_no_configuration() {
+    // 18 octets with LF endings; 21 as received, with CRLF ones.
+    let message = temp_file("lf.eml", "Subject: lf\n\nbody\n");
+    let out = Command::new(binary())
+        .args(["--deliver", message.to_str().unwrap(), "--to", "b@example.com"])
+        .output()
+        .expect("run wasmtpd --deliver");
+    let (stdout, dialogue) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{dialogue}");
+    assert!(dialogue.contains("C: (21 octets of message, then .)"), "{dialogue}");
+    // debug-printer, the default chain, prints the body's one line and then the end: no
+    // blank line was added.
+    assert!(stdout.contains("\nbody\n------------ END MESSAGE"), "{stdout}");
 }
 
 #[test]

@@ -52,6 +52,35 @@ fn every_hook_is_called_with_its_arguments() {
 }
 
 #[test]
+fn addresses_come_without_angle_brackets_and_the_null_sender_is_empty() {
+    for source in builds() {
+        let mut server = every_hook(&source, "");
+        let mut client = RawClient::ehlo(server.addr);
+        client.expect("MAIL FROM:<>", "250 2.1.0 OK");
+        client.expect("RCPT TO:<@relay.example:b@example.com>", "250 2.1.5 OK");
+        client.expect("RCPT TO:<Postmaster>", "250 2.1.5 OK");
+        client.expect("RCPT TO:<\"quoted user\"@example.com>", "250 2.1.5 OK");
+        client.expect("DATA", "354");
+        assert_eq!(client.finish_message(MESSAGE), "250 2.0.0 OK", "{source}");
+        server.wait_for_log("called: message");
+        // every-hook writes each address between brackets of its own.
+        for call in [
+            "called: mail <> []",
+            "called: rcpt <b@example.com> []",
+            "called: rcpt <Postmaster> []",
+            "called: rcpt <\"quoted user\"@example.com> []",
+            "called: message <> [\"b@example.com\", \"Postmaster\", \"\\\"quoted user\\\"@example.com\"]",
+        ] {
+            assert!(
+                server.log().contains(call),
+                "{source}: no {call:?} in\n{}",
+                server.log()
+            );
+        }
+    }
+}
+
+#[test]
 fn a_2xx_is_sent_at_mail_rcpt_and_the_message_and_the_hosts_reply_elsewhere() {
     let settings = "connect = \"250 2.0.0 plugin connect\"\nhelo = \"250 2.0.0 plugin helo\"\n\
                     mail = \"250 2.1.0 plugin mail\"\nrcpt = \"251 2.1.5 plugin rcpt\"\n\

@@ -70,11 +70,25 @@ pub fn parse_reply(input: &[u8]) -> Result<Option<(ServerReply, usize)>, ReplyEr
 /// The message as sent after `354`: dot-stuffed (RFC 5321 4.5.2), ending in CRLF, then
 /// `.<CRLF>`. Bare LFs become CRLF so that the upstream sees well-formed lines.
 pub fn data_to_send(message: &[u8]) -> Vec<u8> {
+    let mut out = crlf_lines(message, true);
+    out.extend_from_slice(b".\r\n");
+    out
+}
+
+/// The message as a server receives it once [`data_to_send`] has sent it: every line
+/// ending in CRLF (bare LFs made CRLF, a last line without an ending given one).
+pub fn with_crlf_endings(message: &[u8]) -> Vec<u8> {
+    crlf_lines(message, false)
+}
+
+/// `message` with CRLF line endings, its lines that start with a dot given another if
+/// `stuff`.
+fn crlf_lines(message: &[u8], stuff: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(message.len() + message.len() / 64 + 8);
     let mut line_start = true;
     let mut prev = 0u8;
     for &byte in message {
-        if line_start && byte == b'.' {
+        if stuff && line_start && byte == b'.' {
             out.push(b'.');
         }
         if byte == b'\n' && prev != b'\r' {
@@ -84,14 +98,15 @@ pub fn data_to_send(message: &[u8]) -> Vec<u8> {
         line_start = byte == b'\n';
         prev = byte;
     }
-    if !message.is_empty() && !message.ends_with(b"\r\n") {
+    // What is written so far, not the message: a last line ending in a bare LF has its
+    // CR now.
+    if !message.is_empty() && !out.ends_with(b"\r\n") {
         if prev != b'\r' {
             out.extend_from_slice(b"\r\n");
         } else {
             out.push(b'\n');
         }
     }
-    out.extend_from_slice(b".\r\n");
     out
 }
 
@@ -143,5 +158,17 @@ mod tests {
         assert_eq!(data_to_send(b""), b".\r\n");
         assert_eq!(data_to_send(b"a\nb"), b"a\r\nb\r\n.\r\n");
         assert_eq!(data_to_send(b"a\r"), b"a\r\n.\r\n");
+        // A file with LF endings: its last line is not given a second ending.
+        assert_eq!(data_to_send(b"a\nb\n"), b"a\r\nb\r\n.\r\n");
+        assert_eq!(data_to_send(b"a\n\n"), b"a\r\n\r\n.\r\n");
+    }
+
+    #[test]
+    fn what_the_server_receives_has_crlf_endings_and_no_stuffing() {
+        assert_eq!(with_crlf_endings(b"a\nb\n"), b"a\r\nb\r\n");
+        assert_eq!(with_crlf_endings(b".x\n..\n"), b".x\r\n..\r\n");
+        assert_eq!(with_crlf_endings(b"a"), b"a\r\n");
+        assert_eq!(with_crlf_endings(b""), b"");
+        assert_eq!(with_crlf_endings(b"a\r\n"), b"a\r\n");
     }
 }

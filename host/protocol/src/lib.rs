@@ -20,7 +20,7 @@ pub mod trace;
 
 pub use address::{Address, PathError};
 pub use chunk::ChunkReceiver;
-pub use client::{ReplyError, ServerReply, data_to_send, parse_reply};
+pub use client::{ReplyError, ServerReply, data_to_send, parse_reply, with_crlf_endings};
 pub use command::{
     Body, ChunkFraming, Command, CommandError, MailParams, RcptParams, chunk_framing, esmtp_param, parse_command,
 };
