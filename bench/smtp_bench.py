@@ -43,11 +43,12 @@ def cpu_split(pin):
 
 
 class Server:
-    def __init__(self, name, argv, port, cpus, seconds=30, stdout=None):
+    def __init__(self, name, argv, port, cpus, seconds=30, stdout=None, stderr=None):
         self.name, self.port = name, port
         pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
         out = open(stdout, "wb") if stdout else subprocess.DEVNULL
-        self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.DEVNULL, preexec_fn=pin)
+        err = open(stderr, "wb") if stderr else subprocess.DEVNULL
+        self.proc = subprocess.Popen(argv, stdout=out, stderr=err, preexec_fn=pin)
         wait_greeting(port, self.proc, name, seconds)
 
     def rss_kib(self):

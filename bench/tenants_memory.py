@@ -13,6 +13,9 @@ For each, the server's resident memory after loading (every plugin compiled into
 cache beforehand with `wasmtpd --compile`, as a deployment does), after every tenant has
 received messages at 4 sessions at once, and its peak; then the cost of each tenant over
 the first. wasmtpd runs with its default configuration but for the tenants; unpinned.
+The instances column says where instances come from: with the default 1,024
+connections, 7 tenants or more on a routing listener need more instances than the pool
+holds, so they are made on demand (see the README).
 
     bench/run tenants-memory     # builds everything (bench/setup-languages) and runs this
 """
@@ -88,7 +91,9 @@ def measure(plugin, tenants, distinct, messages, work):
     path = work / "wasmtpd.toml"
     path.write_text(config(port, files))
     argv = [str(WASMTPD), "--config", str(path), "--cache-dir", str(CACHE), "--hostname", "bench.test"]
-    server = Server(f"{tenants} tenants", argv, port, None, seconds=600)
+    log = work / "wasmtpd.log"
+    server = Server(f"{tenants} tenants", argv, port, None, seconds=600, stderr=log)
+    allocator = "on demand" if "made on demand" in log.read_text() else "pool"
     try:
         loaded = status(server.proc.pid, "VmRSS")
         # Every tenant at once, 4 sessions each, as busy tenants would be.
@@ -97,7 +102,7 @@ def measure(plugin, tenants, distinct, messages, work):
             thread.start()
         for thread in threads:
             thread.join()
-        return loaded, status(server.proc.pid, "VmRSS"), status(server.proc.pid, "VmHWM")
+        return loaded, status(server.proc.pid, "VmRSS"), status(server.proc.pid, "VmHWM"), allocator
     finally:
         server.stop()
 
@@ -111,20 +116,20 @@ def main():
     work = Path(tempfile.mkdtemp(prefix="wasmtpd-tenants-memory-"))
     counts = [int(n) for n in args.tenants.split(",")]
     print(f"resident MiB; each tenant receives {args.messages} messages at 4 sessions, all tenants at once; unpinned")
-    print(f"{'plugin':>20} {'files':>8} {'tenants':>7} {'loaded':>7} {'after mail':>10} {'peak':>6}"
+    print(f"{'plugin':>20} {'files':>8} {'tenants':>7} {'instances':>10} {'loaded':>7} {'after mail':>10} {'peak':>6}"
           f" {'MiB a tenant more: loaded':>26} {'after mail':>10}")
     for plugin in args.plugins.split(","):
         for distinct in (False, True):
             first = None
             for tenants in counts:
-                loaded, after, peak = measure(plugin, tenants, distinct, args.messages, work)
+                loaded, after, peak, allocator = measure(plugin, tenants, distinct, args.messages, work)
                 first = first or (tenants, loaded, after)
                 more = ""
                 if tenants > first[0]:
                     n = tenants - first[0]
                     more = f"{(loaded - first[1]) / n:>26.1f} {(after - first[2]) / n:>10.1f}"
                 kind = "distinct" if distinct else "same"
-                print(f"{plugin:>20} {kind:>8} {tenants:>7} {loaded:>7.1f} {after:>10.1f} {peak:>6.1f} {more}",
+                print(f"{plugin:>20} {kind:>8} {tenants:>7} {allocator:>10} {loaded:>7.1f} {after:>10.1f} {peak:>6.1f} {more}",
                       flush=True)
 
 

@@ -4,10 +4,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 
 use crate::config::{Config, DEFAULT_LISTEN, ListenerConfig};
 use crate::listen_address::ListenAddress;
+use crate::scaffold::Language;
 
 /// A programmable SMTP server. With no arguments it is Python's old DebuggingServer:
 /// it listens on 127.0.0.1:1025 and prints every message it receives.
@@ -23,8 +24,9 @@ pub struct Cli {
     pub config: Option<PathBuf>,
 
     /// Listen on ADDR:PORT or unix:/path (repeatable), instead of the configuration's
-    /// listeners; the first of those gives its chain and tenant to these. Port 0 picks a
-    /// free port, which the log names. Default 127.0.0.1:1025.
+    /// listeners: each serves the chain, tenant, routing and quarantine of the file's
+    /// first listener (not its TLS, PROXY, AUTH or protocol). Port 0 picks a free port,
+    /// which the log names. Default 127.0.0.1:1025.
     #[arg(short, long, value_name = "ADDRESS")]
     pub listen: Vec<ListenAddress>,
 
@@ -90,10 +92,13 @@ pub enum Tool {
     },
     /// Load a component as the server would, without serving: which wasmtpd interfaces it
     /// exports, what it imports (and so which capabilities it needs), whether it starts
-    /// within the default memory cap. Exit 1 with the reason if it cannot load.
+    /// within the memory cap (default 64 MiB). Exit 1 with the reason if it cannot load.
     Check {
         #[arg(value_name = "FILE.wasm")]
         file: PathBuf,
+        /// The memory cap to start it within, as its table's memory_mib would set it.
+        #[arg(long, value_name = "MIB", default_value_t = crate::config::DEFAULT_MEMORY_MIB)]
+        memory_mib: u64,
     },
     /// Compile each component into the compiled-component cache ahead of time (a
     /// deployment step: a server that loads them later starts at once).
@@ -103,26 +108,34 @@ pub enum Tool {
     },
 }
 
-/// The languages `wasmtpd new` writes plugins in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Language {
-    Rust,
-    Python,
-    Js,
-}
-
-impl Language {
-    /// As written on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            Language::Rust => "rust",
-            Language::Python => "python",
-            Language::Js => "js",
-        }
-    }
-}
-
 impl Cli {
+    /// A tool (`new`, `check`, `compile`) does one thing: the server's options would be
+    /// ignored, so they are refused.
+    pub fn check_tool_alone(&self) -> anyhow::Result<()> {
+        let Some(tool) = &self.command else { return Ok(()) };
+        let given: Vec<&str> = [
+            ("--listen", !self.listen.is_empty()),
+            ("--plugin", !self.plugin.is_empty()),
+            ("--hostname", self.hostname.is_some()),
+            ("--metrics", self.metrics.is_some()),
+            ("--max-message-size", self.max_message_size.is_some()),
+            ("--deliver", self.deliver.is_some()),
+            ("--compile", !self.compile.is_empty()),
+        ]
+        .into_iter()
+        .filter_map(|(option, given)| given.then_some(option))
+        .collect();
+        if !given.is_empty() {
+            let name = match tool {
+                Tool::New { .. } => "new",
+                Tool::Check { .. } => "check",
+                Tool::Compile { .. } => "compile",
+            };
+            anyhow::bail!("wasmtpd {name} does one thing and takes no {}", given.join(", "));
+        }
+        Ok(())
+    }
+
     /// The configuration file (if any) with the command line's choices applied over it;
     /// read again at every reload.
     pub fn load_config(&self) -> anyhow::Result<Config> {
@@ -145,19 +158,24 @@ impl Cli {
             protocol: Default::default(),
         };
         if !self.listen.is_empty() {
-            // The file's first listener (checked with the rest when the file was loaded)
-            // moves to each address, with its chain, tenant and other settings.
+            // Each address serves what the file's first listener serves (the file was
+            // checked whole when loaded): its chain, tenant, routing and quarantine. How it
+            // is reached is the address's own: no TLS, PROXY, AUTH, LMTP or bare-LF choice
+            // of another address, and each address's plugins take the tenant's share.
             let model = config.listeners.first().cloned();
             config.listeners = self
                 .listen
                 .iter()
                 .cloned()
-                .map(|address| match &model {
-                    Some(model) => ListenerConfig {
-                        address,
-                        ..model.clone()
-                    },
-                    None => listener(address),
+                .map(|address| {
+                    let mut new = listener(address);
+                    if let Some(model) = &model {
+                        new.plugins.clone_from(&model.plugins);
+                        new.tenant.clone_from(&model.tenant);
+                        new.route_by_domain = model.route_by_domain;
+                        new.quarantine.clone_from(&model.quarantine);
+                    }
+                    new
                 })
                 .collect();
         } else if config.listeners.is_empty() {

@@ -303,8 +303,11 @@ fn default_time_budget_ms() -> u64 {
     1000
 }
 
+/// Mebibytes of linear memory a plugin instance may use unless its table says otherwise.
+pub const DEFAULT_MEMORY_MIB: u64 = 64;
+
 fn default_memory_mib() -> u64 {
-    64
+    DEFAULT_MEMORY_MIB
 }
 
 impl PluginConfig {

@@ -52,6 +52,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    cli.check_tool_alone()?;
     if let Some(Tool::New { language, name, hooks }) = &cli.command {
         return tools::new_plugin(*language, name, hooks);
     }
@@ -75,7 +76,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         return tools::compile_files(&cli.compile, &engine);
     }
     match &cli.command {
-        Some(Tool::Check { file }) => return tools::check(&engine, &config, file).await,
+        Some(Tool::Check { file, memory_mib }) => return tools::check(&engine, &config, file, *memory_mib).await,
         Some(Tool::Compile { files }) => return tools::compile_files(files, &engine),
         Some(Tool::New { .. }) | None => {}
     }

@@ -7,11 +7,10 @@ use std::time::Instant;
 
 use anyhow::Context;
 
-use crate::cli::Language;
 use crate::config::Config;
 use crate::plugin::inspect::Inspection;
 use crate::plugin::{Plugin, PluginEngine, catalog, compile};
-use crate::scaffold::{self, NewPlugin};
+use crate::scaffold::{self, Language, NewPlugin};
 
 /// `wasmtpd new`: the folder NAME in the working directory, and what to do next.
 pub fn new_plugin(language: Language, name: &str, hooks: &[String]) -> anyhow::Result<ExitCode> {
@@ -39,18 +38,20 @@ pub fn new_plugin(language: Language, name: &str, hooks: &[String]) -> anyhow::R
 }
 
 /// `wasmtpd check FILE`: the plugin loaded as the server would load it (compiled, linked,
-/// instantiated once under the default memory cap); what it exports and imports on
+/// instantiated once under a memory cap of `memory_mib`); what it exports and imports on
 /// stdout. A failure to load is the error, exit 1.
-pub async fn check(engine: &PluginEngine, config: &Config, file: &Path) -> anyhow::Result<ExitCode> {
-    let entry = file.to_str().context("the file's path is not UTF-8")?;
-    let spec = catalog::spec(entry, config)?;
-    let memory_mib = spec.memory_limit >> 20;
-    let plugin = Plugin::load(engine, spec)
-        .await
-        .with_context(|| format!("{} cannot be a wasmtpd plugin", file.display()))?;
+pub async fn check(engine: &PluginEngine, config: &Config, file: &Path, memory_mib: u64) -> anyhow::Result<ExitCode> {
+    let spec = catalog::file_spec(file, memory_mib, config)?;
+    let plugin = Plugin::load(engine, spec).await.with_context(|| {
+        format!(
+            "{} cannot be a wasmtpd plugin (checked with memory_mib = {memory_mib}, nothing granted; \
+             an interpreter may need more memory: --memory-mib)",
+            file.display()
+        )
+    })?;
     let inspection = Inspection::of(&plugin);
     println!("{}: a wasmtpd plugin, version {}", file.display(), plugin.version);
-    println!("  starts within memory_mib = {memory_mib} (the default cap)");
+    println!("  starts within memory_mib = {memory_mib}");
     let hooks = plugin.hook_names();
     println!(
         "  hooks: {}",
@@ -83,6 +84,9 @@ pub async fn check(engine: &PluginEngine, config: &Config, file: &Path) -> anyho
                 println!("    {need}");
             }
         }
+    }
+    for note in &inspection.notes {
+        println!("  note: {note}");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -69,6 +69,28 @@ fn listen_moves_the_files_first_listener_with_its_chain() {
     assert!(!stderr.contains("watch"), "{stderr}");
 }
 
+#[test]
+fn listen_takes_the_first_listeners_tenant_but_not_how_it_is_reached() {
+    let config = temp_file(
+        "listen-tenant.toml",
+        "[[tenant]]\nname = \"acme\"\nplugins = [\"sink\"]\n\
+         [[listener]]\naddress = \"127.0.0.1:1\"\ntenant = \"acme\"\nprotocol = \"lmtp\"\nbare_lf = \"reject\"\n\
+         [listener.proxy_protocol]\ntrusted = [\"127.0.0.1\"]\n",
+    );
+    let mut server = Server::start_raw(&["--config", config.to_str().unwrap(), "--listen", "127.0.0.1:0"]);
+    // Plain SMTP at once: no PROXY header awaited, no LMTP.
+    let (mut client, greeting) = crate::raw::RawClient::connect(server.addr);
+    assert!(greeting.contains(" ESMTP "), "{greeting}");
+    client.expect("EHLO client.test", "250");
+    // Bare LF is this address's default (accepted on loopback without PROXY), not the
+    // first listener's "reject".
+    client.send(b"NOOP\n");
+    assert!(client.reply().starts_with("250"), "a bare LF refused");
+    assert!(client.send_message("Subject: t\r\n\r\nbody\r\n").starts_with("250 "));
+    let line = server.wait_for_log("message accepted");
+    assert!(line.contains("tenant=acme"), "{line}");
+}
+
 fn fails_with(args: &[&str], message: &str) {
     let out = Command::new(binary()).args(args).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

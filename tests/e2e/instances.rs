@@ -101,7 +101,10 @@ fn plugins_made_of_the_same_component_share_its_code_and_keep_their_own_settings
     server.terminate();
     assert!(server.wait_exit().success());
     let log = server.log();
-    let shares = |name: &str| log.contains(&format!("plugin {name}: the same component as one loaded already"));
+    let shares = |name: &str| {
+        let loaded = log.lines().find(|l| l.contains(&format!("plugin={name} "))).unwrap();
+        loaded.contains("shares_code=true")
+    };
     assert!(shares("second"), "a copy of the file is the same component:\n{log}");
     assert!(!shares("first") && !shares("third"), "{log}");
 }

@@ -119,6 +119,12 @@ fn compile_fills_the_cache_ahead_and_refuses_what_it_cannot_compile() {
     assert!(log.contains("compiled ") && log.contains("sink.wasm into "), "{log}");
     assert!(files_under(&cache) > 0, "nothing in {}", cache.display());
 
+    // The subcommand is the same step.
+    let again = temp_dir();
+    let done = compile(&["compile", &sink, "--cache-dir", again.to_str().unwrap()]);
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    assert!(files_under(&again) > 0, "nothing in {}", again.display());
+
     let readme = repo_path("README.md");
     let refused = compile(&[
         "--compile",

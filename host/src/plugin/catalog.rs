@@ -43,6 +43,20 @@ pub fn spec(entry: &str, config: &Config) -> anyhow::Result<PluginSpec> {
     spec_from(name, source, &plugin_config, config, (default_stdout, default_message))
 }
 
+/// The plugin in the file at `path`, as a `[plugin.NAME]` table with its `source` and
+/// `memory_mib` and nothing granted would load it (`wasmtpd check`).
+pub fn file_spec(path: &Path, memory_mib: u64, config: &Config) -> anyhow::Result<PluginSpec> {
+    let table = PluginConfig {
+        memory_mib,
+        ..PluginConfig::default()
+    };
+    let name = path
+        .file_stem()
+        .map_or_else(|| "plugin".to_owned(), |s| s.to_string_lossy().into_owned());
+    let source = Source::File(path.to_owned());
+    spec_from(name, source, &table, config, (OutputTarget::Log, MessagePart::Whole))
+}
+
 fn spec_from(
     name: String,
     source: Source,
@@ -173,6 +187,7 @@ async fn load_chain(
             version = %plugin.version,
             hooks = %plugin.hook_names().join(","),
             stateless = plugin.stateless,
+            shares_code = plugin.shares_code,
             "plugin loaded in {} ms",
             started.elapsed().as_millis()
         );

@@ -83,6 +83,9 @@ pub struct Plugin {
     /// Its compiled component (the pre-instance holds it too): held here so that the
     /// engine's table keeps it for the other plugins made of the same bytes.
     component: Arc<Component>,
+    /// Whether a plugin loaded before it was made of the same bytes, and its compiled
+    /// code was taken from that one.
+    pub shares_code: bool,
     pub(super) engine: Engine,
     /// Ticks while one of this plugin's guests runs (see [`EpochClock`]).
     pub(super) clock: Arc<EpochClock>,
@@ -114,13 +117,10 @@ impl Plugin {
         };
         let id = ContentId::of(&bytes);
         let version = id.short();
-        let component = match engine.components.get(&id) {
-            Some(component) => {
-                tracing::info!(
-                    "plugin {name}: the same component as one loaded already, whose compiled code it shares"
-                );
-                component
-            }
+        let shared = engine.components.get(&id);
+        let shares_code = shared.is_some();
+        let component = match shared {
+            Some(component) => component,
             None => {
                 let path = match &spec.source {
                     Source::File(path) => Some(path.as_path()),
@@ -159,6 +159,7 @@ impl Plugin {
             source: spec.source,
             version,
             component: Arc::clone(&component),
+            shares_code,
             engine: engine.engine.clone(),
             clock: Arc::clone(&engine.clock),
             pre,

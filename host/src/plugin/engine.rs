@@ -107,8 +107,8 @@ fn new_engine(mut config: wasmtime::Config, instances: u32) -> anyhow::Result<En
                 // Each instance made on demand reserves as much, so under it few fit.
                 Err(e) => tracing::warn!(
                     "plugin instances are made on demand: a pool of {instances} could not be made ({} GiB of address space): {e:#}; \
-                     each instance reserves 8 GiB of address space, so under an address-space limit (ulimit -v) only a few \
-                     can run at once, and calls past them get 451",
+                     each memory of an instance reserves 4 GiB of address space, so under an address-space limit \
+                     (ulimit -v) only a few can run at once, and calls past them get 451",
                     bytes >> 30
                 ),
             }

@@ -1,5 +1,5 @@
-//! `wasmtpd check`: what a loaded plugin exports and imports, and which capabilities
-//! those imports need granted in its `[plugin.NAME]` table.
+//! `wasmtpd check`: what a loaded plugin exports and imports, which capabilities those
+//! imports need granted in its `[plugin.NAME]` table, and what else they mean.
 
 use super::Plugin;
 
@@ -12,6 +12,8 @@ pub struct Inspection {
     pub imports: Vec<String>,
     /// The capabilities its imports need, as the configuration grants them.
     pub needs: Vec<&'static str>,
+    /// What else its imports mean: things that may be granted, or never are.
+    pub notes: Vec<&'static str>,
 }
 
 /// Imports that work only when the plugin's table grants them, by name prefix.
@@ -23,11 +25,23 @@ const GRANTED_BY: &[(&str, &str)] = &[
         "wasi:http/outgoing-handler@",
         "http = [\"host:port\", ...] (HTTP requests to those servers)",
     ),
+];
+
+/// Imports that need no grant to load or to run but say something: a language's runtime
+/// (CPython's, a JavaScript engine's) imports them whether or not the plugin uses them.
+const NOTED_FOR: &[(&str, &str)] = &[
     (
         "wasi:filesystem/preopens@",
-        "dirs (host directories), if it opens files",
+        "it can open files only in the directories its `dirs` grant",
     ),
-    ("wasi:sockets/", "nothing grants sockets: connecting or listening fails"),
+    (
+        "wasi:sockets/",
+        "no socket is ever granted: connecting or listening fails",
+    ),
+    (
+        "wasmtpd:plugin/host@",
+        "host.relay reaches only the upstreams its `relay` lists",
+    ),
 ];
 
 impl Inspection {
@@ -36,21 +50,23 @@ impl Inspection {
         let exports: Vec<String> = ty.exports(&plugin.engine).map(|(name, _)| name.to_owned()).collect();
         let imports: Vec<String> = ty.imports(&plugin.engine).map(|(name, _)| name.to_owned()).collect();
         Inspection {
-            needs: needs(&imports),
+            needs: matching(&imports, GRANTED_BY),
+            notes: matching(&imports, NOTED_FOR),
             exports,
             imports,
         }
     }
 }
 
-fn needs(imports: &[String]) -> Vec<&'static str> {
-    let mut needs: Vec<&'static str> = Vec::new();
-    for (prefix, grant) in GRANTED_BY {
-        if imports.iter().any(|i| i.starts_with(prefix)) && !needs.contains(grant) {
-            needs.push(grant);
+/// What `table` says of the imports, each saying once.
+fn matching(imports: &[String], table: &[(&str, &'static str)]) -> Vec<&'static str> {
+    let mut said: Vec<&'static str> = Vec::new();
+    for (prefix, saying) in table {
+        if imports.iter().any(|i| i.starts_with(prefix)) && !said.contains(saying) {
+            said.push(saying);
         }
     }
-    needs
+    said
 }
 
 #[cfg(test)]
@@ -69,9 +85,13 @@ mod tests {
         .map(String::from)
         .into();
         assert_eq!(
-            needs(&imports),
+            matching(&imports, GRANTED_BY),
             vec!["dns = true (DNS lookups)", "store = true (the key-value store)"]
         );
-        assert!(needs(&["wasmtpd:plugin/host@0.1.0".into()]).is_empty());
+        assert!(matching(&["wasmtpd:plugin/types@0.1.0".into()], GRANTED_BY).is_empty());
+        assert_eq!(
+            matching(&["wasi:sockets/tcp@0.2.6".into()], NOTED_FOR),
+            vec!["no socket is ever granted: connecting or listening fails"]
+        );
     }
 }

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::{NewPlugin, fill};
+use super::{NewPlugin, camel, fill, hook_stub, keeps_no_state};
 use crate::hook::HookKind;
 
 // preview2-shim is an optional peer of componentize-js that it needs all the same.
@@ -40,100 +40,41 @@ export const handler = {
   },
 };
 
-// true: this plugin keeps nothing from one call to the next, so the server may share its
-// instances between sessions instead of starting a JavaScript engine for each. Answer
-// false if a hook leaves anything for a later call (the sender seen at MAIL, say).
+// true lets the server share this plugin's instances between sessions instead of
+// starting a JavaScript engine for each, and is right only while no call leaves anything
+// for a later one (the sender seen at MAIL kept for RCPT, say): then every call may go to
+// another instance. false gives each session an instance of its own.
 export const stateless = {
   keepsNoSessionState() {
-    return true;
+    return {{stateless}};
   },
 };
 {{hooks}}"#;
 
-fn hook(kind: HookKind) -> &'static str {
-    match kind {
-        HookKind::Connect => {
-            "
-// A client connected: a 4xx or 5xx refuses it instead of the greeting.
-export const connectHook = {
-  onConnect(peer) {
-    return undefined;
-  },
-};
-"
-        }
-        HookKind::Helo => {
-            "
-// HELO or EHLO (extended): a 4xx or 5xx refuses the greeting.
-export const heloHook = {
-  onHelo(name, extended) {
-    return undefined;
-  },
-};
-"
-        }
-        HookKind::Mail => {
-            "
-// MAIL FROM: the sender without angle brackets (\"\" for <>), its parameters.
-export const mailHook = {
-  onMail(mailFrom, options) {
-    return undefined;
-  },
-};
-"
-        }
-        HookKind::Rcpt => {
-            "
-// RCPT TO: one recipient without angle brackets; a 4xx or 5xx refuses it only.
-export const rcptHook = {
-  onRcpt(rcptTo, options) {
-    return undefined;
-  },
-};
-"
-        }
-        HookKind::Data => {
-            "
-// DATA, before 354: a 4xx or 5xx refuses the message before it is sent.
-export const dataHook = {
-  onData() {
-    return undefined;
-  },
-};
-"
-        }
-        HookKind::Auth => {
-            "
-// AUTH over TLS: a 2xx accepts, a 5xx refuses, undefined asks the next plugin.
-export const authHook = {
-  onAuth(identity, password) {
-    return undefined;
-  },
-};
-"
-        }
-        HookKind::Rset => {
-            "
-// RSET: the transaction is abandoned (a notice; nothing is answered).
-export const rsetHook = {
-  onRset() {},
-};
-"
-        }
-        HookKind::Quit => {
-            "
-// The session is over (a notice; nothing is answered).
-export const quitHook = {
-  onQuit() {},
-};
-"
-        }
-    }
+fn hook(kind: HookKind) -> String {
+    let stub = hook_stub(kind);
+    let params: Vec<String> = stub.params.iter().map(|(name, _, _)| camel(name, false)).collect();
+    let body = match stub.notice {
+        true => "{}",
+        false => "{\n    return undefined;\n  }",
+    };
+    format!(
+        "\n// {}\nexport const {}Hook = {{\n  on{}({}) {body},\n}};\n",
+        stub.doc,
+        kind.name(),
+        camel(kind.name(), true),
+        params.join(", ")
+    )
 }
 
 pub(super) fn files(plugin: &NewPlugin) -> Vec<(PathBuf, String)> {
     let hooks: String = plugin.hooks.iter().map(|k| hook(*k)).collect();
-    let values = [("name", plugin.name.as_str()), ("hooks", hooks.as_str())];
+    let stateless = keeps_no_state(plugin).to_string();
+    let values = [
+        ("name", plugin.name.as_str()),
+        ("hooks", hooks.as_str()),
+        ("stateless", &stateless),
+    ];
     vec![
         ("package.json".into(), fill(PACKAGE_JSON, &values)),
         ("app.js".into(), fill(APP_JS, &values)),

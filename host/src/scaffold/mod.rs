@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use thiserror::Error;
 
-use crate::cli::Language;
 use crate::hook::HookKind;
 
 /// The host's WIT, copied into each plugin's `wit/deps`: what it builds against.
@@ -38,6 +37,21 @@ const WIT: &[(&str, &str)] = &[
 /// A message to try the plugin with (`--deliver`).
 const SAMPLE_MESSAGE: &str = "From: Alice <alice@example.org>\r\nTo: Bob <bob@example.com>\r\n\
 Subject: A first message\r\n\r\nHello from wasmtpd.\r\n";
+
+/// The languages `wasmtpd new` writes plugins in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Language {
+    Rust,
+    Python,
+    Js,
+}
+
+impl Language {
+    /// As written on the command line.
+    pub fn name(self) -> String {
+        clap::ValueEnum::to_possible_value(&self).map_or_else(String::new, |v| v.get_name().to_owned())
+    }
+}
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ScaffoldError {
@@ -127,10 +141,11 @@ impl NewPlugin {
     }
 
     fn config(&self) -> String {
-        // An interpreter needs more than the default 64 MiB.
         let memory = match self.language {
             Language::Rust => "",
-            Language::Python | Language::Js => "memory_mib = 128\n",
+            Language::Python | Language::Js => {
+                "memory_mib = 128  # the interpreter's heap and a big message (default 64)\n"
+            }
         };
         format!(
             "# Loads {name}, then prints each message it lets through (debug-printer).\n\
@@ -164,9 +179,19 @@ impl NewPlugin {
 
 /// Writes the plugin's folder at `dir`, which must not exist yet.
 pub fn write(dir: &Path, plugin: &NewPlugin) -> anyhow::Result<()> {
-    if dir.exists() {
-        anyhow::bail!("{} exists already: wasmtpd new writes a new folder", dir.display());
+    match std::fs::create_dir(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            anyhow::bail!("{} exists already: wasmtpd new writes a new folder", dir.display())
+        }
+        created => created.with_context(|| format!("cannot create {}", dir.display()))?,
     }
+    // Half a folder would be refused as existing on the next try: none is left.
+    write_files(dir, plugin).inspect_err(|_| {
+        let _ = std::fs::remove_dir_all(dir);
+    })
+}
+
+fn write_files(dir: &Path, plugin: &NewPlugin) -> anyhow::Result<()> {
     for (path, text) in plugin.files() {
         let path = dir.join(path);
         if let Some(parent) = path.parent() {
@@ -186,14 +211,137 @@ fn make_executable(path: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("cannot make {} executable", path.display()))
 }
 
-/// A WIT identifier in kebab case: words of lower-case letters and digits joined by single
-/// dashes, each word starting with a letter (WIT's rule), the first one too.
+/// WIT's keywords (wit-parser's lexer): a package or world cannot be named one.
+const WIT_KEYWORDS: &[&str] = &[
+    "as",
+    "async",
+    "bool",
+    "borrow",
+    "char",
+    "constructor",
+    "enum",
+    "error-context",
+    "export",
+    "f32",
+    "f64",
+    "flags",
+    "from",
+    "func",
+    "future",
+    "import",
+    "include",
+    "interface",
+    "list",
+    "map",
+    "option",
+    "own",
+    "package",
+    "record",
+    "resource",
+    "result",
+    "s16",
+    "s32",
+    "s64",
+    "s8",
+    "static",
+    "stream",
+    "string",
+    "tuple",
+    "type",
+    "u16",
+    "u32",
+    "u64",
+    "u8",
+    "use",
+    "variant",
+    "with",
+    "world",
+];
+
+/// A WIT identifier in kebab case, lower-case: words of letters and digits joined by
+/// single dashes, each word starting with a letter; and not a keyword. Such a name is
+/// also safe as a path under the working directory, in a shell script and in TOML: it
+/// has no `/`, `.`, space or quote.
 fn is_wit_name(name: &str) -> bool {
     !name.is_empty()
+        && !WIT_KEYWORDS.contains(&name)
         && name.split('-').all(|word| {
             word.starts_with(|c: char| c.is_ascii_lowercase())
                 && word.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
         })
+}
+
+/// A hook as the stubs write it: what it is for (the WIT's words, shortened), its
+/// parameters (snake case, with their Rust and Python types), and whether it is a notice
+/// (nothing answered).
+struct HookStub {
+    doc: &'static str,
+    params: &'static [(&'static str, &'static str, &'static str)],
+    notice: bool,
+}
+
+fn hook_stub(kind: HookKind) -> HookStub {
+    let (doc, params): (&str, &[(&str, &str, &str)]) = match kind {
+        HookKind::Connect => (
+            "A client connected: a 4xx or 5xx refuses it instead of the greeting.",
+            &[("peer", "Peer", "types.Peer")],
+        ),
+        HookKind::Helo => (
+            "HELO or EHLO (extended): a 4xx or 5xx refuses the greeting.",
+            &[("name", "String", "str"), ("extended", "bool", "bool")],
+        ),
+        HookKind::Mail => (
+            "MAIL FROM: the sender without angle brackets (\"\" for <>) and its parameters; a 4xx or 5xx refuses it.",
+            &[("mail_from", "String", "str"), ("options", "Vec<String>", "List[str]")],
+        ),
+        HookKind::Rcpt => (
+            "RCPT TO: one recipient without angle brackets and its parameters; a 4xx or 5xx refuses it only.",
+            &[("rcpt_to", "String", "str"), ("options", "Vec<String>", "List[str]")],
+        ),
+        HookKind::Data => (
+            "DATA, before 354: a 4xx or 5xx refuses the message before it is sent.",
+            &[],
+        ),
+        HookKind::Auth => (
+            "AUTH over TLS: a 2xx accepts, a 5xx refuses, a 4xx defers; none asks the next plugin.",
+            &[("identity", "String", "str"), ("password", "String", "str")],
+        ),
+        HookKind::Rset => (
+            "RSET, or a new HELO/EHLO: the transaction is abandoned (a notice: nothing is answered).",
+            &[],
+        ),
+        HookKind::Quit => (
+            "QUIT, or the client left: the session is over (a notice: nothing is answered).",
+            &[],
+        ),
+    };
+    HookStub {
+        doc,
+        params,
+        notice: matches!(kind, HookKind::Rset | HookKind::Quit),
+    }
+}
+
+/// `mail_from` → `MailFrom` (`upper_first`) or `mailFrom`.
+fn camel(snake: &str, upper_first: bool) -> String {
+    let mut out = String::new();
+    for (i, word) in snake.split(['_', '-']).enumerate() {
+        let mut chars = word.chars();
+        if let Some(first) = chars.next() {
+            match i > 0 || upper_first {
+                true => out.extend(first.to_uppercase()),
+                false => out.push(first),
+            }
+            out.extend(chars);
+        }
+    }
+    out
+}
+
+/// Whether the stub answers `stateless` with true: only a plugin without hooks, whose
+/// handler keeps nothing; one with hooks may mean to keep something between them.
+fn keeps_no_state(plugin: &NewPlugin) -> bool {
+    plugin.hooks.is_empty()
 }
 
 fn hook_names() -> String {
@@ -225,7 +373,20 @@ mod tests {
         for good in ["my-filter", "a", "spam2-check"] {
             assert!(NewPlugin::new(Language::Rust, good, &[]).is_ok(), "{good}");
         }
-        for bad in ["", "My-filter", "my_filter", "2fa", "a--b", "a-", "-a", "a-2b", "../x"] {
+        for bad in [
+            "",
+            "My-filter",
+            "my_filter",
+            "2fa",
+            "a--b",
+            "a-",
+            "-a",
+            "a-2b",
+            "../x",
+            "map",
+            "world",
+            "error-context",
+        ] {
             assert_eq!(
                 NewPlugin::new(Language::Rust, bad, &[]).err(),
                 Some(ScaffoldError::BadName(bad.into())),
@@ -276,6 +437,65 @@ mod tests {
             }
             assert!(!source.contains("{{"), "an unfilled placeholder in\n{source}");
         }
+    }
+
+    #[test]
+    fn a_plugin_with_hooks_does_not_say_it_is_stateless() {
+        for language in [Language::Rust, Language::Python, Language::Js] {
+            let says = |hooks: &[String], answer: bool| {
+                let files = NewPlugin::new(language, "x", hooks).unwrap().files();
+                let (name, line) = match language {
+                    Language::Rust => ("src/lib.rs", format!("-> bool {{\n        {answer}\n")),
+                    Language::Python => ("app.py", format!("return {}", if answer { "True" } else { "False" })),
+                    Language::Js => ("app.js", format!("return {answer};")),
+                };
+                file(&files, name).contains(&line)
+            };
+            assert!(says(&[], true), "{language:?}");
+            assert!(says(&["mail".into()], false), "{language:?}");
+            assert!(!says(&["mail".into()], true), "{language:?}");
+        }
+    }
+
+    #[test]
+    fn camel_case_names() {
+        assert_eq!(camel("mail_from", false), "mailFrom");
+        assert_eq!(camel("rcpt", true), "Rcpt");
+        assert_eq!(camel("peer", false), "peer");
+    }
+
+    #[test]
+    fn the_copied_wit_is_every_file_of_wit() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../wit");
+        let mut on_disk = Vec::new();
+        let mut dirs = vec![root.clone()];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else {
+                    on_disk.push(path.strip_prefix(&root).unwrap().to_path_buf());
+                }
+            }
+        }
+        let mut copied: Vec<PathBuf> = WIT
+            .iter()
+            .map(|(path, _)| {
+                let path = Path::new(path).strip_prefix("wit/deps").unwrap();
+                // plugin/plugin.wit is wit/plugin.wit; keyvalue/x is wit/deps/keyvalue/x.
+                match path.strip_prefix("plugin") {
+                    Ok(rest) => rest.to_path_buf(),
+                    Err(_) => Path::new("deps").join(path),
+                }
+            })
+            .collect();
+        on_disk.sort();
+        copied.sort();
+        assert_eq!(
+            copied, on_disk,
+            "a file added to wit/ must be copied by wasmtpd new too"
+        );
     }
 
     #[test]

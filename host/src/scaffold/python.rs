@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::{NewPlugin, fill};
+use super::{NewPlugin, camel, fill, hook_stub, keeps_no_state};
 use crate::hook::HookKind;
 
 const BUILD_SH: &str = r#"#!/bin/sh
@@ -46,90 +46,40 @@ class Handler(exports.Handler):
 
 class Stateless(exports.Stateless):
     def keeps_no_session_state(self) -> bool:
-        """True: this plugin keeps nothing from one call to the next, so the server may
-        share its instances between sessions instead of starting CPython for each. Answer
-        False if a hook leaves anything for a later call (the sender seen at MAIL, say)."""
-        return True
+        """True lets the server share this plugin's instances between sessions instead of
+        starting CPython for each, and is right only while no call leaves anything for a
+        later one (the sender seen at MAIL kept for RCPT, say): then every call may go to
+        another instance. False gives each session an instance of its own."""
+        return {{stateless}}
 {{hooks}}"#;
 
-fn hook(kind: HookKind) -> &'static str {
-    match kind {
-        HookKind::Connect => {
-            r#"
-
-class ConnectHook(exports.ConnectHook):
-    def on_connect(self, peer: types.Peer) -> Optional[str]:
-        """A client connected: a 4xx or 5xx refuses it instead of the greeting."""
-        return None
-"#
-        }
-        HookKind::Helo => {
-            r#"
-
-class HeloHook(exports.HeloHook):
-    def on_helo(self, name: str, extended: bool) -> Optional[str]:
-        """HELO or EHLO (extended): a 4xx or 5xx refuses the greeting."""
-        return None
-"#
-        }
-        HookKind::Mail => {
-            r#"
-
-class MailHook(exports.MailHook):
-    def on_mail(self, mail_from: str, options: List[str]) -> Optional[str]:
-        """MAIL FROM: the sender without angle brackets ("" for <>), its parameters."""
-        return None
-"#
-        }
-        HookKind::Rcpt => {
-            r#"
-
-class RcptHook(exports.RcptHook):
-    def on_rcpt(self, rcpt_to: str, options: List[str]) -> Optional[str]:
-        """RCPT TO: one recipient without angle brackets; a 4xx or 5xx refuses it only."""
-        return None
-"#
-        }
-        HookKind::Data => {
-            r#"
-
-class DataHook(exports.DataHook):
-    def on_data(self) -> Optional[str]:
-        """DATA, before 354: a 4xx or 5xx refuses the message before it is sent."""
-        return None
-"#
-        }
-        HookKind::Auth => {
-            r#"
-
-class AuthHook(exports.AuthHook):
-    def on_auth(self, identity: str, password: str) -> Optional[str]:
-        """AUTH over TLS: a 2xx accepts, a 5xx refuses, None asks the next plugin."""
-        return None
-"#
-        }
-        HookKind::Rset => {
-            r#"
-
-class RsetHook(exports.RsetHook):
-    def on_rset(self) -> None:
-        """RSET: the transaction is abandoned (a notice; nothing is answered)."""
-"#
-        }
-        HookKind::Quit => {
-            r#"
-
-class QuitHook(exports.QuitHook):
-    def on_quit(self) -> None:
-        """The session is over (a notice; nothing is answered)."""
-"#
-        }
-    }
+fn hook(kind: HookKind) -> String {
+    let stub = hook_stub(kind);
+    let class = format!("{}Hook", camel(kind.name(), true));
+    let params: String = stub
+        .params
+        .iter()
+        .map(|(name, _, ty)| format!(", {name}: {ty}"))
+        .collect();
+    let (returns, body) = match stub.notice {
+        true => ("None", ""),
+        false => ("Optional[str]", "\n        return None"),
+    };
+    format!(
+        "\n\nclass {class}(exports.{class}):\n    def on_{}(self{params}) -> {returns}:\n        \"\"\"{}\"\"\"{body}\n",
+        kind.name(),
+        stub.doc
+    )
 }
 
 pub(super) fn files(plugin: &NewPlugin) -> Vec<(PathBuf, String)> {
     let hooks: String = plugin.hooks.iter().map(|k| hook(*k)).collect();
-    let values = [("name", plugin.name.as_str()), ("hooks", hooks.as_str())];
+    let stateless = if keeps_no_state(plugin) { "True" } else { "False" };
+    let values = [
+        ("name", plugin.name.as_str()),
+        ("hooks", hooks.as_str()),
+        ("stateless", stateless),
+    ];
     vec![
         ("build.sh".into(), fill(BUILD_SH, &values)),
         ("app.py".into(), fill(APP_PY, &values)),

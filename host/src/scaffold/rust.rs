@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::{NewPlugin, fill};
+use super::{NewPlugin, fill, hook_stub, keeps_no_state};
 use crate::hook::HookKind;
 
 const CARGO_TOML: &str = r#"[package]
@@ -68,101 +68,44 @@ impl exports::wasmtpd::plugin::handler::Guest for Plugin {
 }
 
 impl exports::wasmtpd::plugin::stateless::Guest for Plugin {
-    /// `true`: this plugin keeps nothing from one call to the next, so the server may
-    /// share its instances between sessions (much cheaper). Answer `false` if a hook
-    /// leaves anything for a later call, such as the sender seen at MAIL kept for RCPT.
+    /// `true` lets the server share this plugin's instances between sessions, which is
+    /// much cheaper, and is right only while no call leaves anything for a later one
+    /// (the sender seen at MAIL kept for RCPT, say): then every call may go to another
+    /// instance. `false` gives each session an instance of its own.
     fn keeps_no_session_state() -> bool {
-        true
+        {{stateless}}
     }
 }
 {{hooks}}
 export!(Plugin);
 "#;
 
-fn hook(kind: HookKind) -> &'static str {
-    match kind {
-        HookKind::Connect => {
-            "
-impl exports::wasmtpd::plugin::connect_hook::Guest for Plugin {
-    /// A client connected: a 4xx or 5xx refuses it instead of the greeting.
-    fn on_connect(_peer: Peer) -> Option<String> {
-        None
-    }
-}
-"
-        }
-        HookKind::Helo => {
-            "
-impl exports::wasmtpd::plugin::helo_hook::Guest for Plugin {
-    /// HELO or EHLO (`extended`): a 4xx or 5xx refuses the greeting.
-    fn on_helo(_name: String, _extended: bool) -> Option<String> {
-        None
-    }
-}
-"
-        }
-        HookKind::Mail => {
-            "
-impl exports::wasmtpd::plugin::mail_hook::Guest for Plugin {
-    /// MAIL FROM: the sender without angle brackets (\"\" for <>), its parameters.
-    fn on_mail(_mail_from: String, _options: Vec<String>) -> Option<String> {
-        None
-    }
-}
-"
-        }
-        HookKind::Rcpt => {
-            "
-impl exports::wasmtpd::plugin::rcpt_hook::Guest for Plugin {
-    /// RCPT TO: one recipient without angle brackets; a 4xx or 5xx refuses it only.
-    fn on_rcpt(_rcpt_to: String, _options: Vec<String>) -> Option<String> {
-        None
-    }
-}
-"
-        }
-        HookKind::Data => {
-            "
-impl exports::wasmtpd::plugin::data_hook::Guest for Plugin {
-    /// DATA, before 354: a 4xx or 5xx refuses the message before it is sent.
-    fn on_data() -> Option<String> {
-        None
-    }
-}
-"
-        }
-        HookKind::Auth => {
-            "
-impl exports::wasmtpd::plugin::auth_hook::Guest for Plugin {
-    /// AUTH over TLS: a 2xx accepts, a 5xx refuses, `None` asks the next plugin.
-    fn on_auth(_identity: String, _password: String) -> Option<String> {
-        None
-    }
-}
-"
-        }
-        HookKind::Rset => {
-            "
-impl exports::wasmtpd::plugin::rset_hook::Guest for Plugin {
-    /// RSET: the transaction is abandoned (a notice; nothing is answered).
-    fn on_rset() {}
-}
-"
-        }
-        HookKind::Quit => {
-            "
-impl exports::wasmtpd::plugin::quit_hook::Guest for Plugin {
-    /// The session is over (a notice; nothing is answered).
-    fn on_quit() {}
-}
-"
-        }
-    }
+fn hook(kind: HookKind) -> String {
+    let stub = hook_stub(kind);
+    let params: Vec<String> = stub
+        .params
+        .iter()
+        .map(|(name, ty, _)| format!("_{name}: {ty}"))
+        .collect();
+    let (params, name) = (params.join(", "), kind.name());
+    let body = match stub.notice {
+        true => "{}",
+        false => "-> Option<String> {\n        None\n    }",
+    };
+    format!(
+        "\nimpl exports::wasmtpd::plugin::{name}_hook::Guest for Plugin {{\n    /// {}\n    fn on_{name}({params}) {body}\n}}\n",
+        stub.doc
+    )
 }
 
 pub(super) fn files(plugin: &NewPlugin) -> Vec<(PathBuf, String)> {
     let hooks: String = plugin.hooks.iter().map(|k| hook(*k)).collect();
-    let values = [("name", plugin.name.as_str()), ("hooks", hooks.as_str())];
+    let stateless = keeps_no_state(plugin).to_string();
+    let values = [
+        ("name", plugin.name.as_str()),
+        ("hooks", hooks.as_str()),
+        ("stateless", &stateless),
+    ];
     vec![
         ("Cargo.toml".into(), fill(CARGO_TOML, &values)),
         ("src/lib.rs".into(), fill(LIB_RS, &values)),
