@@ -72,8 +72,10 @@ impl CallClock {
     }
 
     /// The host call returned (or a yield or pause ended): the guest goes on running.
+    /// Never earlier than it last did: a mark left from before this call (a yield whose
+    /// end was not read before the call returned) would charge the time between calls.
     pub fn resumes(&mut self, now: Instant) {
-        self.resumed = now;
+        self.resumed = self.resumed.max(now);
     }
 
     /// How long the call was paused for its tenant's CPU share.
@@ -194,5 +196,18 @@ mod tests {
         // 5 more: 2.1 ms left, and 4 more (0.4 earned meanwhile) is over.
         assert_eq!(clock.tick(t0 + MS * 514, Some(&budget)), Step::Yield);
         assert!(matches!(clock.tick(t0 + MS * 518, Some(&budget)), Step::Pause(_)));
+    }
+
+    #[test]
+    fn a_resume_mark_from_before_the_call_charges_nothing() {
+        // A warm instance's last call yielded and returned before the end of its yield
+        // was read; 3 s later the next call starts, and the stale mark comes in.
+        let t0 = Instant::now();
+        let next = t0 + Duration::from_secs(3);
+        let budget = CpuBudget::new(MS * 500, t0);
+        let mut clock = CallClock::start(next, Duration::from_secs(1));
+        clock.resumes(t0 + MS);
+        // 1 ms computed, not 3 s: no pause owed.
+        assert_eq!(clock.tick(next + MS, Some(&budget)), Step::Yield);
     }
 }
