@@ -11,6 +11,7 @@ pub mod deliver;
 pub mod dns;
 pub mod gathering_writer;
 pub mod handler;
+pub mod health;
 pub mod hook;
 pub mod kv;
 pub mod listen_address;

@@ -14,6 +14,7 @@ use wasmtpd::admission::Admission;
 use wasmtpd::cli::{Cli, Tool};
 use wasmtpd::config::Config;
 use wasmtpd::deliver;
+use wasmtpd::health::{Health, Readiness};
 use wasmtpd::message_room::MessageRoom;
 use wasmtpd::metrics::Registry;
 use wasmtpd::metrics_http;
@@ -131,12 +132,17 @@ async fn serve(cli: Cli, config: Config, engine: PluginEngine) -> anyhow::Result
     .trusting(limits.trusted_networks.clone());
     let shutdown = CancellationToken::new();
     let metrics = Arc::new(Registry::default());
+    // Bound first, so that an orchestrator sees the server start (`/readyz`: 503 until
+    // plugins are loaded and listeners bound) and drain; it stops once the server has.
+    let health = Arc::new(Health::default());
+    let drained = CancellationToken::new();
     if let Some(address) = config.metrics {
         let listener = TcpListener::bind(address)
             .await
             .with_context(|| format!("cannot serve metrics on {address}"))?;
         tracing::info!("metrics on http://{}/metrics", listener.local_addr()?);
-        tokio::spawn(metrics_http::serve(listener, Arc::clone(&metrics), shutdown.clone()));
+        let serving = metrics_http::serve(listener, Arc::clone(&metrics), Arc::clone(&health), drained.clone());
+        tokio::spawn(serving);
     }
     let spool = open_spool(&config)?;
     let cleaned = spool.as_ref().map_or(0, Spool::clean);
@@ -152,6 +158,7 @@ async fn serve(cli: Cli, config: Config, engine: PluginEngine) -> anyhow::Result
     let mut watcher = FileWatcher::new()?;
     watcher.watch(reload::files_of(&config, cli.config.as_deref()));
     let serving = service.apply(&config).await?;
+    health.set(Readiness::Ready);
     tracing::info!("serving {serving}");
     let mut grace = config.limits.shutdown_grace();
 
@@ -176,6 +183,7 @@ async fn serve(cli: Cli, config: Config, engine: PluginEngine) -> anyhow::Result
         "{signal}: shutting down; {} sessions open, transactions in flight may finish",
         service.admission().open_sessions()
     );
+    health.set(Readiness::Draining);
     let sessions = service.stop_accepting().await;
     if tokio::time::timeout(grace, sessions.wait()).await.is_err() {
         tracing::warn!(
@@ -184,6 +192,7 @@ async fn serve(cli: Cli, config: Config, engine: PluginEngine) -> anyhow::Result
             grace.as_secs()
         );
     }
+    drained.cancel();
     tracing::info!("stopped");
     Ok(())
 }

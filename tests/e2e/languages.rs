@@ -88,11 +88,27 @@ fn a_big_component_is_compiled_outside_the_server_which_stays_small() {
     // A cache of its own: the compile must happen now.
     let cache = temp_dir();
     let config = format!(
-        "cache_dir = {cache:?}\n[[listener]]\naddress = \"127.0.0.1:0\"\nplugins = [\"js\"]\n\
+        "cache_dir = {cache:?}\nmetrics = \"127.0.0.1:0\"\n\
+         [[listener]]\naddress = \"127.0.0.1:0\"\nplugins = [\"js\"]\n\
          [plugin.js]\nsource = {javascript:?}\nmemory_mib = 128\n"
     );
     let path = temp_file("wasmtpd.toml", &config);
-    let server = Server::start_raw_within(&["--config", path.to_str().unwrap()], COMPILE_WAIT);
+    let mut command = Command::new(binary());
+    command.args(["--config", path.to_str().unwrap()]);
+    let mut server = Server::spawn(command, COMPILE_WAIT);
+    // While it compiles (seconds), a balancer or orchestrator is told it is not ready.
+    let metrics = crate::metrics::endpoint(&mut server);
+    let (status, body) = crate::metrics::get(&metrics, "/readyz");
+    assert_eq!(
+        (status.as_str(), body.as_str()),
+        ("HTTP/1.1 503 Service Unavailable", "starting\n")
+    );
+    assert_eq!(crate::metrics::get(&metrics, "/healthz").0, "HTTP/1.1 200 OK");
+    server.wait_until_listening();
+    assert_eq!(
+        crate::metrics::get(&metrics, "/readyz"),
+        ("HTTP/1.1 200 OK".into(), "ready\n".into())
+    );
     // Compiled in the server, this component left it at 366 MiB (peak 395); from the
     // cache, a test build sits at about 75 (peak 120).
     let (resident, peak) = (server.memory_mib("VmRSS"), server.memory_mib("VmHWM"));

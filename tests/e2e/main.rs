@@ -12,6 +12,7 @@ mod contract;
 mod dns;
 mod edits;
 mod greylist;
+mod haproxy;
 mod http;
 mod instances;
 mod isolation;

@@ -17,6 +17,18 @@ pub fn scrape(address: &str) -> String {
     response.split("\r\n\r\n").nth(1).unwrap().to_owned()
 }
 
+/// `GET path` from the metrics endpoint: the status line and the body.
+pub fn get(address: &str, path: &str) -> (String, String) {
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_owned(), body.to_owned())
+}
+
 /// Where the server serves its metrics (`metrics = "127.0.0.1:0"` in its configuration).
 pub fn endpoint(server: &mut Server) -> String {
     let line = server.wait_for_log("metrics on http://");

@@ -119,7 +119,14 @@ impl Server {
 
     /// `command`, which runs the binary (perhaps through a shell that sets limits first),
     /// once it logs the address it listens on.
-    pub fn start_command(mut command: Command, wait: Duration) -> Server {
+    pub fn start_command(command: Command, wait: Duration) -> Server {
+        let mut server = Server::spawn(command, wait);
+        server.wait_until_listening();
+        server
+    }
+
+    /// `command` started, without waiting for anything (see [`Server::wait_until_listening`]).
+    pub fn spawn(mut command: Command, wait: Duration) -> Server {
         let mut child = command
             .env("WASMTPD_LOG", "info")
             .stdin(Stdio::null())
@@ -131,20 +138,23 @@ impl Server {
         let log = Arc::new(Mutex::new(String::new()));
         collect(child.stdout.take().unwrap(), Arc::clone(&stdout));
         collect(child.stderr.take().unwrap(), Arc::clone(&log));
-        let mut server = Server {
+        Server {
             child,
             wait,
             addr: "0.0.0.0:0".parse().unwrap(),
             stdout,
             log,
-        };
-        let line = server.wait_for_log("listening on ");
+        }
+    }
+
+    /// Waits until the log names the address it listens on, and keeps it.
+    pub fn wait_until_listening(&mut self) {
+        let line = self.wait_for_log("listening on ");
         let addr = line.split("listening on ").nth(1).unwrap().split(' ').next().unwrap();
         // A server whose first listener is a Unix socket has no TCP address to keep.
         if !addr.starts_with("unix:") {
-            server.addr = addr.parse().unwrap_or_else(|_| panic!("bad address in {line:?}"));
+            self.addr = addr.parse().unwrap_or_else(|_| panic!("bad address in {line:?}"));
         }
-        server
     }
 
     /// Every address the log says the server listens on, once `count` are there.
