@@ -24,8 +24,8 @@ pub struct Cli {
     pub config: Option<PathBuf>,
 
     /// Listen on ADDR:PORT or unix:/path (repeatable), instead of the configuration's
-    /// listeners: each serves the chain, tenant, routing and quarantine of the file's
-    /// first listener (not its TLS, PROXY, AUTH or protocol). Port 0 picks a free port,
+    /// listeners: each serves the chain, tenant, routing, quarantine and plugin caps of the
+    /// file's first listener (not its TLS, PROXY, AUTH or protocol). Port 0 picks a free port,
     /// which the log names. Default 127.0.0.1:1025.
     #[arg(short, long, value_name = "ADDRESS")]
     pub listen: Vec<ListenAddress>,
@@ -99,6 +99,9 @@ pub enum Tool {
         /// The memory cap to start it within, as its table's memory_mib would set it.
         #[arg(long, value_name = "MIB", default_value_t = crate::config::DEFAULT_MEMORY_MIB)]
         memory_mib: u64,
+        /// The time it may take to start, as its table's time_budget_ms would set it.
+        #[arg(long, value_name = "MS", default_value_t = crate::config::DEFAULT_TIME_BUDGET_MS)]
+        time_budget_ms: u64,
     },
     /// Compile each component into the compiled-component cache ahead of time (a
     /// deployment step: a server that loads them later starts at once).
@@ -159,9 +162,10 @@ impl Cli {
         };
         if !self.listen.is_empty() {
             // Each address serves what the file's first listener serves (the file was
-            // checked whole when loaded): its chain, tenant, routing and quarantine. How it
-            // is reached is the address's own: no TLS, PROXY, AUTH, LMTP or bare-LF choice
-            // of another address, and each address's plugins take the tenant's share.
+            // checked whole when loaded): its chain, tenant, routing, quarantine and plugin
+            // caps (a listener's own caps make a share of its own, so each address gets
+            // one). How it is reached is the address's own: no TLS, PROXY, AUTH, LMTP or
+            // bare-LF choice of another address.
             let model = config.listeners.first().cloned();
             config.listeners = self
                 .listen
@@ -174,6 +178,8 @@ impl Cli {
                         new.tenant.clone_from(&model.tenant);
                         new.route_by_domain = model.route_by_domain;
                         new.quarantine.clone_from(&model.quarantine);
+                        new.max_concurrent_calls = model.max_concurrent_calls;
+                        new.max_cpu_ms_per_second = model.max_cpu_ms_per_second;
                     }
                     new
                 })

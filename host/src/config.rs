@@ -299,8 +299,11 @@ impl Default for PluginConfig {
     }
 }
 
+/// Milliseconds a call into a plugin may run unless its table says otherwise.
+pub const DEFAULT_TIME_BUDGET_MS: u64 = 1000;
+
 fn default_time_budget_ms() -> u64 {
-    1000
+    DEFAULT_TIME_BUDGET_MS
 }
 
 /// Mebibytes of linear memory a plugin instance may use unless its table says otherwise.

@@ -77,7 +77,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         return tools::compile_files(&cli.compile, &engine);
     }
     match &cli.command {
-        Some(Tool::Check { file, memory_mib }) => return tools::check(&engine, &config, file, *memory_mib).await,
+        Some(Tool::Check {
+            file,
+            memory_mib,
+            time_budget_ms,
+        }) => return tools::check(&engine, &config, file, *memory_mib, *time_budget_ms).await,
         Some(Tool::Compile { files }) => return tools::compile_files(files, &engine),
         Some(Tool::New { .. }) | None => {}
     }
@@ -144,6 +148,8 @@ async fn serve(cli: Cli, config: Config, engine: PluginEngine) -> anyhow::Result
         let serving = metrics_http::serve(listener, Arc::clone(&metrics), Arc::clone(&health), drained.clone());
         tokio::spawn(serving);
     }
+    // However this function ends, the metrics listener ends with it.
+    let _drained = drained.clone().drop_guard();
     let spool = open_spool(&config)?;
     let cleaned = spool.as_ref().map_or(0, Spool::clean);
     if cleaned > 0 {
@@ -179,11 +185,11 @@ async fn serve(cli: Cli, config: Config, engine: PluginEngine) -> anyhow::Result
         }
     };
 
+    health.set(Readiness::Draining);
     tracing::info!(
         "{signal}: shutting down; {} sessions open, transactions in flight may finish",
         service.admission().open_sessions()
     );
-    health.set(Readiness::Draining);
     let sessions = service.stop_accepting().await;
     if tokio::time::timeout(grace, sessions.wait()).await.is_err() {
         tracing::warn!(
@@ -192,7 +198,6 @@ async fn serve(cli: Cli, config: Config, engine: PluginEngine) -> anyhow::Result
             grace.as_secs()
         );
     }
-    drained.cancel();
     tracing::info!("stopped");
     Ok(())
 }

@@ -42,7 +42,8 @@ pub async fn serve(listener: TcpListener, registry: Arc<Registry>, health: Arc<H
 async fn answer(mut stream: TcpStream, registry: &Registry, health: &Health) -> std::io::Result<()> {
     let mut request = Vec::new();
     let mut chunk = [0u8; 1024];
-    while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < MAX_REQUEST {
+    let complete = |r: &[u8]| r.windows(4).any(|w| w == b"\r\n\r\n") || r.windows(2).any(|w| w == b"\n\n");
+    while !complete(&request) && request.len() < MAX_REQUEST {
         let n = stream.read(&mut chunk).await?;
         if n == 0 {
             break;
@@ -55,7 +56,9 @@ async fn answer(mut stream: TcpStream, registry: &Registry, health: &Health) -> 
         body.len()
     );
     stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
+    if !request.starts_with(b"HEAD ") {
+        stream.write_all(body.as_bytes()).await?;
+    }
     stream.shutdown().await
 }
 
@@ -63,9 +66,12 @@ const TEXT: &str = "text/plain; charset=utf-8";
 
 /// The status line, content type and body for a request.
 fn response(request: &[u8], registry: &Registry, readiness: Readiness) -> (&'static str, &'static str, String) {
-    let line = request.split(|&b| b == b'\r').next().unwrap_or_default();
+    let line = request.split(|&b| b == b'\r' || b == b'\n').next().unwrap_or_default();
     let mut parts = line.split(|&b| b == b' ');
-    match (parts.next(), parts.next()) {
+    // HEAD is GET without the body (HTTP checks use it); a query string is ignored.
+    let method = parts.next().map(|m| if m == b"HEAD" { &b"GET"[..] } else { m });
+    let path = parts.next().map(|p| p.split(|&b| b == b'?').next().unwrap_or_default());
+    match (method, path) {
         (Some(b"GET"), Some(b"/metrics")) => ("200 OK", CONTENT_TYPE, registry.render()),
         (Some(b"GET"), Some(b"/healthz")) => ("200 OK", TEXT, "alive\n".to_owned()),
         (Some(b"GET"), Some(b"/readyz")) => match readiness {
@@ -105,6 +111,9 @@ mod tests {
             assert_eq!(get("/readyz", readiness), ("503 Service Unavailable", word.to_owned()));
         }
         assert_eq!(get("/", Readiness::Ready).0, "404 Not Found");
+        assert_eq!(get("/readyz?probe=1", Readiness::Ready).0, "200 OK");
+        let head = response(b"HEAD /readyz HTTP/1.0\r\n\r\n", &registry, Readiness::Draining);
+        assert_eq!(head.0, "503 Service Unavailable");
         assert_eq!(response(b"garbage", &registry, Readiness::Ready).0, "400 Bad Request");
     }
 }

@@ -38,14 +38,21 @@ pub fn new_plugin(language: Language, name: &str, hooks: &[String]) -> anyhow::R
 }
 
 /// `wasmtpd check FILE`: the plugin loaded as the server would load it (compiled, linked,
-/// instantiated once under a memory cap of `memory_mib`); what it exports and imports on
-/// stdout. A failure to load is the error, exit 1.
-pub async fn check(engine: &PluginEngine, config: &Config, file: &Path, memory_mib: u64) -> anyhow::Result<ExitCode> {
-    let spec = catalog::file_spec(file, memory_mib, config)?;
+/// instantiated once under a memory cap of `memory_mib` and a time budget of
+/// `time_budget_ms`); what it exports and imports on stdout. A failure to load is the
+/// error, exit 1.
+pub async fn check(
+    engine: &PluginEngine,
+    config: &Config,
+    file: &Path,
+    memory_mib: u64,
+    time_budget_ms: u64,
+) -> anyhow::Result<ExitCode> {
+    let spec = catalog::file_spec(file, memory_mib, time_budget_ms, config)?;
     let plugin = Plugin::load(engine, spec).await.with_context(|| {
         format!(
-            "{} cannot be a wasmtpd plugin (checked with memory_mib = {memory_mib}, nothing granted; \
-             an interpreter may need more memory: --memory-mib)",
+            "{} cannot be a wasmtpd plugin (checked with memory_mib = {memory_mib}, time_budget_ms = \
+             {time_budget_ms}, nothing granted)",
             file.display()
         )
     })?;

@@ -43,11 +43,12 @@ pub fn spec(entry: &str, config: &Config) -> anyhow::Result<PluginSpec> {
     spec_from(name, source, &plugin_config, config, (default_stdout, default_message))
 }
 
-/// The plugin in the file at `path`, as a `[plugin.NAME]` table with its `source` and
-/// `memory_mib` and nothing granted would load it (`wasmtpd check`).
-pub fn file_spec(path: &Path, memory_mib: u64, config: &Config) -> anyhow::Result<PluginSpec> {
+/// The plugin in the file at `path`, as a `[plugin.NAME]` table with its `source`,
+/// `memory_mib` and `time_budget_ms` and nothing granted would load it (`wasmtpd check`).
+pub fn file_spec(path: &Path, memory_mib: u64, time_budget_ms: u64, config: &Config) -> anyhow::Result<PluginSpec> {
     let table = PluginConfig {
         memory_mib,
+        time_budget_ms,
         ..PluginConfig::default()
     };
     let name = path

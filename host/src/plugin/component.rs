@@ -253,7 +253,6 @@ impl Plugin {
             // Start functions run under the same budget as calls.
             clock: CallClock::start(Instant::now(), self.time_budget),
             share: share.cloned(),
-            resumed: Arc::default(),
             wasi,
             table: Default::default(),
             memory: MemoryCap::new(self.memory_limit),
@@ -277,43 +276,25 @@ impl Plugin {
         // plugin that loops shares its thread with other sessions until its budget ends.
         store.epoch_deadline_callback(|mut store| {
             let state = store.data_mut();
-            state.catch_up();
             let budget = state.share.as_ref().and_then(|share| share.cpu.as_ref());
-            let step = state.clock.tick(Instant::now(), budget);
-            // The future marks when the guest goes on: the wait in line is not computing.
-            let resumed = Arc::clone(&state.resumed);
-            let mark = move || *resumed.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
-            Ok(match step {
+            // This runs in a libcall, between the call hook's `CallingHost` and
+            // `ReturningFromHost`: the wait in line or the pause is not computing.
+            Ok(match state.clock.tick(Instant::now(), budget) {
                 Step::Interrupt => UpdateDeadline::Interrupt,
                 // Not `Yield`, whose wake puts the call first in line again (tokio's LIFO
                 // slot) before the runtime looks at its sockets: on one worker thread a
                 // tenant computing 9 ms a message left another 69 messages a second of
                 // 18,000. `yield_now` goes behind the I/O that is ready.
-                Step::Yield => UpdateDeadline::YieldCustom(
-                    1,
-                    Box::pin(async move {
-                        tokio::task::yield_now().await;
-                        mark();
-                    }),
-                ),
-                Step::Pause(pause) => UpdateDeadline::YieldCustom(
-                    1,
-                    Box::pin(async move {
-                        tokio::time::sleep(pause).await;
-                        mark();
-                    }),
-                ),
+                Step::Yield => UpdateDeadline::YieldCustom(1, Box::pin(tokio::task::yield_now())),
+                Step::Pause(pause) => UpdateDeadline::YieldCustom(1, Box::pin(tokio::time::sleep(pause))),
             })
         });
         // Time in the host is not computing (see `CallClock::host_call_starts`).
         store.call_hook(|mut store, hook| {
-            let state = store.data_mut();
+            let clock = &mut store.data_mut().clock;
             match hook {
-                CallHook::CallingHost => {
-                    state.catch_up();
-                    state.clock.host_call_starts(Instant::now());
-                }
-                CallHook::ReturningFromHost => state.clock.resumes(Instant::now()),
+                CallHook::CallingHost => clock.host_call_starts(Instant::now()),
+                CallHook::ReturningFromHost => clock.resumes(Instant::now()),
                 CallHook::CallingWasm | CallHook::ReturningFromWasm => {}
             }
             Ok(())

@@ -155,9 +155,6 @@ impl PluginInstance {
         self.budget = budget;
         let state = self.store.data_mut();
         state.clock = CallClock::start(Instant::now(), budget);
-        // The end of the last call's last yield, if it returned before it was read:
-        // not this call's.
-        state.resumed.lock().unwrap_or_else(|e| e.into_inner()).take();
         state.memory.reset();
         self.store.set_epoch_deadline(1);
     }

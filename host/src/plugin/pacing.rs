@@ -36,6 +36,10 @@ pub struct CallClock {
     resumed: Instant,
     /// Computing since the last tick that ended in a host call: not yet counted.
     unticked: Duration,
+    /// Host calls in progress. A host call can run guest code again (its result lowered
+    /// through the guest's `cabi_realloc`, whose entry checks the epoch), and with it
+    /// another host call: only the outermost one ends a stretch of computing.
+    host_depth: u32,
     computed: Duration,
     /// Paused for the tenant's CPU share.
     throttled: Duration,
@@ -59,22 +63,27 @@ impl CallClock {
             latest: now + budget * MAX_STRETCH,
             resumed: now,
             unticked: Duration::ZERO,
+            host_depth: 0,
             computed: Duration::ZERO,
             throttled: Duration::ZERO,
         }
     }
 
-    /// The guest calls the host: what it computed since it last went on running counts;
-    /// the time in the host (a relay waiting for its upstream) does not.
+    /// The guest calls the host (an import, or a libcall: an epoch tick's yield or pause,
+    /// a memory.grow): what it computed since it last went on running counts; the time in
+    /// the host (a relay waiting for its upstream, a pause) does not.
     pub fn host_call_starts(&mut self, now: Instant) {
-        self.unticked += now.saturating_duration_since(self.resumed);
-        self.resumed = now;
+        if self.host_depth == 0 {
+            self.unticked += now.saturating_duration_since(self.resumed);
+        }
+        self.host_depth += 1;
+        self.resumed = self.resumed.max(now);
     }
 
-    /// The host call returned (or a yield or pause ended): the guest goes on running.
-    /// Never earlier than it last did: a mark left from before this call (a yield whose
-    /// end was not read before the call returned) would charge the time between calls.
+    /// The host call returned (after a yield or a pause too): the guest goes on running.
+    /// Never earlier than it last did.
     pub fn resumes(&mut self, now: Instant) {
+        self.host_depth = self.host_depth.saturating_sub(1);
         self.resumed = self.resumed.max(now);
     }
 
@@ -196,6 +205,23 @@ mod tests {
         // 5 more: 2.1 ms left, and 4 more (0.4 earned meanwhile) is over.
         assert_eq!(clock.tick(t0 + MS * 514, Some(&budget)), Step::Yield);
         assert!(matches!(clock.tick(t0 + MS * 518, Some(&budget)), Step::Pause(_)));
+    }
+
+    #[test]
+    fn a_host_call_that_runs_guest_code_again_is_still_not_computing() {
+        // A relay that waits 300 ms for its upstream, then lowers its result through the
+        // guest's allocator, whose entry sees the epoch and calls the host again.
+        let t0 = Instant::now();
+        let budget = CpuBudget::new(MS * 100, t0);
+        let mut clock = CallClock::start(t0, Duration::from_secs(1));
+        clock.host_call_starts(t0 + MS);
+        clock.host_call_starts(t0 + MS * 301);
+        assert_eq!(clock.tick(t0 + MS * 301, Some(&budget)), Step::Yield);
+        clock.resumes(t0 + MS * 302);
+        clock.resumes(t0 + MS * 302);
+        // 1 ms computed before the relay and 1 after it, not 300.
+        assert_eq!(clock.tick(t0 + MS * 303, Some(&budget)), Step::Yield);
+        assert!(clock.computed < MS * 3, "{:?}", clock.computed);
     }
 
     #[test]

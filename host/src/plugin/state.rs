@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -50,9 +49,6 @@ pub struct PluginState {
     pub clock: CallClock,
     /// The share of the tenant whose call is in progress, which its CPU time is charged to.
     pub share: Option<Arc<TenantShare>>,
-    /// When the guest went on after its last yield or pause: set by the yield's future,
-    /// which cannot reach the store, and handed to `clock` at the next tick or host call.
-    pub resumed: Arc<std::sync::Mutex<Option<Instant>>>,
     pub wasi: WasiCtx,
     pub table: ResourceTable,
     pub memory: MemoryCap,
@@ -66,15 +62,6 @@ pub struct PluginState {
     pub kv: Option<KvGrant>,
     pub http_ctx: WasiHttpCtx,
     pub http_hooks: HttpHooks,
-}
-
-impl PluginState {
-    /// Hands `clock` the end of the last yield or pause, if one ended since.
-    pub fn catch_up(&mut self) {
-        if let Some(at) = self.resumed.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            self.clock.resumes(at);
-        }
-    }
 }
 
 impl WasiView for PluginState {

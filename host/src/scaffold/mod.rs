@@ -59,6 +59,8 @@ pub enum ScaffoldError {
         "{0:?} is not a plugin name: lower-case letters and digits in words joined by dashes, starting with a letter (e.g. my-filter)"
     )]
     BadName(String),
+    #[error("{0:?} is the name of a plugin built into wasmtpd: choose another")]
+    BuiltIn(String),
     #[error("{0:?} is not a hook; the hooks are {1}")]
     UnknownHook(String, String),
 }
@@ -74,6 +76,10 @@ impl NewPlugin {
     pub fn new(language: Language, name: &str, hooks: &[String]) -> Result<NewPlugin, ScaffoldError> {
         if !is_wit_name(name) {
             return Err(ScaffoldError::BadName(name.to_owned()));
+        }
+        // Its configuration names it in a chain, where a built-in's name means the built-in.
+        if crate::plugin::builtin::names().contains(&name) {
+            return Err(ScaffoldError::BuiltIn(name.to_owned()));
         }
         let mut kinds = Vec::new();
         for hook in hooks.iter().map(|h| h.trim()).filter(|h| !h.is_empty()) {
@@ -169,10 +175,14 @@ impl NewPlugin {
              - Build: `{build}`\n\
              - Run: `wasmtpd --config {name}.toml` (listens on 127.0.0.1:1025; the plugin, then debug-printer)\n\
              - Test: `wasmtpd --config {name}.toml --deliver message.eml --from alice@example.org --to bob@example.com`\n\
-             - Check: `wasmtpd check {path}` (exports, imports, capabilities)\n\
+             - Check: `wasmtpd check {path}{check}` (exports, imports, capabilities)\n\
              - The contract: `wit/deps/plugin/plugin.wit`; the source says where to start.\n",
             name = self.name,
             path = self.component_path(),
+            check = match self.language {
+                Language::Rust => "",
+                Language::Python | Language::Js => " --memory-mib 128",
+            },
         )
     }
 }
@@ -393,6 +403,14 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn a_built_in_plugins_name_is_refused() {
+        assert_eq!(
+            NewPlugin::new(Language::Rust, "debug-printer", &[]).err(),
+            Some(ScaffoldError::BuiltIn("debug-printer".into()))
+        );
     }
 
     #[test]
