@@ -385,3 +385,73 @@ fn a_binary_message_the_relay_cannot_send_by_data_is_refused_before_connecting()
     client.send(body);
     assert!(client.reply().starts_with("250"));
 }
+
+/// An upstream that speaks just enough SMTP and takes `delay` to accept each message, as
+/// a busy or distant server does; it serves `messages` connections.
+fn slow_upstream(delay: std::time::Duration, messages: usize) -> std::net::SocketAddr {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(messages) {
+            let mut stream = stream.unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            stream.write_all(b"220 slow.test ESMTP\r\n").unwrap();
+            let mut line = String::new();
+            let mut in_data = false;
+            while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                let reply: &[u8] = match (in_data, line.as_str()) {
+                    (true, ".\r\n") => {
+                        in_data = false;
+                        std::thread::sleep(delay);
+                        b"250 2.0.0 queued\r\n"
+                    }
+                    (true, _) => b"",
+                    (false, l) if l.starts_with("DATA") => {
+                        in_data = true;
+                        b"354 go on\r\n"
+                    }
+                    (false, l) if l.starts_with("QUIT") => {
+                        let _ = stream.write_all(b"221 bye\r\n");
+                        break;
+                    }
+                    _ => b"250 OK\r\n",
+                };
+                stream.write_all(reply).unwrap();
+                line.clear();
+            }
+        }
+    });
+    addr
+}
+
+#[test]
+fn waiting_for_the_upstream_is_not_charged_to_the_tenants_cpu_share() {
+    // A relay waits 400 ms for the upstream's answer: time in the host, not computing.
+    // At 100 ms of CPU a second (a 10 ms burst), a charged wait would owe seconds, paid
+    // in pauses. (The nested host call that lowering the answer may make is covered by
+    // pacing's unit test: this test did not reproduce it.)
+    let upstream = slow_upstream(std::time::Duration::from_millis(400), 3).to_string();
+    let config = format!(
+        "metrics = \"127.0.0.1:0\"\n[[listener]]\naddress = \"127.0.0.1:0\"\nplugins = [\"proxy\"]\n\
+         max_cpu_ms_per_second = 100\n\
+         [plugin.proxy]\nrelay = [\"{upstream}\"]\n\
+         [plugin.proxy.settings]\nupstream = \"{upstream}\"\nrelay_domains = [\"example.com\"]\n"
+    );
+    let mut server = Server::from_config(&config);
+    let metrics = crate::metrics::endpoint(&mut server);
+    let mut client = RawClient::ehlo(server.addr);
+    for n in 0..3 {
+        let reply = client.send_message("Subject: relayed\r\n\r\nrelayed\r\n");
+        assert!(reply.starts_with("250 2.0.0"), "message {n}: {reply}");
+    }
+    let scraped = crate::metrics::scrape(&metrics);
+    let throttled = scraped
+        .lines()
+        .find(|l| l.starts_with("wasmtpd_plugin_throttled_seconds_total{"))
+        .unwrap_or_else(|| panic!("no throttle counter in {scraped}"));
+    assert!(
+        throttled.ends_with(" 0.0"),
+        "paused for the upstream's wait: {throttled}"
+    );
+}

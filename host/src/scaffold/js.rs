@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::{NewPlugin, camel, fill, hook_stub, keeps_no_state};
+use super::{NewPlugin, camel, fill_for, hook_stub};
 use crate::hook::HookKind;
 
 // preview2-shim is an optional peer of componentize-js that it needs all the same.
@@ -68,16 +68,12 @@ fn hook(kind: HookKind) -> String {
 }
 
 pub(super) fn files(plugin: &NewPlugin) -> Vec<(PathBuf, String)> {
-    let hooks: String = plugin.hooks.iter().map(|k| hook(*k)).collect();
-    let stateless = keeps_no_state(plugin).to_string();
-    let values = [
-        ("name", plugin.name.as_str()),
-        ("hooks", hooks.as_str()),
-        ("stateless", &stateless),
-    ];
     vec![
-        ("package.json".into(), fill(PACKAGE_JSON, &values)),
-        ("app.js".into(), fill(APP_JS, &values)),
+        (
+            "package.json".into(),
+            fill_for(plugin, PACKAGE_JSON, hook, ["false", "true"]),
+        ),
+        ("app.js".into(), fill_for(plugin, APP_JS, hook, ["false", "true"])),
         (".gitignore".into(), format!("/node_modules\n/{}.wasm\n", plugin.name)),
     ]
 }

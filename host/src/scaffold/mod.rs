@@ -359,6 +359,18 @@ fn hook_names() -> String {
     names.join(", ")
 }
 
+/// A language's source or build template filled for `plugin`: `{{name}}`, `{{hooks}}`
+/// (the stub `hook` writes for each chosen hook) and `{{stateless}}` (`booleans`: how the
+/// language writes false and true).
+fn fill_for(plugin: &NewPlugin, template: &str, hook: fn(HookKind) -> String, booleans: [&str; 2]) -> String {
+    let hooks: String = plugin.hooks.iter().map(|k| hook(*k)).collect();
+    let stateless = booleans[usize::from(keeps_no_state(plugin))];
+    fill(
+        template,
+        &[("name", &plugin.name), ("hooks", &hooks), ("stateless", stateless)],
+    )
+}
+
 /// The text of `template` with each `{{key}}` replaced by its value.
 fn fill(template: &str, values: &[(&str, &str)]) -> String {
     values.iter().fold(template.to_owned(), |text, (key, value)| {

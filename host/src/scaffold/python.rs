@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::{NewPlugin, camel, fill, hook_stub, keeps_no_state};
+use super::{NewPlugin, camel, fill_for, hook_stub};
 use crate::hook::HookKind;
 
 const BUILD_SH: &str = r#"#!/bin/sh
@@ -73,16 +73,9 @@ fn hook(kind: HookKind) -> String {
 }
 
 pub(super) fn files(plugin: &NewPlugin) -> Vec<(PathBuf, String)> {
-    let hooks: String = plugin.hooks.iter().map(|k| hook(*k)).collect();
-    let stateless = if keeps_no_state(plugin) { "True" } else { "False" };
-    let values = [
-        ("name", plugin.name.as_str()),
-        ("hooks", hooks.as_str()),
-        ("stateless", stateless),
-    ];
     vec![
-        ("build.sh".into(), fill(BUILD_SH, &values)),
-        ("app.py".into(), fill(APP_PY, &values)),
+        ("build.sh".into(), fill_for(plugin, BUILD_SH, hook, ["False", "True"])),
+        ("app.py".into(), fill_for(plugin, APP_PY, hook, ["False", "True"])),
         (
             ".gitignore".into(),
             format!("/.venv\n/{}.wasm\n__pycache__/\n", plugin.name),

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::{NewPlugin, fill, hook_stub, keeps_no_state};
+use super::{NewPlugin, fill_for, hook_stub};
 use crate::hook::HookKind;
 
 const CARGO_TOML: &str = r#"[package]
@@ -99,16 +99,12 @@ fn hook(kind: HookKind) -> String {
 }
 
 pub(super) fn files(plugin: &NewPlugin) -> Vec<(PathBuf, String)> {
-    let hooks: String = plugin.hooks.iter().map(|k| hook(*k)).collect();
-    let stateless = keeps_no_state(plugin).to_string();
-    let values = [
-        ("name", plugin.name.as_str()),
-        ("hooks", hooks.as_str()),
-        ("stateless", &stateless),
-    ];
     vec![
-        ("Cargo.toml".into(), fill(CARGO_TOML, &values)),
-        ("src/lib.rs".into(), fill(LIB_RS, &values)),
+        (
+            "Cargo.toml".into(),
+            fill_for(plugin, CARGO_TOML, hook, ["false", "true"]),
+        ),
+        ("src/lib.rs".into(), fill_for(plugin, LIB_RS, hook, ["false", "true"])),
         (".gitignore".into(), "/target\n".into()),
     ]
 }
