@@ -21,19 +21,9 @@ pub fn new_plugin(language: Language, name: &str, hooks: &[String]) -> anyhow::R
         language.name()
     );
     println!("    cd {name}");
-    print!(
-        "{}",
-        plugin
-            .files()
-            .iter()
-            .find(|(path, _)| path == Path::new("README.md"))
-            .map(|(_, text)| text
-                .lines()
-                .filter(|l| l.starts_with("- "))
-                .map(|l| format!("    {l}\n"))
-                .collect::<String>())
-            .unwrap_or_default()
-    );
+    for step in plugin.readme().lines().filter(|l| l.starts_with("- ")) {
+        println!("    {step}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

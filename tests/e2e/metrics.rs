@@ -29,6 +29,18 @@ pub fn get(address: &str, path: &str) -> (String, String) {
     (head.lines().next().unwrap().to_owned(), body.to_owned())
 }
 
+/// The line of the CPU-share pauses counter whose labels start with `labels` (`""`: the
+/// first tenant's), scraped now.
+pub fn throttled_line(address: &str, labels: &str) -> String {
+    let scraped = scrape(address);
+    let start = format!("wasmtpd_plugin_throttled_seconds_total{{{labels}");
+    scraped
+        .lines()
+        .find(|l| l.starts_with(&start))
+        .unwrap_or_else(|| panic!("no throttle counter {start} in {scraped}"))
+        .to_owned()
+}
+
 /// Where the server serves its metrics (`metrics = "127.0.0.1:0"` in its configuration).
 pub fn endpoint(server: &mut Server) -> String {
     let line = server.wait_for_log("metrics on http://");

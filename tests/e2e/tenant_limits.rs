@@ -131,11 +131,7 @@ fn a_tenant_over_its_cpu_share_is_slowed_never_refused() {
     let took = started.elapsed();
     assert!(took >= Duration::from_secs(1), "four messages in {took:?}: not slowed");
     // The pauses are counted, for the tenant.
-    let scraped = crate::metrics::scrape(&metrics);
-    let line = scraped
-        .lines()
-        .find(|l| l.starts_with("wasmtpd_plugin_throttled_seconds_total{tenant=\"busy\"}"))
-        .unwrap_or_else(|| panic!("no throttle counter for busy in {scraped}"));
+    let line = crate::metrics::throttled_line(&metrics, "tenant=\"busy\"}");
     let seconds: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(seconds >= 0.5, "{line}");
 }

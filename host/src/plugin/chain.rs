@@ -206,7 +206,7 @@ impl ChainSession {
         let result = match idle {
             Some(instance) => Ok(instance),
             None => plugin
-                .instantiate(self.namespace.as_ref(), Some(&self.share))
+                .instantiate(self.namespace.as_ref(), &self.share)
                 .await
                 .map_err(|failure| PluginFailure {
                     message: format!("cannot start an instance: {}", failure.message),
@@ -215,7 +215,7 @@ impl ChainSession {
         };
         let result = match result {
             Ok(mut instance) => {
-                instance.learn(&self.facts, &self.share);
+                instance.learn(&self.facts);
                 let result = match call {
                     Call::Hook(hook) => instance.hook(hook, &self.peer).await.map(CallAnswer::One),
                     Call::Message(message, rcpt_tos) => {

@@ -86,7 +86,7 @@ pub struct Plugin {
     /// Whether a plugin loaded before it was made of the same bytes, and its compiled
     /// code was taken from that one.
     pub shares_code: bool,
-    pub(super) engine: Engine,
+    engine: Engine,
     /// Ticks while one of this plugin's guests runs (see [`EpochClock`]).
     pub(super) clock: Arc<EpochClock>,
     pre: InstancePre<PluginState>,
@@ -211,9 +211,9 @@ impl Plugin {
     pub async fn instantiate(
         self: &Arc<Self>,
         namespace: Option<&Arc<str>>,
-        share: Option<&Arc<TenantShare>>,
+        share: &Arc<TenantShare>,
     ) -> Result<PluginInstance, PluginFailure> {
-        self.instantiate_in(namespace, share)
+        self.instantiate_in(namespace, Some(share))
             .await
             .map(|instance| instance.into_instance(Arc::clone(self)))
     }

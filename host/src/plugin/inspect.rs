@@ -46,9 +46,15 @@ const NOTED_FOR: &[(&str, &str)] = &[
 
 impl Inspection {
     pub fn of(plugin: &Plugin) -> Inspection {
-        let ty = plugin.component().component_type();
-        let exports: Vec<String> = ty.exports(&plugin.engine).map(|(name, _)| name.to_owned()).collect();
-        let imports: Vec<String> = ty.imports(&plugin.engine).map(|(name, _)| name.to_owned()).collect();
+        let (component, ty) = (plugin.component(), plugin.component().component_type());
+        let exports: Vec<String> = ty
+            .exports(component.engine())
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        let imports: Vec<String> = ty
+            .imports(component.engine())
+            .map(|(name, _)| name.to_owned())
+            .collect();
         Inspection {
             needs: matching(&imports, GRANTED_BY),
             notes: matching(&imports, NOTED_FOR),

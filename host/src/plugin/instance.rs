@@ -14,7 +14,6 @@ use super::edits::{Edited, Edits};
 use super::exports::HookGuests;
 use super::output::{self, OutputTarget};
 use super::pacing::CallClock;
-use super::share::TenantShare;
 use super::state::PluginState;
 use crate::handler::{Message, PluginError, PluginFailure, SessionFacts, checked_reply};
 use crate::hook::Hook;
@@ -70,15 +69,13 @@ impl PluginInstance {
         }
     }
 
-    /// What the session learnt, for the `session` import to tell, and the tenant share
-    /// its calls are charged to.
-    pub fn learn(&mut self, facts: &Arc<SessionFacts>, share: &Arc<TenantShare>) {
+    /// What the session learnt, for the `session` import to tell. (The tenant share its
+    /// calls are charged to was set when it was made: every instance a chain calls, its
+    /// sessions' and its warm ones, is made with the chain's share.)
+    pub fn learn(&mut self, facts: &Arc<SessionFacts>) {
         let state = self.store.data_mut();
         if !Arc::ptr_eq(&state.facts, facts) {
             state.facts = Arc::clone(facts);
-        }
-        if !state.share.as_ref().is_some_and(|own| Arc::ptr_eq(own, share)) {
-            state.share = Some(Arc::clone(share));
         }
     }
 

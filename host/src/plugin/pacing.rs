@@ -4,8 +4,9 @@
 //! as long as it ran since the last one: a plugin that spins until its budget ends then
 //! costs a fifth of a thread instead of a whole one, and cannot slow another tenant's
 //! sessions down. Pauses are measured, not ticks counted: a busy machine that delays the
-//! epoch thread makes the slices longer and the pauses with them. Time spent waiting in
-//! the host (a relay, for instance) never reaches a tick, so it does not count.
+//! epoch thread makes the slices longer and the pauses with them. Time spent in the host
+//! (a relay waiting, a pause, a yield's wait in line) is bracketed by the call hook and
+//! does not count.
 
 use std::time::{Duration, Instant};
 
@@ -225,9 +226,9 @@ mod tests {
     }
 
     #[test]
-    fn a_resume_mark_from_before_the_call_charges_nothing() {
-        // A warm instance's last call yielded and returned before the end of its yield
-        // was read; 3 s later the next call starts, and the stale mark comes in.
+    fn a_resume_from_before_the_call_charges_nothing() {
+        // A warm instance's next call starts 3 s after its last; a resume time from
+        // before the call (the bug of a stale mark, fixed) must not move its start back.
         let t0 = Instant::now();
         let next = t0 + Duration::from_secs(3);
         let budget = CpuBudget::new(MS * 500, t0);

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::{NewPlugin, camel, fill_for, hook_stub};
+use super::{NewPlugin, camel, fill, fill_for, hook_stub};
 use crate::hook::HookKind;
 
 // preview2-shim is an optional peer of componentize-js that it needs all the same.
@@ -69,10 +69,7 @@ fn hook(kind: HookKind) -> String {
 
 pub(super) fn files(plugin: &NewPlugin) -> Vec<(PathBuf, String)> {
     vec![
-        (
-            "package.json".into(),
-            fill_for(plugin, PACKAGE_JSON, hook, ["false", "true"]),
-        ),
+        ("package.json".into(), fill(PACKAGE_JSON, &[("name", &plugin.name)])),
         ("app.js".into(), fill_for(plugin, APP_JS, hook, ["false", "true"])),
         (".gitignore".into(), format!("/node_modules\n/{}.wasm\n", plugin.name)),
     ]

@@ -164,7 +164,8 @@ impl NewPlugin {
         )
     }
 
-    fn readme(&self) -> String {
+    /// The folder's README: a line each to build, run, test and check it.
+    pub fn readme(&self) -> String {
         let build = match self.language {
             Language::Rust => "cargo build --target wasm32-wasip2 --release   (once: rustup target add wasm32-wasip2)",
             Language::Python => "./build.sh   (installs componentize-py in .venv the first time)",
@@ -328,7 +329,7 @@ fn hook_stub(kind: HookKind) -> HookStub {
     HookStub {
         doc,
         params,
-        notice: matches!(kind, HookKind::Rset | HookKind::Quit),
+        notice: kind.is_notice(),
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::{NewPlugin, camel, fill_for, hook_stub};
+use super::{NewPlugin, camel, fill, fill_for, hook_stub};
 use crate::hook::HookKind;
 
 const BUILD_SH: &str = r#"#!/bin/sh
@@ -74,7 +74,7 @@ fn hook(kind: HookKind) -> String {
 
 pub(super) fn files(plugin: &NewPlugin) -> Vec<(PathBuf, String)> {
     vec![
-        ("build.sh".into(), fill_for(plugin, BUILD_SH, hook, ["False", "True"])),
+        ("build.sh".into(), fill(BUILD_SH, &[("name", &plugin.name)])),
         ("app.py".into(), fill_for(plugin, APP_PY, hook, ["False", "True"])),
         (
             ".gitignore".into(),

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use super::{NewPlugin, fill_for, hook_stub};
+use super::{NewPlugin, fill, fill_for, hook_stub};
 use crate::hook::HookKind;
 
 const CARGO_TOML: &str = r#"[package]
@@ -100,10 +100,7 @@ fn hook(kind: HookKind) -> String {
 
 pub(super) fn files(plugin: &NewPlugin) -> Vec<(PathBuf, String)> {
     vec![
-        (
-            "Cargo.toml".into(),
-            fill_for(plugin, CARGO_TOML, hook, ["false", "true"]),
-        ),
+        ("Cargo.toml".into(), fill(CARGO_TOML, &[("name", &plugin.name)])),
         ("src/lib.rs".into(), fill_for(plugin, LIB_RS, hook, ["false", "true"])),
         (".gitignore".into(), "/target\n".into()),
     ]
