@@ -7,10 +7,11 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::address_range::AddressRange;
-use crate::rate::{CommandBudget, RateLimiter};
+use crate::rate::shared::SharedLimit;
+use crate::rate::{CommandBudget, RateLimiter, unix_ms};
 
 /// The window of the per-address rates.
 const RATE_WINDOW: Duration = Duration::from_secs(60);
@@ -20,7 +21,7 @@ pub struct Admission {
     max_total: usize,
     max_per_ip: usize,
     open: Mutex<Open>,
-    connection_rate: Option<RateLimiter>,
+    connection_rate: Option<Arc<RateLimiter>>,
     command_rate: Option<Arc<RateLimiter>>,
     /// Addresses the per-address limits do not apply to, loopback besides.
     trusted: Vec<AddressRange>,
@@ -65,13 +66,13 @@ impl Admission {
         connections_a_minute: u32,
         commands_a_minute: u32,
     ) -> Arc<Admission> {
-        let rate = |max: u32| (max > 0).then(|| RateLimiter::new(max, RATE_WINDOW));
+        let rate = |max: u32| (max > 0).then(|| Arc::new(RateLimiter::new(max, RATE_WINDOW)));
         Arc::new(Admission {
             max_total,
             max_per_ip,
             open: Mutex::new(Open::default()),
             connection_rate: rate(connections_a_minute),
-            command_rate: rate(commands_a_minute).map(Arc::new),
+            command_rate: rate(commands_a_minute),
             trusted: Vec::new(),
         })
     }
@@ -99,11 +100,25 @@ impl Admission {
         })
     }
 
+    /// The rates other nodes can count with this one, by name.
+    pub fn shared_limits(&self) -> Vec<SharedLimit> {
+        let named = [("connections", &self.connection_rate), ("commands", &self.command_rate)];
+        named
+            .into_iter()
+            .filter_map(|(name, rate)| {
+                rate.as_ref().map(|limiter| SharedLimit {
+                    name,
+                    limiter: Arc::clone(limiter),
+                })
+            })
+            .collect()
+    }
+
     pub fn admit(self: &Arc<Self>, ip: IpAddr, tenant: Option<&TenantCap>) -> Result<Permit, Refusal> {
         let trusted = self.is_trusted(ip);
         if let Some(rate) = &self.connection_rate
             && !trusted
-            && !rate.allow(ip, Instant::now())
+            && !rate.allow(ip, unix_ms())
         {
             return Err(Refusal::TooFastFromAddress);
         }

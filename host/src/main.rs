@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
@@ -24,7 +24,7 @@ use wasmtpd::reload::{self, FileWatcher};
 use wasmtpd::service::Service;
 use wasmtpd::signals::{Signal, Signals};
 use wasmtpd::spool::Spool;
-use wasmtpd::{tools, worker_threads};
+use wasmtpd::{rate, tools, worker_threads};
 
 fn main() -> ExitCode {
     let log = wasmtpd::log::init();
@@ -135,7 +135,12 @@ async fn serve(cli: Cli, config: Config, engine: PluginEngine) -> anyhow::Result
     )
     .trusting(limits.trusted_networks.clone());
     let shutdown = CancellationToken::new();
-    let metrics = Arc::new(Registry::default());
+    let mut registry = Registry::default();
+    if let Some(url) = &limits.rates_redis {
+        let every = Duration::from_millis(limits.rates_sync_ms);
+        rate::shared::spawn(url, every, admission.shared_limits(), registry.shared_rates())?;
+    }
+    let metrics = Arc::new(registry);
     // Bound first, so that an orchestrator sees the server start (`/readyz`: 503 until
     // plugins are loaded and listeners bound) and drain; it stops once the server has.
     let health = Arc::new(Health::default());

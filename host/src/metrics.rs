@@ -17,6 +17,7 @@ use wasmtpd_protocol::Reply;
 
 use crate::handler::{PluginError, Verdict};
 use crate::hook::HookKind;
+use crate::rate::shared::SharedRatesMetrics;
 
 /// How a message ended, as counted: by the class of its final reply.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -273,6 +274,23 @@ impl Registry {
     /// A reload was applied (`true`) or refused.
     pub fn reload(&self, applied: bool) {
         self.reloads[usize::from(!applied)].inc();
+    }
+
+    /// The numbers of rates counted with other nodes (`limits.rates_redis`), registered
+    /// only on a server that does.
+    pub fn shared_rates(&mut self) -> SharedRatesMetrics {
+        let metrics = SharedRatesMetrics::default();
+        self.registry.register(
+            "wasmtpd_shared_rates_up",
+            "1 while the per-address rates are counted with the other nodes in Redis, 0 while this node counts alone",
+            metrics.up.clone(),
+        );
+        self.registry.register(
+            "wasmtpd_shared_rates_failures",
+            "Exchanges of per-address counts with Redis that failed",
+            metrics.failures.clone(),
+        );
+        metrics
     }
 
     /// The OpenMetrics text format, which Prometheus scrapes.

@@ -30,6 +30,7 @@ mod reload;
 mod rspamd;
 mod sandbox;
 mod server;
+mod shared_rates;
 mod shutdown;
 mod smuggling;
 mod stateless;

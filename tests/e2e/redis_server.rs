@@ -15,7 +15,11 @@ pub struct Redis {
 
 impl Redis {
     pub fn start() -> Redis {
-        let port = free_port();
+        Redis::start_on(free_port())
+    }
+
+    /// On `port`: a Redis that comes back where it was.
+    pub fn start_on(port: u16) -> Redis {
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -49,13 +53,19 @@ impl Redis {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
-    /// One inline command's first reply line, if the server answered.
+    /// One inline command's reply line (a bulk string's value rather than its length),
+    /// if the server answered.
     pub fn command(&self, command: &str) -> Option<String> {
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
         stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
         stream.write_all(format!("{command}\r\n").as_bytes()).ok()?;
+        let mut reader = BufReader::new(stream);
         let mut line = String::new();
-        BufReader::new(stream).read_line(&mut line).ok()?;
+        reader.read_line(&mut line).ok()?;
+        if line.starts_with('$') && !line.starts_with("$-1") {
+            line.clear();
+            reader.read_line(&mut line).ok()?;
+        }
         Some(line.trim_end().to_owned())
     }
 }
