@@ -109,6 +109,17 @@ pub enum Tool {
         #[arg(value_name = "FILE.wasm", required = true)]
         files: Vec<PathBuf>,
     },
+    /// Ask a running server whether it is alive (GET /healthz on its metrics listener) or,
+    /// with --ready, ready for mail (/readyz): exit 0 if so, 1 if not. For a container's
+    /// HEALTHCHECK where no HTTP client is installed.
+    Health {
+        /// The metrics listener; by default the configuration's `metrics`.
+        #[arg(value_name = "ADDR:PORT")]
+        address: Option<std::net::SocketAddr>,
+        /// Ask /readyz: plugins loaded, listeners bound, not draining.
+        #[arg(long)]
+        ready: bool,
+    },
 }
 
 impl Cli {
@@ -133,6 +144,7 @@ impl Cli {
                 Tool::New { .. } => "new",
                 Tool::Check { .. } => "check",
                 Tool::Compile { .. } => "compile",
+                Tool::Health { .. } => "health",
             };
             anyhow::bail!("wasmtpd {name} does one thing and takes no {}", given.join(", "));
         }

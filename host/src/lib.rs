@@ -12,6 +12,7 @@ pub mod dns;
 pub mod gathering_writer;
 pub mod handler;
 pub mod health;
+pub mod health_probe;
 pub mod hook;
 pub mod kv;
 pub mod listen_address;

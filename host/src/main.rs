@@ -24,7 +24,7 @@ use wasmtpd::reload::{self, FileWatcher};
 use wasmtpd::service::Service;
 use wasmtpd::signals::{Signal, Signals};
 use wasmtpd::spool::Spool;
-use wasmtpd::{rate, tools, worker_threads};
+use wasmtpd::{health_probe, rate, tools, worker_threads};
 
 fn main() -> ExitCode {
     let log = wasmtpd::log::init();
@@ -58,6 +58,12 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         return tools::new_plugin(*language, name, hooks);
     }
     let config = cli.load_config()?;
+    if let Some(Tool::Health { address, ready }) = &cli.command {
+        let metrics = address
+            .or(config.metrics)
+            .context("health: give the metrics address, or a --config that sets metrics")?;
+        return health_probe::probe(metrics, *ready);
+    }
     let engine = PluginEngine::new(&EngineOptions {
         cache_dir: match &config.cache_dir {
             Some(dir) if dir.as_os_str().is_empty() => None,
@@ -83,7 +89,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             time_budget_ms,
         }) => return tools::check(&engine, &config, file, *memory_mib, *time_budget_ms).await,
         Some(Tool::Compile { files }) => return tools::compile_files(files, &engine),
-        Some(Tool::New { .. }) | None => {}
+        Some(Tool::New { .. } | Tool::Health { .. }) | None => {}
     }
     serve(cli, config, engine).await.map(|()| ExitCode::SUCCESS)
 }

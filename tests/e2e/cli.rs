@@ -22,7 +22,7 @@ fn help_explains_every_option() {
     ] {
         assert!(help.contains(option), "--help does not mention {option}:\n{help}");
     }
-    for tool in ["  new ", "  check ", "  compile "] {
+    for tool in ["  new ", "  check ", "  compile ", "  health "] {
         assert!(help.contains(tool), "--help does not list {tool:?}:\n{help}");
     }
 }

@@ -8,6 +8,7 @@ mod chunking;
 mod ci_script;
 mod cli;
 mod clients;
+mod container;
 mod contract;
 mod dns;
 mod edits;

@@ -3,15 +3,28 @@
 
 use std::net::TcpStream;
 
+use std::process::{Command, Output};
+
 use crate::metrics::{endpoint, get};
 use crate::raw::RawClient;
-use crate::server::Server;
+use crate::server::{Server, binary, free_port, temp_file};
+
+/// `wasmtpd health` with `args`, as a container's HEALTHCHECK runs it.
+fn health(args: &[&str]) -> Output {
+    Command::new(binary()).arg("health").args(args).output().unwrap()
+}
 
 #[test]
 fn sigterm_lets_the_transaction_in_flight_finish_and_exits_0() {
     let mut server = Server::start(&["--metrics", "127.0.0.1:0"]);
     let metrics = endpoint(&mut server);
     assert_eq!(get(&metrics, "/readyz"), ("HTTP/1.1 200 OK".into(), "ready\n".into()));
+    let ready = health(&[&metrics, "--ready"]);
+    assert!(ready.status.success(), "{ready:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&ready.stdout),
+        "/readyz: HTTP/1.1 200 OK: ready\n"
+    );
     let mut idle = RawClient::ehlo(server.addr);
     let mut busy = RawClient::ehlo(server.addr);
     busy.expect("MAIL FROM:<a@example.org>", "250");
@@ -26,6 +39,11 @@ fn sigterm_lets_the_transaction_in_flight_finish_and_exits_0() {
     );
     assert_eq!(get(&metrics, "/healthz").0, "HTTP/1.1 200 OK");
     assert_eq!(get(&metrics, "/metrics").0, "HTTP/1.1 200 OK");
+    // The same answers from the probe a container runs: not ready, alive.
+    let draining = health(&[&metrics, "--ready"]);
+    assert_eq!(draining.status.code(), Some(1), "{draining:?}");
+    assert!(String::from_utf8_lossy(&draining.stdout).contains("503 Service Unavailable: draining"));
+    assert!(health(&[&metrics]).status.success());
     let reply = idle.reply();
     assert!(reply.starts_with("421 4.3.2"), "{reply:?}");
     idle.expect_closed();
@@ -46,4 +64,27 @@ fn sigterm_lets_the_transaction_in_flight_finish_and_exits_0() {
     assert!(status.success(), "exit status {status}");
     let printed = server.wait_for_messages(1);
     assert!(printed.contains("Subject: in flight"), "{printed}");
+}
+
+#[test]
+fn the_health_probe_reads_the_address_from_the_configuration_and_fails_clearly() {
+    let port = free_port();
+    // Every address: asked on loopback. Nobody listens there: exit 1, and why.
+    let config = temp_file("health.toml", &format!("metrics = \"0.0.0.0:{port}\"\n"));
+    let probe = Command::new(binary())
+        .args(["--config", config.to_str().unwrap(), "health"])
+        .output()
+        .unwrap();
+    assert_eq!(probe.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&probe.stderr);
+    assert!(
+        said.contains(&format!("cannot connect to the metrics listener on 127.0.0.1:{port}")),
+        "{said}"
+    );
+    let nowhere = health(&[]);
+    assert_eq!(nowhere.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&nowhere.stderr).contains("give the metrics address, or a --config that sets metrics"),
+        "{nowhere:?}"
+    );
 }
