@@ -10,8 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::address_range::AddressRange;
-use crate::rate::shared::SharedLimit;
-use crate::rate::{CommandBudget, RateLimiter, unix_ms};
+use crate::rate::{CommandBudget, RateLimiter, SharedRates};
 
 /// The window of the per-address rates.
 const RATE_WINDOW: Duration = Duration::from_secs(60);
@@ -56,23 +55,26 @@ pub struct Permit {
 
 impl Admission {
     pub fn new(max_total: usize, max_per_ip: usize) -> Arc<Admission> {
-        Admission::with_rates(max_total, max_per_ip, 0, 0)
+        Admission::with_rates(max_total, max_per_ip, 0, 0, None)
     }
 
-    /// Also limits connections and commands per client address a minute (0: no limit).
+    /// Also limits connections and commands per client address a minute (0: no limit),
+    /// with the other nodes that share `shared`, if given.
     pub fn with_rates(
         max_total: usize,
         max_per_ip: usize,
         connections_a_minute: u32,
         commands_a_minute: u32,
+        shared: Option<Arc<SharedRates>>,
     ) -> Arc<Admission> {
-        let rate = |max: u32| (max > 0).then(|| Arc::new(RateLimiter::new(max, RATE_WINDOW)));
+        let rate =
+            |name, max: u32| (max > 0).then(|| Arc::new(RateLimiter::sharing(name, max, RATE_WINDOW, shared.clone())));
         Arc::new(Admission {
             max_total,
             max_per_ip,
             open: Mutex::new(Open::default()),
-            connection_rate: rate(connections_a_minute),
-            command_rate: rate(commands_a_minute),
+            connection_rate: rate("connections", connections_a_minute),
+            command_rate: rate("commands", commands_a_minute),
             trusted: Vec::new(),
         })
     }
@@ -100,28 +102,19 @@ impl Admission {
         })
     }
 
-    /// The rates other nodes can count with this one, by name.
-    pub fn shared_limits(&self) -> Vec<SharedLimit> {
-        let named = [("connections", &self.connection_rate), ("commands", &self.command_rate)];
-        named
-            .into_iter()
-            .filter_map(|(name, rate)| {
-                rate.as_ref().map(|limiter| SharedLimit {
-                    name,
-                    limiter: Arc::clone(limiter),
-                })
-            })
-            .collect()
+    /// Counts a new connection from `ip` against its address's rate: false if it is one
+    /// too many. Asks the shared store when this node's lease is used up.
+    pub async fn connection_allowed(&self, ip: IpAddr) -> bool {
+        match &self.connection_rate {
+            Some(rate) if !self.is_trusted(ip) => rate.allow(ip).await,
+            _ => true,
+        }
     }
 
+    /// Takes a place for a session from `ip` (the per-address rate is
+    /// [`Admission::connection_allowed`]'s).
     pub fn admit(self: &Arc<Self>, ip: IpAddr, tenant: Option<&TenantCap>) -> Result<Permit, Refusal> {
         let trusted = self.is_trusted(ip);
-        if let Some(rate) = &self.connection_rate
-            && !trusted
-            && !rate.allow(ip, unix_ms())
-        {
-            return Err(Refusal::TooFastFromAddress);
-        }
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         if open.total >= self.max_total {
             return Err(Refusal::TooManyInAll);
@@ -209,30 +202,34 @@ mod tests {
         assert!(a.admit(one, Some(&cap)).is_ok());
     }
 
-    #[test]
-    fn connections_a_minute_per_address() {
-        let a = Admission::with_rates(10, 10, 2, 0);
+    #[tokio::test]
+    async fn connections_a_minute_per_address() {
+        let a = Admission::with_rates(10, 10, 2, 0, None);
         let one: IpAddr = "192.0.2.1".parse().unwrap();
-        drop(a.admit(one, None).unwrap());
-        drop(a.admit(one, None).unwrap());
-        // Closed sessions still count: it is a rate, not a number at once.
-        assert_eq!(a.admit(one, None).err(), Some(Refusal::TooFastFromAddress));
-        assert!(a.admit("192.0.2.2".parse().unwrap(), None).is_ok());
+        assert!(a.connection_allowed(one).await);
+        assert!(a.connection_allowed(one).await);
+        assert!(!a.connection_allowed(one).await);
+        assert!(a.connection_allowed("192.0.2.2".parse().unwrap()).await);
         assert!(a.command_budget(one).is_none());
     }
 
-    #[test]
-    fn loopback_and_trusted_networks_have_no_per_address_limits() {
-        let a = Admission::with_rates(100, 1, 1, 1).trusting(vec!["10.0.0.0/8".parse().unwrap()]);
+    #[tokio::test]
+    async fn loopback_and_trusted_networks_have_no_per_address_limits() {
+        let a = Admission::with_rates(100, 1, 1, 1, None).trusting(vec!["10.0.0.0/8".parse().unwrap()]);
         for ip in ["127.0.0.1", "::1", "::ffff:127.0.0.1", "10.1.2.3"] {
             let ip: IpAddr = ip.parse().unwrap();
             let _held: Vec<Permit> = (0..3).map(|_| a.admit(ip, None).unwrap()).collect();
+            for _ in 0..3 {
+                assert!(a.connection_allowed(ip).await, "{ip}");
+            }
             assert!(a.command_budget(ip).is_none(), "{ip}");
         }
         // Other addresses keep them, and everybody counts toward the total.
         let other: IpAddr = "192.0.2.1".parse().unwrap();
         let _one = a.admit(other, None).unwrap();
-        assert_eq!(a.admit(other, None).err(), Some(Refusal::TooFastFromAddress));
+        assert_eq!(a.admit(other, None).err(), Some(Refusal::TooManyFromAddress));
+        assert!(a.connection_allowed(other).await);
+        assert!(!a.connection_allowed(other).await);
         assert!(a.command_budget(other).is_some());
         let b = Admission::new(2, 10);
         let _p = (

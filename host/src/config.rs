@@ -490,11 +490,9 @@ pub struct Limits {
     pub commands_per_ip_per_minute: u32,
     /// A Redis server, e.g. `redis://127.0.0.1:6379/0`, in which the nodes that name it
     /// count the two rates above together, so that a client spread over them gets its
-    /// limit once. Each node still decides at once from its own counts and exchanges
-    /// them every `rates_sync_ms`; while Redis does not answer it counts alone. Read at start.
+    /// limit once: each node leases events of an address's count from Redis. While Redis
+    /// does not answer, each node counts alone. Read at start.
     pub rates_redis: Option<String>,
-    /// Milliseconds between two exchanges of counts with `rates_redis`. Read at start.
-    pub rates_sync_ms: u64,
     /// Milliseconds the server waits before its greeting; a client that talks first is
     /// refused (a spam engine that does not wait). 0: greet at once.
     pub greeting_delay_ms: u64,
@@ -529,7 +527,6 @@ impl Default for Limits {
             connections_per_ip_per_minute: 0,
             commands_per_ip_per_minute: 0,
             rates_redis: None,
-            rates_sync_ms: 100,
             greeting_delay_ms: 0,
             shutdown_grace_secs: 30,
             max_hops: 50,
@@ -574,7 +571,6 @@ impl Limits {
         too_low("data_timeout_secs", self.data_timeout_secs, 1)?;
         too_low("max_connections", self.max_connections as u64, 1)?;
         too_low("max_connections_per_ip", self.max_connections_per_ip as u64, 1)?;
-        too_low("rates_sync_ms", self.rates_sync_ms, 10)?;
         // A message and one plugin's copy of it must fit.
         too_low(
             "max_message_memory",
@@ -923,12 +919,8 @@ mod tests {
             config.check().unwrap_err().to_string(),
             "limits.max_command_line = 100 is below the minimum 512"
         );
-        let config: Config = toml::from_str("[limits]\nrates_redis = \"redis://r:6379\"\nrates_sync_ms = 5").unwrap();
+        let config: Config = toml::from_str("[limits]\nrates_redis = \"redis://r:6379\"").unwrap();
         assert_eq!(config.limits.rates_redis.as_deref(), Some("redis://r:6379"));
-        assert_eq!(
-            config.check().unwrap_err().to_string(),
-            "limits.rates_sync_ms = 5 is below the minimum 10"
-        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
 use clap::Parser;
@@ -20,11 +20,12 @@ use wasmtpd::metrics::Registry;
 use wasmtpd::metrics_http;
 use wasmtpd::plugin::engine::default_cache_dir;
 use wasmtpd::plugin::{EngineOptions, PluginEngine, output};
+use wasmtpd::rate::SharedRates;
 use wasmtpd::reload::{self, FileWatcher};
 use wasmtpd::service::Service;
 use wasmtpd::signals::{Signal, Signals};
 use wasmtpd::spool::Spool;
-use wasmtpd::{health_probe, rate, tools, worker_threads};
+use wasmtpd::{health_probe, tools, worker_threads};
 
 fn main() -> ExitCode {
     let log = wasmtpd::log::init();
@@ -133,19 +134,24 @@ fn open_spool(config: &Config) -> anyhow::Result<Option<Spool>> {
 async fn serve(cli: Cli, config: Config, engine: PluginEngine) -> anyhow::Result<()> {
     let mut signals = Signals::new().context("cannot install signal handlers")?;
     let limits = &config.limits;
+    let mut registry = Registry::default();
+    let shared_rates = match &limits.rates_redis {
+        Some(url) => {
+            let shared = SharedRates::new(url, registry.shared_rates())?;
+            shared.watch();
+            Some(shared)
+        }
+        None => None,
+    };
     let admission = Admission::with_rates(
         limits.max_connections,
         limits.max_connections_per_ip,
         limits.connections_per_ip_per_minute,
         limits.commands_per_ip_per_minute,
+        shared_rates,
     )
     .trusting(limits.trusted_networks.clone());
     let shutdown = CancellationToken::new();
-    let mut registry = Registry::default();
-    if let Some(url) = &limits.rates_redis {
-        let every = Duration::from_millis(limits.rates_sync_ms);
-        rate::shared::spawn(url, every, admission.shared_limits(), registry.shared_rates())?;
-    }
     let metrics = Arc::new(registry);
     // Bound first, so that an orchestrator sees the server start (`/readyz`: 503 until
     // plugins are loaded and listeners bound) and drain; it stops once the server has.

@@ -189,10 +189,18 @@ impl Connection {
     fn start<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(self, stream: S, peer: SocketAddr, early: BytesMut) {
         match self.admission.admit(peer.ip(), self.ctx.tenant_cap.as_ref()) {
             Ok(permit) => {
-                let session = Session::new(stream, peer, self.ctx, self.shutdown)
-                    .with_early_input(early)
-                    .with_command_budget(self.admission.command_budget(peer.ip()));
+                let budget = self.admission.command_budget(peer.ip());
+                let admission = self.admission;
+                let (ctx, shutdown) = (self.ctx, self.shutdown);
                 self.sessions.spawn(async move {
+                    // The address's rate may ask the other nodes: in the session's own task.
+                    if !admission.connection_allowed(peer.ip()).await {
+                        refuse(&ctx, peer, Refusal::TooFastFromAddress, stream).await;
+                        return;
+                    }
+                    let session = Session::new(stream, peer, ctx, shutdown)
+                        .with_early_input(early)
+                        .with_command_budget(budget);
                     if let Err(e) = session.run().await {
                         tracing::debug!(%peer, "session ended: {e}");
                     }
@@ -200,14 +208,8 @@ impl Connection {
                 });
             }
             Err(refusal) => {
-                tracing::info!(tenant = %self.ctx.tenant, %peer, ?refusal, "connection refused");
-                let reply = match refusal {
-                    Refusal::TooManyInAll | Refusal::TooManyFromAddress | Refusal::TooManyForTenant => {
-                        replies::TOO_MANY_CONNECTIONS
-                    }
-                    Refusal::TooFastFromAddress => replies::CONNECTION_RATE,
-                };
-                self.sessions.spawn(close_with(stream, reply));
+                self.sessions
+                    .spawn(async move { refuse(&self.ctx, peer, refusal, stream).await });
             }
         }
     }
@@ -238,6 +240,18 @@ impl Connection {
             Err(e) => tracing::warn!(%source, "refused a connection from a trusted proxy: {e}"),
         }
     }
+}
+
+/// Says why a connection is refused (in the log and to the client) and closes it.
+async fn refuse<S: AsyncWrite + Unpin>(ctx: &ListenerContext, peer: SocketAddr, refusal: Refusal, stream: S) {
+    tracing::info!(tenant = %ctx.tenant, %peer, ?refusal, "connection refused");
+    let reply = match refusal {
+        Refusal::TooManyInAll | Refusal::TooManyFromAddress | Refusal::TooManyForTenant => {
+            replies::TOO_MANY_CONNECTIONS
+        }
+        Refusal::TooFastFromAddress => replies::CONNECTION_RATE,
+    };
+    close_with(stream, reply).await;
 }
 
 /// Sends one reply (best effort, for a little while) and closes.

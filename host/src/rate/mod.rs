@@ -1,7 +1,10 @@
 //! Events per client address per time window (connections, commands): fixed windows
 //! aligned to the Unix clock, so that every node of a site agrees on when a window
-//! starts and, with `rates_redis`, can add its counts to the others' ([`shared`]). The
-//! table holds the current window only, and is emptied when the next one starts.
+//! starts. With a [`SharedRates`] store (`limits.rates_redis`) the nodes hold one limit
+//! together: a node lets an event through on a lease of events it took from Redis, and
+//! asks for more when its lease is used up; while Redis does not answer it counts alone
+//! and adds what it let through to Redis at its next lease. The table holds the current
+//! window only, and is emptied when the next one starts.
 
 pub mod shared;
 
@@ -10,13 +13,15 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Addresses with nothing new whose totals one exchange asks again, at most.
-const REFRESHED: usize = 1000;
+pub use shared::SharedRates;
 
 pub struct RateLimiter {
+    /// Its name in the shared store's keys.
+    name: &'static str,
     max: u32,
     window_ms: u64,
     table: Mutex<Table>,
+    shared: Option<Arc<SharedRates>>,
 }
 
 #[derive(Default)]
@@ -27,35 +32,74 @@ struct Table {
 }
 
 /// One address's events in the current window.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
 struct Count {
-    /// Allowed by this node.
+    /// Let through by this node.
     here: u32,
-    /// Of those, how many the shared store has been told of.
-    shared: u32,
-    /// The other nodes' events, as the store said at the last exchange.
-    others: u32,
+    /// Events leased from the shared store and not yet used.
+    leased: u32,
+    /// The store granted nothing: the address is at its limit on all nodes together.
+    exhausted: bool,
+    /// Let through while the store did not answer, to add to it at the next lease.
+    debt: u32,
 }
 
-/// This node's new events of one window, to add to the shared counts.
+/// What this node can say about an event without the shared store.
 #[derive(Debug, PartialEq, Eq)]
-pub struct Unshared {
-    pub window: u64,
-    pub counts: Vec<(IpAddr, u32)>,
+pub enum Local {
+    Allowed,
+    Refused,
+    /// The lease is used up: ask the store for more, adding `debt`.
+    Ask {
+        window: u64,
+        debt: u32,
+    },
 }
 
 impl RateLimiter {
-    pub fn new(max: u32, window: Duration) -> RateLimiter {
+    /// A limit this node holds alone.
+    pub fn new(name: &'static str, max: u32, window: Duration) -> RateLimiter {
+        RateLimiter::sharing(name, max, window, None)
+    }
+
+    /// A limit this node holds with the others that use `shared`, if given.
+    pub fn sharing(name: &'static str, max: u32, window: Duration, shared: Option<Arc<SharedRates>>) -> RateLimiter {
         RateLimiter {
+            name,
             max,
             window_ms: u64::try_from(window.as_millis()).unwrap_or(u64::MAX).max(1),
             table: Mutex::new(Table::default()),
+            shared,
         }
     }
 
-    /// Counts one event from `ip` at `now_ms` (Unix milliseconds): false if it is one too
-    /// many in its window, this node's and the others' together.
-    pub fn allow(&self, ip: IpAddr, now_ms: u64) -> bool {
+    /// Counts one event from `ip` now: false if it is one too many in its window.
+    pub async fn allow(&self, ip: IpAddr) -> bool {
+        let store_up = self.shared.as_ref().is_some_and(|s| s.is_up());
+        match self.decide(ip, unix_ms(), store_up) {
+            Local::Allowed => true,
+            Local::Refused => false,
+            Local::Ask { window, debt } => {
+                let shared = self.shared.as_ref().expect("only a shared limit asks");
+                let lease = shared
+                    .lease(self.name, window, self.window_ms, ip, self.lease_size(), self.max, debt)
+                    .await;
+                self.leased(ip, window, debt, lease.ok())
+            }
+        }
+    }
+
+    /// Events a lease asks for: one when the limit is small (each is then exact), more
+    /// for a big one, so that a busy address costs a round trip every few events. A node
+    /// that does not use its lease holds those events from the others until the window
+    /// ends: at most (nodes - 1) x (lease - 1), about a tenth of the limit for 3 nodes.
+    fn lease_size(&self) -> u32 {
+        (self.max / 20).clamp(1, 100)
+    }
+
+    /// The decision from this node's counts at `now_ms`; `store_up`: whether the shared
+    /// store answered lately (else the node counts alone).
+    fn decide(&self, ip: IpAddr, now_ms: u64, store_up: bool) -> Local {
         let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
         let window = now_ms / self.window_ms;
         if table.window != window {
@@ -66,51 +110,57 @@ impl RateLimiter {
             };
         }
         let count = table.counts.entry(ip).or_default();
-        if count.here.saturating_add(count.others) >= self.max {
+        if self.shared.is_none() || !store_up {
+            if count.here >= self.max {
+                return Local::Refused;
+            }
+            count.here += 1;
+            if self.shared.is_some() {
+                count.debt += 1;
+            }
+            return Local::Allowed;
+        }
+        if count.leased > 0 {
+            count.leased -= 1;
+            count.here += 1;
+            return Local::Allowed;
+        }
+        if count.exhausted {
+            return Local::Refused;
+        }
+        Local::Ask {
+            window,
+            debt: count.debt,
+        }
+    }
+
+    /// The store's answer to a lease asked with `debt` for `ip` in `window`: `Some(granted)`
+    /// events, or `None` if it did not answer (then this node decides alone).
+    fn leased(&self, ip: IpAddr, window: u64, debt: u32, granted: Option<u32>) -> bool {
+        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        if table.window != window {
+            // The window ended while the store was asked: the event is the new window's.
+            let now_ms = table.window * self.window_ms;
+            drop(table);
+            return self.decide(ip, now_ms, false) == Local::Allowed;
+        }
+        let count = table.counts.entry(ip).or_default();
+        let Some(granted) = granted else {
+            if count.here >= self.max {
+                return false;
+            }
+            count.here += 1;
+            count.debt += 1;
+            return true;
+        };
+        count.debt = count.debt.saturating_sub(debt);
+        if granted == 0 {
+            count.exhausted = true;
             return false;
         }
+        count.leased += granted - 1;
         count.here += 1;
         true
-    }
-
-    pub fn window_ms(&self) -> u64 {
-        self.window_ms
-    }
-
-    /// The events counted here that the shared store has not been told of, and, with
-    /// nothing new to add, the addresses past half their limit: their totals are asked
-    /// again, so that a node learns of what an address does on the others before that
-    /// address comes back (at most [`REFRESHED`] of them an exchange).
-    pub fn unshared(&self) -> Unshared {
-        let table = self.table.lock().unwrap_or_else(|e| e.into_inner());
-        let near_limit = |c: &Count| u64::from(c.here) + u64::from(c.others) >= u64::from(self.max).div_ceil(2);
-        let new = table.counts.iter().filter(|(_, c)| c.here > c.shared);
-        let refreshed = table
-            .counts
-            .iter()
-            .filter(|(_, c)| c.here == c.shared && near_limit(c))
-            .take(REFRESHED);
-        let counts = new.chain(refreshed).map(|(ip, c)| (*ip, c.here - c.shared)).collect();
-        Unshared {
-            window: table.window,
-            counts,
-        }
-    }
-
-    /// The store added `sent` and answered each address's total of all nodes: what is not
-    /// this node's is the others'. An answer for a window that has ended is dropped.
-    pub fn learn(&self, sent: &Unshared, totals: &[u64]) {
-        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
-        if table.window != sent.window {
-            return;
-        }
-        for ((ip, added), total) in sent.counts.iter().zip(totals) {
-            if let Some(count) = table.counts.get_mut(ip) {
-                count.shared += added;
-                let others = total.saturating_sub(u64::from(count.shared));
-                count.others = u32::try_from(others).unwrap_or(u32::MAX);
-            }
-        }
     }
 }
 
@@ -130,8 +180,8 @@ pub struct CommandBudget {
 }
 
 impl CommandBudget {
-    pub fn allow(&self) -> bool {
-        self.limiter.allow(self.ip, unix_ms())
+    pub async fn allow(&self) -> bool {
+        self.limiter.allow(self.ip).await
     }
 }
 
@@ -145,84 +195,80 @@ mod tests {
         text.parse().unwrap()
     }
 
+    fn alone(max: u32) -> RateLimiter {
+        RateLimiter::new("test", max, Duration::from_secs(60))
+    }
+
+    /// A limit shared through a store that is never reached (the tests answer for it).
+    fn shared(max: u32) -> RateLimiter {
+        let store = SharedRates::new("redis://127.0.0.1:1/0", Default::default()).unwrap();
+        RateLimiter::sharing("test", max, Duration::from_secs(60), Some(store))
+    }
+
     #[test]
     fn each_address_gets_its_count_a_window() {
-        let limiter = RateLimiter::new(2, Duration::from_secs(60));
+        let limiter = alone(2);
         let (one, two) = (ip("192.0.2.1"), ip("192.0.2.2"));
         let t0 = 1000 * MINUTE;
-        assert!(limiter.allow(one, t0));
-        assert!(limiter.allow(one, t0 + 1000));
-        assert!(!limiter.allow(one, t0 + 59_999));
-        assert!(limiter.allow(two, t0 + 59_999));
+        assert_eq!(limiter.decide(one, t0, false), Local::Allowed);
+        assert_eq!(limiter.decide(one, t0 + 1000, false), Local::Allowed);
+        assert_eq!(limiter.decide(one, t0 + 59_999, false), Local::Refused);
+        assert_eq!(limiter.decide(two, t0 + 59_999, false), Local::Allowed);
         // A new window, a new count: windows are cut from the clock, not the first event.
-        assert!(limiter.allow(one, t0 + MINUTE));
+        assert_eq!(limiter.decide(one, t0 + MINUTE, false), Local::Allowed);
     }
 
     #[test]
     fn a_new_window_forgets_every_address() {
-        let limiter = RateLimiter::new(1, Duration::from_secs(60));
+        let limiter = alone(1);
         for i in 0..1000u32 {
-            assert!(limiter.allow(IpAddr::from(i.to_be_bytes()), 0));
+            assert_eq!(limiter.decide(IpAddr::from(i.to_be_bytes()), 0, false), Local::Allowed);
         }
-        assert!(limiter.allow(ip("198.51.100.1"), MINUTE));
+        assert_eq!(limiter.decide(ip("198.51.100.1"), MINUTE, false), Local::Allowed);
         assert_eq!(limiter.table.lock().unwrap().counts.len(), 1);
     }
 
     #[test]
-    fn the_other_nodes_counts_use_up_the_same_limit() {
-        let limiter = RateLimiter::new(5, Duration::from_secs(60));
-        let (one, two) = (ip("192.0.2.1"), ip("2001:db8::1"));
-        assert!(limiter.allow(one, 0) && limiter.allow(one, 1) && limiter.allow(two, 2));
-        let sent = limiter.unshared();
-        let mut counts = sent.counts.clone();
-        counts.sort();
-        assert_eq!(counts, vec![(one, 2), (two, 1)]);
-        // The store has 4 for `one` now: 2 of them another node's. `two` is ours alone.
-        let totals: Vec<u64> = sent
-            .counts
-            .iter()
-            .map(|(ip, _)| if *ip == one { 4 } else { 1 })
-            .collect();
-        limiter.learn(&sent, &totals);
-        // Nothing new: `one` is past half its limit, so its total is asked again.
-        assert_eq!(limiter.unshared().counts, vec![(one, 0)]);
-        assert!(limiter.allow(one, 3), "2 here + 2 there + this one = 5");
-        assert!(!limiter.allow(one, 4), "a sixth");
-        assert_eq!(limiter.unshared().counts, vec![(one, 1)]);
-        assert!(limiter.allow(two, 5));
+    fn a_shared_limit_lets_events_through_on_leases_until_the_store_has_none() {
+        let limiter = shared(40);
+        assert_eq!(limiter.lease_size(), 2);
+        let one = ip("192.0.2.1");
+        assert_eq!(limiter.decide(one, 0, true), Local::Ask { window: 0, debt: 0 });
+        // Two granted: this event and the next go through without asking.
+        assert!(limiter.leased(one, 0, 0, Some(2)));
+        assert_eq!(limiter.decide(one, 1, true), Local::Allowed);
+        assert_eq!(limiter.decide(one, 2, true), Local::Ask { window: 0, debt: 0 });
+        // The others used the rest: refused, and not asked again in this window.
+        assert!(!limiter.leased(one, 0, 0, Some(0)));
+        assert_eq!(limiter.decide(one, 3, true), Local::Refused);
+        assert_eq!(limiter.decide(one, MINUTE, true), Local::Ask { window: 1, debt: 0 });
     }
 
     #[test]
-    fn a_node_learns_what_an_address_did_elsewhere_before_it_comes_back() {
-        let limiter = RateLimiter::new(4, Duration::from_secs(60));
+    fn without_the_store_a_node_counts_alone_and_pays_its_debt_at_the_next_lease() {
+        let limiter = shared(3);
         let one = ip("192.0.2.1");
-        assert!(limiter.allow(one, 0) && limiter.allow(one, 1));
-        let sent = limiter.unshared();
-        limiter.learn(&sent, &[2]);
-        // Another node took the other two; this one hears it with nothing of its own to add.
-        let asked = limiter.unshared();
-        assert_eq!(asked.counts, vec![(one, 0)]);
-        limiter.learn(&asked, &[4]);
-        assert!(!limiter.allow(one, 2));
-        // An address far from its limit is not asked again.
-        let two = ip("192.0.2.2");
-        assert!(limiter.allow(two, 3));
-        let sent = limiter.unshared();
-        limiter.learn(&sent, &[1]);
-        assert!(limiter.unshared().counts.iter().all(|(ip, _)| *ip != two));
+        assert_eq!(limiter.lease_size(), 1);
+        // The store does not answer: the node decides on its own count.
+        assert_eq!(limiter.decide(one, 0, true), Local::Ask { window: 0, debt: 0 });
+        assert!(limiter.leased(one, 0, 0, None));
+        assert_eq!(limiter.decide(one, 1, false), Local::Allowed);
+        assert_eq!(limiter.decide(one, 2, false), Local::Allowed);
+        assert_eq!(limiter.decide(one, 3, false), Local::Refused, "three here: the limit");
+        // Back: the three are added to the store with the next lease, which is refused.
+        assert_eq!(limiter.decide(one, 4, true), Local::Ask { window: 0, debt: 3 });
+        assert!(!limiter.leased(one, 0, 3, Some(0)));
+        assert_eq!(limiter.table.lock().unwrap().counts[&one].debt, 0);
     }
 
     #[test]
-    fn an_answer_for_an_ended_window_is_dropped_and_unsent_counts_wait() {
-        let limiter = RateLimiter::new(3, Duration::from_secs(60));
+    fn a_lease_answered_after_its_window_ended_counts_in_the_new_one() {
+        let limiter = shared(1);
         let one = ip("192.0.2.1");
-        assert!(limiter.allow(one, 0));
-        let sent = limiter.unshared();
-        // The store was away: nothing learnt, the count is still to be sent.
-        assert_eq!(limiter.unshared(), sent);
-        assert!(limiter.allow(one, MINUTE));
-        limiter.learn(&sent, &[3]);
-        assert!(limiter.allow(one, MINUTE + 1), "the old window's total did not count");
-        assert_eq!(limiter.unshared().counts, vec![(one, 2)]);
+        assert_eq!(limiter.decide(one, 0, true), Local::Ask { window: 0, debt: 0 });
+        // Meanwhile the next window started (another event of it made the new table).
+        assert_eq!(limiter.decide(ip("192.0.2.2"), MINUTE, false), Local::Allowed);
+        assert!(limiter.leased(one, 0, 0, Some(1)));
+        assert_eq!(limiter.table.lock().unwrap().counts[&one].here, 1);
     }
 }

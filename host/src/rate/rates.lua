@@ -1,9 +1,15 @@
--- Adds one node's new events to one window's shared counts, atomically, and answers each
--- address's total of all nodes. KEYS[1] is the window's hash (address -> count); ARGV[1]
--- how long it is kept (ms); then pairs of address and count.
-local totals = {}
-for i = 2, #ARGV, 2 do
-    totals[#totals + 1] = redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])
+-- Leases events of one address's count in one window, atomically, so that the nodes
+-- together never let more through than the limit. KEYS[1] is the window's hash (address
+-- -> events leased); ARGV: how long the hash is kept (ms), the address, the events wanted,
+-- the limit, and the events the node let through on its own while it could not ask
+-- (added first). Answers the events granted: 0 when the limit is reached.
+local keep, address = ARGV[1], ARGV[2]
+local wanted, limit, debt = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local used = debt > 0 and redis.call('HINCRBY', KEYS[1], address, debt)
+    or tonumber(redis.call('HGET', KEYS[1], address) or '0')
+local granted = math.max(0, math.min(wanted, limit - used))
+if granted > 0 then
+    redis.call('HINCRBY', KEYS[1], address, granted)
 end
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-return totals
+redis.call('PEXPIRE', KEYS[1], keep)
+return granted

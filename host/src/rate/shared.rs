@@ -1,176 +1,156 @@
-//! Per-address rates that several nodes enforce as one (`limits.rates_redis`): each node
-//! counts on its own, at no cost to the session, and every `rates_sync_ms` adds its new
-//! counts to Redis in one script call and learns each address's total. A client spread
-//! over N nodes therefore gets its limit, and at most what it sends in one exchange
-//! interval more. While Redis does not answer, each node counts alone (the limit then
-//! holds per node), says so in the log and in `wasmtpd_shared_rates_up`, and sends what
-//! it counted meanwhile once Redis is back.
+//! The Redis in which several nodes hold per-address rates together
+//! (`limits.rates_redis`): a node leases events from an address's count of the window
+//! (`rates.lua`, atomic in Redis, so that the nodes together never pass the limit) and
+//! asks again when its lease is used up. When Redis does not answer a call, the node
+//! counts alone from then on, without asking (no session waits on a Redis that is away),
+//! says so once in the log and in `wasmtpd_shared_rates_up`, and checks every second
+//! whether Redis is back.
 
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
+use redis::Script;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Script, ScriptInvocation};
+use tokio::sync::OnceCell;
 
-use super::{RateLimiter, Unshared};
-
-/// Addresses a script call carries at most, so that no call holds Redis long.
-const BATCH: usize = 1000;
-/// How long a call may take, connecting included.
-const TIMEOUT: Duration = Duration::from_millis(500);
-/// How often an idle node makes sure Redis answers (for the log and the gauge).
-const PING_EVERY: Duration = Duration::from_secs(1);
-
-/// A limit that the nodes share: its name in the keys, and this node's counts.
-pub struct SharedLimit {
-    pub name: &'static str,
-    pub limiter: Arc<RateLimiter>,
-}
+/// How long a call may take, connecting included: a session waits this long at most.
+const TIMEOUT: Duration = Duration::from_millis(250);
+/// How often the node checks that Redis answers.
+const CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// Whether the counts are shared, for `/metrics`.
 #[derive(Clone, Default)]
 pub struct SharedRatesMetrics {
-    /// 1 while exchanges succeed, 0 while this node counts alone.
+    /// 1 while Redis answers, 0 while this node counts alone.
     pub up: Gauge,
     pub failures: Counter,
 }
 
-/// Exchanges the counts of `limits` with the Redis at `url` every `every`, for as long
-/// as the process runs. Connecting is lazy: a Redis that is down at start is a warning.
-pub fn spawn(url: &str, every: Duration, limits: Vec<SharedLimit>, metrics: SharedRatesMetrics) -> anyhow::Result<()> {
-    // Not the URL in the message: it may hold a password.
-    let client = redis::Client::open(url).context("limits.rates_redis: the redis URL")?;
-    let exchange = Exchange {
-        client,
-        connection: None,
-        script: Script::new(include_str!("rates.lua")),
-        metrics,
-        up: None,
-    };
-    tokio::spawn(exchange.run(every, limits));
-    Ok(())
-}
-
-struct Exchange {
+pub struct SharedRates {
     client: redis::Client,
-    connection: Option<ConnectionManager>,
+    connection: OnceCell<ConnectionManager>,
     script: Script,
+    /// Whether Redis answered the last call; it is asked only while it does.
+    up: AtomicBool,
+    /// Serialises the log lines of a change, so that each change is said once.
+    said: std::sync::Mutex<Option<bool>>,
     metrics: SharedRatesMetrics,
-    /// Whether the last exchange succeeded; `None` before the first.
-    up: Option<bool>,
 }
 
-impl Exchange {
-    async fn run(mut self, every: Duration, limits: Vec<SharedLimit>) {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut idle = Duration::ZERO;
-        loop {
-            tick.tick().await;
-            let mut sent = false;
-            let mut result = Ok(());
-            for limit in &limits {
-                match self.share(limit).await {
-                    Ok(any) => sent |= any,
-                    Err(e) => {
-                        result = Err(e);
-                        break;
-                    }
-                }
-            }
-            if result.is_ok() && !sent {
-                // Nothing to send: still make sure, now and then, that Redis answers.
-                if self.up == Some(true) && idle < PING_EVERY {
-                    idle += every;
-                    continue;
-                }
-                result = self.ping().await;
-            }
-            idle = Duration::ZERO;
-            self.report(result);
-        }
+impl SharedRates {
+    /// The store at `url`; connecting is lazy, at the first call.
+    pub fn new(url: &str, metrics: SharedRatesMetrics) -> anyhow::Result<Arc<SharedRates>> {
+        // Not the URL in the message: it may hold a password.
+        let client = redis::Client::open(url).context("limits.rates_redis: the redis URL")?;
+        Ok(Arc::new(SharedRates {
+            client,
+            connection: OnceCell::new(),
+            script: Script::new(include_str!("rates.lua")),
+            up: AtomicBool::new(true),
+            said: std::sync::Mutex::new(None),
+            metrics,
+        }))
     }
 
-    /// Sends one limit's new counts, and learns the totals: true if there were any.
-    async fn share(&mut self, limit: &SharedLimit) -> Result<bool, String> {
-        let unshared = limit.limiter.unshared();
-        if unshared.counts.is_empty() {
-            return Ok(false);
-        }
-        let key = format!("wasmtpd:rates:{{{}}}:{}", limit.name, unshared.window);
-        // Kept two windows: a node whose clock is a little behind still adds to it.
-        let keep_ms = (2 * limit.limiter.window_ms()).to_string();
-        let mut connection = within(self.connection()).await?;
-        for batch in unshared.counts.chunks(BATCH) {
-            let mut invocation: ScriptInvocation = self.script.prepare_invoke();
-            invocation.key(&key).arg(&keep_ms);
-            for (ip, count) in batch {
-                invocation.arg(ip.to_canonical().to_string()).arg(*count);
+    /// Checks now and every second whether Redis answers, for as long as the process runs.
+    pub fn watch(self: &Arc<Self>) {
+        let rates = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(CHECK_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let answer = within(async {
+                    let mut connection = rates.connection().await?;
+                    redis::cmd("PING")
+                        .query_async::<()>(&mut connection)
+                        .await
+                        .map_err(|e| e.to_string())
+                })
+                .await;
+                rates.report(answer);
             }
-            let totals: Vec<u64> = within(async {
-                invocation
-                    .invoke_async(&mut connection)
-                    .await
-                    .map_err(|e| e.to_string())
-            })
-            .await?;
-            let sent = Unshared {
-                window: unshared.window,
-                counts: batch.to_vec(),
-            };
-            limit.limiter.learn(&sent, &totals);
-        }
-        Ok(true)
+        });
     }
 
-    async fn ping(&mut self) -> Result<(), String> {
-        let mut connection = within(self.connection()).await?;
-        within(async {
-            redis::cmd("PING")
-                .query_async::<()>(&mut connection)
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    /// Leases up to `wanted` events of `ip`'s count in `name`'s `window`, after adding
+    /// `debt`; the events granted (0: the limit is reached), or the failure.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn lease(
+        &self,
+        name: &str,
+        window: u64,
+        window_ms: u64,
+        ip: IpAddr,
+        wanted: u32,
+        max: u32,
+        debt: u32,
+    ) -> Result<u32, String> {
+        let key = format!("wasmtpd:rates:{{{name}}}:{window}");
+        // Kept two windows: a node whose clock is a little behind still counts in it.
+        let keep_ms = 2 * window_ms;
+        let answer = within(async {
+            let mut connection = self.connection().await?;
+            let mut invocation = self.script.prepare_invoke();
+            invocation
+                .key(key)
+                .arg(keep_ms)
+                .arg(ip.to_canonical().to_string())
+                .arg(wanted)
+                .arg(max)
+                .arg(debt);
+            invocation
+                .invoke_async::<u32>(&mut connection)
                 .await
                 .map_err(|e| e.to_string())
         })
-        .await
+        .await;
+        self.report(answer.as_ref().map(drop).map_err(Clone::clone));
+        answer
     }
 
     /// The connection, made on first use; it reconnects by itself after a failure.
-    async fn connection(&mut self) -> Result<ConnectionManager, String> {
-        if let Some(connection) = &self.connection {
-            return Ok(connection.clone());
-        }
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(TIMEOUT))
-            .set_response_timeout(Some(TIMEOUT))
-            .set_number_of_retries(1);
-        let made = self.client.get_connection_manager_with_config(config).await;
-        let connection = made.map_err(|e| e.to_string())?;
-        self.connection = Some(connection.clone());
-        Ok(connection)
+    async fn connection(&self) -> Result<ConnectionManager, String> {
+        let made = self.connection.get_or_try_init(|| {
+            let config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(TIMEOUT))
+                .set_response_timeout(Some(TIMEOUT))
+                .set_number_of_retries(1);
+            self.client.get_connection_manager_with_config(config)
+        });
+        made.await.cloned().map_err(|e| e.to_string())
     }
 
-    /// Logs a change between shared and alone, and keeps the metrics.
-    fn report(&mut self, result: Result<(), String>) {
-        let up = result.is_ok();
+    /// Keeps the state and the metrics, and logs a change between shared and alone.
+    fn report(&self, answer: Result<(), String>) {
+        let up = answer.is_ok();
+        self.up.store(up, Ordering::Relaxed);
         self.metrics.up.set(i64::from(up));
-        match result {
-            Ok(()) if self.up != Some(true) => {
-                tracing::info!("limits: counting connections and commands per address with the other nodes, in Redis");
-            }
-            Err(e) => {
-                self.metrics.failures.inc();
-                if self.up != Some(false) {
-                    tracing::warn!(
-                        "limits: Redis does not answer ({e}): counting connections and commands per address on this node alone until it does"
-                    );
-                }
-            }
-            Ok(()) => {}
+        if !up {
+            self.metrics.failures.inc();
         }
-        self.up = Some(up);
+        let mut said = self.said.lock().unwrap_or_else(|e| e.into_inner());
+        if *said == Some(up) {
+            return;
+        }
+        *said = Some(up);
+        match answer {
+            Ok(()) => {
+                tracing::info!("limits: counting connections and commands per address with the other nodes, in Redis")
+            }
+            Err(e) => tracing::warn!(
+                "limits: Redis does not answer ({e}): counting connections and commands per address on this node alone until it does"
+            ),
+        }
     }
 }
 

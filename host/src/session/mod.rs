@@ -147,8 +147,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let ctx = Arc::clone(&self.ctx);
         self.send(&ctx.greeting);
         loop {
-            let flow = match self.next_command().await? {
-                Input::Line(_, _) if self.command_budget.as_ref().is_some_and(|b| !b.allow()) => {
+            let input = self.next_command().await?;
+            let over_rate = match (&input, &self.command_budget) {
+                (Input::Line(_, _), Some(budget)) => !budget.allow().await,
+                _ => false,
+            };
+            let flow = match input {
+                Input::Line(_, _) if over_rate => {
                     tracing::info!(peer = %self.peer, "closing a session over its address's command rate");
                     self.close_with(&replies::COMMAND_RATE)
                 }
