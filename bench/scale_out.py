@@ -235,6 +235,7 @@ def probe_blocked(port):
     """The reply to MAIL FROM the sender the new plugin version refuses."""
     try:
         with smtplib.SMTP("127.0.0.1", port, timeout=5) as c:
+            c.ehlo("probe.test")
             code, _ = c.mail("probe@blocked.example")
             return code
     except (OSError, smtplib.SMTPException):

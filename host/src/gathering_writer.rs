@@ -5,7 +5,10 @@
 //! an empty one every few milliseconds, and both buffers keep their capacity.
 //!
 //! While output keeps coming the thread wakes on its own; it waits to be woken only after
-//! a quiet spell, so that a busy server's sessions never pay for a wake-up.
+//! a quiet spell, so that a busy server's sessions never pay for a wake-up. Output whose
+//! caller must know it is written (a message printed before its 250) is handed over
+//! urgently: the thread writes at once, with whatever else has gathered meanwhile, and
+//! [`GatheringWriter::written`] waits for it.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -42,6 +45,10 @@ struct Pending {
     room: u32,
     /// The thread waits on `wake`: the next output must wake it.
     parked: bool,
+    /// Outputs handed over so far; each is a ticket for [`GatheringWriter::written`].
+    handed: u64,
+    /// An output handed over is waited for: write without gathering longer.
+    urgent: bool,
 }
 
 struct Shared {
@@ -56,6 +63,8 @@ struct Shared {
     direct: AtomicBool,
     /// A failed write has been logged: an output that is gone stays gone.
     reported: AtomicBool,
+    /// The tickets written (or failed: a failed write is not retried).
+    written: tokio::sync::watch::Sender<u64>,
 }
 
 /// A handle on one gathering writer; clones share it.
@@ -74,12 +83,15 @@ impl GatheringWriter {
                 bytes: Vec::new(),
                 room: 0,
                 parked: false,
+                handed: 0,
+                urgent: false,
             }),
             wake: Condvar::new(),
             out: Mutex::new(out),
             bound,
             direct: AtomicBool::new(false),
             reported: AtomicBool::new(false),
+            written: tokio::sync::watch::Sender::new(0),
         });
         let gatherer = Arc::clone(&shared);
         let started = std::thread::Builder::new()
@@ -95,19 +107,41 @@ impl GatheringWriter {
     /// Hands `bytes` over, to be written whole within a few milliseconds, after everything
     /// handed over before. `room`: the permits of [`Bound::Room`] the caller took for it.
     pub fn hand_over(&self, bytes: &[u8], room: u32) {
+        self.hand(bytes, room, false);
+    }
+
+    /// Hands `bytes` over to be written now, and returns the ticket that
+    /// [`GatheringWriter::written`] waits for.
+    pub fn hand_over_urgently(&self, bytes: &[u8], room: u32) -> u64 {
+        self.hand(bytes, room, true)
+    }
+
+    fn hand(&self, bytes: &[u8], room: u32, urgent: bool) -> u64 {
         let mut pending = self.shared.lock_pending();
         pending.bytes.extend_from_slice(bytes);
         pending.room += room;
+        pending.handed += 1;
+        let ticket = pending.handed;
         let full = match self.shared.bound {
             Bound::WriteThrough(most) => pending.bytes.len() >= most,
             Bound::Room(_) => false,
         };
         if full || self.shared.direct.load(Ordering::Relaxed) {
             self.shared.write_pending(pending);
-        } else if pending.parked {
+        } else if pending.parked || (urgent && !pending.urgent) {
             pending.parked = false;
+            pending.urgent |= urgent;
             self.shared.wake.notify_one();
         }
+        ticket
+    }
+
+    /// Waits until the output of `ticket` has been written (or its write failed, which
+    /// is logged).
+    pub async fn written(&self, ticket: u64) {
+        let mut written = self.shared.written.subscribe();
+        // The sender lives as long as this handle: the wait ends only with the write.
+        let _ = written.wait_for(|&done| done >= ticket).await;
     }
 
     /// Writes `bytes` now, on the calling thread, after everything handed over before.
@@ -148,17 +182,24 @@ impl Shared {
         let written = write_all(&mut self.lock_out(), &pending.bytes);
         clear_keeping(&mut pending.bytes, KEEP);
         let room = std::mem::take(&mut pending.room);
+        let tickets = pending.handed;
         drop(pending);
-        self.done_with(room, written);
+        self.done_with(room, tickets, written);
     }
 
     /// After a batch's write: gives back the room it held, and logs a failed write once a
     /// writer (if this is the log's own writer, that line fails the same way, and is not
     /// said again).
-    fn done_with(&self, room: u32, written: std::io::Result<()>) {
+    fn done_with(&self, room: u32, tickets: u64, written: std::io::Result<()>) {
         if let Bound::Room(semaphore) = self.bound {
             semaphore.add_permits(room as usize);
         }
+        // Batches are written in order, so the watermark only rises.
+        self.written.send_if_modified(|done| {
+            let rises = tickets > *done;
+            *done = (*done).max(tickets);
+            rises
+        });
         if let Err(error) = written
             && !self.reported.swap(true, Ordering::Relaxed)
         {
@@ -189,8 +230,11 @@ fn gather(shared: &Shared) {
     let mut writing = Vec::new();
     let mut quiet = 0;
     loop {
-        std::thread::sleep(GATHER);
-        let mut pending = shared.lock_pending();
+        let pending = shared.lock_pending();
+        // Gathers for a while, unless an output is waited for.
+        let waited = shared.wake.wait_timeout_while(pending, GATHER, |p| !p.urgent);
+        let mut pending = waited.map_or_else(|e| e.into_inner().0, |(pending, _)| pending);
+        pending.urgent = false;
         if pending.bytes.is_empty() {
             quiet += 1;
             if quiet < QUIET_ROUNDS {
@@ -208,12 +252,13 @@ fn gather(shared: &Shared) {
         // Swapped, not taken: both buffers keep their capacity.
         std::mem::swap(&mut pending.bytes, &mut writing);
         let room = std::mem::take(&mut pending.room);
+        let tickets = pending.handed;
         let mut out = shared.lock_out();
         drop(pending);
         let written = write_all(&mut out, &writing);
         drop(out);
         clear_keeping(&mut writing, KEEP);
-        shared.done_with(room, written);
+        shared.done_with(room, tickets, written);
     }
 }
 
@@ -263,6 +308,24 @@ mod tests {
         let recorder = Recorder::default();
         let writer = GatheringWriter::start("test-writer", Box::new(recorder.clone()), bound);
         (writer, recorder)
+    }
+
+    #[tokio::test]
+    async fn an_urgent_output_is_written_before_its_wait_ends_with_what_came_before() {
+        let (writer, recorder) = writer(Bound::WriteThrough(1 << 20));
+        // Parked first (a quiet spell), then gathering: the urgent output wakes it both times.
+        std::thread::sleep(GATHER * (QUIET_ROUNDS + 2));
+        for round in 0..2 {
+            writer.hand_over(format!("log {round}\n").as_bytes(), 0);
+            let ticket = writer.hand_over_urgently(format!("message {round}\n").as_bytes(), 0);
+            writer.written(ticket).await;
+            let expected: String = (0..=round).map(|r| format!("log {r}\nmessage {r}\n")).collect();
+            assert_eq!(recorder.text(), expected, "written when the wait ended");
+        }
+        // A ticket already written does not wait.
+        tokio::time::timeout(Duration::from_secs(1), writer.written(1))
+            .await
+            .unwrap();
     }
 
     #[test]

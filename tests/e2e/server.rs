@@ -239,6 +239,12 @@ impl Server {
         self.signal("-TERM");
     }
 
+    /// Sends SIGKILL: the process gets no chance to write anything more.
+    pub fn kill(&mut self) {
+        // At once (std sends SIGKILL itself): a `kill` command takes milliseconds to start.
+        self.child.kill().unwrap();
+    }
+
     fn signal(&self, flag: &str) {
         let status = Command::new("kill")
             .arg(flag)

@@ -88,3 +88,26 @@ fn the_health_probe_reads_the_address_from_the_configuration_and_fails_clearly()
         "{nowhere:?}"
     );
 }
+
+#[test]
+fn a_message_answered_250_is_already_printed_when_the_process_is_killed() {
+    let mut server = Server::start(&[]);
+    // Several rounds: output gathered for even a few milliseconds after the 250 would be
+    // lost with the process in some of them.
+    for round in 0..20 {
+        let mut client = RawClient::ehlo(server.addr);
+        client.expect("MAIL FROM:<a@example.org>", "250");
+        client.expect("RCPT TO:<b@example.com>", "250");
+        client.expect("DATA", "354");
+        client.expect(&format!("Subject: round {round}\r\n\r\nhi\r\n."), "250 2.0.0");
+    }
+    server.kill();
+    let _ = server.wait_exit();
+    let printed = server.wait_for_messages(20);
+    for round in 0..20 {
+        assert!(
+            printed.contains(&format!("Subject: round {round}\n")),
+            "round {round}:\n{printed}"
+        );
+    }
+}

@@ -188,7 +188,11 @@ pub async fn deliver(plugin: &str, stream: &'static str, target: OutputTarget, c
                 return;
             };
             permits.forget();
-            capture.drain(|bytes| stdout().hand_over(bytes, room));
+            // Written before the call returns: a message printed is on stdout before its
+            // 250, so a process killed after the reply has not lost it.
+            let mut ticket = 0;
+            capture.drain(|bytes| ticket = stdout().hand_over_urgently(bytes, room));
+            stdout().written(ticket).await;
         }
         OutputTarget::Log => capture.drain(|bytes| {
             for line in String::from_utf8_lossy(bytes).lines() {
