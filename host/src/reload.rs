@@ -2,7 +2,7 @@
 //! `cargo build` write a file several times, so changes are debounced: a reload starts
 //! once the files have been quiet for a moment.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -24,14 +24,16 @@ pub struct FileWatcher {
     /// Directories watched: a file is replaced by rename as often as written in place,
     /// so its directory is watched, not the file.
     directories: HashSet<PathBuf>,
-    files: Arc<RwLock<HashSet<PathBuf>>>,
+    /// Each name watched, and the file whose change it is: the file itself, and the first
+    /// link of a file that is a symbolic link into its own directory.
+    files: Arc<RwLock<HashMap<PathBuf, PathBuf>>>,
     changes: mpsc::UnboundedReceiver<PathBuf>,
 }
 
 impl FileWatcher {
     pub fn new() -> anyhow::Result<FileWatcher> {
         let (sender, changes) = mpsc::unbounded_channel();
-        let files: Arc<RwLock<HashSet<PathBuf>>> = Arc::default();
+        let files: Arc<RwLock<HashMap<PathBuf, PathBuf>>> = Arc::default();
         let watched = Arc::clone(&files);
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             let Ok(event) = event else { return };
@@ -39,8 +41,8 @@ impl FileWatcher {
                 return;
             }
             let files = watched.read().unwrap_or_else(|p| p.into_inner());
-            for path in event.paths.into_iter().filter(|p| files.contains(p)) {
-                let _ = sender.send(path);
+            for file in event.paths.iter().filter_map(|p| files.get(p)) {
+                let _ = sender.send(file.clone());
             }
         })
         .context("cannot watch files")?;
@@ -74,7 +76,11 @@ impl FileWatcher {
             }
         }
         self.directories = directories;
-        *self.files.write().unwrap_or_else(|p| p.into_inner()) = files;
+        let names = files
+            .iter()
+            .flat_map(|file| watched_names(file).into_iter().map(|name| (name, file.clone())))
+            .collect();
+        *self.files.write().unwrap_or_else(|p| p.into_inner()) = names;
     }
 
     /// Waits for a change, then for the files to be quiet; returns what changed.
@@ -94,6 +100,22 @@ impl FileWatcher {
         }
         changed
     }
+}
+
+/// The names in `file`'s directory whose change is a change of `file`: its own, and, if it
+/// is a symbolic link into its directory, the first name of the link. Kubernetes mounts a
+/// ConfigMap that way (`wasmtpd.toml -> ..data/wasmtpd.toml`) and updates it by swapping
+/// `..data`, which the file's own name never hears of.
+fn watched_names(file: &Path) -> Vec<PathBuf> {
+    let mut names = vec![file.to_path_buf()];
+    if let (Ok(target), Some(dir)) = (std::fs::read_link(file), file.parent())
+        && target.is_relative()
+        && let Some(std::path::Component::Normal(first)) = target.components().next()
+        && target.components().count() > 1
+    {
+        names.push(dir.join(first));
+    }
+    names
 }
 
 /// The files a configuration depends on: the file itself, the plugins loaded from disk and

@@ -249,3 +249,28 @@ fn a_plugin_added_to_the_chain_and_a_new_order_apply_to_new_sessions() {
         server.stdout()
     );
 }
+
+#[test]
+fn a_configmap_swapped_as_kubernetes_does_is_reloaded() {
+    // kubelet's layout: the file is a link through `..data`, a link to a dated directory;
+    // an update writes a new directory and renames a new `..data` over the old one.
+    let dir = temp_dir();
+    let write_version = |name: &str, hostname: &str| {
+        std::fs::create_dir(dir.join(name)).unwrap();
+        let config =
+            format!("hostname = \"{hostname}\"\n[[listener]]\naddress = \"127.0.0.1:0\"\nplugins = [\"sink\"]\n");
+        std::fs::write(dir.join(name).join("wasmtpd.toml"), config).unwrap();
+    };
+    write_version("..2026_12_01_v1", "one.example");
+    std::os::unix::fs::symlink("..2026_12_01_v1", dir.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/wasmtpd.toml", dir.join("wasmtpd.toml")).unwrap();
+    let config = dir.join("wasmtpd.toml");
+    let mut server = Server::start_raw(&["--config", config.to_str().unwrap()]);
+    assert!(RawClient::connect(server.addr).1.starts_with("220 one.example "));
+
+    write_version("..2026_12_01_v2", "two.example");
+    std::os::unix::fs::symlink("..2026_12_01_v2", dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+    server.wait_for_log_count("reloaded (", 1);
+    assert!(RawClient::connect(server.addr).1.starts_with("220 two.example "));
+}
