@@ -236,6 +236,11 @@ fn gather(shared: &Shared) {
         let mut pending = waited.map_or_else(|e| e.into_inner().0, |(pending, _)| pending);
         pending.urgent = false;
         if pending.bytes.is_empty() {
+            // Whatever was handed over has been written (an empty output too).
+            let tickets = pending.handed;
+            shared
+                .written
+                .send_if_modified(|done| std::mem::replace(done, tickets) != tickets);
             quiet += 1;
             if quiet < QUIET_ROUNDS {
                 continue;

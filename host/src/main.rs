@@ -30,16 +30,11 @@ use wasmtpd::{health_probe, tools, worker_threads};
 fn main() -> ExitCode {
     let log = wasmtpd::log::init();
     let cli = Cli::parse();
-    let result = worker_threads::for_this_process()
-        .and_then(|(workers, why)| {
-            tracing::info!("{why}");
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(workers)
-                .enable_all()
-                .build()
-                .context("cannot start the runtime")
-        })
-        .and_then(|runtime| runtime.block_on(run(cli)));
+    // A probe needs no runtime, and says nothing but its answer.
+    let result = match &cli.command {
+        Some(Tool::Health { address, ready }) => health(&cli, *address, *ready),
+        _ => serve_or_tool(cli),
+    };
     let code = match result {
         Ok(code) => code,
         Err(e) => {
@@ -53,18 +48,39 @@ fn main() -> ExitCode {
     code
 }
 
+/// `wasmtpd health`: the address given, else the configuration's `metrics` (read only
+/// then: a probe with an address does not depend on the file parsing).
+fn health(cli: &Cli, address: Option<std::net::SocketAddr>, ready: bool) -> anyhow::Result<ExitCode> {
+    cli.check_tool_alone()?;
+    let metrics = match address {
+        Some(address) => address,
+        None => cli
+            .load_config()?
+            .metrics
+            .context("health: give the metrics address, or a --config that sets metrics")?,
+    };
+    health_probe::probe(metrics, ready)
+}
+
+fn serve_or_tool(cli: Cli) -> anyhow::Result<ExitCode> {
+    worker_threads::for_this_process()
+        .and_then(|(workers, why)| {
+            tracing::info!("{why}");
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(workers)
+                .enable_all()
+                .build()
+                .context("cannot start the runtime")
+        })
+        .and_then(|runtime| runtime.block_on(run(cli)))
+}
+
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     cli.check_tool_alone()?;
     if let Some(Tool::New { language, name, hooks }) = &cli.command {
         return tools::new_plugin(*language, name, hooks);
     }
     let config = cli.load_config()?;
-    if let Some(Tool::Health { address, ready }) = &cli.command {
-        let metrics = address
-            .or(config.metrics)
-            .context("health: give the metrics address, or a --config that sets metrics")?;
-        return health_probe::probe(metrics, *ready);
-    }
     let engine = PluginEngine::new(&EngineOptions {
         cache_dir: match &config.cache_dir {
             Some(dir) if dir.as_os_str().is_empty() => None,

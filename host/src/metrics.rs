@@ -287,7 +287,7 @@ impl Registry {
         );
         self.registry.register(
             "wasmtpd_shared_rates_failures",
-            "Exchanges of per-address counts with Redis that failed",
+            "Calls to Redis for per-address rates (leases, checks) that failed",
             metrics.failures.clone(),
         );
         metrics

@@ -24,16 +24,17 @@ pub struct FileWatcher {
     /// Directories watched: a file is replaced by rename as often as written in place,
     /// so its directory is watched, not the file.
     directories: HashSet<PathBuf>,
-    /// Each name watched, and the file whose change it is: the file itself, and the first
-    /// link of a file that is a symbolic link into its own directory.
-    files: Arc<RwLock<HashMap<PathBuf, PathBuf>>>,
+    /// Each name watched, and the files whose change it is: a file itself, and the first
+    /// link of a file that is a symbolic link into its own directory (several files may
+    /// share it: a ConfigMap's, a Secret's certificate and key).
+    files: Arc<RwLock<HashMap<PathBuf, Vec<PathBuf>>>>,
     changes: mpsc::UnboundedReceiver<PathBuf>,
 }
 
 impl FileWatcher {
     pub fn new() -> anyhow::Result<FileWatcher> {
         let (sender, changes) = mpsc::unbounded_channel();
-        let files: Arc<RwLock<HashMap<PathBuf, PathBuf>>> = Arc::default();
+        let files: Arc<RwLock<HashMap<PathBuf, Vec<PathBuf>>>> = Arc::default();
         let watched = Arc::clone(&files);
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
             let Ok(event) = event else { return };
@@ -41,7 +42,7 @@ impl FileWatcher {
                 return;
             }
             let files = watched.read().unwrap_or_else(|p| p.into_inner());
-            for file in event.paths.iter().filter_map(|p| files.get(p)) {
+            for file in event.paths.iter().filter_map(|p| files.get(p)).flatten() {
                 let _ = sender.send(file.clone());
             }
         })
@@ -76,10 +77,12 @@ impl FileWatcher {
             }
         }
         self.directories = directories;
-        let names = files
-            .iter()
-            .flat_map(|file| watched_names(file).into_iter().map(|name| (name, file.clone())))
-            .collect();
+        let mut names: HashMap<PathBuf, Vec<PathBuf>> = HashMap::new();
+        for file in &files {
+            for name in watched_names(file) {
+                names.entry(name).or_default().push(file.clone());
+            }
+        }
         *self.files.write().unwrap_or_else(|p| p.into_inner()) = names;
     }
 

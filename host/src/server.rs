@@ -195,6 +195,8 @@ impl Connection {
                 self.sessions.spawn(async move {
                     // The address's rate may ask the other nodes: in the session's own task.
                     if !admission.connection_allowed(peer.ip()).await {
+                        // Its place goes back at once, not after the refusal is written.
+                        drop(permit);
                         refuse(&ctx, peer, Refusal::TooFastFromAddress, stream).await;
                         return;
                     }

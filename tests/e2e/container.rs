@@ -16,9 +16,15 @@ fn read(relative: &str) -> String {
 }
 
 /// `config` with its listener and metrics addresses on loopback (metrics on `metrics_port`)
-/// and its directories in a temporary one.
+/// and its directories in a temporary one, whose state directories are world-writable as
+/// a Kubernetes emptyDir is (the server must make what it keeps there private).
 fn on_loopback(config: &str, metrics_port: u16) -> String {
+    use std::os::unix::fs::PermissionsExt;
     let dir = temp_dir();
+    for mount in ["state", "state/state"] {
+        std::fs::create_dir(dir.join(mount)).unwrap();
+        std::fs::set_permissions(dir.join(mount), std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
     let moved = config
         .replace("\"0.0.0.0:2525\"", "\"127.0.0.1:0\"")
         .replace("\"0.0.0.0:9090\"", &format!("\"127.0.0.1:{metrics_port}\""))
@@ -68,7 +74,7 @@ fn the_images_configuration_prints_mail_and_answers_its_healthcheck() {
     let printed = server.wait_for_messages(1);
     assert!(printed.contains("Subject: in a container"), "{printed}");
 
-    // The HEALTHCHECK's command, as the image runs it, with this file for its config.
+    // The HEALTHCHECK's command, as the image runs it, asking this server's metrics port.
     let healthcheck = instruction(&read("Containerfile"), "HEALTHCHECK");
     let command = healthcheck.split("CMD ").nth(1).unwrap();
     // Exec form: a JSON array of plain words.
@@ -80,10 +86,12 @@ fn the_images_configuration_prints_mail_and_answers_its_healthcheck() {
         .map(|w| w.trim().trim_matches('"').to_owned())
         .collect();
     assert_eq!(words[0], "wasmtpd");
+    assert!(config.contains(&format!("\"127.0.0.1:{metrics_port}\"")), "{config}");
     let args: Vec<String> = words[1..]
         .iter()
-        .map(|w| w.replace("/etc/wasmtpd/wasmtpd.toml", path.to_str().unwrap()))
+        .map(|w| w.replace("127.0.0.1:9090", &format!("127.0.0.1:{metrics_port}")))
         .collect();
+    assert!(args.contains(&format!("127.0.0.1:{metrics_port}")), "{args:?}");
     let probe = Command::new(binary()).args(&args).output().unwrap();
     assert!(probe.status.success(), "{probe:?}");
     assert!(String::from_utf8_lossy(&probe.stdout).contains("/healthz: HTTP/1.1 200 OK: alive"));
@@ -121,7 +129,7 @@ fn serves_with_shared_redis(config: &str, host: &str, redis: &Redis) {
 #[test]
 fn the_compose_nodes_and_the_kubernetes_pods_configurations_serve() {
     let redis = Redis::start();
-    serves_with_shared_redis(&read("examples/deploy/node.toml"), "redis", &redis);
+    serves_with_shared_redis(&read("examples/deploy/node/wasmtpd.toml"), "redis", &redis);
     let pod = configmap_toml(&read("examples/deploy/kubernetes.yaml"));
     assert!(pod.contains("[[listener]]"), "{pod}");
     serves_with_shared_redis(&pod, "wasmtpd-redis", &redis);

@@ -78,7 +78,7 @@ fn two_nodes_hold_one_connection_rate_for_an_address() {
         let greeting = greeting_as(address);
         assert!(greeting.starts_with("220 "), "{greeting:?}");
     }
-    let key = format!("wasmtpd:rates:{{connections}}:{window}");
+    let key = format!("wasmtpd:rates:connections:{window}");
     assert_eq!(redis.command(&format!("HGET {key} {REMOTE}")).as_deref(), Some("4"));
     // Alone, each node would let two more in; together they refuse the fifth.
     for address in [address_a, address_b] {
@@ -152,7 +152,7 @@ fn without_redis_a_node_serves_counts_alone_says_so_and_catches_up() {
     assert_eq!(shared_up(&metrics), "wasmtpd_shared_rates_up 1");
     let greeting = greeting_as(address);
     assert!(greeting.starts_with("421 "), "{greeting:?}");
-    let key = format!("wasmtpd:rates:{{connections}}:{window}");
+    let key = format!("wasmtpd:rates:connections:{window}");
     assert_eq!(redis.command(&format!("HGET {key} {REMOTE}")).as_deref(), Some("3"));
 }
 

@@ -189,7 +189,9 @@ pub async fn deliver(plugin: &str, stream: &'static str, target: OutputTarget, c
             };
             permits.forget();
             // Written before the call returns: a message printed is on stdout before its
-            // 250, so a process killed after the reply has not lost it.
+            // 250, so a process killed after the reply has not lost it. No timeout: a
+            // stdout nobody reads holds the session (its client times out and retries),
+            // as losing what was printed would be worse.
             let mut ticket = 0;
             capture.drain(|bytes| ticket = stdout().hand_over_urgently(bytes, room));
             stdout().written(ticket).await;

@@ -13,7 +13,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub use shared::SharedRates;
+pub use shared::{Lease, SharedRates};
 
 pub struct RateLimiter {
     /// Its name in the shared store's keys.
@@ -81,9 +81,16 @@ impl RateLimiter {
             Local::Refused => false,
             Local::Ask { window, debt } => {
                 let shared = self.shared.as_ref().expect("only a shared limit asks");
-                let lease = shared
-                    .lease(self.name, window, self.window_ms, ip, self.lease_size(), self.max, debt)
-                    .await;
+                let lease = Lease {
+                    name: self.name,
+                    window,
+                    window_ms: self.window_ms,
+                    ip,
+                    wanted: self.lease_size(),
+                    max: self.max,
+                    debt,
+                };
+                let lease = shared.lease(&lease).await;
                 self.leased(ip, window, debt, lease.ok())
             }
         }
@@ -128,24 +135,28 @@ impl RateLimiter {
         if count.exhausted {
             return Local::Refused;
         }
+        // Taken out: two asks at once must not both add it.
         Local::Ask {
             window,
-            debt: count.debt,
+            debt: std::mem::take(&mut count.debt),
         }
     }
 
     /// The store's answer to a lease asked with `debt` for `ip` in `window`: `Some(granted)`
-    /// events, or `None` if it did not answer (then this node decides alone).
+    /// events (the debt was added), or `None` if it did not answer (then this node decides
+    /// alone, and keeps the debt for the next lease).
     fn leased(&self, ip: IpAddr, window: u64, debt: u32, granted: Option<u32>) -> bool {
         let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
         if table.window != window {
-            // The window ended while the store was asked: the event is the new window's.
+            // The window ended while the store was asked: the event is the new window's
+            // (decided on this node's count; the old window's debt is dropped with it).
             let now_ms = table.window * self.window_ms;
             drop(table);
             return self.decide(ip, now_ms, false) == Local::Allowed;
         }
         let count = table.counts.entry(ip).or_default();
         let Some(granted) = granted else {
+            count.debt += debt;
             if count.here >= self.max {
                 return false;
             }
@@ -153,7 +164,6 @@ impl RateLimiter {
             count.debt += 1;
             return true;
         };
-        count.debt = count.debt.saturating_sub(debt);
         if granted == 0 {
             count.exhausted = true;
             return false;
@@ -259,6 +269,20 @@ mod tests {
         assert_eq!(limiter.decide(one, 4, true), Local::Ask { window: 0, debt: 3 });
         assert!(!limiter.leased(one, 0, 3, Some(0)));
         assert_eq!(limiter.table.lock().unwrap().counts[&one].debt, 0);
+    }
+
+    #[test]
+    fn two_asks_at_once_add_the_debt_once_and_a_failed_ask_keeps_it() {
+        let limiter = shared(10);
+        let one = ip("192.0.2.1");
+        assert!(limiter.leased(one, 0, 0, None) && limiter.leased(one, 0, 0, None));
+        // Two sessions of the address ask at once: only the first carries the debt.
+        assert_eq!(limiter.decide(one, 1, true), Local::Ask { window: 0, debt: 2 });
+        assert_eq!(limiter.decide(one, 2, true), Local::Ask { window: 0, debt: 0 });
+        // The first fails: its debt is kept, with its own event, for the next lease.
+        assert!(limiter.leased(one, 0, 2, None));
+        assert!(limiter.leased(one, 0, 0, Some(1)));
+        assert_eq!(limiter.decide(one, 3, true), Local::Ask { window: 0, debt: 3 });
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! The Redis in which several nodes hold per-address rates together
 //! (`limits.rates_redis`): a node leases events from an address's count of the window
 //! (`rates.lua`, atomic in Redis, so that the nodes together never pass the limit) and
-//! asks again when its lease is used up. When Redis does not answer a call, the node
-//! counts alone from then on, without asking (no session waits on a Redis that is away),
-//! says so once in the log and in `wasmtpd_shared_rates_up`, and checks every second
-//! whether Redis is back.
+//! asks again when its lease is used up. When a call fails (no answer within 250 ms, or
+//! an error such as a read-only replica's), the node counts alone from then on, without
+//! asking, so that sessions do not wait on a Redis that is away; it says so once in the
+//! log and in `wasmtpd_shared_rates_up`, and checks every second, with the lease script
+//! itself, whether Redis serves again.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -23,6 +24,18 @@ const TIMEOUT: Duration = Duration::from_millis(250);
 /// How often the node checks that Redis answers.
 const CHECK_EVERY: Duration = Duration::from_secs(1);
 
+/// One lease to ask for: up to `wanted` events of `ip`'s count in the limit `name`'s
+/// `window`, after adding `debt`, the events let through while Redis could not be asked.
+pub struct Lease {
+    pub name: &'static str,
+    pub window: u64,
+    pub window_ms: u64,
+    pub ip: IpAddr,
+    pub wanted: u32,
+    pub max: u32,
+    pub debt: u32,
+}
+
 /// Whether the counts are shared, for `/metrics`.
 #[derive(Clone, Default)]
 pub struct SharedRatesMetrics {
@@ -37,7 +50,8 @@ pub struct SharedRates {
     script: Script,
     /// Whether Redis answered the last call; it is asked only while it does.
     up: AtomicBool,
-    /// Serialises the log lines of a change, so that each change is said once.
+    /// What the log said last: each change is said once, and `up`, the gauge and the
+    /// log change together under this lock.
     said: std::sync::Mutex<Option<bool>>,
     metrics: SharedRatesMetrics,
 }
@@ -82,32 +96,21 @@ impl SharedRates {
         self.up.load(Ordering::Relaxed)
     }
 
-    /// Leases up to `wanted` events of `ip`'s count in `name`'s `window`, after adding
-    /// `debt`; the events granted (0: the limit is reached), or the failure.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn lease(
-        &self,
-        name: &str,
-        window: u64,
-        window_ms: u64,
-        ip: IpAddr,
-        wanted: u32,
-        max: u32,
-        debt: u32,
-    ) -> Result<u32, String> {
-        let key = format!("wasmtpd:rates:{{{name}}}:{window}");
+    /// Asks for `lease`: the events granted (0: the limit is reached), or the failure.
+    pub async fn lease(&self, lease: &Lease) -> Result<u32, String> {
+        let key = format!("wasmtpd:rates:{}:{}", lease.name, lease.window);
         // Kept two windows: a node whose clock is a little behind still counts in it.
-        let keep_ms = 2 * window_ms;
+        let keep_ms = 2 * lease.window_ms;
         let answer = within(async {
             let mut connection = self.connection().await?;
             let mut invocation = self.script.prepare_invoke();
             invocation
                 .key(key)
                 .arg(keep_ms)
-                .arg(ip.to_canonical().to_string())
-                .arg(wanted)
-                .arg(max)
-                .arg(debt);
+                .arg(lease.ip.to_canonical().to_string())
+                .arg(lease.wanted)
+                .arg(lease.max)
+                .arg(lease.debt);
             invocation
                 .invoke_async::<u32>(&mut connection)
                 .await
@@ -133,12 +136,12 @@ impl SharedRates {
     /// Keeps the state and the metrics, and logs a change between shared and alone.
     fn report(&self, answer: Result<(), String>) {
         let up = answer.is_ok();
-        self.up.store(up, Ordering::Relaxed);
-        self.metrics.up.set(i64::from(up));
         if !up {
             self.metrics.failures.inc();
         }
         let mut said = self.said.lock().unwrap_or_else(|e| e.into_inner());
+        self.up.store(up, Ordering::Relaxed);
+        self.metrics.up.set(i64::from(up));
         if *said == Some(up) {
             return;
         }
