@@ -477,16 +477,18 @@ pub struct Limits {
     pub idle_timeout_secs: u64,
     /// Seconds to wait for each block of message data (RFC 5321 4.5.3.2.5: 3 minutes).
     pub data_timeout_secs: u64,
-    /// Sessions at once, on all listeners.
+    /// Sessions at once, on all listeners. Read at start.
     pub max_connections: usize,
-    /// Sessions at once from one client address.
+    /// Sessions at once from one client address. Read at start.
     pub max_connections_per_ip: usize,
     /// Networks exempt from the per-address limits (sessions at once, connections and
-    /// commands a minute), as Postfix exempts `$mynetworks`; loopback always is.
+    /// commands a minute), as Postfix exempts `$mynetworks`; loopback always is. Read
+    /// at start.
     pub trusted_networks: Vec<AddressRange>,
-    /// Connections a minute from one client address; 0: no limit.
+    /// Connections a minute from one client address; 0: no limit. Read at start.
     pub connections_per_ip_per_minute: u32,
-    /// Commands a minute from one client address, all its sessions; 0: no limit.
+    /// Commands a minute from one client address, all its sessions; 0: no limit. Read
+    /// at start.
     pub commands_per_ip_per_minute: u32,
     /// A Redis server, e.g. `redis://127.0.0.1:6379/0`, in which the nodes that name it
     /// count the two rates above together, so that a client spread over them gets its
@@ -711,6 +713,40 @@ impl Config {
         limits
     }
 
+    /// The settings read at start only (the ones the doc comments say so of) whose value
+    /// differs in `newer`: a reload cannot apply them, a restart does.
+    pub fn start_only_changes(&self, newer: &Config) -> Vec<&'static str> {
+        let (old, new) = (&self.limits, &newer.limits);
+        [
+            ("cache_dir", self.cache_dir != newer.cache_dir),
+            ("spool_dir", self.spool_dir != newer.spool_dir),
+            ("metrics", self.metrics != newer.metrics),
+            ("limits.max_connections", old.max_connections != new.max_connections),
+            (
+                "limits.max_connections_per_ip",
+                old.max_connections_per_ip != new.max_connections_per_ip,
+            ),
+            ("limits.trusted_networks", old.trusted_networks != new.trusted_networks),
+            (
+                "limits.connections_per_ip_per_minute",
+                old.connections_per_ip_per_minute != new.connections_per_ip_per_minute,
+            ),
+            (
+                "limits.commands_per_ip_per_minute",
+                old.commands_per_ip_per_minute != new.commands_per_ip_per_minute,
+            ),
+            ("limits.rates_redis", old.rates_redis != new.rates_redis),
+            (
+                "limits.max_message_memory",
+                old.max_message_memory != new.max_message_memory,
+            ),
+            ("limits.max_spool_bytes", old.max_spool_bytes != new.max_spool_bytes),
+        ]
+        .into_iter()
+        .filter_map(|(name, changed)| changed.then_some(name))
+        .collect()
+    }
+
     pub fn check(&self) -> Result<(), ConfigError> {
         self.limits.check()?;
         if let Some(l) = self.listeners.iter().find(|l| self.chain_of(l).is_empty()) {
@@ -908,6 +944,23 @@ mod tests {
         assert_eq!(
             zero.check().unwrap_err().to_string(),
             "tenant a: limits.max_connections = 0 would refuse everything"
+        );
+    }
+
+    #[test]
+    fn a_reload_names_the_settings_read_at_start_only() {
+        let old: Config = toml::from_str("[limits]\nmax_connections = 10\nmax_message_size = 1000").unwrap();
+        let same: Config = toml::from_str("[limits]\nmax_connections = 10\nmax_message_size = 2000").unwrap();
+        assert!(
+            old.start_only_changes(&same).is_empty(),
+            "max_message_size applies at a reload"
+        );
+        let new: Config =
+            toml::from_str("metrics = \"127.0.0.1:9090\"\n[limits]\nmax_connections = 20\nrates_redis = \"redis://r\"")
+                .unwrap();
+        assert_eq!(
+            old.start_only_changes(&new),
+            ["metrics", "limits.max_connections", "limits.rates_redis"]
         );
     }
 

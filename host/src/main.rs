@@ -212,9 +212,17 @@ async fn serve(cli: Cli, config: Config, engine: PluginEngine) -> anyhow::Result
                 format!("{} changed", names.join(", "))
             }
         };
-        if let Some(config) = reload(&cli, &mut service, &why).await {
-            watcher.watch(reload::files_of(&config, cli.config.as_deref()));
-            grace = config.limits.shutdown_grace();
+        if let Some(newer) = reload(&cli, &mut service, &why).await {
+            watcher.watch(reload::files_of(&newer, cli.config.as_deref()));
+            grace = newer.limits.shutdown_grace();
+            let ignored = config.start_only_changes(&newer);
+            if !ignored.is_empty() {
+                tracing::warn!(
+                    "reload: {} changed, but {} read at start only: restart to apply",
+                    ignored.join(", "),
+                    if ignored.len() == 1 { "it is" } else { "they are" }
+                );
+            }
         }
     };
 

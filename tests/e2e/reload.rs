@@ -274,3 +274,22 @@ fn a_configmap_swapped_as_kubernetes_does_is_reloaded() {
     server.wait_for_log_count("reloaded (", 1);
     assert!(RawClient::connect(server.addr).1.starts_with("220 two.example "));
 }
+
+#[test]
+fn a_reload_says_which_changed_settings_wait_for_a_restart() {
+    let dir = temp_dir();
+    let config = dir.join("wasmtpd.toml");
+    let text = |hostname: &str, max: u32| {
+        format!(
+            "hostname = \"{hostname}\"\n[[listener]]\naddress = \"127.0.0.1:0\"\nplugins = [\"sink\"]\n\
+             [limits]\nmax_connections = {max}\n"
+        )
+    };
+    std::fs::write(&config, text("one.example", 50)).unwrap();
+    let mut server = Server::start_raw(&["--config", config.to_str().unwrap()]);
+    std::fs::write(&config, text("two.example", 60)).unwrap();
+    server.wait_for_log_count("reloaded (", 1);
+    // The hostname applies now; the number of sessions waits for a restart, and says so.
+    assert!(RawClient::connect(server.addr).1.starts_with("220 two.example "));
+    server.wait_for_log("limits.max_connections changed, but it is read at start only: restart to apply");
+}
