@@ -61,6 +61,9 @@ struct Shared {
     bound: Bound,
     /// No thread: every output is written at once.
     direct: AtomicBool,
+    /// `out` never blocks for long (a regular file): an urgent output is written by its
+    /// caller, which costs a write instead of waking the thread.
+    writes_promptly: bool,
     /// A failed write has been logged: an output that is gone stays gone.
     reported: AtomicBool,
     /// The tickets written (or failed: a failed write is not retried).
@@ -77,6 +80,17 @@ impl GatheringWriter {
     /// Starts the thread (named `name`) that writes to `out`. If it cannot start, output
     /// is written as it is handed over, and a line on stderr says so.
     pub fn start(name: &'static str, out: Box<dyn Write + Send>, bound: Bound) -> GatheringWriter {
+        GatheringWriter::start_to(name, out, bound, false)
+    }
+
+    /// As [`GatheringWriter::start`]; `writes_promptly`: `out` is one whose writes never
+    /// wait on a reader (a regular file), so urgent output is written by its caller.
+    pub fn start_to(
+        name: &'static str,
+        out: Box<dyn Write + Send>,
+        bound: Bound,
+        writes_promptly: bool,
+    ) -> GatheringWriter {
         let shared = Arc::new(Shared {
             name,
             pending: Mutex::new(Pending {
@@ -90,6 +104,7 @@ impl GatheringWriter {
             out: Mutex::new(out),
             bound,
             direct: AtomicBool::new(false),
+            writes_promptly,
             reported: AtomicBool::new(false),
             written: tokio::sync::watch::Sender::new(0),
         });
@@ -126,7 +141,8 @@ impl GatheringWriter {
             Bound::WriteThrough(most) => pending.bytes.len() >= most,
             Bound::Room(_) => false,
         };
-        if full || self.shared.direct.load(Ordering::Relaxed) {
+        let now = urgent && self.shared.writes_promptly;
+        if full || now || self.shared.direct.load(Ordering::Relaxed) {
             self.shared.write_pending(pending);
         } else if pending.parked || (urgent && !pending.urgent) {
             pending.parked = false;
@@ -313,6 +329,24 @@ mod tests {
         let recorder = Recorder::default();
         let writer = GatheringWriter::start("test-writer", Box::new(recorder.clone()), bound);
         (writer, recorder)
+    }
+
+    #[tokio::test]
+    async fn an_urgent_output_to_a_prompt_writer_is_written_by_its_caller() {
+        let recorder = Recorder::default();
+        let writer = GatheringWriter::start_to(
+            "test-writer",
+            Box::new(recorder.clone()),
+            Bound::WriteThrough(1 << 20),
+            true,
+        );
+        writer.hand_over(b"log\n", 0);
+        let ticket = writer.hand_over_urgently(b"message\n", 0);
+        // Written before the hand-over returned, after what came before it.
+        assert_eq!(recorder.text(), "log\nmessage\n");
+        tokio::time::timeout(Duration::from_secs(1), writer.written(ticket))
+            .await
+            .unwrap();
     }
 
     #[tokio::test]

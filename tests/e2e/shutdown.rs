@@ -111,3 +111,42 @@ fn a_message_answered_250_is_already_printed_when_the_process_is_killed() {
         );
     }
 }
+
+#[test]
+fn a_message_answered_250_is_already_in_the_stdout_file_when_the_process_is_killed() {
+    use std::io::{BufRead, BufReader};
+    // Stdout a regular file: the session writes its message itself (no writer thread).
+    let out = crate::server::temp_dir().join("printed.txt");
+    let mut child = Command::new(binary())
+        .args(["--listen", "127.0.0.1:0"])
+        .env("WASMTPD_LOG", "info")
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut log = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    let address = loop {
+        line.clear();
+        assert!(log.read_line(&mut line).unwrap() > 0, "no listening line");
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split(' ').next().unwrap().parse().unwrap();
+        }
+    };
+    for round in 0..20 {
+        let mut client = RawClient::ehlo(address);
+        client.expect("MAIL FROM:<a@example.org>", "250");
+        client.expect("RCPT TO:<b@example.com>", "250");
+        client.expect("DATA", "354");
+        client.expect(&format!("Subject: round {round}\r\n\r\nhi\r\n."), "250 2.0.0");
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let printed = std::fs::read_to_string(&out).unwrap();
+    for round in 0..20 {
+        assert!(
+            printed.contains(&format!("Subject: round {round}\n")),
+            "round {round}:\n{printed}"
+        );
+    }
+}

@@ -151,7 +151,8 @@ static STDOUT: OnceLock<GatheringWriter> = OnceLock::new();
 /// whole, so that sessions never interleave and no runtime thread blocks on a slow pipe.
 fn stdout() -> &'static GatheringWriter {
     STDOUT.get_or_init(|| {
-        GatheringWriter::start("wasmtpd-stdout", Box::new(std::io::stdout()), Bound::Room(&STDOUT_ROOM))
+        let out = Box::new(std::io::stdout());
+        GatheringWriter::start_to("wasmtpd-stdout", out, Bound::Room(&STDOUT_ROOM), stdout_is_a_file())
     })
 }
 
@@ -161,6 +162,18 @@ pub fn flush_stdout() {
     if let Some(stdout) = STDOUT.get() {
         stdout.flush(Duration::from_secs(1));
     }
+}
+
+/// Whether stdout is a regular file, whose writes never wait on a reader (a pipe's or a
+/// terminal's may): then a session writes its message's output itself.
+fn stdout_is_a_file() -> bool {
+    use std::os::fd::AsFd;
+    let stdout = std::io::stdout();
+    let duplicate = stdout.as_fd().try_clone_to_owned();
+    duplicate
+        .map(std::fs::File::from)
+        .and_then(|file| file.metadata())
+        .is_ok_and(|metadata| metadata.file_type().is_file())
 }
 
 /// Sends what a call wrote where it belongs.
