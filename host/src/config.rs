@@ -419,9 +419,11 @@ pub struct TenantConfig {
     /// wait their turn); by default half the plugin threads, so that no tenant can take
     /// all of them.
     pub max_concurrent_calls: Option<usize>,
-    /// CPU milliseconds a second this tenant's plugins may use, on all its chains; past
-    /// it, its calls pause (its clients are slowed, none refused). By default half the
-    /// plugin threads' time; 0 for no cap.
+    /// A cap on the CPU milliseconds a second this tenant's plugins may use, on all its
+    /// chains, held at all times; past it, its calls pause (its clients are slowed, none
+    /// refused). By default a share that gives way only when it has to: all the plugin
+    /// threads' time while no other tenant calls plugins, half of it divided among the
+    /// tenants that do otherwise. 0: neither.
     pub max_cpu_ms_per_second: Option<u64>,
     #[serde(default)]
     pub limits: TenantLimits,

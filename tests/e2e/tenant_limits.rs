@@ -135,3 +135,65 @@ fn a_tenant_over_its_cpu_share_is_slowed_never_refused() {
     let seconds: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(seconds >= 0.5, "{line}");
 }
+
+#[test]
+fn the_default_share_holds_a_computing_tenant_back_only_while_another_tenant_calls() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    // No max_cpu_ms_per_second: the default share. Each message computes 6-18 ms, under
+    // the 20 ms past which a call is paced whatever its tenant (a fifth of a thread).
+    let config = format!(
+        "metrics = \"127.0.0.1:0\"\n\
+         [[listener]]\naddress = \"127.0.0.1:0\"\ntenant = \"busy\"\n\
+         [[listener]]\naddress = \"127.0.0.1:0\"\ntenant = \"light\"\n\
+         [[tenant]]\nname = \"busy\"\nplugins = [\"work\"]\n\
+         [[tenant]]\nname = \"light\"\nplugins = [\"sink\"]\n\
+         [plugin.work]\nsource = \"{}\"\ntime_budget_ms = 2000\n\
+         [plugin.work.settings]\nmode = \"compute\"\nsteps = \"30000000\"\n",
+        crate::server::plugin_path("misbehave")
+    );
+    let mut server = Server::from_config(&config);
+    let addresses = server.addresses(2);
+    let metrics = crate::metrics::endpoint(&mut server);
+    let throttled = || -> f64 {
+        let line = crate::metrics::throttled_line(&metrics, "tenant=\"busy\"}");
+        line.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let mut busy = RawClient::ehlo(addresses[0]);
+    // Alone, it may use the whole thread: never paused for its share.
+    for n in 0..20 {
+        let reply = busy.send_message("Subject: work\r\n\r\nwork\r\n");
+        assert!(reply.starts_with("250 2.0.0"), "message {n}: {reply}");
+    }
+    assert_eq!(throttled(), 0.0, "paused while no other tenant called a plugin");
+    // Another tenant's clients keep calling: now its share is a quarter of the thread.
+    let stop = Arc::new(AtomicBool::new(false));
+    let light = {
+        let (stop, address) = (Arc::clone(&stop), addresses[1]);
+        std::thread::spawn(move || {
+            let mut client = RawClient::ehlo(address);
+            let mut sent = 0;
+            while !stop.load(Ordering::Relaxed) {
+                assert!(client.send_message("Subject: light\r\n\r\nx\r\n").starts_with("250"));
+                sent += 1;
+            }
+            sent
+        })
+    };
+    // At least 120 ms of computing against a burst of 25 ms.
+    let started = Instant::now();
+    for n in 0..20 {
+        let reply = busy.send_message("Subject: work\r\n\r\nwork\r\n");
+        assert!(
+            reply.starts_with("250 2.0.0"),
+            "message {n} beside the other tenant: {reply}"
+        );
+    }
+    let took = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let sent = light.join().unwrap();
+    assert!(
+        throttled() > 0.0,
+        "never paused while another tenant called plugins ({sent} messages of its, in {took:?})"
+    );
+}

@@ -177,6 +177,7 @@ impl ChainSession {
         let Ok(turn) = self.share.calls.acquire().await else {
             return Err(PluginFailure::new(PluginError::Other, "the plugin chain was closed"));
         };
+        self.share.activity.call_starts(Instant::now());
         // Asked once the turn has come: the breaker may have opened meanwhile.
         let point = call.entry_point();
         if let Err(resting) = self.breakers[index][point].admit(Instant::now()) {

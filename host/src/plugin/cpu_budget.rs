@@ -3,9 +3,16 @@
 //! the guest time since the last one (so calls shorter than a tick, most of them, are
 //! free); a tenant over its share pauses at the tick until the bucket is back to empty.
 //! Its clients are slowed, none refused, and the threads go to the other tenants.
+//!
+//! The rate is either a configured cap, held to at all times, or (the default) a share
+//! that gives way only when it has to: all the threads' time while the tenant is the only
+//! one calling plugins, and half of it divided among the tenants calling plugins while
+//! there are several (see [`super::share::ActiveTenants`]).
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use super::share::Activity;
 
 /// What the bucket holds, in seconds of its rate: how long a tenant may run over its
 /// share before it is slowed down.
@@ -13,9 +20,17 @@ const BURST: f64 = 0.1;
 
 #[derive(Debug)]
 pub struct CpuBudget {
-    /// CPU seconds a second.
-    rate: f64,
+    rate: Rate,
     bucket: Mutex<Bucket>,
+}
+
+#[derive(Debug)]
+enum Rate {
+    /// CPU seconds a second, always.
+    Cap(f64),
+    /// `threads` seconds a second while this tenant is the only one active, and half of
+    /// that divided among the active tenants while there are others.
+    WhileOthersWait { threads: f64, activity: Activity },
 }
 
 #[derive(Debug)]
@@ -29,26 +44,47 @@ impl CpuBudget {
     /// `per_second`: CPU time the tenant's plugins may use each second (over 1 s, more
     /// than one thread).
     pub fn new(per_second: Duration, now: Instant) -> CpuBudget {
-        let rate = per_second.as_secs_f64();
+        CpuBudget::with_rate(Rate::Cap(per_second.as_secs_f64()), now)
+    }
+
+    /// The default share of a tenant whose calls `activity` records, on `threads` threads.
+    pub fn yielding(threads: usize, activity: Activity, now: Instant) -> CpuBudget {
+        let threads = threads as f64;
+        CpuBudget::with_rate(Rate::WhileOthersWait { threads, activity }, now)
+    }
+
+    fn with_rate(rate: Rate, now: Instant) -> CpuBudget {
+        let level = rate.at(now) * BURST;
         CpuBudget {
             rate,
-            bucket: Mutex::new(Bucket {
-                level: rate * BURST,
-                at: now,
-            }),
+            bucket: Mutex::new(Bucket { level, at: now }),
         }
     }
 
     /// Charges `used` of guest time at `now`; the pause the tenant owes, zero if none.
     pub fn charge(&self, used: Duration, now: Instant) -> Duration {
+        let rate = self.rate.at(now);
         let mut bucket = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
-        let filled = now.saturating_duration_since(bucket.at).as_secs_f64() * self.rate;
-        bucket.level = (bucket.level + filled).min(self.rate * BURST) - used.as_secs_f64();
+        let filled = now.saturating_duration_since(bucket.at).as_secs_f64() * rate;
+        bucket.level = (bucket.level + filled).min(rate * BURST) - used.as_secs_f64();
         bucket.at = now;
-        if bucket.level >= 0.0 || self.rate <= 0.0 {
+        if bucket.level >= 0.0 || rate <= 0.0 {
             return Duration::ZERO;
         }
-        Duration::from_secs_f64(-bucket.level / self.rate)
+        Duration::from_secs_f64(-bucket.level / rate)
+    }
+}
+
+impl Rate {
+    /// CPU seconds a second at `now`.
+    fn at(&self, now: Instant) -> f64 {
+        match self {
+            Rate::Cap(rate) => *rate,
+            Rate::WhileOthersWait { threads, activity } => match activity.active_tenants(now) {
+                0 | 1 => *threads,
+                active => threads / 2.0 / active as f64,
+            },
+        }
     }
 }
 
@@ -84,6 +120,30 @@ mod tests {
         assert_close(budget.charge(MS * 10, t0), MS * 20);
         // Running on without pausing, the debt grows by what it used beyond what it earned.
         assert_close(budget.charge(MS * 10, t0 + MS * 10), MS * 30);
+    }
+
+    #[test]
+    fn the_default_share_gives_way_only_while_another_tenant_is_active() {
+        let t0 = Instant::now();
+        let tenants: &'static _ = Box::leak(Box::new(super::super::share::ActiveTenants::default()));
+        let (busy, other) = (tenants.activity(), tenants.activity());
+        busy.call_starts(t0);
+        let budget = CpuBudget::yielding(1, busy.clone(), t0);
+        // Alone, the whole thread: 1 ms of guest time each ms never pauses.
+        for i in 1..=500 {
+            busy.call_starts(t0 + MS * i);
+            assert_eq!(budget.charge(MS, t0 + MS * i), Duration::ZERO, "alone, at {i} ms");
+        }
+        // Another tenant calls: a quarter of the thread (half, for two), so 1 ms a ms
+        // soon owes.
+        let t1 = t0 + MS * 500;
+        other.call_starts(t1);
+        let owed = (1..=100).map(|i| budget.charge(MS, t1 + MS * i)).last().unwrap();
+        assert!(owed > MS * 100, "{owed:?}");
+        // Quiet for longer than the window: alone again.
+        let t2 = t1 + Duration::from_secs(5);
+        busy.call_starts(t2);
+        assert_eq!(budget.charge(MS * 50, t2), Duration::ZERO);
     }
 
     #[test]
