@@ -183,7 +183,7 @@ async fn bench_plugin(plugin: Arc<Plugin>, name: &str, size: usize, rounds: u32)
     let chain = PluginChain::new(
         vec![plugin],
         Arc::default(),
-        Arc::new(TenantShare::new(Some(1), Some(0))),
+        Arc::new(TenantShare::new("bench", Some(1), Some(0))),
     );
     let message = Arc::new(message(size));
     let accept = |verdict: Verdict| match verdict {

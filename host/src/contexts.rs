@@ -44,7 +44,7 @@ fn tenant_shares(config: &Config) -> HashMap<String, Arc<TenantShare>> {
         .tenants
         .iter()
         .map(|t| {
-            let share = TenantShare::new(t.max_concurrent_calls, t.max_cpu_ms_per_second);
+            let share = TenantShare::new(&t.name, t.max_concurrent_calls, t.max_cpu_ms_per_second);
             (t.name.clone(), Arc::new(share))
         })
         .collect()
@@ -97,7 +97,7 @@ fn listener_context(
         shares.get(&tenant),
     ) {
         (None, None, Some(tenants)) => Arc::clone(tenants),
-        (calls, cpu, _) => Arc::new(TenantShare::new(calls, cpu)),
+        (calls, cpu, _) => Arc::new(TenantShare::new(&tenant, calls, cpu)),
     };
     let own = Arc::new(
         PluginChain::new(chain, Arc::clone(&metrics), share)

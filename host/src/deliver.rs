@@ -57,7 +57,7 @@ pub async fn deliver(
         PluginChain::new(
             chain,
             Arc::clone(&metrics),
-            Arc::new(TenantShare::new(Some(1), Some(0))),
+            Arc::new(TenantShare::new("deliver", Some(1), Some(0))),
         )
         .with_quarantine(config.quarantine_of(listener)),
     );

@@ -141,8 +141,9 @@ impl GatheringWriter {
             Bound::WriteThrough(most) => pending.bytes.len() >= most,
             Bound::Room(_) => false,
         };
-        let now = urgent && self.shared.writes_promptly;
-        if full || now || self.shared.direct.load(Ordering::Relaxed) {
+        if urgent && self.shared.writes_promptly {
+            self.shared.write_out_of_line(pending);
+        } else if full || self.shared.direct.load(Ordering::Relaxed) {
             self.shared.write_pending(pending);
         } else if pending.parked || (urgent && !pending.urgent) {
             pending.parked = false;
@@ -191,6 +192,20 @@ impl Shared {
 
     fn lock_out(&self) -> MutexGuard<'_, Box<dyn Write + Send>> {
         self.out.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes what is pending after letting it go, as the thread does: output handed over
+    /// meanwhile is not held up by a slow write, and goes out after this (the output lock
+    /// is taken before `pending` is let go).
+    fn write_out_of_line(&self, mut pending: MutexGuard<'_, Pending>) {
+        let bytes = std::mem::take(&mut pending.bytes);
+        let room = std::mem::take(&mut pending.room);
+        let tickets = pending.handed;
+        let mut out = self.lock_out();
+        drop(pending);
+        let written = write_all(&mut out, &bytes);
+        drop(out);
+        self.done_with(room, tickets, written);
     }
 
     /// Writes what is pending while holding it: nothing is handed over meanwhile.

@@ -240,7 +240,7 @@ impl Default for Registry {
         );
         registry.register(
             "wasmtpd_plugin_throttled_seconds",
-            "Time plugin calls were paused because their tenant was over its CPU share (max_cpu_ms_per_second)",
+            "Time plugin calls were paused because their tenant was over its CPU share (the default share or max_cpu_ms_per_second)",
             families.plugin_throttled.clone(),
         );
         registry.register(

@@ -4,10 +4,10 @@
 //! free); a tenant over its share pauses at the tick until the bucket is back to empty.
 //! Its clients are slowed, none refused, and the threads go to the other tenants.
 //!
-//! The rate is either a configured cap, held to at all times, or (the default) a share
-//! that gives way only when it has to: all the threads' time while the tenant is the only
-//! one calling plugins, and half of it divided among the tenants calling plugins while
-//! there are several (see [`super::share::ActiveTenants`]).
+//! The rate is either a configured cap, held to at all times, or (the default) a share:
+//! all the threads' time while the tenant is the only one calling plugins, and half of it
+//! divided among the tenants calling plugins while there are several (see
+//! [`super::share::ActiveTenants`]).
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -90,6 +90,8 @@ impl Rate {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
@@ -126,7 +128,12 @@ mod tests {
     fn the_default_share_gives_way_only_while_another_tenant_is_active() {
         let t0 = Instant::now();
         let tenants: &'static _ = Box::leak(Box::new(super::super::share::ActiveTenants::default()));
-        let (busy, other) = (tenants.activity(), tenants.activity());
+        let (busy, other) = (tenants.activity("busy"), tenants.activity("other"));
+        // The same name is the same tenant (a reload's new share, a listener's).
+        assert!(Arc::ptr_eq(
+            &tenants.activity("busy").latest_cell(),
+            &busy.latest_cell()
+        ));
         busy.call_starts(t0);
         let budget = CpuBudget::yielding(1, busy.clone(), t0);
         // Alone, the whole thread: 1 ms of guest time each ms never pauses.
@@ -135,12 +142,20 @@ mod tests {
             assert_eq!(budget.charge(MS, t0 + MS * i), Duration::ZERO, "alone, at {i} ms");
         }
         // Another tenant calls: a quarter of the thread (half, for two), so 1 ms a ms
-        // soon owes.
+        // soon owes, even in one call that started long before.
         let t1 = t0 + MS * 500;
         other.call_starts(t1);
-        let owed = (1..=100).map(|i| budget.charge(MS, t1 + MS * i)).last().unwrap();
+        let t1 = t1 + MS * 200;
+        other.call_starts(t1);
+        let owed = (1..=100)
+            .map(|i| {
+                other.call_starts(t1 + MS * i);
+                budget.charge(MS, t1 + MS * i)
+            })
+            .last()
+            .unwrap();
         assert!(owed > MS * 100, "{owed:?}");
-        // Quiet for longer than the window: alone again.
+        // The other quiet for longer than the window: alone again.
         let t2 = t1 + Duration::from_secs(5);
         busy.call_starts(t2);
         assert_eq!(budget.charge(MS * 50, t2), Duration::ZERO);

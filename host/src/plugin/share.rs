@@ -5,6 +5,7 @@
 //! the only one calling plugins, half of it divided among the tenants calling them
 //! otherwise), past which the tenant's calls pause at each tick (see `cpu_budget`).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -15,13 +16,19 @@ use super::cpu_budget::CpuBudget;
 
 /// How recent a tenant's last plugin call must be for it to count as active.
 const ACTIVE_WITHIN: Duration = Duration::from_millis(100);
+/// How long a count of the active tenants is used before it is made again: it is asked
+/// at every epoch tick of every computing call.
+const RECOUNT_AFTER: Duration = Duration::from_millis(1);
 
 /// Every tenant's latest plugin call: how many tenants are calling plugins now.
 #[derive(Default, Debug)]
 pub struct ActiveTenants {
-    /// Each tenant's time of its latest call start (ns since `ORIGIN`); a tenant that is
-    /// gone leaves a dead entry, swept when counting.
-    latest: Mutex<Vec<Weak<AtomicU64>>>,
+    /// Each tenant's time of its latest call start (ns since `ORIGIN`), by name, so that
+    /// a tenant's shares old and new (across reloads) and its listeners' are one tenant.
+    latest: Mutex<HashMap<String, Weak<AtomicU64>>>,
+    /// The last count, and when it was made (ns since `ORIGIN`).
+    counted: AtomicU64,
+    counted_at: AtomicU64,
 }
 
 /// One tenant's record in [`ActiveTenants`].
@@ -41,41 +48,63 @@ fn since_origin(at: Instant) -> u64 {
 }
 
 impl ActiveTenants {
-    /// A new tenant's record, never active until it calls.
-    pub fn activity(&'static self) -> Activity {
-        let latest = Arc::new(AtomicU64::new(0));
-        self.latest
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(Arc::downgrade(&latest));
-        Activity { latest, tenants: self }
+    /// The record of the tenant `name`: the one it has if it is still held.
+    pub fn activity(&'static self, name: &str) -> Activity {
+        let mut latest = self.latest.lock().unwrap_or_else(|e| e.into_inner());
+        latest.retain(|_, cell| cell.strong_count() > 0);
+        let cell = latest.get(name).and_then(Weak::upgrade).unwrap_or_else(|| {
+            let cell = Arc::new(AtomicU64::new(0));
+            latest.insert(name.to_owned(), Arc::downgrade(&cell));
+            cell
+        });
+        Activity {
+            latest: cell,
+            tenants: self,
+        }
     }
 
-    /// Tenants whose latest call started within [`ACTIVE_WITHIN`] of `now`.
+    /// Tenants whose latest call started within [`ACTIVE_WITHIN`] of `now`, counted
+    /// again at most every [`RECOUNT_AFTER`].
     fn count(&self, now: Instant) -> usize {
-        let since = since_origin(now).saturating_sub(ACTIVE_WITHIN.as_nanos() as u64);
-        let mut latest = self.latest.lock().unwrap_or_else(|e| e.into_inner());
-        latest.retain(|cell| cell.strong_count() > 0);
-        latest
-            .iter()
+        let at = since_origin(now);
+        let counted_at = self.counted_at.load(Ordering::Relaxed);
+        if counted_at != 0 && at.saturating_sub(counted_at) < RECOUNT_AFTER.as_nanos() as u64 {
+            return self.counted.load(Ordering::Relaxed) as usize;
+        }
+        let since = at.saturating_sub(ACTIVE_WITHIN.as_nanos() as u64);
+        let latest = self.latest.lock().unwrap_or_else(|e| e.into_inner());
+        let count = latest
+            .values()
             .filter_map(Weak::upgrade)
             .filter(|cell| {
-                let at = cell.load(Ordering::Relaxed);
-                at > 0 && at >= since
+                let started = cell.load(Ordering::Relaxed);
+                started > 0 && started >= since
             })
-            .count()
+            .count();
+        self.counted.store(count as u64, Ordering::Relaxed);
+        self.counted_at.store(at.max(1), Ordering::Relaxed);
+        count
     }
 }
 
 impl Activity {
+    #[cfg(test)]
+    pub fn latest_cell(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.latest)
+    }
+
     /// The tenant starts a plugin call.
     pub fn call_starts(&self, now: Instant) {
         self.latest.store(since_origin(now).max(1), Ordering::Relaxed);
     }
 
-    /// How many tenants, this one included, are calling plugins.
+    /// How many tenants are calling plugins, this one counted whatever it last did (it
+    /// is computing when it asks, maybe in a call that started long ago).
     pub fn active_tenants(&self, now: Instant) -> usize {
-        self.tenants.count(now)
+        let since = since_origin(now).saturating_sub(ACTIVE_WITHIN.as_nanos() as u64);
+        let started = self.latest.load(Ordering::Relaxed);
+        let counted_itself = started > 0 && started >= since;
+        self.tenants.count(now) + usize::from(!counted_itself)
     }
 }
 
@@ -94,9 +123,10 @@ impl TenantShare {
     /// `calls` at once (by default half the runtime's threads) and `cpu_ms_per_second`, a
     /// cap (0: none); by default all the threads' time while no other tenant calls
     /// plugins, and half of it divided among the tenants that do while others do.
-    pub fn new(calls: Option<usize>, cpu_ms_per_second: Option<u64>) -> TenantShare {
+    /// `tenant` names it among the tenants whose activity the default share counts.
+    pub fn new(tenant: &str, calls: Option<usize>, cpu_ms_per_second: Option<u64>) -> TenantShare {
         let calls = calls.unwrap_or_else(default_concurrent_calls).max(1);
-        let activity = TENANTS.activity();
+        let activity = TENANTS.activity(tenant);
         let now = Instant::now();
         let cpu = match cpu_ms_per_second {
             Some(0) => None,
