@@ -1,7 +1,9 @@
 """What the benchmark scripts share: the repository's paths, free ports, waiting for a
-server to greet."""
+server to greet, stopping one."""
 
+import signal
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -9,6 +11,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 WASMTPD = ROOT / "target" / "release" / "wasmtpd"
 PLUGINS = ROOT / "target" / "plugins" / "wasm32-wasip2" / "release"
+
+
+def stop(proc, seconds=10):
+    """SIGTERM, and SIGKILL if it has not exited within `seconds`."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(seconds)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def free_port():

@@ -49,7 +49,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from benchlib import PLUGINS, WASMTPD, free_port, wait_greeting
+from benchlib import PLUGINS, WASMTPD, free_port, stop, wait_greeting
 
 REMOTE = "192.0.2.77"
 # The loopback address the limit phase's client connects from; HAProxy names it REMOTE.
@@ -114,13 +114,7 @@ class Node:
         return self.proc.poll() is None
 
     def stop(self):
-        if self.alive():
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop(self.proc)
 
 
 def start_redis(work):

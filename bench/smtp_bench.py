@@ -30,7 +30,7 @@ import statistics
 import subprocess
 import sys
 import time
-from benchlib import WASMTPD, free_port, wait_greeting
+from benchlib import WASMTPD, free_port, stop, wait_greeting
 
 
 
@@ -65,12 +65,7 @@ class Server:
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop(self.proc)
 
 
 def start_servers(binary, wasmtpd_args, cpus, stdout=None):

@@ -197,14 +197,21 @@ impl Shared {
     /// Writes what is pending after letting it go, as the thread does: output handed over
     /// meanwhile is not held up by a slow write, and goes out after this (the output lock
     /// is taken before `pending` is let go).
-    fn write_out_of_line(&self, mut pending: MutexGuard<'_, Pending>) {
-        let bytes = std::mem::take(&mut pending.bytes);
+    fn write_out_of_line(&self, pending: MutexGuard<'_, Pending>) {
+        self.write_swapped(pending, &mut Vec::new());
+    }
+
+    /// Swaps what is pending into `batch` (both keep their capacity), lets `pending` go
+    /// once the output lock is held, and writes the batch.
+    fn write_swapped(&self, mut pending: MutexGuard<'_, Pending>, batch: &mut Vec<u8>) {
+        std::mem::swap(&mut pending.bytes, batch);
         let room = std::mem::take(&mut pending.room);
         let tickets = pending.handed;
         let mut out = self.lock_out();
         drop(pending);
-        let written = write_all(&mut out, &bytes);
+        let written = write_all(&mut out, batch);
         drop(out);
+        clear_keeping(batch, KEEP);
         self.done_with(room, tickets, written);
     }
 
@@ -285,16 +292,7 @@ fn gather(shared: &Shared) {
             continue;
         }
         quiet = 0;
-        // Swapped, not taken: both buffers keep their capacity.
-        std::mem::swap(&mut pending.bytes, &mut writing);
-        let room = std::mem::take(&mut pending.room);
-        let tickets = pending.handed;
-        let mut out = shared.lock_out();
-        drop(pending);
-        let written = write_all(&mut out, &writing);
-        drop(out);
-        clear_keeping(&mut writing, KEEP);
-        shared.done_with(room, tickets, written);
+        shared.write_swapped(pending, &mut writing);
     }
 }
 
