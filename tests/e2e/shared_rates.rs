@@ -168,3 +168,20 @@ fn a_redis_down_at_start_is_a_warning_not_an_outage() {
     let greeting = greeting_as(address);
     assert!(greeting.starts_with("220 "), "{greeting:?}");
 }
+
+#[test]
+fn a_redis_that_answers_but_refuses_the_leases_is_not_taken_back() {
+    let redis = Redis::start();
+    let (mut a, address, metrics) = node(&redis.url(), "connections_per_ip_per_minute = 3");
+    a.wait_for_log(SHARED);
+    // Full: PING still answers, the lease script's writes are refused (OOM).
+    assert_eq!(redis.command("CONFIG SET maxmemory 1").as_deref(), Some("+OK"));
+    let greeting = greeting_as(address);
+    assert!(greeting.starts_with("220 "), "{greeting:?}");
+    a.wait_for_log(ALONE);
+    // Its checks every second use the lease script too: it stays alone, and says nothing more.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(shared_up(&metrics), "wasmtpd_shared_rates_up 0");
+    assert_eq!(a.log_count(SHARED), 1, "{}", a.log());
+    assert_eq!(a.log_count(ALONE), 1, "{}", a.log());
+}

@@ -71,23 +71,28 @@ impl SharedRates {
         }))
     }
 
-    /// Checks now and every second whether Redis answers, for as long as the process runs.
+    /// Checks now and every second whether Redis serves leases, for as long as the
+    /// process runs: with the lease script itself, adding to a probe key that expires at
+    /// once, so that the check writes as a lease does (a Redis that answers PING but
+    /// refuses writes, being full or a replica, is not back).
     pub fn watch(self: &Arc<Self>) {
         let rates = Arc::clone(self);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(CHECK_EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let probe = Lease {
+                name: "probe",
+                window: 0,
+                window_ms: 1,
+                ip: IpAddr::from([0, 0, 0, 0]),
+                wanted: 0,
+                max: 0,
+                debt: 1,
+            };
             loop {
                 tick.tick().await;
-                let answer = within(async {
-                    let mut connection = rates.connection().await?;
-                    redis::cmd("PING")
-                        .query_async::<()>(&mut connection)
-                        .await
-                        .map_err(|e| e.to_string())
-                })
-                .await;
-                rates.report(answer);
+                // `lease` reports the answer.
+                let _ = rates.lease(&probe).await;
             }
         });
     }
