@@ -51,13 +51,20 @@ struct Pending {
     urgent: bool,
 }
 
+/// Where batches are written, and the buffer a batch is swapped into to be written
+/// (swapped, not taken: both buffers keep their capacity, whoever writes).
+struct Output {
+    to: Box<dyn Write + Send>,
+    batch: Vec<u8>,
+}
+
 struct Shared {
     name: &'static str,
     pending: Mutex<Pending>,
     wake: Condvar,
     /// Held while writing, and taken before `pending` is let go: a batch goes out after
     /// the one before it, whoever writes it.
-    out: Mutex<Box<dyn Write + Send>>,
+    out: Mutex<Output>,
     bound: Bound,
     /// No thread: every output is written at once.
     direct: AtomicBool,
@@ -101,7 +108,10 @@ impl GatheringWriter {
                 urgent: false,
             }),
             wake: Condvar::new(),
-            out: Mutex::new(out),
+            out: Mutex::new(Output {
+                to: out,
+                batch: Vec::new(),
+            }),
             bound,
             direct: AtomicBool::new(false),
             writes_promptly,
@@ -142,7 +152,7 @@ impl GatheringWriter {
             Bound::Room(_) => false,
         };
         if urgent && self.shared.writes_promptly {
-            self.shared.write_out_of_line(pending);
+            self.shared.write_swapped(pending);
         } else if full || self.shared.direct.load(Ordering::Relaxed) {
             self.shared.write_pending(pending);
         } else if pending.parked || (urgent && !pending.urgent) {
@@ -190,34 +200,30 @@ impl Shared {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn lock_out(&self) -> MutexGuard<'_, Box<dyn Write + Send>> {
+    fn lock_out(&self) -> MutexGuard<'_, Output> {
         self.out.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Writes what is pending after letting it go, as the thread does: output handed over
-    /// meanwhile is not held up by a slow write, and goes out after this (the output lock
-    /// is taken before `pending` is let go).
-    fn write_out_of_line(&self, pending: MutexGuard<'_, Pending>) {
-        self.write_swapped(pending, &mut Vec::new());
-    }
-
-    /// Swaps what is pending into `batch` (both keep their capacity), lets `pending` go
-    /// once the output lock is held, and writes the batch.
-    fn write_swapped(&self, mut pending: MutexGuard<'_, Pending>, batch: &mut Vec<u8>) {
-        std::mem::swap(&mut pending.bytes, batch);
+    /// Writes what is pending after letting it go (the thread's way, and an urgent
+    /// output's): output handed over meanwhile is not held up by a slow write, and goes
+    /// out after this one (the output lock is taken before `pending` is let go).
+    fn write_swapped(&self, mut pending: MutexGuard<'_, Pending>) {
+        let mut guard = self.lock_out();
+        let out = &mut *guard;
+        std::mem::swap(&mut pending.bytes, &mut out.batch);
         let room = std::mem::take(&mut pending.room);
         let tickets = pending.handed;
-        let mut out = self.lock_out();
         drop(pending);
-        let written = write_all(&mut out, batch);
-        drop(out);
-        clear_keeping(batch, KEEP);
+        let written = write_all(&mut out.to, &out.batch);
+        clear_keeping(&mut out.batch, KEEP);
+        // Let go first: a failed write is logged, and the log may be this very writer.
+        drop(guard);
         self.done_with(room, tickets, written);
     }
 
     /// Writes what is pending while holding it: nothing is handed over meanwhile.
     fn write_pending(&self, mut pending: MutexGuard<'_, Pending>) {
-        let written = write_all(&mut self.lock_out(), &pending.bytes);
+        let written = write_all(&mut self.lock_out().to, &pending.bytes);
         clear_keeping(&mut pending.bytes, KEEP);
         let room = std::mem::take(&mut pending.room);
         let tickets = pending.handed;
@@ -265,7 +271,6 @@ pub fn clear_keeping(bytes: &mut Vec<u8>, most: usize) {
 }
 
 fn gather(shared: &Shared) {
-    let mut writing = Vec::new();
     let mut quiet = 0;
     loop {
         let pending = shared.lock_pending();
@@ -292,7 +297,7 @@ fn gather(shared: &Shared) {
             continue;
         }
         quiet = 0;
-        shared.write_swapped(pending, &mut writing);
+        shared.write_swapped(pending);
     }
 }
 

@@ -24,6 +24,7 @@ pub mod metrics_http;
 pub mod plugin;
 pub mod proxy_protocol;
 pub mod rate;
+pub mod redis_connection;
 pub mod relay;
 pub mod reload;
 pub mod reply_reader;

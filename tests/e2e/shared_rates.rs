@@ -30,6 +30,13 @@ fn node(redis_url: &str, limits: &str) -> (Server, SocketAddr, String) {
     (server, address, metrics)
 }
 
+/// A node counting with the others in `redis`, once it says so.
+fn shared_node(redis: &Redis, limits: &str) -> (Server, SocketAddr, String) {
+    let (mut server, address, metrics) = node(&redis.url(), limits);
+    server.wait_for_log(SHARED);
+    (server, address, metrics)
+}
+
 /// The current minute's window, as the nodes number it.
 fn window() -> u64 {
     let ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
@@ -66,10 +73,8 @@ fn shared_up(metrics: &str) -> String {
 #[test]
 fn two_nodes_hold_one_connection_rate_for_an_address() {
     let redis = Redis::start();
-    let (mut a, address_a, metrics_a) = node(&redis.url(), "connections_per_ip_per_minute = 4");
-    let (mut b, address_b, _) = node(&redis.url(), "connections_per_ip_per_minute = 4");
-    a.wait_for_log(SHARED);
-    b.wait_for_log(SHARED);
+    let (a, address_a, metrics_a) = shared_node(&redis, "connections_per_ip_per_minute = 4");
+    let (_b, address_b, _) = shared_node(&redis, "connections_per_ip_per_minute = 4");
     assert_eq!(shared_up(&metrics_a), "wasmtpd_shared_rates_up 1");
     within_one_window();
     let window = window();
@@ -99,10 +104,8 @@ fn two_nodes_hold_one_connection_rate_for_an_address() {
 #[test]
 fn two_nodes_hold_one_command_rate_for_an_address() {
     let redis = Redis::start();
-    let (mut a, address_a, _) = node(&redis.url(), "commands_per_ip_per_minute = 6");
-    let (mut b, address_b, _) = node(&redis.url(), "commands_per_ip_per_minute = 6");
-    a.wait_for_log(SHARED);
-    b.wait_for_log(SHARED);
+    let (mut a, address_a, _) = shared_node(&redis, "commands_per_ip_per_minute = 6");
+    let (_b, address_b, _) = shared_node(&redis, "commands_per_ip_per_minute = 6");
     within_one_window();
     // Three commands on a, then three on b: the sixth is the last the address gets.
     let (mut first, _) = RawClient::connect_as(address_a, REMOTE);
@@ -122,8 +125,7 @@ fn two_nodes_hold_one_command_rate_for_an_address() {
 fn without_redis_a_node_serves_counts_alone_says_so_and_catches_up() {
     let redis = Redis::start();
     let port = redis.port;
-    let (mut a, address, metrics) = node(&redis.url(), "connections_per_ip_per_minute = 3");
-    a.wait_for_log(SHARED);
+    let (mut a, address, metrics) = shared_node(&redis, "connections_per_ip_per_minute = 3");
     drop(redis);
     within_one_window();
     let window = window();
@@ -172,8 +174,7 @@ fn a_redis_down_at_start_is_a_warning_not_an_outage() {
 #[test]
 fn a_redis_that_answers_but_refuses_the_leases_is_not_taken_back() {
     let redis = Redis::start();
-    let (mut a, address, metrics) = node(&redis.url(), "connections_per_ip_per_minute = 3");
-    a.wait_for_log(SHARED);
+    let (mut a, address, metrics) = shared_node(&redis, "connections_per_ip_per_minute = 3");
     // Full: PING still answers, the lease script's writes are refused (OOM).
     assert_eq!(redis.command("CONFIG SET maxmemory 1").as_deref(), Some("+OK"));
     let greeting = greeting_as(address);

@@ -6,63 +6,40 @@
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{FromRedisValue, Script, ScriptInvocation};
-use tokio::sync::OnceCell;
 
 use super::{Backend, Limits, StoreError, parse_counter};
+use crate::redis_connection::RedisConnection;
 
 pub struct RedisBackend {
-    client: redis::Client,
-    connection: OnceCell<ConnectionManager>,
+    redis: RedisConnection,
     script: Script,
-    timeout: Duration,
 }
 
 impl RedisBackend {
     pub fn new(url: &str, timeout: Duration) -> anyhow::Result<RedisBackend> {
         Ok(RedisBackend {
-            client: redis::Client::open(url)?,
-            connection: OnceCell::new(),
+            redis: RedisConnection::open(url, timeout)?,
             script: Script::new(include_str!("redis.lua")),
-            timeout,
         })
-    }
-
-    async fn connection(&self) -> Result<ConnectionManager, StoreError> {
-        let made = self.connection.get_or_try_init(|| {
-            let config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(self.timeout))
-                .set_response_timeout(Some(self.timeout))
-                .set_number_of_retries(1);
-            self.client.get_connection_manager_with_config(config)
-        });
-        Ok(made.await.map_err(unavailable)?.clone())
     }
 
     /// Runs the script's `op` on namespace `ns`, within the timeout.
     async fn run<T: FromRedisValue>(&self, ns: &str, op: &str, args: &[&[u8]]) -> Result<T, StoreError> {
-        let call = async {
-            let mut connection = self.connection().await?;
-            let mut invocation: ScriptInvocation = self.script.prepare_invoke();
-            for table in ["v", "k", "x", "b"] {
-                // One hash tag per namespace: a cluster keeps its keys on one node.
-                invocation.key(format!("wasmtpd:kv:{{{ns}}}:{table}"));
-            }
-            invocation.arg(op);
-            for arg in args {
-                invocation.arg(*arg);
-            }
-            invocation.invoke_async(&mut connection).await.map_err(unavailable)
-        };
-        tokio::time::timeout(self.timeout, call)
-            .await
-            .map_err(|_| StoreError::Unavailable(format!("no answer within {} ms", self.timeout.as_millis())))?
+        let mut invocation: ScriptInvocation = self.script.prepare_invoke();
+        for table in ["v", "k", "x", "b"] {
+            // One hash tag per namespace: a cluster keeps its keys on one node.
+            invocation.key(format!("wasmtpd:kv:{{{ns}}}:{table}"));
+        }
+        invocation.arg(op);
+        for arg in args {
+            invocation.arg(*arg);
+        }
+        let answer = self
+            .redis
+            .call(async |connection| invocation.invoke_async(connection).await);
+        answer.await.map_err(StoreError::Unavailable)
     }
-}
-
-fn unavailable(e: redis::RedisError) -> StoreError {
-    StoreError::Unavailable(e.to_string())
 }
 
 fn full(code: i64, limits: Limits) -> StoreError {

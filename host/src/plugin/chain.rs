@@ -177,10 +177,11 @@ impl ChainSession {
         let Ok(turn) = self.share.calls.acquire().await else {
             return Err(PluginFailure::new(PluginError::Other, "the plugin chain was closed"));
         };
-        self.share.activity.call_starts(Instant::now());
+        let now = Instant::now();
+        self.share.activity.call_starts(now);
         // Asked once the turn has come: the breaker may have opened meanwhile.
         let point = call.entry_point();
-        if let Err(resting) = self.breakers[index][point].admit(Instant::now()) {
+        if let Err(resting) = self.breakers[index][point].admit(now) {
             drop(turn);
             // A notice has no client waiting for its answer: nothing to slow down.
             if !call.is_notice() {

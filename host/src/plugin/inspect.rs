@@ -46,7 +46,8 @@ const NOTED_FOR: &[(&str, &str)] = &[
 
 impl Inspection {
     pub fn of(plugin: &Plugin) -> Inspection {
-        let (component, ty) = (plugin.component(), plugin.component().component_type());
+        let component = plugin.component();
+        let ty = component.component_type();
         let exports: Vec<String> = ty
             .exports(component.engine())
             .map(|(name, _)| name.to_owned())

@@ -46,7 +46,7 @@ struct Count {
 
 /// What this node can say about an event without the shared store.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Local {
+enum Local {
     Allowed,
     Refused,
     /// The lease is used up: ask the store for more, adding `debt`.
@@ -57,11 +57,6 @@ pub enum Local {
 }
 
 impl RateLimiter {
-    /// A limit this node holds alone.
-    pub fn new(name: &'static str, max: u32, window: Duration) -> RateLimiter {
-        RateLimiter::sharing(name, max, window, None)
-    }
-
     /// A limit this node holds with the others that use `shared`, if given.
     pub fn sharing(name: &'static str, max: u32, window: Duration, shared: Option<Arc<SharedRates>>) -> RateLimiter {
         RateLimiter {
@@ -175,7 +170,7 @@ impl RateLimiter {
 }
 
 /// Milliseconds since the Unix epoch, the clock the windows are cut from.
-pub fn unix_ms() -> u64 {
+fn unix_ms() -> u64 {
     let since = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
@@ -206,7 +201,7 @@ mod tests {
     }
 
     fn alone(max: u32) -> RateLimiter {
-        RateLimiter::new("test", max, Duration::from_secs(60))
+        RateLimiter::sharing("test", max, Duration::from_secs(60), None)
     }
 
     /// A limit shared through a store that is never reached (the tests answer for it).

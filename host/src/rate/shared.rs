@@ -16,8 +16,8 @@ use anyhow::Context;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use redis::Script;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use tokio::sync::OnceCell;
+
+use crate::redis_connection::RedisConnection;
 
 /// How long a call may take, connecting included: a session waits this long at most.
 const TIMEOUT: Duration = Duration::from_millis(250);
@@ -45,8 +45,7 @@ pub struct SharedRatesMetrics {
 }
 
 pub struct SharedRates {
-    client: redis::Client,
-    connection: OnceCell<ConnectionManager>,
+    redis: RedisConnection,
     script: Script,
     /// Whether Redis answered the last call; it is asked only while it does.
     up: AtomicBool,
@@ -60,10 +59,9 @@ impl SharedRates {
     /// The store at `url`; connecting is lazy, at the first call.
     pub fn new(url: &str, metrics: SharedRatesMetrics) -> anyhow::Result<Arc<SharedRates>> {
         // Not the URL in the message: it may hold a password.
-        let client = redis::Client::open(url).context("limits.rates_redis: the redis URL")?;
+        let redis = RedisConnection::open(url, TIMEOUT).context("limits.rates_redis: the redis URL")?;
         Ok(Arc::new(SharedRates {
-            client,
-            connection: OnceCell::new(),
+            redis,
             script: Script::new(include_str!("rates.lua")),
             up: AtomicBool::new(true),
             said: std::sync::Mutex::new(None),
@@ -106,36 +104,20 @@ impl SharedRates {
         let key = format!("wasmtpd:rates:{}:{}", lease.name, lease.window);
         // Kept two windows: a node whose clock is a little behind still counts in it.
         let keep_ms = 2 * lease.window_ms;
-        let answer = within(async {
-            let mut connection = self.connection().await?;
-            let mut invocation = self.script.prepare_invoke();
-            invocation
-                .key(key)
-                .arg(keep_ms)
-                .arg(lease.ip.to_canonical().to_string())
-                .arg(lease.wanted)
-                .arg(lease.max)
-                .arg(lease.debt);
-            invocation
-                .invoke_async::<u32>(&mut connection)
-                .await
-                .map_err(|e| e.to_string())
-        })
-        .await;
+        let mut invocation = self.script.prepare_invoke();
+        invocation
+            .key(key)
+            .arg(keep_ms)
+            .arg(lease.ip.to_canonical().to_string())
+            .arg(lease.wanted)
+            .arg(lease.max)
+            .arg(lease.debt);
+        let answer = self
+            .redis
+            .call(async |connection| invocation.invoke_async::<u32>(connection).await)
+            .await;
         self.report(answer.as_ref().map(drop).map_err(Clone::clone));
         answer
-    }
-
-    /// The connection, made on first use; it reconnects by itself after a failure.
-    async fn connection(&self) -> Result<ConnectionManager, String> {
-        let made = self.connection.get_or_try_init(|| {
-            let config = ConnectionManagerConfig::new()
-                .set_connection_timeout(Some(TIMEOUT))
-                .set_response_timeout(Some(TIMEOUT))
-                .set_number_of_retries(1);
-            self.client.get_connection_manager_with_config(config)
-        });
-        made.await.cloned().map_err(|e| e.to_string())
     }
 
     /// Keeps the state and the metrics, and logs a change between shared and alone.
@@ -160,11 +142,4 @@ impl SharedRates {
             ),
         }
     }
-}
-
-/// `request`'s result, or a failure if it takes longer than [`TIMEOUT`].
-async fn within<T>(request: impl Future<Output = Result<T, String>>) -> Result<T, String> {
-    tokio::time::timeout(TIMEOUT, request)
-        .await
-        .unwrap_or_else(|_| Err(format!("no answer within {} ms", TIMEOUT.as_millis())))
 }
