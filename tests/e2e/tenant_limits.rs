@@ -2,6 +2,8 @@
 //! that name it, the same size and recipient limits for its recipients on a shared
 //! listener, a plugin that keeps failing put to rest, and its CPU share.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::raw::RawClient;
@@ -136,24 +138,22 @@ fn a_tenant_over_its_cpu_share_is_slowed_never_refused() {
     assert!(seconds >= 0.5, "{line}");
 }
 
-#[test]
-fn the_default_share_holds_a_computing_tenant_back_only_while_another_tenant_calls() {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
-    // No max_cpu_ms_per_second: the default share. Each message computes 6-18 ms, under
-    // the 20 ms past which a call is paced whatever its tenant (a fifth of a thread).
+/// A server on one worker thread, as on this 2-core machine, with the default CPU share:
+/// tenant `busy` computes 6-18 ms a message (under the 20 ms past which a call is paced
+/// whatever its tenant), tenant `other` runs `other_plugin`. The listeners' addresses
+/// (busy's, other's), and how long busy's calls have been paused for its share.
+fn busy_beside(other_plugin: &str) -> (Server, Vec<std::net::SocketAddr>, impl Fn(&str) -> f64) {
     let config = format!(
         "metrics = \"127.0.0.1:0\"\n\
          [[listener]]\naddress = \"127.0.0.1:0\"\ntenant = \"busy\"\n\
-         [[listener]]\naddress = \"127.0.0.1:0\"\ntenant = \"light\"\n\
+         [[listener]]\naddress = \"127.0.0.1:0\"\ntenant = \"other\"\n\
          [[tenant]]\nname = \"busy\"\nplugins = [\"work\"]\n\
-         [[tenant]]\nname = \"light\"\nplugins = [\"sink\"]\n\
-         [plugin.work]\nsource = \"{}\"\ntime_budget_ms = 2000\n\
+         [[tenant]]\nname = \"other\"\nplugins = [\"{other_plugin}\"]\n\
+         [plugin.work]\nsource = \"{misbehave}\"\ntime_budget_ms = 2000\n\
          [plugin.work.settings]\nmode = \"compute\"\nsteps = \"30000000\"\n",
-        crate::server::plugin_path("misbehave")
+        misbehave = crate::server::plugin_path("misbehave")
     );
-    // One worker thread, as on this 2-core machine: with two active tenants the share is
-    // a quarter of it, which one client sending in turn passes (on more workers it would not).
+    // On more workers a client sending in turn would not reach the share.
     let path = crate::server::temp_file("shares.toml", &config);
     let mut command = std::process::Command::new(crate::server::binary());
     command
@@ -162,33 +162,46 @@ fn the_default_share_holds_a_computing_tenant_back_only_while_another_tenant_cal
     let mut server = Server::start_command(command, crate::server::WAIT);
     let addresses = server.addresses(2);
     let metrics = crate::metrics::endpoint(&mut server);
-    let throttled = || -> f64 {
-        let line = crate::metrics::throttled_line(&metrics, "tenant=\"busy\"}");
+    let throttled = move |tenant: &str| -> f64 {
+        let line = crate::metrics::throttled_line(&metrics, &format!("tenant=\"{tenant}\"}}"));
         line.rsplit(' ').next().unwrap().parse().unwrap()
     };
+    (server, addresses, throttled)
+}
+
+/// Sends messages to `address` from another thread until the returned flag is set; the
+/// thread answers how many it sent.
+fn keep_sending(address: std::net::SocketAddr) -> (Arc<AtomicBool>, std::thread::JoinHandle<usize>) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let sending = Arc::clone(&stop);
+    let sender = std::thread::spawn(move || {
+        let mut client = RawClient::ehlo(address);
+        let mut sent = 0;
+        while !sending.load(Ordering::Relaxed) {
+            let reply = client.send_message("Subject: other\r\n\r\nx\r\n");
+            assert!(reply.starts_with("250"), "{reply}");
+            sent += 1;
+        }
+        sent
+    });
+    (stop, sender)
+}
+
+#[test]
+fn the_default_share_holds_a_computing_tenant_back_only_while_a_light_tenant_calls() {
+    let (_server, addresses, throttled) = busy_beside("sink");
     let mut busy = RawClient::ehlo(addresses[0]);
     // Alone, it may use the whole thread: never paused for its share.
     for n in 0..20 {
         let reply = busy.send_message("Subject: work\r\n\r\nwork\r\n");
         assert!(reply.starts_with("250 2.0.0"), "message {n}: {reply}");
     }
-    assert_eq!(throttled(), 0.0, "paused while no other tenant called a plugin");
-    // Another tenant's clients keep calling: now its share is a quarter of the thread.
-    let stop = Arc::new(AtomicBool::new(false));
-    let light = {
-        let (stop, address) = (Arc::clone(&stop), addresses[1]);
-        std::thread::spawn(move || {
-            let mut client = RawClient::ehlo(address);
-            let mut sent = 0;
-            while !stop.load(Ordering::Relaxed) {
-                assert!(client.send_message("Subject: light\r\n\r\nx\r\n").starts_with("250"));
-                sent += 1;
-            }
-            sent
-        })
-    };
+    assert_eq!(throttled("busy"), 0.0, "paused while no other tenant called a plugin");
+    // Another tenant's clients keep calling, shortly: now its share is a tenth of the
+    // thread (a fifth, divided between two tenants).
+    let (stop, light) = keep_sending(addresses[1]);
     // At least 80 ms of computing (2 ms a message on a very fast machine) against a
-    // burst of 25 ms and a quarter of the time it takes.
+    // burst of 10 ms and a tenth of the time it takes.
     let started = Instant::now();
     for n in 0..40 {
         let reply = busy.send_message("Subject: work\r\n\r\nwork\r\n");
@@ -201,7 +214,25 @@ fn the_default_share_holds_a_computing_tenant_back_only_while_another_tenant_cal
     stop.store(true, Ordering::Relaxed);
     let sent = light.join().unwrap();
     assert!(
-        throttled() > 0.0,
+        throttled("busy") > 0.0,
         "never paused while another tenant called plugins ({sent} messages of its, in {took:?})"
     );
+}
+
+#[test]
+fn two_tenants_that_compute_share_the_thread_without_holding_each_other_back() {
+    // Both compute 6-18 ms a message: neither has sessions waiting for short answers, so
+    // each may use the whole thread, and they share it at the ticks: no time left idle.
+    let (_server, addresses, throttled) = busy_beside("work");
+    let (stop, other) = keep_sending(addresses[1]);
+    let mut busy = RawClient::ehlo(addresses[0]);
+    for n in 0..40 {
+        let reply = busy.send_message("Subject: work\r\n\r\nwork\r\n");
+        assert!(reply.starts_with("250 2.0.0"), "message {n}: {reply}");
+    }
+    stop.store(true, Ordering::Relaxed);
+    let sent = other.join().unwrap();
+    assert!(sent > 0, "the other tenant sent nothing meanwhile");
+    assert_eq!(throttled("busy"), 0.0, "paused beside a tenant that only computes");
+    assert_eq!(throttled("other"), 0.0, "paused beside a tenant that only computes");
 }

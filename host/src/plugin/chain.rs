@@ -18,7 +18,7 @@ use super::edits::Edited;
 use super::instance::{CallAnswer, CallResult, MessageResult, PluginInstance, instance_survives};
 use super::quarantine;
 use super::recipients::{Recipients, fill, one_for_all};
-use super::share::{self, TenantShare};
+use super::share::{self, SHORT_CALL, TenantShare};
 use super::warm::WarmInstances;
 use crate::config::MessagePart;
 use crate::handler::{
@@ -227,6 +227,9 @@ impl ChainSession {
                     }
                 };
                 self.metrics.plugin_throttled(instance.throttled());
+                if instance.computed() < SHORT_CALL {
+                    self.share.activity.short_call_ends(Instant::now());
+                }
                 // A failed instance cannot be entered again: the next call gets a fresh one.
                 // Nor is one kept that took in a big message: a wasm memory cannot shrink,
                 // and dropped, its memory goes back at once instead of when the session ends.

@@ -25,7 +25,7 @@ use super::keyvalue::KvGrant;
 use super::memory_cap::MemoryCap;
 use super::output::{Capture, OutputTarget};
 use super::pacing::{CallClock, Step};
-use super::share::TenantShare;
+use super::share::{SHORT_CALL, TenantShare};
 use super::state::{PluginInfo, PluginState};
 use crate::config::MessagePart;
 use crate::handler::PluginFailure;
@@ -276,10 +276,18 @@ impl Plugin {
         // plugin that loops shares its thread with other sessions until its budget ends.
         store.epoch_deadline_callback(|mut store| {
             let state = store.data_mut();
-            let budget = state.share.as_ref().and_then(|share| share.cpu.as_ref());
+            let now = Instant::now();
             // This runs in a libcall, between the call hook's `CallingHost` and
             // `ReturningFromHost`: the wait in line or the pause is not computing.
-            Ok(match state.clock.tick(Instant::now(), budget) {
+            let step = state
+                .clock
+                .tick(now, state.share.as_ref().and_then(|share| share.cpu.as_ref()));
+            if let Some(share) = &state.share
+                && state.clock.computed() >= SHORT_CALL
+            {
+                share.activity.computes(now);
+            }
+            Ok(match step {
                 Step::Interrupt => UpdateDeadline::Interrupt,
                 // Not `Yield`, whose wake puts the call first in line again (tokio's LIFO
                 // slot) before the runtime looks at its sockets: on one worker thread a

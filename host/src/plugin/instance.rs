@@ -143,6 +143,11 @@ impl PluginInstance {
         }
     }
 
+    /// Guest time the last call's ticks counted (see `CallClock::computed`).
+    pub fn computed(&self) -> Duration {
+        self.store.data().clock.computed()
+    }
+
     /// How long the last call was paused for its tenant's CPU share.
     pub fn throttled(&self) -> Duration {
         self.store.data().clock.throttled()

@@ -88,6 +88,12 @@ impl CallClock {
         self.resumed = self.resumed.max(now);
     }
 
+    /// Guest time the call's ticks counted: zero for a call that ended within its first
+    /// tick (most calls), and what its tenant was charged otherwise.
+    pub fn computed(&self) -> Duration {
+        self.computed
+    }
+
     /// How long the call was paused for its tenant's CPU share.
     pub fn throttled(&self) -> Duration {
         self.throttled

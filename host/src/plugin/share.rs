@@ -1,9 +1,9 @@
 //! How much of the runtime one tenant's plugin calls may take. Calls run on the runtime's
 //! threads, interleaved with sessions' I/O (a guest yields at every epoch tick). Two caps
 //! keep a plugin that computes from holding up everyone else: calls at once (half the
-//! threads), and CPU time a second (by default all the threads' time while the tenant is
-//! the only one calling plugins, half of it divided among the tenants calling them
-//! otherwise), past which the tenant's calls pause at each tick (see `cpu_budget`).
+//! threads), and CPU time a second (by default all the threads' time, except while a
+//! light tenant is active: then a fifth of it divided among the tenants calling
+//! plugins), past which the tenant's calls pause at each tick (see `cpu_budget`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
 
 use super::cpu_budget::CpuBudget;
+use super::epoch::EPOCH_TICK;
 
 /// How recent a tenant's last plugin call must be for it to count as active.
 const ACTIVE_WITHIN: Duration = Duration::from_millis(100);
@@ -20,21 +21,77 @@ const ACTIVE_WITHIN: Duration = Duration::from_millis(100);
 /// at every epoch tick of every computing call.
 const RECOUNT_AFTER: Duration = Duration::from_millis(1);
 
-/// Every tenant's latest plugin call: how many tenants are calling plugins now.
+/// A call whose ticks counted less guest time than this is short: its session was
+/// waiting on the thread for an answer it got at once; a call that counted more computes.
+/// While a tenant whose calls are all short (a light one) is active, a computing tenant
+/// gives way (see [`super::cpu_budget`]); computing tenants share the threads among
+/// themselves at the ticks.
+pub const SHORT_CALL: Duration = EPOCH_TICK;
+
+/// Every tenant's latest plugin calls: how many tenants are calling plugins now, and how
+/// many of them are light.
 #[derive(Default, Debug)]
 pub struct ActiveTenants {
-    /// Each tenant's time of its latest call start (ns since `ORIGIN`), by name, so that
-    /// a tenant's shares old and new (across reloads) and its listeners' are one tenant.
-    latest: Mutex<HashMap<String, Weak<AtomicU64>>>,
-    /// The last count, and when it was made (ns since `ORIGIN`).
+    /// Each tenant's calls, by name, so that a tenant's shares old and new (across
+    /// reloads) and its listeners' are one tenant.
+    latest: Mutex<HashMap<String, Weak<LatestCalls>>>,
+    /// The last count ([`Counted`], packed), and when it was made (ns since `ORIGIN`).
     counted: AtomicU64,
     counted_at: AtomicU64,
+}
+
+/// When a tenant last started a call, last ended a short one, and was last seen computing
+/// (ns since `ORIGIN`; 0: never).
+#[derive(Default, Debug)]
+struct LatestCalls {
+    started: AtomicU64,
+    short_ended: AtomicU64,
+    computing: AtomicU64,
+}
+
+impl LatestCalls {
+    /// Active since `since`, and light: short calls, none computing.
+    fn seen(&self, since: u64) -> (bool, bool) {
+        let active = within(self.started.load(Ordering::Relaxed), since);
+        let light = within(self.short_ended.load(Ordering::Relaxed), since)
+            && !within(self.computing.load(Ordering::Relaxed), since);
+        (active, light)
+    }
+}
+
+/// Tenants that started a call within [`ACTIVE_WITHIN`], and those of them that are light.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Counted {
+    active: u32,
+    light: u32,
+}
+
+impl Counted {
+    fn pack(self) -> u64 {
+        u64::from(self.active) << 32 | u64::from(self.light)
+    }
+
+    fn unpack(packed: u64) -> Counted {
+        Counted {
+            active: (packed >> 32) as u32,
+            light: packed as u32,
+        }
+    }
+}
+
+/// What one tenant sees of the others when its plugin computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Contention {
+    /// Tenants calling plugins, the one asking included.
+    pub active: usize,
+    /// Other tenants that are light: their sessions wait on the threads for each answer.
+    pub others_waiting: usize,
 }
 
 /// One tenant's record in [`ActiveTenants`].
 #[derive(Clone, Debug)]
 pub struct Activity {
-    latest: Arc<AtomicU64>,
+    latest: Arc<LatestCalls>,
     tenants: &'static ActiveTenants,
 }
 
@@ -47,64 +104,84 @@ fn since_origin(at: Instant) -> u64 {
     u64::try_from(at.saturating_duration_since(*ORIGIN).as_nanos()).unwrap_or(u64::MAX)
 }
 
+/// Whether `at` (ns since `ORIGIN`, 0: never) is at or after `since`.
+fn within(at: u64, since: u64) -> bool {
+    at > 0 && at >= since
+}
+
 impl ActiveTenants {
     /// The record of the tenant `name`: the one it has if it is still held.
     pub fn activity(&'static self, name: &str) -> Activity {
         let mut latest = self.latest.lock().unwrap_or_else(|e| e.into_inner());
-        latest.retain(|_, cell| cell.strong_count() > 0);
-        let cell = latest.get(name).and_then(Weak::upgrade).unwrap_or_else(|| {
-            let cell = Arc::new(AtomicU64::new(0));
-            latest.insert(name.to_owned(), Arc::downgrade(&cell));
-            cell
+        latest.retain(|_, calls| calls.strong_count() > 0);
+        let calls = latest.get(name).and_then(Weak::upgrade).unwrap_or_else(|| {
+            let calls = Arc::new(LatestCalls::default());
+            latest.insert(name.to_owned(), Arc::downgrade(&calls));
+            calls
         });
         Activity {
-            latest: cell,
+            latest: calls,
             tenants: self,
         }
     }
 
-    /// Tenants whose latest call started within [`ACTIVE_WITHIN`] of `now`, counted
-    /// again at most every [`RECOUNT_AFTER`].
-    fn count(&self, now: Instant) -> usize {
+    /// The tenants active within [`ACTIVE_WITHIN`] of `now`, counted again at most every
+    /// [`RECOUNT_AFTER`].
+    fn count(&self, now: Instant) -> Counted {
         let at = since_origin(now);
         let counted_at = self.counted_at.load(Ordering::Relaxed);
         if counted_at != 0 && at.saturating_sub(counted_at) < RECOUNT_AFTER.as_nanos() as u64 {
-            return self.counted.load(Ordering::Relaxed) as usize;
+            return Counted::unpack(self.counted.load(Ordering::Relaxed));
         }
         let since = at.saturating_sub(ACTIVE_WITHIN.as_nanos() as u64);
         let latest = self.latest.lock().unwrap_or_else(|e| e.into_inner());
-        let count = latest
-            .values()
-            .filter_map(Weak::upgrade)
-            .filter(|cell| {
-                let started = cell.load(Ordering::Relaxed);
-                started > 0 && started >= since
-            })
-            .count();
-        self.counted.store(count as u64, Ordering::Relaxed);
+        let mut counted = Counted { active: 0, light: 0 };
+        for calls in latest.values().filter_map(Weak::upgrade) {
+            let (active, light) = calls.seen(since);
+            counted.active += u32::from(active);
+            counted.light += u32::from(light);
+        }
+        self.counted.store(counted.pack(), Ordering::Relaxed);
         self.counted_at.store(at.max(1), Ordering::Relaxed);
-        count
+        counted
     }
 }
 
 impl Activity {
     #[cfg(test)]
-    pub fn latest_cell(&self) -> Arc<AtomicU64> {
-        Arc::clone(&self.latest)
+    pub fn is_the_same_tenant_as(&self, other: &Activity) -> bool {
+        Arc::ptr_eq(&self.latest, &other.latest)
     }
 
     /// The tenant starts a plugin call.
     pub fn call_starts(&self, now: Instant) {
-        self.latest.store(since_origin(now).max(1), Ordering::Relaxed);
+        self.latest.started.store(since_origin(now).max(1), Ordering::Relaxed);
     }
 
-    /// How many tenants are calling plugins, this one counted whatever it last did (it
-    /// is computing when it asks, maybe in a call that started long ago).
-    pub fn active_tenants(&self, now: Instant) -> usize {
+    /// A call of the tenant's ended having computed less than [`SHORT_CALL`].
+    pub fn short_call_ends(&self, now: Instant) {
+        self.latest
+            .short_ended
+            .store(since_origin(now).max(1), Ordering::Relaxed);
+    }
+
+    /// A call of the tenant's has computed [`SHORT_CALL`] or more, and goes on.
+    pub fn computes(&self, now: Instant) {
+        self.latest.computing.store(since_origin(now).max(1), Ordering::Relaxed);
+    }
+
+    /// The other tenants as this one sees them while it computes: counted active itself
+    /// whatever it last did (it is computing when it asks, maybe in a call that started
+    /// long ago), and not among those waiting.
+    pub fn contention(&self, now: Instant) -> Contention {
         let since = since_origin(now).saturating_sub(ACTIVE_WITHIN.as_nanos() as u64);
-        let started = self.latest.load(Ordering::Relaxed);
-        let counted_itself = started > 0 && started >= since;
-        self.tenants.count(now) + usize::from(!counted_itself)
+        let counted = self.tenants.count(now);
+        let (counted_itself, light_itself) = self.latest.seen(since);
+        Contention {
+            active: counted.active as usize + usize::from(!counted_itself),
+            // A count up to RECOUNT_AFTER old may differ from its record now.
+            others_waiting: (counted.light as usize).saturating_sub(usize::from(light_itself)),
+        }
     }
 }
 
@@ -121,8 +198,7 @@ pub struct TenantShare {
 
 impl TenantShare {
     /// `calls` at once (by default half the runtime's threads) and `cpu_ms_per_second`, a
-    /// cap (0: none); by default all the threads' time while no other tenant calls
-    /// plugins, and half of it divided among the tenants that do while others do.
+    /// cap (0: none); by default a share (see [`super::cpu_budget`]).
     /// `tenant` names it among the tenants whose activity the default share counts.
     pub fn new(tenant: &str, calls: Option<usize>, cpu_ms_per_second: Option<u64>) -> TenantShare {
         let calls = calls.unwrap_or_else(default_concurrent_calls).max(1);
