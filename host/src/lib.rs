@@ -37,6 +37,7 @@ pub mod shared_slot;
 pub mod signals;
 pub mod spool;
 pub mod state_dir;
+pub mod timer_anchor;
 pub mod tls;
 pub mod tools;
 pub mod trace;

@@ -25,7 +25,7 @@ use wasmtpd::reload::{self, FileWatcher};
 use wasmtpd::service::Service;
 use wasmtpd::signals::{Signal, Signals};
 use wasmtpd::spool::Spool;
-use wasmtpd::{health_probe, tools, worker_threads};
+use wasmtpd::{health_probe, timer_anchor, tools, worker_threads};
 
 fn main() -> ExitCode {
     let log = wasmtpd::log::init();
@@ -108,6 +108,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Tool::Compile { files }) => return tools::compile_files(files, &engine),
         Some(Tool::New { .. } | Tool::Health { .. }) | None => {}
     }
+    tokio::spawn(timer_anchor::stand());
     serve(cli, config, engine).await.map(|()| ExitCode::SUCCESS)
 }
 

@@ -180,3 +180,29 @@ fn lettre_delivers_and_sees_the_handler_reply() {
         "{printed}"
     );
 }
+
+/// After QUIT's 221 the server closes: the client reads the reply, then the end of the
+/// stream (a FIN, not a reset and not a connection left open).
+#[test]
+fn after_quit_the_client_reads_221_then_the_end_of_the_stream() {
+    use std::io::{Read, Write};
+    let server = Server::start(&[]);
+    let mut client = std::net::TcpStream::connect(("127.0.0.1", server.port())).expect("connect");
+    client
+        .set_read_timeout(Some(crate::server::WAIT))
+        .expect("read timeout");
+    let mut greeting = [0; 512];
+    let n = client.read(&mut greeting).expect("greeting");
+    assert!(
+        greeting[..n].starts_with(b"220 "),
+        "{:?}",
+        String::from_utf8_lossy(&greeting[..n])
+    );
+    client.write_all(b"QUIT\r\n").expect("QUIT");
+    let mut rest = Vec::new();
+    client
+        .read_to_end(&mut rest)
+        .expect("the reply, then the end of the stream");
+    let rest = String::from_utf8_lossy(&rest);
+    assert!(rest.starts_with("221 ") && rest.ends_with("\r\n"), "{rest}");
+}

@@ -48,6 +48,9 @@ fn smtplib(port: u16, mode: &str) -> (String, String, String) {
             .to_owned()
     };
     assert!(stdout.contains("\nsent"), "{stdout}");
+    // The server ends TLS with its close_notify, so the client can tell the end from a cut.
+    assert_eq!(field("quit:"), "221", "{stdout}");
+    assert_eq!(field("tls end:"), "close_notify", "{stdout}");
     (field("before:"), field("after:"), field("cert:"))
 }
 

@@ -142,7 +142,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             tracing::info!(peer = %self.peer, reply = %refusal.text(), "connection refused by a handler");
             self.send(&refusal);
             self.flush().await?;
-            return self.stream.shutdown().await;
+            return self.stream.finish().await;
         }
         let ctx = Arc::clone(&self.ctx);
         self.send(&ctx.greeting);
@@ -174,7 +174,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 Flow::Continue => {}
                 Flow::Close => {
                     self.flush().await?;
-                    return self.stream.shutdown().await;
+                    return self.stream.finish().await;
                 }
                 Flow::Gone => return Ok(()),
             }
@@ -196,7 +196,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             tracing::info!(peer = %self.peer, "refused a client that talked before the greeting");
             self.send(&replies::EARLY_TALKER);
             self.flush().await?;
-            self.stream.shutdown().await?;
+            self.stream.finish().await?;
         }
         Ok(!talked)
     }
