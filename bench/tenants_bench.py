@@ -53,6 +53,27 @@ def accepted(metrics, tenant):
     return int(next(l for l in text.splitlines() if l.startswith(needle)).split()[-1])
 
 
+def handled(metrics, tenant):
+    """Messages the tenant has answered so far, whatever the outcome."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    prefix = f'wasmtpd_messages_total{{tenant="{tenant}",'
+    return sum(int(l.split()[-1]) for l in text.splitlines() if l.startswith(prefix))
+
+
+def settle(metrics, tenant="a", quiet=0.5, most=30):
+    """Waits until the tenant's sessions left over from a killed load have ended: its
+    count of answered messages has not moved for `quiet` seconds."""
+    last, since, deadline = handled(metrics, tenant), time.monotonic(), time.monotonic() + most
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        now = handled(metrics, tenant)
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
+
+
 def a_rate_alone(port, metrics, seconds=5):
     """Tenant A's messages a second under its 20 clients, with B idle."""
     load = smtp_source(port, 100000, 20, keep_going=True)
@@ -95,6 +116,7 @@ def main():
             wait_greeting(b)
             if mode == "compute":
                 a_alone = a_rate_alone(a, metrics)
+                settle(metrics)
             # Alone and beside A in turns, a ratio each turn: the machine's speed drifts
             # between minutes more than A's effect on B.
             alone, loaded, ratios, a_rates = [], [], [], []
@@ -111,7 +133,7 @@ def main():
                     hostile.wait()
                 ratios.append(loaded[-1] / alone[-1])
                 # A's sessions still in their calls end before B is measured alone again.
-                time.sleep(0.5)
+                settle(metrics)
             alone, loaded = statistics.median(alone), statistics.median(loaded)
             ratio, a_rate = statistics.median(ratios), statistics.median(a_rates)
             a_note = f" (alone {a_alone:.1f})" if mode == "compute" else ""

@@ -421,10 +421,10 @@ pub struct TenantConfig {
     pub max_concurrent_calls: Option<usize>,
     /// A cap on the CPU milliseconds a second this tenant's plugins may use, on all its
     /// chains, held at all times; past it, its calls pause (its clients are slowed, none
-    /// refused). By default a share: all the plugin threads' time, except while a light
-    /// tenant (whose calls all end within a millisecond of computing) is active: then a
-    /// fifth of it divided among the tenants that called a plugin in the last 100 ms.
-    /// 0: neither.
+    /// refused). By default a share: all the plugin threads' time, except while another
+    /// tenant is light (its calls in the last 100 ms each ran under a millisecond of plugin
+    /// code) and this one computes: then a fifth of it divided among the tenants that
+    /// called a plugin in the last 100 ms. 0: neither.
     pub max_cpu_ms_per_second: Option<u64>,
     #[serde(default)]
     pub limits: TenantLimits,

@@ -11,7 +11,8 @@ use tokio_rustls::{TlsAcceptor, TlsStream};
 pub enum SessionStream<S> {
     Plain(S),
     Tls(Box<TlsStream<S>>),
-    /// A handshake failed half-way: nothing more can be read or written.
+    /// A handshake failed half-way, or the session ended: nothing more can be read or
+    /// written.
     Broken,
 }
 
@@ -20,15 +21,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SessionStream<S> {
         matches!(self, SessionStream::Tls(_))
     }
 
-    /// Ends the server's side once its last reply is flushed: TLS sends its close_notify.
-    /// A plain stream needs nothing: dropped, its socket is closed, which sends the FIN
-    /// after what was written, as a `shutdown` would (one system call a session fewer; the
-    /// client has mostly closed already, and the call failed with ENOTCONN).
+    /// Ends the server's side once its last reply is flushed: TLS sends its close_notify;
+    /// a plain stream is closed at once, which sends the FIN after what was written, as a
+    /// `shutdown` would, with one system call fewer (the client had mostly closed already,
+    /// and the call failed with ENOTCONN). Either way the stream is then broken, so the
+    /// client is not kept waiting for the session's last hooks.
     pub async fn finish(&mut self) -> std::io::Result<()> {
-        match self {
+        let ended = match self {
             SessionStream::Tls(_) => self.shutdown().await,
             SessionStream::Plain(_) | SessionStream::Broken => Ok(()),
-        }
+        };
+        *self = SessionStream::Broken;
+        ended
     }
 
     /// The TLS version and cipher suite, once encrypted, as rustls names them.

@@ -206,3 +206,30 @@ fn after_quit_the_client_reads_221_then_the_end_of_the_stream() {
     let rest = String::from_utf8_lossy(&rest);
     assert!(rest.starts_with("221 ") && rest.ends_with("\r\n"), "{rest}");
 }
+
+/// The connection ends with the 221, not with the plugins' last hook: a quit hook that
+/// computes for 1.5 s runs after the client has read the end of the stream.
+#[test]
+fn the_client_reads_the_end_of_the_stream_before_a_slow_quit_hook_ends() {
+    use std::time::{Duration, Instant};
+    let config = format!(
+        "[[listener]]\naddress = \"127.0.0.1:0\"\nplugins = [\"hooks\"]\n\
+         [plugin.hooks]\nsource = \"{}\"\ntime_budget_ms = 5000\n\
+         [plugin.hooks.settings]\nquit-spin-ms = \"1500\"\n",
+        crate::server::plugin_path("every-hook")
+    );
+    let mut server = Server::from_config(&config);
+    let mut client = crate::raw::RawClient::ehlo(server.addr);
+    let reply = client.send_message("Subject: then QUIT\r\n\r\nx\r\n");
+    assert!(reply.starts_with("250"), "{reply}");
+    let asked = Instant::now();
+    client.expect("QUIT", "221 ");
+    client.expect_closed();
+    let took = asked.elapsed();
+    assert!(
+        took < Duration::from_millis(1000),
+        "the stream ended {took:?} after QUIT"
+    );
+    // The hook did run, after.
+    server.wait_for_log("called: quit");
+}

@@ -227,8 +227,10 @@ impl ChainSession {
                     }
                 };
                 self.metrics.plugin_throttled(instance.throttled());
-                if instance.computed() < SHORT_CALL {
-                    self.share.activity.short_call_ends(Instant::now());
+                // Known at its end even for a call no tick saw.
+                match instance.guest_time() {
+                    short if short < SHORT_CALL => self.share.activity.short_call_ends(Instant::now()),
+                    _ => self.share.activity.computes(Instant::now()),
                 }
                 // A failed instance cannot be entered again: the next call gets a fresh one.
                 // Nor is one kept that took in a big message: a wasm memory cannot shrink,

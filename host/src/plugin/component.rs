@@ -283,7 +283,7 @@ impl Plugin {
                 .clock
                 .tick(now, state.share.as_ref().and_then(|share| share.cpu.as_ref()));
             if let Some(share) = &state.share
-                && state.clock.computed() >= SHORT_CALL
+                && state.clock.guest_time(now) >= SHORT_CALL
             {
                 share.activity.computes(now);
             }

@@ -27,6 +27,9 @@ pub struct PluginInstance {
     hooks: HookGuests,
     /// The time budget of the call in progress (or the last one).
     budget: Duration,
+    /// Guest time the last call ran, taken when the guest returned (before its answer
+    /// is settled, which may wait on its output).
+    guest_time: Duration,
 }
 
 /// What `process-message` gets on top of the plugin's time budget for each MiB of the
@@ -66,6 +69,7 @@ impl PluginInstance {
             per_recipient,
             hooks,
             budget: Duration::ZERO,
+            guest_time: Duration::ZERO,
         }
     }
 
@@ -113,11 +117,13 @@ impl PluginInstance {
         let answer = match &self.per_recipient {
             Some(guest) => {
                 let result = call!(guest, call_process_message_per_recipient);
+                self.guest_returned();
                 self.settle(result, |answers| checked_answers(answers, rcpt_tos.len()))
                     .await
             }
             None => {
                 let result = call!(self.handler, call_process_message);
+                self.guest_returned();
                 self.settle(result, checked_answer).await.map(CallAnswer::One)
             }
         };
@@ -137,15 +143,21 @@ impl PluginInstance {
     pub async fn hook(&mut self, hook: Hook<'_>, peer: &Peer) -> CallResult {
         let _running = self.plugin.clock.running();
         self.arm(self.plugin.time_budget);
-        match self.hooks.call(&mut self.store, hook, peer).await {
+        let called = self.hooks.call(&mut self.store, hook, peer).await;
+        self.guest_returned();
+        match called {
             Some(result) => self.settle(result, checked_answer).await,
             None => Ok(None),
         }
     }
 
-    /// Guest time the last call's ticks counted (see `CallClock::computed`).
-    pub fn computed(&self) -> Duration {
-        self.store.data().clock.computed()
+    /// Guest time the last call ran (see `CallClock::guest_time`).
+    pub fn guest_time(&self) -> Duration {
+        self.guest_time
+    }
+
+    fn guest_returned(&mut self) {
+        self.guest_time = self.store.data().clock.guest_time(Instant::now());
     }
 
     /// How long the last call was paused for its tenant's CPU share.

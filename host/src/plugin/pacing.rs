@@ -88,10 +88,15 @@ impl CallClock {
         self.resumed = self.resumed.max(now);
     }
 
-    /// Guest time the call's ticks counted: zero for a call that ended within its first
-    /// tick (most calls), and what its tenant was charged otherwise.
-    pub fn computed(&self) -> Duration {
-        self.computed
+    /// Guest time the call has run until `now`: what its ticks counted (and its tenant
+    /// was charged), and what it ran since, which no tick saw (most calls end between
+    /// ticks, and none come while the epoch clock only watches).
+    pub fn guest_time(&self, now: Instant) -> Duration {
+        let running = match self.host_depth {
+            0 => now.saturating_duration_since(self.resumed),
+            _ => Duration::ZERO,
+        };
+        self.computed + self.unticked + running
     }
 
     /// How long the call was paused for its tenant's CPU share.
@@ -144,6 +149,22 @@ mod tests {
         fn tick_alone(&mut self, now: Instant) -> Step {
             self.tick(now, None)
         }
+    }
+
+    #[test]
+    fn guest_time_counts_what_no_tick_saw_and_not_the_time_in_the_host() {
+        let us = Duration::from_micros;
+        let t0 = Instant::now();
+        let mut clock = CallClock::start(t0, MS * 100);
+        // 300 µs of guest code, then 5 ms in a host call: 300 µs.
+        clock.host_call_starts(t0 + us(300));
+        assert_eq!(clock.guest_time(t0 + us(300) + MS * 5), us(300));
+        // Back in the guest for 400 µs more: 700 µs, though no tick came.
+        clock.resumes(t0 + us(300) + MS * 5);
+        assert_eq!(clock.guest_time(t0 + us(700) + MS * 5), us(700));
+        // A tick counts it all, and the guest runs on 200 µs after the tick.
+        assert_eq!(clock.tick(t0 + us(1700) + MS * 5, None), Step::Yield);
+        assert_eq!(clock.guest_time(t0 + us(1900) + MS * 5), us(1900));
     }
 
     #[test]

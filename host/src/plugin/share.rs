@@ -1,9 +1,9 @@
 //! How much of the runtime one tenant's plugin calls may take. Calls run on the runtime's
 //! threads, interleaved with sessions' I/O (a guest yields at every epoch tick). Two caps
 //! keep a plugin that computes from holding up everyone else: calls at once (half the
-//! threads), and CPU time a second (by default all the threads' time, except while a
-//! light tenant is active: then a fifth of it divided among the tenants calling
-//! plugins), past which the tenant's calls pause at each tick (see `cpu_budget`).
+//! threads), and CPU time a second (by default all the threads' time, except while the
+//! tenant computes and another is light: then a fifth of it divided among the tenants
+//! calling plugins), past which the tenant's calls pause at each tick (see `cpu_budget`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,11 +21,11 @@ const ACTIVE_WITHIN: Duration = Duration::from_millis(100);
 /// at every epoch tick of every computing call.
 const RECOUNT_AFTER: Duration = Duration::from_millis(1);
 
-/// A call whose ticks counted less guest time than this is short: its session was
-/// waiting on the thread for an answer it got at once; a call that counted more computes.
-/// While a tenant whose calls are all short (a light one) is active, a computing tenant
-/// gives way (see [`super::cpu_budget`]); computing tenants share the threads among
-/// themselves at the ticks.
+/// A call that ran less guest time than this is short: its session was waiting on the
+/// thread for an answer it got at once; a call that ran more computes.
+/// While a tenant whose calls in the last [`ACTIVE_WITHIN`] were all short (a light one)
+/// is active, a computing tenant gives way (see [`super::cpu_budget`]); computing tenants
+/// share the threads among themselves at the ticks.
 pub const SHORT_CALL: Duration = EPOCH_TICK;
 
 /// Every tenant's latest plugin calls: how many tenants are calling plugins now, and how
@@ -50,11 +50,12 @@ struct LatestCalls {
 }
 
 impl LatestCalls {
-    /// Active since `since`, and light: short calls, none computing.
+    /// Active since `since` (a call started, or one computing, maybe a long one that
+    /// started before), and light: short calls, none computing.
     fn seen(&self, since: u64) -> (bool, bool) {
-        let active = within(self.started.load(Ordering::Relaxed), since);
-        let light = within(self.short_ended.load(Ordering::Relaxed), since)
-            && !within(self.computing.load(Ordering::Relaxed), since);
+        let computing = within(self.computing.load(Ordering::Relaxed), since);
+        let active = computing || within(self.started.load(Ordering::Relaxed), since);
+        let light = within(self.short_ended.load(Ordering::Relaxed), since) && !computing;
         (active, light)
     }
 }
@@ -86,6 +87,9 @@ pub struct Contention {
     pub active: usize,
     /// Other tenants that are light: their sessions wait on the threads for each answer.
     pub others_waiting: usize,
+    /// This tenant is light itself: a short call of its crossed a tick. Light tenants
+    /// are not held back for each other.
+    pub light_itself: bool,
 }
 
 /// One tenant's record in [`ActiveTenants`].
@@ -167,7 +171,13 @@ impl Activity {
 
     /// A call of the tenant's has computed [`SHORT_CALL`] or more, and goes on.
     pub fn computes(&self, now: Instant) {
-        self.latest.computing.store(since_origin(now).max(1), Ordering::Relaxed);
+        let at = since_origin(now).max(1);
+        let before = self.latest.computing.swap(at, Ordering::Relaxed);
+        // It may have been counted light: the next count must not see it so, or it would
+        // hold itself back as a light "other" for up to RECOUNT_AFTER.
+        if !within(before, at.saturating_sub(ACTIVE_WITHIN.as_nanos() as u64)) {
+            self.tenants.counted_at.store(0, Ordering::Relaxed);
+        }
     }
 
     /// The other tenants as this one sees them while it computes: counted active itself
@@ -179,8 +189,9 @@ impl Activity {
         let (counted_itself, light_itself) = self.latest.seen(since);
         Contention {
             active: counted.active as usize + usize::from(!counted_itself),
-            // A count up to RECOUNT_AFTER old may differ from its record now.
+            // A count up to RECOUNT_AFTER old may not have it light yet.
             others_waiting: (counted.light as usize).saturating_sub(usize::from(light_itself)),
+            light_itself,
         }
     }
 }
@@ -234,6 +245,30 @@ fn default_concurrent_calls() -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tenant_that_starts_computing_is_not_taken_for_light_by_the_last_count() {
+        let t0 = Instant::now();
+        let tenants: &'static _ = Box::leak(Box::new(ActiveTenants::default()));
+        let (turning, other) = (tenants.activity("turning"), tenants.activity("other"));
+        turning.call_starts(t0);
+        turning.short_call_ends(t0);
+        // Counted: it is light, and active.
+        let seen = other.contention(t0);
+        assert_eq!((seen.active, seen.others_waiting), (2, 1));
+        // In the same millisecond, a call of its computes: the count is made again.
+        turning.computes(t0);
+        let itself = turning.contention(t0);
+        assert_eq!(
+            (itself.active, itself.others_waiting, itself.light_itself),
+            (1, 0, false)
+        );
+        assert_eq!(other.contention(t0).others_waiting, 0);
+        // Long after its call started, still computing: still active.
+        let later = t0 + Duration::from_secs(5);
+        turning.computes(later);
+        assert_eq!(other.contention(later).active, 2);
+    }
 
     #[test]
     fn the_share_follows_the_runtimes_worker_count() {

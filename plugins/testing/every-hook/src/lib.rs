@@ -2,7 +2,8 @@
 //! call (`called: rcpt <b@example.com>`), and answers at each what the setting named
 //! after it says (`connect`, `helo`, `mail`, `rcpt`, `data`, `auth`, `message`): a reply
 //! such as `550 5.7.1 no`, or nothing (`none`) when the setting is absent. `rset` and
-//! `quit` are notices: they are logged only.
+//! `quit` are notices: they are logged only; with the setting `quit-spin-ms`, `quit` then
+//! computes for that many milliseconds (a plugin slow to finish a session).
 //!
 //! A build of it from version 0.1.0 of the contract is kept in
 //! `tests/fixtures/contract-0.1.0/`, so that the host is tested against a component built
@@ -87,6 +88,13 @@ impl rset_hook::Guest for EveryHook {
 impl quit_hook::Guest for EveryHook {
     fn on_quit() {
         host::log(Level::Info, "called: quit");
+        let spin = host::get_setting("quit-spin-ms")
+            .and_then(|ms| ms.parse().ok())
+            .unwrap_or(0);
+        let started = std::time::Instant::now();
+        while started.elapsed() < std::time::Duration::from_millis(spin) {
+            std::hint::spin_loop();
+        }
     }
 }
 
