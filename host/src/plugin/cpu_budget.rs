@@ -10,8 +10,8 @@
 //! of it, divided among the tenants calling plugins (see [`super::share::ActiveTenants`]). On
 //! one thread, a tenant that computes beside one that serves gets a tenth of it, because
 //! the other's sessions wait behind each of its slices. In `bench/run tenants` the other
-//! kept a median 0.87 of its throughput alone; 0.83 with a quarter divided (an eighth
-//! each), 0.73 with half (a quarter each).
+//! kept 0.84-0.89 of its throughput alone (six runs); with a quarter divided (an eighth
+//! each) 0.80-0.89, with half (a quarter each) 0.59-0.86.
 //! Computing tenants share the threads among themselves at the ticks, so that none of the
 //! threads' time is left idle, and light tenants do not hold each other back.
 
