@@ -18,7 +18,7 @@ use super::edits::Edited;
 use super::instance::{CallAnswer, CallResult, MessageResult, PluginInstance, instance_survives};
 use super::quarantine;
 use super::recipients::{Recipients, fill, one_for_all};
-use super::share::{self, SHORT_CALL, TenantShare};
+use super::share::{self, TenantShare};
 use super::warm::WarmInstances;
 use crate::config::MessagePart;
 use crate::handler::{
@@ -215,6 +215,8 @@ impl ChainSession {
                     ..failure
                 }),
         };
+        // Guest time the call ran, if an instance ran it.
+        let mut guest_ran = None;
         let result = match result {
             Ok(mut instance) => {
                 instance.learn(&self.facts);
@@ -227,11 +229,7 @@ impl ChainSession {
                     }
                 };
                 self.metrics.plugin_throttled(instance.throttled());
-                // Known at its end even for a call no tick saw.
-                match instance.guest_time() {
-                    short if short < SHORT_CALL => self.share.activity.short_call_ends(Instant::now()),
-                    _ => self.share.activity.computes(Instant::now()),
-                }
+                guest_ran = Some(instance.guest_time());
                 // A failed instance cannot be entered again: the next call gets a fresh one.
                 // Nor is one kept that took in a big message: a wasm memory cannot shrink,
                 // and dropped, its memory goes back at once instead of when the session ends.
@@ -247,14 +245,20 @@ impl ChainSession {
             }
             Err(e) => Err(e),
         };
-        self.metrics.plugin_call(call.stage(), started.elapsed());
+        // One clock read for what the call's end is counted in.
+        let ended = Instant::now();
+        if let Some(ran) = guest_ran {
+            self.share.activity.call_ends(ran, ended);
+        }
+        self.metrics
+            .plugin_call(call.stage(), ended.saturating_duration_since(started));
         drop(turn);
         if let Err(failure) = &result {
             self.metrics.plugin_error(failure.kind);
         }
         // An answer that is not a reply is the plugin's bug, not its failure to run.
         let ran = result.as_ref().err().is_none_or(instance_survives);
-        if self.breakers[index][point].record(Instant::now(), ran) {
+        if self.breakers[index][point].record(ended, ran) {
             tracing::warn!(
                 plugin = %plugin.info.name,
                 stage = stage_label(call.stage()),

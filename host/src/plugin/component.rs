@@ -25,7 +25,7 @@ use super::keyvalue::KvGrant;
 use super::memory_cap::MemoryCap;
 use super::output::{Capture, OutputTarget};
 use super::pacing::{CallClock, Step};
-use super::share::{SHORT_CALL, TenantShare};
+use super::share::TenantShare;
 use super::state::{PluginInfo, PluginState};
 use crate::config::MessagePart;
 use crate::handler::PluginFailure;
@@ -282,10 +282,8 @@ impl Plugin {
             let step = state
                 .clock
                 .tick(now, state.share.as_ref().and_then(|share| share.cpu.as_ref()));
-            if let Some(share) = &state.share
-                && state.clock.guest_time(now) >= SHORT_CALL
-            {
-                share.activity.computes(now);
+            if let Some(share) = &state.share {
+                share.activity.ticked(state.clock.guest_time(now), now);
             }
             Ok(match step {
                 Step::Interrupt => UpdateDeadline::Interrupt,

@@ -26,7 +26,7 @@ const RECOUNT_AFTER: Duration = Duration::from_millis(1);
 /// While a tenant whose calls in the last [`ACTIVE_WITHIN`] were all short (a light one)
 /// is active, a computing tenant gives way (see [`super::cpu_budget`]); computing tenants
 /// share the threads among themselves at the ticks.
-pub const SHORT_CALL: Duration = EPOCH_TICK;
+const SHORT_CALL: Duration = EPOCH_TICK;
 
 /// Every tenant's latest plugin calls: how many tenants are calling plugins now, and how
 /// many of them are light.
@@ -160,6 +160,23 @@ impl Activity {
     /// The tenant starts a plugin call.
     pub fn call_starts(&self, now: Instant) {
         self.latest.started.store(since_origin(now).max(1), Ordering::Relaxed);
+    }
+
+    /// A call of the tenant's ended at `now`, having run `ran` of guest time: short, or
+    /// computing (known at its end even for a call no tick saw).
+    pub fn call_ends(&self, ran: Duration, now: Instant) {
+        match ran < SHORT_CALL {
+            true => self.short_call_ends(now),
+            false => self.computes(now),
+        }
+    }
+
+    /// A call of the tenant's has run `ran` of guest time at a tick: computing, past
+    /// [`SHORT_CALL`].
+    pub fn ticked(&self, ran: Duration, now: Instant) {
+        if ran >= SHORT_CALL {
+            self.computes(now);
+        }
     }
 
     /// A call of the tenant's ended having computed less than [`SHORT_CALL`].
