@@ -93,7 +93,8 @@ impl PluginInstance {
         rcpt_tos: &[String],
     ) -> (MessageResult, Option<Edited>) {
         let mail_from = message.mail_from.as_ref().map_or("", |a| a.as_str());
-        let _running = self.plugin.clock.running();
+        // Held while the guest runs, not while its output is delivered.
+        let running = self.plugin.clock.running();
         self.arm(message_budget(self.plugin.time_budget, message.data.len()));
         self.store.data_mut().edits = Some(Edits::new(Arc::clone(message)));
         let data = self.plugin.message.of(&message.data);
@@ -118,12 +119,14 @@ impl PluginInstance {
             Some(guest) => {
                 let result = call!(guest, call_process_message_per_recipient);
                 self.guest_returned();
+                drop(running);
                 self.settle(result, |answers| checked_answers(answers, rcpt_tos.len()))
                     .await
             }
             None => {
                 let result = call!(self.handler, call_process_message);
                 self.guest_returned();
+                drop(running);
                 self.settle(result, checked_answer).await.map(CallAnswer::One)
             }
         };
@@ -141,10 +144,11 @@ impl PluginInstance {
 
     /// Calls the hook; `Ok(None)` if the plugin does not export it.
     pub async fn hook(&mut self, hook: Hook<'_>, peer: &Peer) -> CallResult {
-        let _running = self.plugin.clock.running();
+        let running = self.plugin.clock.running();
         self.arm(self.plugin.time_budget);
         let called = self.hooks.call(&mut self.store, hook, peer).await;
         self.guest_returned();
+        drop(running);
         match called {
             Some(result) => self.settle(result, checked_answer).await,
             None => Ok(None),

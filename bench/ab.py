@@ -1,0 +1,133 @@
+#!/usr/bin/env python3
+"""A/B of SMTP servers under the same smtp-source load, in alternating turns.
+
+The machine this project is measured on drifts: a server's rate moves by half within
+minutes. A comparison of two runs minutes apart then says more about the machine than
+about the change. Here every server is started once, and each turn sends --messages to
+each of them in a shuffled order; what is printed is each server's median over the turns,
+and the median of its per-turn ratio to the first server (the ratio is taken within a
+turn, so a slow phase of the machine hurts both sides of it).
+
+CPU is the server's run time from /proc/PID/task/*/schedstat (all its threads, in
+nanoseconds as the scheduler counts them; /proc's user and system times are sampled at
+the tick and split at random between threads that wake on timers).
+
+    bench/ab.py --wasmtpd target/release/wasmtpd --wasmtpd /tmp/wasmtpd-before --smtp-sink
+    bench/ab.py --server 'name=CMD ... {port} ...' ...     # any server; {port} is replaced
+
+wasmtpd runs with its default configuration and the sink plugin (--plugin to change it).
+"""
+
+import argparse
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+
+from benchlib import free_port, stop, wait_greeting
+
+
+def run_time_ns(pid):
+    """The run time of every thread of `pid` so far."""
+    total = 0
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except FileNotFoundError:
+            pass  # a thread that ended meanwhile
+    return total
+
+
+def send(port, sessions, size, messages):
+    """Seconds smtp-source took to send `messages` over a connection each."""
+    argv = ["smtp-source", "-s", str(sessions), "-m", str(messages), "-l", str(size),
+            "-f", "sender@example.org", "-t", "rcpt@example.com", "-M", "client.test",
+            f"127.0.0.1:{port}"]
+    start = time.perf_counter()
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    if result.returncode != 0:
+        sys.exit(f"smtp-source failed on port {port}: {result.stderr or result.stdout}")
+    return time.perf_counter() - start
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--wasmtpd", action="append", default=[], metavar="BINARY",
+                        help="a wasmtpd binary to measure (repeatable)")
+    parser.add_argument("--smtp-sink", action="store_true", help="measure postfix's smtp-sink too")
+    parser.add_argument("--server", action="append", default=[], metavar="NAME=COMMAND",
+                        help="any server; {port} in COMMAND is its port (repeatable)")
+    parser.add_argument("--plugin", action="append", default=[], help="wasmtpd's plugin chain (default: sink)")
+    parser.add_argument("--sessions", type=int, default=1, help="parallel sessions (default 1)")
+    parser.add_argument("--size", type=int, default=1024, help="message payload octets (default 1024)")
+    parser.add_argument("--messages", type=int, default=5000, help="messages a server a turn (default 5,000)")
+    parser.add_argument("--turns", type=int, default=7, help="turns (default 7)")
+    args = parser.parse_args()
+
+    plugins = [a for p in (args.plugin or ["sink"]) for a in ("--plugin", p)]
+    specs = []
+    for i, binary in enumerate(args.wasmtpd):
+        name = os.path.basename(binary) if args.wasmtpd.count(binary) == 1 else f"{binary}#{i}"
+        specs.append((name, [binary, "--listen", "127.0.0.1:{port}", "--hostname", "bench.test", *plugins]))
+    if args.smtp_sink:
+        specs.append(("smtp-sink", ["smtp-sink", "-u", "nobody", "127.0.0.1:{port}", "1024"]))
+    for spec in args.server:
+        name, _, command = spec.partition("=")
+        specs.append((name, command.split()))
+    if len(specs) < 2:
+        sys.exit("give at least two servers to compare")
+    if len({name for name, _ in specs}) != len(specs):
+        sys.exit("two servers have the same name")
+
+    servers = []
+    try:
+        for name, argv in specs:
+            port = free_port()
+            proc = subprocess.Popen([a.replace("{port}", str(port)) for a in argv],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            servers.append((name, port, proc))
+            wait_greeting(port, proc, name)
+            send(port, args.sessions, args.size, min(args.messages, 500))  # warm up
+        names = [name for name, _, _ in servers]
+        rates = {name: [] for name in names}
+        cpus = {name: [] for name in names}
+        ratios = {name: [] for name in names}
+        cpu_ratios = {name: [] for name in names}
+        print(f"{args.sessions} session(s), {args.size} octets, a connection a message, "
+              f"{args.messages} messages a server a turn, {args.turns} turns in shuffled order")
+        for turn in range(args.turns):
+            order = servers[:]
+            random.shuffle(order)
+            turn_rate, turn_cpu = {}, {}
+            for name, port, proc in order:
+                before = run_time_ns(proc.pid)
+                seconds = send(port, args.sessions, args.size, args.messages)
+                cpu = (run_time_ns(proc.pid) - before) / 1e3 / args.messages
+                turn_rate[name] = args.messages / seconds
+                rates[name].append(turn_rate[name])
+                cpus[name].append(cpu)
+                turn_cpu[name] = cpu
+            for name in names:
+                ratios[name].append(turn_rate[name] / turn_rate[names[0]])
+                cpu_ratios[name].append(turn_cpu[name] / turn_cpu[names[0]])
+            print(f"turn {turn + 1}: " + ", ".join(
+                f"{name} {rates[name][-1]:,.0f} msg/s {cpus[name][-1]:.0f} µs" for name in names), flush=True)
+        print()
+        print(f"{'server':>24} {'msg/s':>8} {'CPU µs/msg':>11}   against {names[0]} in the same turn: "
+              "rate, CPU (range)")
+        for name in names:
+            r, c = ratios[name], cpu_ratios[name]
+            print(f"{name:>24} {statistics.median(rates[name]):>8,.0f} {statistics.median(cpus[name]):>11.1f}   "
+                  f"{statistics.median(r):.3f} ({min(r):.2f}-{max(r):.2f}), "
+                  f"{statistics.median(c):.3f} ({min(c):.2f}-{max(c):.2f})")
+        print("(medians over the turns)")
+    finally:
+        for _, _, proc in servers:
+            stop(proc)
+
+
+if __name__ == "__main__":
+    main()
