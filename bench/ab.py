@@ -8,7 +8,8 @@ each of them in a shuffled order; what is printed is each server's median over t
 and the median of its per-turn ratio to the first server (the ratio is taken within a
 turn, so a slow phase of the machine hurts both sides of it).
 
-CPU is the server's run time from /proc/PID/task/*/schedstat (all its threads, in
+CPU is the server's run time from /proc/PID/task/*/schedstat (all its threads that live
+through the turn: wasmtpd's and smtp-sink's do, in
 nanoseconds as the scheduler counts them; /proc's user and system times are sampled at
 the tick and split at random between threads that wake on timers).
 
@@ -21,6 +22,7 @@ wasmtpd runs with its default configuration and the sink plugin (--plugin to cha
 import argparse
 import os
 import random
+import shlex
 import statistics
 import subprocess
 import sys
@@ -76,7 +78,7 @@ def main():
         specs.append(("smtp-sink", ["smtp-sink", "-u", "nobody", "127.0.0.1:{port}", "1024"]))
     for spec in args.server:
         name, _, command = spec.partition("=")
-        specs.append((name, command.split()))
+        specs.append((name, shlex.split(command)))
     if len(specs) < 2:
         sys.exit("give at least two servers to compare")
     if len({name for name, _ in specs}) != len(specs):

@@ -66,8 +66,7 @@ fn serve_or_tool(cli: Cli) -> anyhow::Result<ExitCode> {
     worker_threads::for_this_process()
         .and_then(|(workers, why)| {
             tracing::info!("{why}");
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(workers)
+            worker_threads::runtime(workers)
                 .enable_all()
                 .build()
                 .context("cannot start the runtime")

@@ -14,7 +14,7 @@ fn a_looping_plugin_does_not_hold_up_other_sessions() {
     let addresses = server.addresses(2);
     let (looping, healthy) = (addresses[0], addresses[1]);
 
-    // More looping calls than the runtime has threads (2 on this machine's CI).
+    // More looping calls than the runtime has threads (1 on a 2-core machine).
     let (done, replies) = mpsc::channel();
     for _ in 0..4 {
         let done = done.clone();

@@ -87,7 +87,7 @@ pub struct Plugin {
     /// code was taken from that one.
     pub shares_code: bool,
     engine: Engine,
-    /// Ticks while one of this plugin's guests runs (see [`EpochClock`]).
+    /// Ticks while one of this plugin's calls has lasted a tick (see [`EpochClock`]).
     pub(super) clock: Arc<EpochClock>,
     pre: InstancePre<PluginState>,
     handler: handler::GuestIndices,
@@ -111,11 +111,20 @@ impl Plugin {
         let name = spec.info.name.clone();
         let source = spec.source.clone();
         let context = || format!("plugin {name} ({source})");
-        let bytes: Arc<[u8]> = match &spec.source {
-            Source::BuiltIn(_, bytes) => Arc::from(*bytes),
-            Source::File(path) => Arc::from(compile::read_component(path)?),
-        };
-        let id = ContentId::of(&bytes);
+        // Read and hashed on a blocking thread: a Python or JavaScript component is tens of
+        // megabytes, and a reload must not hold up the sessions on the runtime's threads
+        // (on a small machine, one).
+        let read = spec.source.clone();
+        let (bytes, id) = tokio::task::spawn_blocking(move || {
+            let bytes: Arc<[u8]> = match &read {
+                Source::BuiltIn(_, bytes) => Arc::from(*bytes),
+                Source::File(path) => Arc::from(compile::read_component(path)?),
+            };
+            let id = ContentId::of(&bytes);
+            anyhow::Ok((bytes, id))
+        })
+        .await
+        .context("the thread that reads plugins")??;
         let version = id.short();
         let shared = engine.components.get(&id);
         let shares_code = shared.is_some();

@@ -48,7 +48,7 @@ pub struct PluginEngine {
     /// Where compiled components are cached, if anywhere.
     pub cache_dir: Option<PathBuf>,
     pub linker: Linker<PluginState>,
-    /// Advances the epoch while guests run.
+    /// Advances the epoch while a call has lasted a tick (see [`EpochClock`]).
     pub clock: Arc<EpochClock>,
     /// The components plugins hold, by content, to share between them.
     pub components: ComponentTable,

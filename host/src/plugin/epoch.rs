@@ -2,15 +2,16 @@
 //! [`EPOCH_TICK`] by a thread of its own, so that a guest spinning on a runtime thread
 //! cannot starve the clock that ends it.
 //!
-//! It ticks only while a guest computes. Most calls last microseconds, and a tick is a
-//! wake-up of this thread (on a VM, 15 to 30 µs of CPU each): at 1,000 messages a second,
-//! ticking whenever any call was running cost the server as much as 30 µs a message. So
-//! each call's start is kept, and the thread looks every [`WATCH`] for one that has run
-//! [`EPOCH_TICK`] or more. Once a look finds one, it ticks every [`EPOCH_TICK`] for
-//! [`LINGER`] after the last look that did. A plugin that computes is found within `WATCH`
-//! of starting and from then on stopped at every tick, its next calls too; calls that
-//! answer at once never make it tick; and a server with no calls at all for
-//! [`DEEP_IDLE`] sleeps until the next one starts.
+//! It ticks only while a call has lasted a tick: one that computes, or one that waits in
+//! the host (a relay, DNS, HTTP; a wait is not charged as computing, see `pacing`). Most
+//! calls last microseconds, and a tick is a wake-up of this thread (on a VM, 15 to 30 µs
+//! of CPU each): at 1,000 messages a second, ticking whenever any call was running cost
+//! the server as much as 30 µs a message. So each call's start is kept, and the thread
+//! looks every [`WATCH`] for one that has run [`EPOCH_TICK`] or more. Once a look finds
+//! one, it ticks at once, and then every [`EPOCH_TICK`] for [`LINGER`] after the last look
+//! that did. A plugin that computes is stopped within `WATCH` of starting and from then on
+//! at every tick, its next calls too; calls that answer at once never make it tick; and a
+//! server with no calls at all for [`DEEP_IDLE`] sleeps until the next one starts.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -128,21 +129,30 @@ impl EpochClock {
             .spawn(move || {
                 let mut computing: Option<Instant> = None;
                 let mut called: Option<Instant> = None;
+                let mut looked: Option<Instant> = None;
                 loop {
                     let now = Instant::now();
-                    let oldest = ticking.lock().oldest();
-                    if let Some(started) = oldest {
-                        called = Some(now);
-                        if now.duration_since(started) >= EPOCH_TICK {
-                            computing = Some(now);
+                    // While it ticks, the table is looked at every WATCH, not at every
+                    // tick: with thousands of calls in progress a look is a long scan.
+                    let ticking_now = computing.is_some_and(|at| now.duration_since(at) < LINGER);
+                    let mut oldest = None;
+                    if !ticking_now || looked.is_none_or(|at| now.duration_since(at) >= WATCH) {
+                        looked = Some(now);
+                        oldest = ticking.lock().oldest();
+                        if let Some(started) = oldest {
+                            called = Some(now);
+                            if now.duration_since(started) >= EPOCH_TICK {
+                                computing = Some(now);
+                            }
                         }
                     }
                     match next(now, oldest, computing, called) {
+                        // At once: the call found has computed a tick already.
                         Next::Tick => {
-                            std::thread::sleep(EPOCH_TICK);
                             if !advance() {
                                 return;
                             }
+                            std::thread::sleep(EPOCH_TICK);
                         }
                         Next::Look(after) => std::thread::sleep(after),
                         // Woken by a call (even one already done: calls are coming again,
