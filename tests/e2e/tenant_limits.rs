@@ -138,6 +138,45 @@ fn a_tenant_over_its_cpu_share_is_slowed_never_refused() {
     assert!(seconds >= 0.5, "{line}");
 }
 
+#[test]
+fn calls_too_short_to_tick_are_charged_to_a_capped_tenant() {
+    // Each message computes 150,000 turns of a loop: about 0.4 ms here, under the
+    // millisecond the epoch clock waits before it ticks for a call. 60 of them are about
+    // 24 ms of CPU (at least 8 on a machine three times as fast); at 8 ms a second (with a
+    // 0.8 ms burst) they take at least 0.9 s of pauses. Unthrottled, 50 ms here.
+    let config = format!(
+        "metrics = \"127.0.0.1:0\"\n[[listener]]\naddress = \"127.0.0.1:0\"\ntenant = \"busy\"\n\
+         [[tenant]]\nname = \"busy\"\nplugins = [\"work\"]\nmax_cpu_ms_per_second = 8\n\
+         [plugin.work]\nsource = \"{}\"\n\
+         [plugin.work.settings]\nmode = \"compute\"\nsteps = \"150000\"\n",
+        crate::server::plugin_path("misbehave")
+    );
+    let mut server = Server::from_config(&config);
+    let metrics = crate::metrics::endpoint(&mut server);
+    let mut client = RawClient::ehlo(server.addr);
+    // Starting the session's instance computes for more than a tick, and the clock goes
+    // on ticking for 100 ms after: measured once it has stopped.
+    assert!(
+        client
+            .send_message("Subject: start\r\n\r\nstart\r\n")
+            .starts_with("250")
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    for n in 0..60 {
+        let reply = client.send_message("Subject: work\r\n\r\nwork\r\n");
+        assert!(reply.starts_with("250 2.0.0"), "message {n}: {reply}");
+    }
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(500),
+        "60 messages in {took:?}: not slowed"
+    );
+    let line = crate::metrics::throttled_line(&metrics, "tenant=\"busy\"}");
+    let seconds: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(seconds >= 0.4, "{line}");
+}
+
 /// A server on one worker thread, as on this 2-core machine, with the default CPU share:
 /// tenant `busy` computes 6-18 ms a message (under the 20 ms past which a call is paced
 /// whatever its tenant), tenant `other` runs `other_plugin`. The listeners' addresses

@@ -16,6 +16,7 @@ use super::breaker::{Breaker, FAILURES_TO_OPEN};
 use super::component::Plugin;
 use super::edits::Edited;
 use super::instance::{CallAnswer, CallResult, MessageResult, PluginInstance, instance_survives};
+use super::pacing::MAX_PAUSE;
 use super::quarantine;
 use super::recipients::{Recipients, fill, one_for_all};
 use super::share::{self, TenantShare};
@@ -229,7 +230,7 @@ impl ChainSession {
                     }
                 };
                 self.metrics.plugin_throttled(instance.throttled());
-                guest_ran = Some(instance.guest_time());
+                guest_ran = Some((instance.guest_time(), instance.uncharged()));
                 // A failed instance cannot be entered again: the next call gets a fresh one.
                 // Nor is one kept that took in a big message: a wasm memory cannot shrink,
                 // and dropped, its memory goes back at once instead of when the session ends.
@@ -247,12 +248,23 @@ impl ChainSession {
         };
         // One clock read for what the call's end is counted in.
         let ended = Instant::now();
-        if let Some(ran) = guest_ran {
+        if let Some((ran, _)) = guest_ran {
             self.share.activity.call_ends(ran, ended);
         }
         self.metrics
             .plugin_call(call.stage(), ended.saturating_duration_since(started));
         drop(turn);
+        // What the call ran between ticks is charged now (all of a call shorter than a
+        // tick); a tenant that this puts past its share pauses before it answers, as it
+        // would at a tick, so that calls too short to tick cannot escape a cap.
+        if let (Some((_, uncharged)), Some(budget)) = (guest_ran, &self.share.cpu) {
+            let owed = budget.charge(uncharged, ended).min(MAX_PAUSE);
+            // A notice has no client waiting for its answer: nothing to slow down.
+            if !owed.is_zero() && !call.is_notice() {
+                tokio::time::sleep(owed).await;
+                self.metrics.plugin_throttled(owed);
+            }
+        }
         if let Err(failure) = &result {
             self.metrics.plugin_error(failure.kind);
         }

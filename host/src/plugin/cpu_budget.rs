@@ -1,8 +1,9 @@
 //! A tenant's CPU time for plugin code: a token bucket that fills at the tenant's
 //! CPU-milliseconds a second and holds a tenth of a second's worth. Each epoch tick charges
-//! the guest time since the last one (so calls shorter than a tick, most of them, are
-//! free); a tenant over its share pauses at the tick until the bucket is back to empty.
-//! Its clients are slowed, none refused, and the threads go to the other tenants.
+//! the guest time since the last one, and each call's end what it ran since its last tick
+//! (all of a call shorter than a tick: the clock does not tick for those); a tenant over
+//! its share pauses, at the tick or before the call answers, until the bucket is back to
+//! empty. Its clients are slowed, none refused, and the threads go to the other tenants.
 //!
 //! The rate is either a configured cap, held to at all times, or (the default) a share:
 //! all the threads' time, except while the tenant computes and another is light (one whose

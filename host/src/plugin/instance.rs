@@ -30,6 +30,8 @@ pub struct PluginInstance {
     /// Guest time the last call ran, taken when the guest returned (before its answer
     /// is settled, which may wait on its output).
     guest_time: Duration,
+    /// What of it no tick charged to the tenant.
+    uncharged: Duration,
 }
 
 /// What `process-message` gets on top of the plugin's time budget for each MiB of the
@@ -70,6 +72,7 @@ impl PluginInstance {
             hooks,
             budget: Duration::ZERO,
             guest_time: Duration::ZERO,
+            uncharged: Duration::ZERO,
         }
     }
 
@@ -160,8 +163,16 @@ impl PluginInstance {
         self.guest_time
     }
 
+    /// Guest time the last call ran that no tick charged to its tenant.
+    pub fn uncharged(&self) -> Duration {
+        self.uncharged
+    }
+
     fn guest_returned(&mut self) {
-        self.guest_time = self.store.data().clock.guest_time(Instant::now());
+        let now = Instant::now();
+        let clock = &self.store.data().clock;
+        self.guest_time = clock.guest_time(now);
+        self.uncharged = clock.uncharged(now);
     }
 
     /// How long the last call was paused for its tenant's CPU share.

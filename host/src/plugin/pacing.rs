@@ -99,6 +99,13 @@ impl CallClock {
         self.computed + self.unticked + running
     }
 
+    /// Guest time the call ran until `now` that no tick charged to its tenant: all of it
+    /// for a call that ended between ticks (most do; the clock ticks only for calls that
+    /// last one).
+    pub fn uncharged(&self, now: Instant) -> Duration {
+        self.guest_time(now).saturating_sub(self.computed)
+    }
+
     /// How long the call was paused for its tenant's CPU share.
     pub fn throttled(&self) -> Duration {
         self.throttled
@@ -165,6 +172,22 @@ mod tests {
         // A tick counts it all, and the guest runs on 200 µs after the tick.
         assert_eq!(clock.tick(t0 + us(1700) + MS * 5, None), Step::Yield);
         assert_eq!(clock.guest_time(t0 + us(1900) + MS * 5), us(1900));
+    }
+
+    #[test]
+    fn what_no_tick_charged_is_left_for_the_call_end() {
+        let us = Duration::from_micros;
+        let t0 = Instant::now();
+        let mut clock = CallClock::start(t0, MS * 100);
+        // A call that ends between ticks: all of its guest time, none of its host time.
+        clock.host_call_starts(t0 + us(300));
+        clock.resumes(t0 + MS * 5);
+        assert_eq!(clock.uncharged(t0 + MS * 5 + us(200)), us(500));
+        // A tick charges what ran before it; only what ran after is left.
+        let budget = CpuBudget::new(MS * 1000, t0);
+        assert_eq!(clock.tick(t0 + MS * 6, Some(&budget)), Step::Yield);
+        assert_eq!(clock.uncharged(t0 + MS * 6 + us(250)), us(250));
+        assert_eq!(clock.guest_time(t0 + MS * 6 + us(250)), us(1550));
     }
 
     #[test]
