@@ -66,7 +66,8 @@ fn serve_or_tool(cli: Cli) -> anyhow::Result<ExitCode> {
     worker_threads::for_this_process()
         .and_then(|(workers, why)| {
             tracing::info!("{why}");
-            worker_threads::runtime(workers)
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(workers)
                 .enable_all()
                 .build()
                 .context("cannot start the runtime")
