@@ -16,7 +16,6 @@ use super::breaker::{Breaker, FAILURES_TO_OPEN};
 use super::component::Plugin;
 use super::edits::Edited;
 use super::instance::{CallAnswer, CallResult, MessageResult, PluginInstance, instance_survives};
-use super::pacing::MAX_PAUSE;
 use super::quarantine;
 use super::recipients::{Recipients, fill, one_for_all};
 use super::share::{self, TenantShare};
@@ -206,6 +205,9 @@ impl ChainSession {
             Some(warm) => warm.take(),
             None => self.instances[index].take(),
         };
+        // A fresh instance's start is charged with its first call.
+        let fresh = idle.is_none();
+        let mut started_uncharged = Duration::ZERO;
         let result = match idle {
             Some(instance) => Ok(instance),
             None => plugin
@@ -220,6 +222,9 @@ impl ChainSession {
         let mut guest_ran = None;
         let result = match result {
             Ok(mut instance) => {
+                if fresh {
+                    started_uncharged = instance.uncharged();
+                }
                 instance.learn(&self.facts);
                 let result = match call {
                     Call::Hook(hook) => instance.hook(hook, &self.peer).await.map(CallAnswer::One),
@@ -230,7 +235,7 @@ impl ChainSession {
                     }
                 };
                 self.metrics.plugin_throttled(instance.throttled());
-                guest_ran = Some((instance.guest_time(), instance.uncharged()));
+                guest_ran = Some((instance.guest_time(), instance.uncharged() + started_uncharged));
                 // A failed instance cannot be entered again: the next call gets a fresh one.
                 // Nor is one kept that took in a big message: a wasm memory cannot shrink,
                 // and dropped, its memory goes back at once instead of when the session ends.
@@ -253,18 +258,6 @@ impl ChainSession {
         }
         self.metrics
             .plugin_call(call.stage(), ended.saturating_duration_since(started));
-        drop(turn);
-        // What the call ran between ticks is charged now (all of a call shorter than a
-        // tick); a tenant that this puts past its share pauses before it answers, as it
-        // would at a tick, so that calls too short to tick cannot escape a cap.
-        if let (Some((_, uncharged)), Some(budget)) = (guest_ran, &self.share.cpu) {
-            let owed = budget.charge(uncharged, ended).min(MAX_PAUSE);
-            // A notice has no client waiting for its answer: nothing to slow down.
-            if !owed.is_zero() && !call.is_notice() {
-                tokio::time::sleep(owed).await;
-                self.metrics.plugin_throttled(owed);
-            }
-        }
         if let Err(failure) = &result {
             self.metrics.plugin_error(failure.kind);
         }
@@ -277,6 +270,22 @@ impl ChainSession {
                 "failed {FAILURES_TO_OPEN} times in a row: resting; its calls get 451 until a trial call succeeds"
             );
         }
+        // Under a cap, what the call ran between ticks is charged now (all of a call
+        // shorter than a tick, and of its instance's start); a tenant that this puts past
+        // its cap pauses before it answers, holding its turn as a pause at a tick does, so
+        // that calls too short to tick cannot escape the cap, nor many sessions at once.
+        // (The default share is left to the ticks: it weighs computing, not short calls.)
+        if let (Some((_, uncharged)), Some(budget)) = (guest_ran, &self.share.cpu)
+            && budget.is_cap()
+        {
+            let owed = budget.charge(uncharged, ended);
+            // A notice has no client waiting for its answer: nothing to slow down.
+            if !owed.is_zero() && !call.is_notice() {
+                tokio::time::sleep(owed).await;
+                self.metrics.plugin_throttled(owed);
+            }
+        }
+        drop(turn);
         result
     }
 

@@ -1,9 +1,10 @@
 //! A tenant's CPU time for plugin code: a token bucket that fills at the tenant's
-//! CPU-milliseconds a second and holds a tenth of a second's worth. Each epoch tick charges
-//! the guest time since the last one, and each call's end what it ran since its last tick
-//! (all of a call shorter than a tick: the clock does not tick for those); a tenant over
-//! its share pauses, at the tick or before the call answers, until the bucket is back to
-//! empty. Its clients are slowed, none refused, and the threads go to the other tenants.
+//! CPU-milliseconds a second and holds a tenth of a second's worth; a tenant owes a second
+//! of it at most. Each epoch tick charges the guest time since the last one; under a cap,
+//! each call's end also charges what it ran since its last tick (all of a call shorter
+//! than a tick, for which the clock does not tick, and of its instance's start). A tenant
+//! over its share pauses, at the tick or before the call answers, until the bucket is back
+//! to empty. Its clients are slowed, none refused, and the threads go to the other tenants.
 //!
 //! The rate is either a configured cap, held to at all times, or (the default) a share:
 //! all the threads' time, except while the tenant computes and another is light (one whose
@@ -24,6 +25,10 @@ use super::share::{Activity, Contention};
 /// What the bucket holds, in seconds of its rate: how long a tenant may run over its
 /// share before it is slowed down.
 const BURST: f64 = 0.1;
+
+/// The most a tenant may owe, in seconds of its rate: a pause owed is never longer than
+/// this, however much it computed meanwhile.
+const MOST_OWED: f64 = 1.0;
 
 /// While others wait, the tenants calling plugins share this part of the threads' time.
 const CONTENDED: f64 = 0.2;
@@ -76,12 +81,20 @@ impl CpuBudget {
         let rate = self.rate.at(now);
         let mut bucket = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
         let filled = now.saturating_duration_since(bucket.at).as_secs_f64() * rate;
-        bucket.level = (bucket.level + filled).min(rate * BURST) - used.as_secs_f64();
-        bucket.at = now;
+        bucket.level = ((bucket.level + filled).min(rate * BURST) - used.as_secs_f64()).max(-rate * MOST_OWED);
+        // A call's end may be charged after a later tick of another call: never back.
+        bucket.at = bucket.at.max(now);
         if bucket.level >= 0.0 || rate <= 0.0 {
             return Duration::ZERO;
         }
         Duration::from_secs_f64(-bucket.level / rate)
+    }
+}
+
+impl CpuBudget {
+    /// A configured cap, not the default share.
+    pub fn is_cap(&self) -> bool {
+        matches!(self.rate, Rate::Cap(_))
     }
 }
 
@@ -130,6 +143,17 @@ mod tests {
         assert_close(budget.charge(MS * 10, t0), MS * 20);
         // Running on without pausing, the debt grows by what it used beyond what it earned.
         assert_close(budget.charge(MS * 10, t0 + MS * 10), MS * 30);
+    }
+
+    #[test]
+    fn what_it_owes_is_a_second_at_most_and_time_never_runs_back() {
+        let t0 = Instant::now();
+        let budget = CpuBudget::new(MS * 10, t0);
+        // 5 s of computing at 10 ms a second would owe 500 s: a second at most.
+        assert_close(budget.charge(MS * 5000, t0), Duration::from_secs(1));
+        // A call's end charged after a later tick does not refill the time between.
+        assert_close(budget.charge(Duration::ZERO, t0 + MS * 100), MS * 900);
+        assert_close(budget.charge(Duration::ZERO, t0 + MS * 50), MS * 900);
     }
 
     #[test]
@@ -190,7 +214,7 @@ mod tests {
         let tenants: &'static _ = Box::leak(Box::new(super::super::share::ActiveTenants::default()));
         let (light, computing) = (tenants.activity("light"), tenants.activity("computing"));
         let also_light = tenants.activity("also light");
-        // Its short calls crossing a tick are charged: 1 ms a ms, more than any share.
+        // Its ticks charge 1 ms a ms, more than any share.
         let budget = CpuBudget::yielding(1, light.clone(), t0);
         for i in 1..=300 {
             let now = t0 + MS * i;

@@ -64,6 +64,7 @@ impl PluginInstance {
         (handler, per_recipient): (handler::Guest, Option<recipient_handler::Guest>),
         hooks: HookGuests,
     ) -> PluginInstance {
+        let uncharged = store.data().clock.uncharged(Instant::now());
         PluginInstance {
             plugin,
             store,
@@ -72,7 +73,8 @@ impl PluginInstance {
             hooks,
             budget: Duration::ZERO,
             guest_time: Duration::ZERO,
-            uncharged: Duration::ZERO,
+            // What its start ran that no tick charged, until its first call.
+            uncharged,
         }
     }
 

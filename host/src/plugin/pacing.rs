@@ -6,7 +6,8 @@
 //! sessions down. Pauses are measured, not ticks counted: a busy machine that delays the
 //! epoch thread makes the slices longer and the pauses with them. Time spent in the host
 //! (a relay waiting, a pause, a yield's wait in line) is bracketed by the call hook and
-//! does not count.
+//! does not count. What a call ran after its last tick is left for the call's end to
+//! charge ([`CallClock::uncharged`]).
 
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,8 @@
 //! keep a plugin that computes from holding up everyone else: calls at once (half the
 //! threads), and CPU time a second (by default all the threads' time, except while the
 //! tenant computes and another is light: then a fifth of it divided among the tenants
-//! calling plugins), past which the tenant's calls pause at each tick (see `cpu_budget`).
+//! calling plugins), past which the tenant's calls pause at each tick, and under a cap
+//! at the end of a call too short to tick (see `cpu_budget`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
