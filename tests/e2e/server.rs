@@ -58,10 +58,39 @@ pub fn temp_file(name: &str, text: &str) -> PathBuf {
 /// A fresh directory under the temporary directory.
 pub fn temp_dir() -> PathBuf {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    static SWEPT: std::sync::Once = std::sync::Once::new();
+    SWEPT.call_once(sweep_earlier_runs);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("wasmtpd-e2e-{}-{n}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("{TEMP_PREFIX}{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+const TEMP_PREFIX: &str = "wasmtpd-e2e-";
+
+/// Removes the directories of test runs that have ended (a run has no hook at its end to
+/// remove its own: each left about 300). Only where `/proc` tells which processes live.
+fn sweep_earlier_runs() {
+    if !std::path::Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(TEMP_PREFIX))
+            .and_then(|rest| rest.split('-').next())
+            .filter(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        if !std::path::Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// Two listeners: the first runs the `misbehave` plugin in `mode` (with `extra` lines in
