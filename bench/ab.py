@@ -26,9 +26,9 @@ import shlex
 import statistics
 import subprocess
 import sys
-import time
 
 from benchlib import free_port, stop, wait_greeting
+from smtp_bench import load
 
 
 def run_time_ns(pid):
@@ -41,18 +41,6 @@ def run_time_ns(pid):
         except FileNotFoundError:
             pass  # a thread that ended meanwhile
     return total
-
-
-def send(port, sessions, size, messages):
-    """Seconds smtp-source took to send `messages` over a connection each."""
-    argv = ["smtp-source", "-s", str(sessions), "-m", str(messages), "-l", str(size),
-            "-f", "sender@example.org", "-t", "rcpt@example.com", "-M", "client.test",
-            f"127.0.0.1:{port}"]
-    start = time.perf_counter()
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=600)
-    if result.returncode != 0:
-        sys.exit(f"smtp-source failed on port {port}: {result.stderr or result.stdout}")
-    return time.perf_counter() - start
 
 
 def main():
@@ -92,7 +80,7 @@ def main():
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             servers.append((name, port, proc))
             wait_greeting(port, proc, name)
-            send(port, args.sessions, args.size, min(args.messages, 500))  # warm up
+            load(port, args.sessions, args.size, min(args.messages, 500), None, False)  # warm up
         names = [name for name, _, _ in servers]
         rates = {name: [] for name in names}
         cpus = {name: [] for name in names}
@@ -106,9 +94,8 @@ def main():
             turn_rate, turn_cpu = {}, {}
             for name, port, proc in order:
                 before = run_time_ns(proc.pid)
-                seconds = send(port, args.sessions, args.size, args.messages)
+                turn_rate[name] = load(port, args.sessions, args.size, args.messages, None, False)
                 cpu = (run_time_ns(proc.pid) - before) / 1e3 / args.messages
-                turn_rate[name] = args.messages / seconds
                 rates[name].append(turn_rate[name])
                 cpus[name].append(cpu)
                 turn_cpu[name] = cpu

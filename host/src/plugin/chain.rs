@@ -205,9 +205,6 @@ impl ChainSession {
             Some(warm) => warm.take(),
             None => self.instances[index].take(),
         };
-        // A fresh instance's start is charged with its first call.
-        let fresh = idle.is_none();
-        let mut started_uncharged = Duration::ZERO;
         let result = match idle {
             Some(instance) => Ok(instance),
             None => plugin
@@ -222,9 +219,6 @@ impl ChainSession {
         let mut guest_ran = None;
         let result = match result {
             Ok(mut instance) => {
-                if fresh {
-                    started_uncharged = instance.uncharged();
-                }
                 instance.learn(&self.facts);
                 let result = match call {
                     Call::Hook(hook) => instance.hook(hook, &self.peer).await.map(CallAnswer::One),
@@ -235,7 +229,7 @@ impl ChainSession {
                     }
                 };
                 self.metrics.plugin_throttled(instance.throttled());
-                guest_ran = Some((instance.guest_time(), instance.uncharged() + started_uncharged));
+                guest_ran = Some((instance.guest_time(), instance.take_uncharged()));
                 // A failed instance cannot be entered again: the next call gets a fresh one.
                 // Nor is one kept that took in a big message: a wasm memory cannot shrink,
                 // and dropped, its memory goes back at once instead of when the session ends.
@@ -275,10 +269,8 @@ impl ChainSession {
         // its cap pauses before it answers, holding its turn as a pause at a tick does, so
         // that calls too short to tick cannot escape the cap, nor many sessions at once.
         // (The default share is left to the ticks: it weighs computing, not short calls.)
-        if let (Some((_, uncharged)), Some(budget)) = (guest_ran, &self.share.cpu)
-            && budget.is_cap()
-        {
-            let owed = budget.charge(uncharged, ended);
+        if let (Some((_, uncharged)), Some(budget)) = (guest_ran, &self.share.cpu) {
+            let owed = budget.charge_call_end(uncharged, ended);
             // A notice has no client waiting for its answer: nothing to slow down.
             if !owed.is_zero() && !call.is_notice() {
                 tokio::time::sleep(owed).await;

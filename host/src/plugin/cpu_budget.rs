@@ -92,9 +92,14 @@ impl CpuBudget {
 }
 
 impl CpuBudget {
-    /// A configured cap, not the default share.
-    pub fn is_cap(&self) -> bool {
-        matches!(self.rate, Rate::Cap(_))
+    /// Charges `used`, what a call ran after its last tick, at the call's end; the pause
+    /// owed. Only a configured cap counts it: the default share weighs tenants that
+    /// compute, which the ticks measure, not short calls.
+    pub fn charge_call_end(&self, used: Duration, now: Instant) -> Duration {
+        match self.rate {
+            Rate::Cap(_) => self.charge(used, now),
+            Rate::WhileOthersWait { .. } => Duration::ZERO,
+        }
     }
 }
 

@@ -30,7 +30,8 @@ pub struct PluginInstance {
     /// Guest time the last call ran, taken when the guest returned (before its answer
     /// is settled, which may wait on its output).
     guest_time: Duration,
-    /// What of it no tick charged to the tenant.
+    /// Guest time no tick charged to the tenant, not yet taken to be charged: its start's,
+    /// then each call's.
     uncharged: Duration,
 }
 
@@ -64,6 +65,7 @@ impl PluginInstance {
         (handler, per_recipient): (handler::Guest, Option<recipient_handler::Guest>),
         hooks: HookGuests,
     ) -> PluginInstance {
+        // Its start's, charged with its first call.
         let uncharged = store.data().clock.uncharged(Instant::now());
         PluginInstance {
             plugin,
@@ -73,7 +75,6 @@ impl PluginInstance {
             hooks,
             budget: Duration::ZERO,
             guest_time: Duration::ZERO,
-            // What its start ran that no tick charged, until its first call.
             uncharged,
         }
     }
@@ -165,16 +166,17 @@ impl PluginInstance {
         self.guest_time
     }
 
-    /// Guest time the last call ran that no tick charged to its tenant.
-    pub fn uncharged(&self) -> Duration {
-        self.uncharged
+    /// Guest time no tick charged to the tenant since this was last asked: the last
+    /// call's, and for a fresh instance its start's too.
+    pub fn take_uncharged(&mut self) -> Duration {
+        std::mem::take(&mut self.uncharged)
     }
 
     fn guest_returned(&mut self) {
         let now = Instant::now();
         let clock = &self.store.data().clock;
         self.guest_time = clock.guest_time(now);
-        self.uncharged = clock.uncharged(now);
+        self.uncharged += clock.uncharged(now);
     }
 
     /// How long the last call was paused for its tenant's CPU share.
