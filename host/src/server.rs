@@ -192,7 +192,9 @@ impl Connection {
                 let budget = self.admission.command_budget(peer.ip());
                 let admission = self.admission;
                 let (ctx, shutdown) = (self.ctx, self.shutdown);
-                self.sessions.spawn(async move {
+                // Boxed: the session's future is large, and a task moves its future
+                // (into the task, and over it when it ends); a box is moved instead.
+                self.sessions.spawn(Box::pin(async move {
                     // The address's rate may ask the other nodes: in the session's own task.
                     if !admission.connection_allowed(peer.ip()).await {
                         // Its place goes back at once, not after the refusal is written.
@@ -207,7 +209,7 @@ impl Connection {
                         tracing::debug!(%peer, "session ended: {e}");
                     }
                     drop(permit);
-                });
+                }));
             }
             Err(refusal) => {
                 self.sessions
