@@ -26,6 +26,52 @@ fn a_stateless_plugins_instance_serves_one_session_after_another() {
 }
 
 #[test]
+fn a_shared_instance_whose_memory_grew_is_retired_for_a_fresh_one() {
+    // 3 MiB more at each message. The growth let be after the instance's first call (the
+    // RCPT hook, which keeps nothing) is 16 MiB: five messages' leaks (15 MiB) stay
+    // under it, the sixth's (18 MiB) pass it, and the next session gets a new instance.
+    let config = format!(
+        "[plugin.leaky]\nsource = \"{}\"\nmemory_mib = 64\n\
+         [plugin.leaky.settings]\nmode = \"grow\"\ngrow_kib = \"3072\"\nstateless = \"true\"\n",
+        plugin_path("misbehave")
+    );
+    let server = Server::with_config(&config, &["leaky"]);
+    let calls: Vec<u32> = (0..10)
+        .map(|_| {
+            let reply = RawClient::one_message(server.addr);
+            reply
+                .strip_prefix("250 2.0.0 call ")
+                .and_then(|r| r.split(' ').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("{reply}"))
+        })
+        .collect();
+    assert_eq!(calls, [1, 2, 3, 4, 5, 6, 1, 2, 3, 4]);
+}
+
+#[test]
+fn a_shared_instance_is_retired_after_ten_thousand_calls() {
+    let server = Server::with_config(&counter("counter", "rcpt", true), &["counter"]);
+    // A session a hundred recipients (the most a message may have), pipelined: one call
+    // each, all to the one idle instance.
+    let mut answered = Vec::new();
+    for _ in 0..101 {
+        let mut client = RawClient::ehlo(server.addr);
+        client.expect("MAIL FROM:<a@example.org>", "250");
+        let commands: String = (0..100).map(|i| format!("RCPT TO:<r{i}@example.com>\r\n")).collect();
+        client.send(commands.as_bytes());
+        answered.extend((0..100).map(|_| client.reply()));
+        client.expect("QUIT", "221");
+    }
+    let call = |n: usize| format!("250 2.0.0 call {n} of this instance");
+    assert_eq!(answered[0], call(1));
+    assert_eq!(answered[9_999], call(10_000));
+    // Its 10,000th call was its last: the next goes to a fresh instance.
+    assert_eq!(answered[10_000], call(1));
+    assert_eq!(answered[10_099], call(100));
+}
+
+#[test]
 fn a_plugin_that_keeps_state_gets_a_fresh_instance_each_session() {
     let server = Server::with_config(&counter("counter", "data", false), &["counter"]);
     for _ in 0..3 {

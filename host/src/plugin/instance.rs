@@ -15,6 +15,7 @@ use super::exports::HookGuests;
 use super::output::{self, OutputTarget};
 use super::pacing::CallClock;
 use super::state::PluginState;
+use super::warm::Wear;
 use crate::handler::{Message, PluginError, PluginFailure, SessionFacts, checked_reply};
 use crate::hook::Hook;
 
@@ -33,6 +34,9 @@ pub struct PluginInstance {
     /// Guest time no tick charged to the tenant, not yet taken to be charged: its start's,
     /// then each call's.
     uncharged: Duration,
+    /// Calls the guest returned from, and its linear memory after the first of them.
+    calls: u32,
+    settled: Option<usize>,
 }
 
 /// What `process-message` gets on top of the plugin's time budget for each MiB of the
@@ -76,6 +80,8 @@ impl PluginInstance {
             budget: Duration::ZERO,
             guest_time: Duration::ZERO,
             uncharged,
+            calls: 0,
+            settled: None,
         }
     }
 
@@ -174,9 +180,24 @@ impl PluginInstance {
 
     fn guest_returned(&mut self) {
         let now = Instant::now();
-        let clock = &self.store.data().clock;
-        self.guest_time = clock.guest_time(now);
-        self.uncharged += clock.uncharged(now);
+        let state = self.store.data();
+        self.guest_time = state.clock.guest_time(now);
+        self.uncharged += state.clock.uncharged(now);
+        self.calls = self.calls.saturating_add(1);
+        self.settled.get_or_insert(state.memory.size());
+    }
+
+    pub fn plugin_name(&self) -> &str {
+        &self.plugin.info.name
+    }
+
+    /// What the instance has been through, for a shared one to be retired (see `warm`).
+    pub fn wear(&self) -> Wear {
+        let size = self.store.data().memory.size();
+        Wear {
+            calls: self.calls,
+            grown: size.saturating_sub(self.settled.unwrap_or(size)),
+        }
     }
 
     /// How long the last call was paused for its tenant's CPU share.

@@ -8,15 +8,27 @@ pub struct MemoryCap {
     limit: usize,
     /// The size a refused growth asked for, since the cap was last [`MemoryCap::reset`].
     refused: Option<usize>,
+    /// The instance's linear memories, all of them, in octets: each is created through
+    /// the limiter (from 0) and only grows.
+    size: usize,
 }
 
 impl MemoryCap {
     pub fn new(limit: usize) -> MemoryCap {
-        MemoryCap { limit, refused: None }
+        MemoryCap {
+            limit,
+            refused: None,
+            size: 0,
+        }
     }
 
     pub fn limit(&self) -> usize {
         self.limit
+    }
+
+    /// The linear memory the instance has, in octets.
+    pub fn size(&self) -> usize {
+        self.size
     }
 
     /// The size a growth asked for when the cap refused it, if it did.
@@ -31,7 +43,7 @@ impl MemoryCap {
 }
 
 impl ResourceLimiter for MemoryCap {
-    fn memory_growing(&mut self, _current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
         if desired > self.limit {
             self.refused = Some(desired);
             // Failing the growth (not answering `false`) ends the call at once, instead of
@@ -42,7 +54,11 @@ impl ResourceLimiter for MemoryCap {
                 desired.div_ceil(1 << 20)
             )));
         }
-        Ok(maximum.is_none_or(|max| desired <= max))
+        let allowed = maximum.is_none_or(|max| desired <= max);
+        if allowed {
+            self.size += desired.saturating_sub(current);
+        }
+        Ok(allowed)
     }
 
     fn table_growing(&mut self, _current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
@@ -63,6 +79,19 @@ impl ResourceLimiter for MemoryCap {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_the_memory_its_growths_were_allowed() {
+        let mut cap = MemoryCap::new(64 << 20);
+        assert!(cap.memory_growing(0, 2 << 20, None).unwrap());
+        assert!(cap.memory_growing(0, 1 << 20, None).unwrap()); // a second memory
+        assert!(cap.memory_growing(2 << 20, 5 << 20, None).unwrap());
+        assert_eq!(cap.size(), 6 << 20);
+        // Refused, by the memory's own maximum or by the cap: not counted.
+        assert!(!cap.memory_growing(1 << 20, 3 << 20, Some(2 << 20)).unwrap());
+        assert!(cap.memory_growing(5 << 20, 65 << 20, None).is_err());
+        assert_eq!(cap.size(), 6 << 20);
+    }
 
     #[test]
     fn remembers_a_refusal_until_reset() {

@@ -5,7 +5,8 @@
 //! Modes: `trap` (panics: a wasm trap), `loop` (never returns: the time budget),
 //! `compute` (turns a loop `steps` times, 15 million by default, then accepts: a busy tenant),
 //! `alloc` (asks for 1 GiB: the memory cap), `malformed` (answers a reply with no code),
-//! `crlf` (answers a reply with a CRLF inside), `escape` (answers a reply with terminal
+//! `grow` (keeps `grow_kib` KiB more at every call, 4 MiB by default, and answers as
+//! `count` does: a leak), `crlf` (answers a reply with a CRLF inside), `escape` (answers a reply with terminal
 //! escapes inside), `print` (prints to stdout and stderr, then
 //! accepts), `count` (accepts, and answers `250 2.0.0 call N of this instance`),
 //! `read-file` (reads the file its `path` setting names, `/etc/passwd` by default, and says
@@ -51,6 +52,9 @@ struct Misbehave;
 /// Calls `count` answered in this instance: per session, unless the plugin says it is
 /// stateless.
 static CALLS: AtomicU32 = AtomicU32::new(0);
+
+/// What `grow` keeps.
+static LEAKED: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
 
 fn misbehave(stage: &str) -> Option<String> {
     if host::get_setting("stage").as_deref().unwrap_or("data") != stage {
@@ -164,6 +168,15 @@ fn misbehave(stage: &str) -> Option<String> {
             )
         }
         "count" => {
+            let n = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
+            Some(format!("250 2.0.0 call {n} of this instance"))
+        }
+        "grow" => {
+            // Keeps `grow_kib` (4 MiB by default) more at every call: a leak.
+            let kib: usize = host::get_setting("grow_kib")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(4096);
+            LEAKED.lock().unwrap().push(vec![1u8; kib << 10]);
             let n = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
             Some(format!("250 2.0.0 call {n} of this instance"))
         }
