@@ -80,7 +80,8 @@ impl Trace<'_> {
         };
         // Written piece by piece: every message gets one, and `format!` with the date's
         // and the address's formatters was 4,000 instructions of a small message's 100,000.
-        let mut field = String::with_capacity(128 + helo.len() + self.by.len() + self.id.len());
+        let named = self.recipients.first().map_or(0, |r| r.as_str().len());
+        let mut field = String::with_capacity(160 + helo.len() + self.by.len() + self.id.len() + named);
         field.push_str("Received: from ");
         field.push_str(helo);
         field.push_str(" ([");
@@ -219,6 +220,20 @@ mod tests {
         assert!(field("10.0.0.1:1", 0).ends_with("\tThu, 01 Jan 1970 00:00:00 +0000"));
         assert!(field("10.0.0.1:1", 1).ends_with("\tThu, 01 Jan 1970 00:00:01 +0000"));
         assert!(field("10.0.0.1:1", 86_400).ends_with("\tFri, 02 Jan 1970 00:00:00 +0000"));
+        // The same second at another offset is another text.
+        let offset = Trace {
+            helo: "c",
+            peer: "10.0.0.1:1".parse().unwrap(),
+            by: "mx",
+            protocol: Protocol::Smtp,
+            id: "1",
+            recipients: &[],
+            date: OffsetDateTime::from_unix_timestamp(86_400)
+                .unwrap()
+                .to_offset(UtcOffset::from_hms(2, 0, 0).unwrap()),
+        }
+        .received();
+        assert!(offset.ends_with("\tFri, 02 Jan 1970 02:00:00 +0200"), "{offset}");
         for (peer, written) in [
             ("0.0.0.0:1", "[0.0.0.0]"),
             ("9.10.99.100:1", "[9.10.99.100]"),

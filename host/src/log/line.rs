@@ -10,7 +10,8 @@
 //! One thing differs, on purpose: control characters in the message and the fields are
 //! escaped (`\n`, `\r`, `\x1b`, ...), so an event is always one line. A plugin's log
 //! message or a value a client chose cannot start a line of its own, nor drive a
-//! terminal. tracing-subscriber escapes only terminal sequences, and only in the message.
+//! terminal. tracing-subscriber escapes only terminal sequences, and only in the message
+//! and in errors.
 
 use std::cell::RefCell;
 use std::fmt::{self, Debug, Write};
@@ -317,9 +318,24 @@ mod tests {
         tracing::info!(answer = 42_u64);
         tracing::info!(error = &error as &(dyn std::error::Error + 'static), "with sources");
         tracing::info!(quoted = "a \"b\"", "{:>6}|", "pad");
+        let alone = Failure("alone", None);
+        tracing::warn!(r#err = &alone as &(dyn std::error::Error + 'static), "no sources");
+        tracing::info!(r#type = &error as &(dyn std::error::Error + 'static));
+        let record = log::Record::builder()
+            .args(format_args!("from log"))
+            .level(log::Level::Warn)
+            .target("cranelift::compile")
+            .module_path_static(Some("cranelift::compile"))
+            .file_static(Some("compile.rs"))
+            .line(Some(7))
+            .build();
+        tracing_log::format_trace(&record).unwrap();
         let span = tracing::info_span!("outer", tenant = "t");
         let _entered = span.enter();
         tracing::info!("inside a span");
+        let bare = tracing::info_span!("bare");
+        let _inner = bare.enter();
+        tracing::info!(depth = 2_u64, "inside two spans");
     }
 
     fn written_by<E>(format: E) -> Vec<String>
@@ -345,12 +361,11 @@ mod tests {
     fn lines_are_the_text_of_tracing_subscribers_full_format() {
         let ours = written_by(LineFormat);
         let theirs = written_by(tracing_subscriber::fmt::format().with_ansi(false));
-        assert_eq!(ours.len(), 9, "{ours:#?}");
+        assert_eq!(ours.len(), 13, "{ours:#?}");
         assert_eq!(ours.len(), theirs.len());
         for (ours, theirs) in ours.iter().zip(&theirs) {
             // The same text after the timestamp, which has the same shape.
             assert_eq!(ours[27..], theirs[27..]);
-            assert_eq!(ours.as_bytes()[..27].len(), 27, "{ours}");
             let shape = |line: &str| line[..27].bytes().map(|b| b.is_ascii_digit()).collect::<Vec<_>>();
             assert_eq!(shape(ours), shape(theirs), "{ours} / {theirs}");
         }
@@ -419,8 +434,9 @@ mod tests {
         assert_eq!(at(951_782_400, 7), "2000-02-29T00:00:00.000007Z");
         assert_eq!(at(1_796_187_410, 123_456), "2026-12-02T04:56:50.123456Z");
         assert_eq!(at(4_102_444_799, 999_999), "2099-12-31T23:59:59.999999Z");
-        // Every day for four centuries against the `time` crate's calendar.
-        for day in (0..146_097_i64).step_by(7) {
+        // Every day of four centuries (a whole cycle of the calendar) against the `time`
+        // crate's.
+        for day in 0..146_097_i64 {
             let date = time::OffsetDateTime::from_unix_timestamp(day * 86_400).unwrap().date();
             let (year, month, d) = civil_from_days(day);
             assert_eq!(

@@ -34,9 +34,11 @@ pub struct PluginInstance {
     /// Guest time no tick charged to the tenant, not yet taken to be charged: its start's,
     /// then each call's.
     uncharged: Duration,
-    /// Calls the guest returned from, and its linear memory after the first of them.
+    /// Calls the guest served.
     calls: u32,
-    settled: Option<usize>,
+    /// Its linear memory once it has served a message (or [`BASELINE_CALLS`] calls,
+    /// if no message came first): what growth is counted from (see `warm`).
+    baseline_memory: Option<usize>,
 }
 
 /// What `process-message` gets on top of the plugin's time budget for each MiB of the
@@ -44,6 +46,11 @@ pub struct PluginInstance {
 /// budget does not allow for, and the budget is wall time, of which a call that computes
 /// long gets a fifth once it is paced (see `pacing`). A 32 MiB message: 8 s more.
 const BUDGET_PER_MIB: Duration = Duration::from_millis(250);
+
+/// Hook calls after which an instance that has had no message yet takes its baseline
+/// memory. A message's call is what the memory an instance needs is measured after: a
+/// guest's first hook can come long before the heap that messages need.
+const BASELINE_CALLS: u32 = 16;
 
 /// The time budget of a `process-message` call with `octets` of message: whole MiBs
 /// count, so a message under one MiB has the plugin's budget as configured.
@@ -81,7 +88,7 @@ impl PluginInstance {
             guest_time: Duration::ZERO,
             uncharged,
             calls: 0,
-            settled: None,
+            baseline_memory: None,
         }
     }
 
@@ -131,6 +138,7 @@ impl PluginInstance {
             Some(guest) => {
                 let result = call!(guest, call_process_message_per_recipient);
                 self.guest_returned();
+                self.served(true);
                 drop(running);
                 self.settle(result, |answers| checked_answers(answers, rcpt_tos.len()))
                     .await
@@ -138,6 +146,7 @@ impl PluginInstance {
             None => {
                 let result = call!(self.handler, call_process_message);
                 self.guest_returned();
+                self.served(true);
                 drop(running);
                 self.settle(result, checked_answer).await.map(CallAnswer::One)
             }
@@ -160,6 +169,9 @@ impl PluginInstance {
         self.arm(self.plugin.time_budget);
         let called = self.hooks.call(&mut self.store, hook, peer).await;
         self.guest_returned();
+        if called.is_some() {
+            self.served(false);
+        }
         drop(running);
         match called {
             Some(result) => self.settle(result, checked_answer).await,
@@ -183,8 +195,14 @@ impl PluginInstance {
         let state = self.store.data();
         self.guest_time = state.clock.guest_time(now);
         self.uncharged += state.clock.uncharged(now);
+    }
+
+    /// Counts a call the guest served, `message` or hook.
+    fn served(&mut self, message: bool) {
         self.calls = self.calls.saturating_add(1);
-        self.settled.get_or_insert(state.memory.size());
+        if self.baseline_memory.is_none() && (message || self.calls >= BASELINE_CALLS) {
+            self.baseline_memory = Some(self.store.data().memory.size());
+        }
     }
 
     pub fn plugin_name(&self) -> &str {
@@ -196,7 +214,7 @@ impl PluginInstance {
         let size = self.store.data().memory.size();
         Wear {
             calls: self.calls,
-            grown: size.saturating_sub(self.settled.unwrap_or(size)),
+            grown: size.saturating_sub(self.baseline_memory.unwrap_or(size)),
         }
     }
 

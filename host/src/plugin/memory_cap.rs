@@ -9,7 +9,8 @@ pub struct MemoryCap {
     /// The size a refused growth asked for, since the cap was last [`MemoryCap::reset`].
     refused: Option<usize>,
     /// The instance's linear memories, all of them, in octets: each is created through
-    /// the limiter (from 0) and only grows.
+    /// the limiter (from 0) and only grows. A growth allowed here that wasmtime then
+    /// fails is counted too; the call traps and its instance is dropped.
     size: usize,
 }
 
@@ -65,8 +66,10 @@ impl ResourceLimiter for MemoryCap {
         Ok(maximum.is_none_or(|max| desired <= max))
     }
 
-    /// A growth past a memory's own declared maximum traps, as one past the cap does:
-    /// left to the guest, it would surface later as an allocator's abort.
+    /// A growth that wasmtime could not make (the memory could not be reserved or moved)
+    /// traps, as one past the cap does: left to the guest, it would surface later as an
+    /// allocator's abort. (One past the memory's own declared maximum is answered
+    /// `false` above: the guest gets -1, as the spec says.)
     fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
         Err(error)
     }

@@ -3,8 +3,11 @@
 //! a guest that starts an interpreter (CPython, a JavaScript engine) by far the most.
 //!
 //! A kept instance is retired, as a worker of a pre-forking server is after so many
-//! requests, when it has served [`MAX_CALLS`] calls or its linear memory has grown
-//! [`MAX_GROWTH`] past its size after its first call. A wasm memory cannot shrink: a
+//! requests, when it has served [`MAX_CALLS`] calls or its linear memory has grown more
+//! than [`MAX_GROWTH`] past its size after its first message, or its 16th call if no
+//! message came first (a baseline that includes what handling a message takes: an
+//! interpreter's heap, the message's copy). A wasm
+//! memory cannot shrink: a
 //! guest whose heap crept up (a leak, or an interpreter's fragmentation) would keep that
 //! memory for as long as the server runs, and a leak the host cannot see (in the guest's
 //! own tables) would go on. Retired, its memory goes back at once; the next call makes a
@@ -17,8 +20,8 @@ use super::instance::PluginInstance;
 /// Calls a kept instance serves at most.
 pub const MAX_CALLS: u32 = 10_000;
 
-/// Growth of a kept instance's linear memory, past its size after its first call, that
-/// retires it.
+/// Growth of a kept instance's linear memory past its baseline (its size after its first
+/// message) beyond which it is retired.
 pub const MAX_GROWTH: usize = 16 << 20;
 
 /// What an instance has been through.
@@ -26,7 +29,7 @@ pub const MAX_GROWTH: usize = 16 << 20;
 pub struct Wear {
     /// Calls the guest returned from.
     pub calls: u32,
-    /// Octets its linear memory grew since its first call ended.
+    /// Octets its linear memory grew past its baseline.
     pub grown: usize,
 }
 
@@ -68,7 +71,8 @@ impl WarmInstances {
     pub fn give_back(&self, instance: PluginInstance) {
         let wear = instance.wear();
         if let Some(why) = wear.retirement() {
-            tracing::debug!(plugin = %instance.plugin_name(), calls = wear.calls, grown_kib = wear.grown >> 10, "retired a shared instance: {why}");
+            // At most once every 10,000 calls, or a sign of a leak worth a line.
+            tracing::info!(plugin = %instance.plugin_name(), calls = wear.calls, grown_kib = wear.grown >> 10, "retired a shared instance: {why}");
             return;
         }
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());

@@ -5,10 +5,11 @@
 //! Modes: `trap` (panics: a wasm trap), `loop` (never returns: the time budget),
 //! `compute` (turns a loop `steps` times, 15 million by default, then accepts: a busy tenant),
 //! `alloc` (asks for 1 GiB: the memory cap), `malformed` (answers a reply with no code),
-//! `grow` (keeps `grow_kib` KiB more at every call, 4 MiB by default, and answers as
-//! `count` does: a leak), `crlf` (answers a reply with a CRLF inside), `escape` (answers a reply with terminal
-//! escapes inside), `print` (prints to stdout and stderr, then
-//! accepts), `count` (accepts, and answers `250 2.0.0 call N of this instance`),
+//! `grow` (keeps `grow_kib` KiB more, 4 MiB by default, at each of its first `grow_calls`
+//! calls, all by default, and answers as `count` does: a leak), `crlf` (answers a reply
+//! with a CRLF inside), `escape` (answers a reply with terminal escapes inside), `print`
+//! (prints to stdout and stderr, then accepts), `count` (accepts, and answers
+//! `250 2.0.0 call N of this instance`),
 //! `read-file` (reads the file its `path` setting names, `/etc/passwd` by default, and says
 //! how it went in its reply), `connect` (opens a TCP connection to its `target` setting and
 //! says how it went), `env` (answers with the environment it sees), `relay-inject` (asks
@@ -172,12 +173,18 @@ fn misbehave(stage: &str) -> Option<String> {
             Some(format!("250 2.0.0 call {n} of this instance"))
         }
         "grow" => {
-            // Keeps `grow_kib` (4 MiB by default) more at every call: a leak.
+            // Keeps `grow_kib` (4 MiB by default) more at each of its first `grow_calls`
+            // calls (all of them by default): a leak, or a heap that settles.
             let kib: usize = host::get_setting("grow_kib")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(4096);
-            LEAKED.lock().unwrap().push(vec![1u8; kib << 10]);
+            let calls: u32 = host::get_setting("grow_calls")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(u32::MAX);
             let n = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
+            if n <= calls {
+                LEAKED.lock().unwrap().push(vec![1u8; kib << 10]);
+            }
             Some(format!("250 2.0.0 call {n} of this instance"))
         }
         _ => None,
