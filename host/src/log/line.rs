@@ -321,6 +321,17 @@ mod tests {
         let alone = Failure("alone", None);
         tracing::warn!(r#err = &alone as &(dyn std::error::Error + 'static), "no sources");
         tracing::info!(r#type = &error as &(dyn std::error::Error + 'static));
+        warning_through_the_log_crate();
+        let span = tracing::info_span!("outer", tenant = "t");
+        let _entered = span.enter();
+        tracing::info!("inside a span");
+        let bare = tracing::info_span!("bare");
+        let _inner = bare.enter();
+        tracing::info!(depth = 2_u64, "inside two spans");
+    }
+
+    /// What a dependency that logs through the `log` crate (as Cranelift does) sends.
+    fn warning_through_the_log_crate() {
         let record = log::Record::builder()
             .args(format_args!("from log"))
             .level(log::Level::Warn)
@@ -330,12 +341,18 @@ mod tests {
             .line(Some(7))
             .build();
         tracing_log::format_trace(&record).unwrap();
-        let span = tracing::info_span!("outer", tenant = "t");
-        let _entered = span.enter();
-        tracing::info!("inside a span");
-        let bare = tracing::info_span!("bare");
-        let _inner = bare.enter();
-        tracing::info!(depth = 2_u64, "inside two spans");
+    }
+
+    /// The lines [`LineFormat`] writes for the events `log` sends.
+    fn lines_of(log: impl FnOnce()) -> Vec<String> {
+        let buffer = Buffer::default();
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .event_format(LineFormat)
+            .finish();
+        tracing::subscriber::with_default(subscriber, log);
+        buffer.lines()
     }
 
     fn written_by<E>(format: E) -> Vec<String>
@@ -378,40 +395,18 @@ mod tests {
 
     #[test]
     fn events_of_the_log_crate_carry_their_own_target() {
-        let buffer = Buffer::default();
-        let writer = buffer.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .event_format(LineFormat)
-            .finish();
-        let record = log::Record::builder()
-            .args(format_args!("from log"))
-            .level(log::Level::Warn)
-            .target("cranelift::compile")
-            .module_path_static(Some("cranelift::compile"))
-            .file_static(Some("compile.rs"))
-            .line(Some(7))
-            .build();
-        tracing::subscriber::with_default(subscriber, || tracing_log::format_trace(&record).unwrap());
-        let lines = buffer.lines();
+        let lines = lines_of(warning_through_the_log_crate);
         assert_eq!(lines.len(), 1);
         assert_eq!(&lines[0][27..], "  WARN cranelift::compile: from log");
     }
 
     #[test]
     fn control_characters_are_escaped_so_that_an_event_is_one_line() {
-        let buffer = Buffer::default();
-        let writer = buffer.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_writer(move || writer.clone())
-            .event_format(LineFormat)
-            .finish();
-        tracing::subscriber::with_default(subscriber, || {
+        let lines = lines_of(|| {
             let forged = "hello\r\n2026-12-02T00:00:00.000000Z  INFO wasmtpd: forged";
             tracing::info!(plugin = "p", "{forged}");
             tracing::info!(name = %"a\x1b[31mred\x07\u{9b}\x7f £\u{a0}é", "tab\tkept");
         });
-        let lines = buffer.lines();
         assert_eq!(lines.len(), 2, "{lines:#?}");
         assert_eq!(
             &lines[0][27..],
