@@ -1030,8 +1030,11 @@ mod tests {
 
     #[test]
     fn relative_paths_start_at_the_configuration_file() {
-        let dir = std::env::temp_dir().join(format!("wasmtpd-config-paths-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let temp = tempfile::Builder::new()
+            .prefix("wasmtpd-config-paths-")
+            .tempdir()
+            .unwrap();
+        let dir = temp.path().to_owned();
         let path = dir.join("wasmtpd.toml");
         let text = "[[listener]]\naddress = \"127.0.0.1:25\"\n[listener.tls]\ncert = \"c.pem\"\nkey = \"/etc/k.pem\"\n\
                     [plugin.store]\n[[plugin.store.dirs]]\nhost = \"mail\"\nguest = \"/maildir\"\n";

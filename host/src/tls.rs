@@ -79,15 +79,18 @@ mod tests {
         path
     }
 
-    fn temp_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("wasmtpd-tls-{name}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
+    /// Removed when the test ends.
+    fn temp_dir(name: &str) -> tempfile::TempDir {
+        tempfile::Builder::new()
+            .prefix(&format!("wasmtpd-tls-{name}-"))
+            .tempdir()
+            .unwrap()
     }
 
     #[test]
     fn loads_a_certificate_and_its_key() {
         let dir = temp_dir("ok");
+        let dir = dir.path();
         let generated = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
         let cert = write(&dir, "cert.pem", &generated.cert.pem());
         let key = write(&dir, "key.pem", &generated.signing_key.serialize_pem());
@@ -103,6 +106,7 @@ mod tests {
     #[test]
     fn names_the_file_at_fault() {
         let dir = temp_dir("bad");
+        let dir = dir.path();
         let generated = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
         let other = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
         let cert = write(&dir, "cert.pem", &generated.cert.pem());
