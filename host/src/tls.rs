@@ -92,8 +92,8 @@ mod tests {
         let dir = temp_dir("ok");
         let dir = dir.path();
         let generated = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-        let cert = write(&dir, "cert.pem", &generated.cert.pem());
-        let key = write(&dir, "key.pem", &generated.signing_key.serialize_pem());
+        let cert = write(dir, "cert.pem", &generated.cert.pem());
+        let key = write(dir, "key.pem", &generated.signing_key.serialize_pem());
         let tls = ListenerTls::load(&TlsConfig {
             cert,
             key,
@@ -109,10 +109,10 @@ mod tests {
         let dir = dir.path();
         let generated = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
         let other = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
-        let cert = write(&dir, "cert.pem", &generated.cert.pem());
-        let key = write(&dir, "key.pem", &generated.signing_key.serialize_pem());
-        let wrong_key = write(&dir, "other-key.pem", &other.signing_key.serialize_pem());
-        let empty = write(&dir, "empty.pem", "");
+        let cert = write(dir, "cert.pem", &generated.cert.pem());
+        let key = write(dir, "key.pem", &generated.signing_key.serialize_pem());
+        let wrong_key = write(dir, "other-key.pem", &other.signing_key.serialize_pem());
+        let empty = write(dir, "empty.pem", "");
         let missing = dir.join("missing.pem");
         let error = |cert: &Path, key: &Path| {
             let config = TlsConfig {
