@@ -6,11 +6,10 @@
 //! requests, when it has served [`MAX_CALLS`] calls or its linear memory has grown more
 //! than [`MAX_GROWTH`] past its size after its first message, or its 16th call if no
 //! message came first (a baseline that includes what handling a message takes: an
-//! interpreter's heap, the message's copy). A wasm
-//! memory cannot shrink: a
-//! guest whose heap crept up (a leak, or an interpreter's fragmentation) would keep that
-//! memory for as long as the server runs, and a leak the host cannot see (in the guest's
-//! own tables) would go on. Retired, its memory goes back at once; the next call makes a
+//! interpreter's heap, the message's copy). A wasm memory cannot shrink: a guest whose
+//! heap crept up (a leak, or an interpreter's fragmentation) would keep that memory for
+//! as long as the server runs, and a leak the host cannot see (in the guest's own
+//! tables) would go on. Retired, its memory goes back at once; the next call makes a
 //! fresh instance.
 
 use std::sync::Mutex;
@@ -20,8 +19,8 @@ use super::instance::PluginInstance;
 /// Calls a kept instance serves at most.
 pub const MAX_CALLS: u32 = 10_000;
 
-/// Growth of a kept instance's linear memory past its baseline (its size after its first
-/// message) beyond which it is retired.
+/// Growth of a kept instance's linear memory past its baseline (see above) beyond which
+/// it is retired.
 pub const MAX_GROWTH: usize = 16 << 20;
 
 /// What an instance has been through.
