@@ -20,6 +20,7 @@ mod isolation;
 mod languages;
 mod limits;
 mod lmtp;
+mod log_lines;
 mod memory;
 mod metrics;
 mod plugins;
