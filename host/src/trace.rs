@@ -106,17 +106,12 @@ impl Trace<'_> {
 fn push_ip(field: &mut String, ip: IpAddr) {
     match ip {
         IpAddr::V4(v4) => {
+            let mut digits = itoa::Buffer::new();
             for (i, octet) in v4.octets().into_iter().enumerate() {
                 if i > 0 {
                     field.push('.');
                 }
-                if octet >= 100 {
-                    field.push(char::from(b'0' + octet / 100));
-                }
-                if octet >= 10 {
-                    field.push(char::from(b'0' + octet / 10 % 10));
-                }
-                field.push(char::from(b'0' + octet % 10));
+                field.push_str(digits.format(octet));
             }
         }
         IpAddr::V6(v6) => {

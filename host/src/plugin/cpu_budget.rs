@@ -89,9 +89,7 @@ impl CpuBudget {
         }
         Duration::from_secs_f64(-bucket.level / rate)
     }
-}
 
-impl CpuBudget {
     /// Charges `used`, what a call ran after its last tick, at the call's end; the pause
     /// owed. Only a configured cap counts it: the default share weighs tenants that
     /// compute, which the ticks measure, not short calls.
