@@ -1,10 +1,13 @@
 """What the benchmark scripts share: the repository's paths, free ports, waiting for a
 server to greet, stopping one."""
 
+import atexit
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,6 +26,14 @@ def stop(proc, seconds=10):
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+def work_dir(prefix):
+    """A fresh directory for a run's files, removed when the script exits (also through
+    sys.exit or an exception; not on SIGKILL). tenants_memory alone writes 600 MB of copies."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, work, ignore_errors=True)
+    return work
 
 
 def free_port():

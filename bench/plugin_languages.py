@@ -17,10 +17,9 @@ wasmtpd runs with its default configuration but for the plugin table; nothing is
 import argparse
 import resource
 import statistics
-import tempfile
 from pathlib import Path
 
-from benchlib import ROOT, WASMTPD, free_port
+from benchlib import ROOT, WASMTPD, free_port, work_dir
 from smtp_bench import Server, load
 
 BENCH_PLUGINS = ROOT / "target" / "plugins" / "bench"
@@ -71,7 +70,7 @@ def main():
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    work = Path(tempfile.mkdtemp(prefix="wasmtpd-languages-"))
+    work = work_dir("wasmtpd-languages-")
 
     sets = {
         "python": ("aiosmtpd", aiosmtpd, "python_accept.wasm"),

@@ -16,12 +16,11 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
-from benchlib import PLUGINS, WASMTPD, free_port
+from benchlib import PLUGINS, WASMTPD, free_port, work_dir
 
 VERSIONS = {"A": PLUGINS / "sink.wasm", "B": PLUGINS / "misbehave.wasm"}
 
@@ -65,7 +64,7 @@ def smtp_source(port, messages=5000, sessions=10):
 
 
 def main():
-    work = Path(tempfile.mkdtemp(prefix="wasmtpd-reload-bench-"))
+    work = work_dir("wasmtpd-reload-bench-")
     plugin = work / "p.wasm"
     shutil.copy(VERSIONS["A"], plugin)
     config = work / "wasmtpd.toml"
@@ -148,7 +147,6 @@ def main():
     finally:
         proc.terminate()
         proc.wait(10)
-        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

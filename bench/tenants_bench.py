@@ -13,11 +13,10 @@ import statistics
 import urllib.request
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from benchlib import PLUGINS, WASMTPD, free_port, wait_greeting
+from benchlib import PLUGINS, WASMTPD, free_port, wait_greeting, work_dir
 
 MISBEHAVE = PLUGINS / "misbehave.wasm"
 
@@ -92,7 +91,7 @@ def main():
     parser.add_argument("--cpu-ms", type=int, help="tenant A's max_cpu_ms_per_second (default: the server's)")
     parser.add_argument("--modes", default="compute,loop,alloc,trap")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="wasmtpd-tenants-bench-"))
+    work = work_dir("wasmtpd-tenants-bench-")
     a, b, metrics = free_port(), free_port(), free_port()
     cap = "the default" if args.cpu_ms is None else f"{args.cpu_ms} ms/s"
     print(f"tenant B (sink), smtp-source 10 sessions 1 KiB; {REPEAT} turns of B alone then beside A, "

@@ -23,11 +23,10 @@ holds, so they are made on demand (see the README).
 import argparse
 import subprocess
 import sys
-import tempfile
 import threading
 from pathlib import Path
 
-from benchlib import ROOT, WASMTPD, free_port
+from benchlib import ROOT, WASMTPD, free_port, work_dir
 from smtp_bench import Server
 
 BENCH_PLUGINS = ROOT / "target" / "plugins" / "bench"
@@ -113,7 +112,7 @@ def main():
     parser.add_argument("--plugins", default="js_accept.wasm,python_accept.wasm")
     parser.add_argument("--messages", type=int, default=100, help="messages each tenant receives (default 100)")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="wasmtpd-tenants-memory-"))
+    work = work_dir("wasmtpd-tenants-memory-")
     counts = [int(n) for n in args.tenants.split(",")]
     print(f"resident MiB; each tenant receives {args.messages} messages at 4 sessions, all tenants at once; unpinned")
     print(f"{'plugin':>20} {'files':>8} {'tenants':>7} {'instances':>10} {'loaded':>7} {'after mail':>10} {'peak':>6}"
