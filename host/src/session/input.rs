@@ -172,15 +172,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         if self.input.capacity() - self.input.len() < room / 2 {
             self.input.reserve(room);
         }
+        let (deadline, shutdown) = self.waits.arm(timeout);
         tokio::select! {
             biased;
-            _ = self.shutdown.cancelled(), if stop_on_shutdown => Ok(Read::ShuttingDown),
-            read = tokio::time::timeout(timeout, self.stream.read_buf(&mut self.input)) => match read {
-                Err(_elapsed) => Ok(Read::TimedOut),
-                Ok(Ok(0)) => Ok(Read::Eof),
-                Ok(Ok(_)) => Ok(Read::Some),
-                Ok(Err(e)) => Err(e),
+            () = shutdown, if stop_on_shutdown => Ok(Read::ShuttingDown),
+            read = self.stream.read_buf(&mut self.input) => match read {
+                Ok(0) => Ok(Read::Eof),
+                Ok(_) => Ok(Read::Some),
+                Err(e) => Err(e),
             },
+            () = deadline => Ok(Read::TimedOut),
         }
     }
 

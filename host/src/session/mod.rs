@@ -11,6 +11,7 @@ mod incoming;
 mod input;
 mod mail;
 mod rcpt;
+mod read_waits;
 mod rset;
 mod starttls;
 #[cfg(test)]
@@ -30,6 +31,7 @@ use crate::listener::ListenerContext;
 use crate::rate::CommandBudget;
 use crate::session_stream::SessionStream;
 use input::{ChunkRead, Input};
+use read_waits::ReadWaits;
 
 /// Facts about the client's greeting, kept across transactions.
 struct Greeting {
@@ -72,6 +74,8 @@ pub struct Session<S> {
     transaction: Option<Transaction>,
     errors: u32,
     shutdown: CancellationToken,
+    /// The deadline and the shutdown each read waits for beside its data.
+    waits: ReadWaits,
     /// This session's handlers (plugin instances), asked at each hook and given each message.
     handlers: Box<dyn SessionHandlers>,
     /// The commands a minute its client address may send, if limited.
@@ -95,6 +99,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             greeting: None,
             transaction: None,
             errors: 0,
+            waits: ReadWaits::new(&shutdown),
             shutdown,
             handlers,
             command_budget: None,
