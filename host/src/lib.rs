@@ -14,6 +14,7 @@ pub mod handler;
 pub mod health;
 pub mod health_probe;
 pub mod hook;
+pub mod ip_text;
 pub mod kv;
 pub mod listen_address;
 pub mod listener;

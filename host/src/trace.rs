@@ -2,8 +2,7 @@
 //! and the id that names the message in that field and in the log.
 
 use std::cell::RefCell;
-use std::fmt::Write;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -85,7 +84,7 @@ impl Trace<'_> {
         field.push_str("Received: from ");
         field.push_str(helo);
         field.push_str(" ([");
-        push_ip(&mut field, self.peer.ip());
+        crate::ip_text::push_ip(&mut field, self.peer.ip());
         field.push_str("])\r\n\tby ");
         field.push_str(self.by);
         field.push_str(" (wasmtpd) with ");
@@ -100,23 +99,6 @@ impl Trace<'_> {
         field.push_str(";\r\n\t");
         push_date(&mut field, self.date);
         field
-    }
-}
-
-fn push_ip(field: &mut String, ip: IpAddr) {
-    match ip {
-        IpAddr::V4(v4) => {
-            let mut digits = itoa::Buffer::new();
-            for (i, octet) in v4.octets().into_iter().enumerate() {
-                if i > 0 {
-                    field.push('.');
-                }
-                field.push_str(digits.format(octet));
-            }
-        }
-        IpAddr::V6(v6) => {
-            let _ = write!(field, "{v6}");
-        }
     }
 }
 
@@ -157,13 +139,57 @@ pub fn new_id() -> String {
         .unwrap_or_default()
         .as_micros();
     let n = COUNTER.fetch_add(1, Ordering::Relaxed) & 0xffff;
-    format!("{micros:X}{n:04X}")
+    // Not `format!`: its hex formatting of a u128 was 2,000 instructions a message.
+    let mut id = String::with_capacity(24);
+    push_upper_hex(&mut id, micros, 1);
+    push_upper_hex(&mut id, u128::from(n), 4);
+    id
+}
+
+/// Appends `value` as `{value:0width$X}` would.
+fn push_upper_hex(out: &mut String, mut value: u128, width: usize) {
+    let mut digits = [b'0'; 32];
+    let mut start = digits.len();
+    while value > 0 {
+        start -= 1;
+        digits[start] = b"0123456789ABCDEF"[(value & 0xf) as usize];
+        value >>= 4;
+    }
+    start = start.min(digits.len() - width.max(1));
+    out.extend(digits[start..].iter().map(|&d| char::from(d)));
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use wasmtpd_protocol::header::check_value;
+
+    #[test]
+    fn hex_digits_are_written_as_format_writes_them() {
+        for value in [
+            0u128,
+            1,
+            0xf,
+            0x10,
+            0xabc,
+            0xffff,
+            0x1_0000,
+            0x6_2A1B_3C4D_5E6F,
+            u128::MAX,
+        ] {
+            for width in [1, 4] {
+                let mut out = String::new();
+                push_upper_hex(&mut out, value, width);
+                assert_eq!(out, format!("{value:0width$X}"), "{value} {width}");
+            }
+        }
+        let (a, b) = (new_id(), new_id());
+        assert_ne!(a, b);
+        assert!(
+            a.len() >= 17 && a.bytes().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_lowercase()),
+            "{a}"
+        );
+    }
 
     fn trace(recipients: &[Address]) -> String {
         Trace {

@@ -103,7 +103,7 @@ impl Handlers for PluginChain {
             warm: Arc::clone(&self.warm),
             edited: None,
             peer: Peer {
-                ip: peer.ip().to_string(),
+                ip: crate::ip_text::ip_text(peer.ip()),
                 port: peer.port(),
             },
         })

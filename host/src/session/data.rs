@@ -108,7 +108,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             .map_or(("", false), |g| (g.name.as_str(), g.extended));
         let received = Trace {
             helo,
-            peer: self.peer,
+            peer: self.peer.addr,
             by: &self.ctx.hostname,
             protocol: Protocol::of(
                 extended,
@@ -122,7 +122,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
         .received();
         let message = Arc::new(Message {
-            peer: self.peer,
+            peer: self.peer.addr,
             mail_from: transaction.from,
             rcpt_to: transaction.recipients,
             data: data.into(),

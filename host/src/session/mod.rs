@@ -5,6 +5,7 @@
 mod ask;
 mod auth;
 mod bdat;
+mod client_address;
 mod data;
 mod greeting;
 mod incoming;
@@ -30,6 +31,7 @@ use crate::hook::Hook;
 use crate::listener::ListenerContext;
 use crate::rate::CommandBudget;
 use crate::session_stream::SessionStream;
+use client_address::ClientAddress;
 use input::{ChunkRead, Input};
 use read_waits::ReadWaits;
 
@@ -69,7 +71,7 @@ pub struct Session<S> {
     /// Dropping the rest of an over-long command line.
     discarding: bool,
     ctx: Arc<ListenerContext>,
-    peer: SocketAddr,
+    peer: ClientAddress,
     greeting: Option<Greeting>,
     transaction: Option<Transaction>,
     errors: u32,
@@ -95,7 +97,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             output: Vec::new(),
             discarding: false,
             ctx,
-            peer,
+            peer: ClientAddress::new(peer),
             greeting: None,
             transaction: None,
             errors: 0,
