@@ -156,7 +156,7 @@ fn push_upper_hex(out: &mut String, mut value: u128, width: usize) {
         value >>= 4;
     }
     start = start.min(digits.len() - width.max(1));
-    out.extend(digits[start..].iter().map(|&d| char::from(d)));
+    out.push_str(std::str::from_utf8(&digits[start..]).unwrap_or_default());
 }
 
 #[cfg(test)]
