@@ -100,21 +100,39 @@ impl Reply {
     /// (RFC 2034: enhanced codes go on every reply after that, except to EHLO itself).
     pub fn write_to(&self, out: &mut Vec<u8>, with_enhanced: bool) {
         // Written octet by octet, not with `format!`: every reply of every session comes
-        // through here, and formatting with an allocation a line was measurable.
-        let mut lines = self.text.split('\n').peekable();
-        while let Some(line) = lines.next() {
-            push_decimal(out, self.code);
-            out.push(if lines.peek().is_some() { b'-' } else { b' ' });
-            if let Some(e) = self.enhanced.filter(|_| with_enhanced) {
-                push_decimal(out, u16::from(e.class));
-                out.push(b'.');
-                push_decimal(out, e.subject);
-                out.push(b'.');
-                push_decimal(out, e.detail);
-                out.push(b' ');
-            }
-            out.extend_from_slice(line.as_bytes());
+        // through here. The code and the enhanced code (`250 2.0.0 `) are put together
+        // once for all the lines, and the room for all of them is reserved at once.
+        // The longest: `65535-255.65535.65535 `, 22 octets.
+        let mut prefix = [0u8; 22];
+        let mut len = put(&mut prefix, 0, decimal(self.code, &mut [0; 5]));
+        let separator = len;
+        len = put(&mut prefix, len, b" ");
+        if let Some(e) = self.enhanced.filter(|_| with_enhanced) {
+            len = put(&mut prefix, len, decimal(u16::from(e.class), &mut [0; 5]));
+            len = put(&mut prefix, len, b".");
+            len = put(&mut prefix, len, decimal(e.subject, &mut [0; 5]));
+            len = put(&mut prefix, len, b".");
+            len = put(&mut prefix, len, decimal(e.detail, &mut [0; 5]));
+            len = put(&mut prefix, len, b" ");
+        }
+        let text = self.text.as_bytes();
+        let lines = 1 + memchr::memchr_iter(b'\n', text).count();
+        out.reserve(text.len() + lines * (len + 2));
+        let mut rest = text;
+        loop {
+            let (line, more) = match memchr::memchr(b'\n', rest) {
+                Some(end) => (&rest[..end], Some(&rest[end + 1..])),
+                None => (rest, None),
+            };
+            // The separator after the code: `-` on every line but the last.
+            prefix[separator] = if more.is_some() { b'-' } else { b' ' };
+            out.extend_from_slice(&prefix[..len]);
+            out.extend_from_slice(line);
             out.extend_from_slice(b"\r\n");
+            match more {
+                Some(next) => rest = next,
+                None => break,
+            }
         }
     }
 
@@ -329,9 +347,14 @@ pub mod replies {
     pub const SHUTTING_DOWN: Reply = Reply::fixed(421, (4, 3, 2), "Service shutting down, closing connection");
 }
 
-/// Appends `n` in decimal, without padding.
-fn push_decimal(out: &mut Vec<u8>, n: u16) {
-    let mut digits = [0u8; 5];
+/// Puts `octets` at `at` in `buffer`; gives where they end.
+fn put(buffer: &mut [u8], at: usize, octets: &[u8]) -> usize {
+    buffer[at..at + octets.len()].copy_from_slice(octets);
+    at + octets.len()
+}
+
+/// `n` in decimal, written into the end of `digits`.
+fn decimal(n: u16, digits: &mut [u8; 5]) -> &[u8] {
     let mut start = digits.len();
     let mut rest = n;
     loop {
@@ -342,7 +365,7 @@ fn push_decimal(out: &mut Vec<u8>, n: u16) {
             break;
         }
     }
-    out.extend_from_slice(&digits[start..]);
+    &digits[start..]
 }
 
 #[cfg(test)]
@@ -403,12 +426,29 @@ mod tests {
         assert_eq!(wire(&r, true), "550 5.7.26 Unauthenticated email is not accepted\r\n");
         let r = Reply::new(451, esc(4, 100, 255), "one\ntwo");
         assert_eq!(wire(&r, true), "451-4.100.255 one\r\n451 4.100.255 two\r\n");
-        let mut out = Vec::new();
         for n in [0, 7, 10, 65_535] {
-            push_decimal(&mut out, n);
-            out.push(b' ');
+            assert_eq!(decimal(n, &mut [0; 5]), n.to_string().as_bytes());
         }
-        assert_eq!(out, b"0 7 10 65535 ");
+    }
+
+    #[test]
+    fn empty_lines_and_codes_of_other_lengths_are_written_as_they_are() {
+        assert_eq!(wire(&Reply::new(250, None, ""), true), "250 \r\n");
+        assert_eq!(wire(&Reply::new(250, None, "a\n"), true), "250-a\r\n250 \r\n");
+        assert_eq!(
+            wire(&Reply::new(250, None, "\n\nb"), false),
+            "250-\r\n250-\r\n250 b\r\n"
+        );
+        // Codes are three digits on the wire; the writer does not count on it.
+        assert_eq!(wire(&Reply::new(25, None, "x\ny"), false), "25-x\r\n25 y\r\n");
+        assert_eq!(
+            wire(&Reply::new(2500, esc(2, 0, 0), "x\ny"), true),
+            "2500-2.0.0 x\r\n2500 2.0.0 y\r\n"
+        );
+        // Appended to what is there.
+        let mut out = b"220 hi\r\n".to_vec();
+        replies::SENDER_OK.write_to(&mut out, true);
+        assert_eq!(out, b"220 hi\r\n250 2.1.0 OK\r\n");
     }
 
     #[test]
