@@ -80,6 +80,15 @@ impl DataReceiver {
                 State::Text => {
                     let rest = &input[i..];
                     let run = memchr2(b'\r', b'\n', rest).unwrap_or(rest.len());
+                    // The usual line, its text and CRLF here: taken at once.
+                    if rest.get(run..run + 2) == Some(b"\r\n") {
+                        self.emit(body, &rest[..run + 2]);
+                        self.add_to_line(run + 1);
+                        self.end_line();
+                        self.state = State::LineStart;
+                        i += run + 2;
+                        continue;
+                    }
                     self.emit(body, &rest[..run]);
                     self.add_to_line(run);
                     i += run;

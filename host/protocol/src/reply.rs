@@ -116,11 +116,11 @@ impl Reply {
             len = put(&mut prefix, len, b" ");
         }
         let text = self.text.as_bytes();
-        let lines = 1 + memchr::memchr_iter(b'\n', text).count();
+        let lines = 1 + text.iter().filter(|&&b| b == b'\n').count();
         out.reserve(text.len() + lines * (len + 2));
         let mut rest = text;
         loop {
-            let (line, more) = match memchr::memchr(b'\n', rest) {
+            let (line, more) = match rest.iter().position(|&b| b == b'\n') {
                 Some(end) => (&rest[..end], Some(&rest[end + 1..])),
                 None => (rest, None),
             };

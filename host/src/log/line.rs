@@ -99,8 +99,28 @@ fn level_name(level: &Level) -> &'static str {
 
 /// `YYYY-MM-DDTHH:MM:SS.ffffffZ`, UTC, as tracing-subscriber's `SystemTime` writes it.
 fn push_timestamp(line: &mut String, since_epoch: Duration) {
+    // The date and time to the second are made once a second: the lines of a second,
+    // a message's among them, share them.
+    thread_local! {
+        static SECOND: RefCell<(u64, String)> = const { RefCell::new((u64::MAX, String::new())) };
+    }
+    SECOND.with_borrow_mut(|(second, text)| {
+        if *second != since_epoch.as_secs() {
+            *second = since_epoch.as_secs();
+            text.clear();
+            push_date_time(text, *second);
+        }
+        line.push_str(text);
+    });
+    line.push('.');
+    push_padded(line, since_epoch.subsec_micros().into(), 6);
+    line.push('Z');
+}
+
+/// `YYYY-MM-DDTHH:MM:SS`, UTC.
+fn push_date_time(line: &mut String, seconds: u64) {
     // The `time` crate's calendar: a conversion, not its formatting machinery.
-    let at = i64::try_from(since_epoch.as_secs())
+    let at = i64::try_from(seconds)
         .ok()
         .and_then(|seconds| OffsetDateTime::from_unix_timestamp(seconds).ok())
         .unwrap_or(OffsetDateTime::UNIX_EPOCH);
@@ -115,9 +135,6 @@ fn push_timestamp(line: &mut String, since_epoch: Duration) {
     push_padded(line, at.minute().into(), 2);
     line.push(':');
     push_padded(line, at.second().into(), 2);
-    line.push('.');
-    push_padded(line, since_epoch.subsec_micros().into(), 6);
-    line.push('Z');
 }
 
 /// `value` in decimal, at least `width` digits.
@@ -408,6 +425,12 @@ mod tests {
         assert_eq!(at(951_782_400, 7), "2000-02-29T00:00:00.000007Z");
         assert_eq!(at(1_796_187_410, 123_456), "2026-12-02T04:56:50.123456Z");
         assert_eq!(at(4_102_444_799, 999_999), "2099-12-31T23:59:59.999999Z");
+        // Within a second the date is kept and only the microseconds change; the next
+        // second and a second back in time each get theirs.
+        assert_eq!(at(1_796_187_410, 1), "2026-12-02T04:56:50.000001Z");
+        assert_eq!(at(1_796_187_410, 654_321), "2026-12-02T04:56:50.654321Z");
+        assert_eq!(at(1_796_187_411, 0), "2026-12-02T04:56:51.000000Z");
+        assert_eq!(at(1_796_187_410, 2), "2026-12-02T04:56:50.000002Z");
     }
 
     #[test]
