@@ -29,8 +29,9 @@ def stop(proc, seconds=10):
 
 
 def work_dir(prefix):
-    """A fresh directory for a run's files, removed when the script exits (also through
-    sys.exit or an exception; not on SIGKILL). tenants_memory alone writes 600 MB of copies."""
+    """A fresh directory for a run's files, removed when the script exits normally, through
+    sys.exit, an exception or Ctrl-C; a SIGTERM, SIGHUP or SIGKILL leaves it. tenants_memory
+    alone writes 600 MB of copies."""
     work = Path(tempfile.mkdtemp(prefix=prefix))
     atexit.register(shutil.rmtree, work, ignore_errors=True)
     return work

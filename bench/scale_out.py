@@ -383,7 +383,8 @@ def main():
         redis.terminate()
         redis.wait()
     if lost:
-        sys.exit(f"{lost} messages answered 250 were lost")
+        # The nodes' logs and spools stay for a look at what was lost.
+        sys.exit(f"{lost} messages answered 250 were lost; the nodes' files are in {work}")
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -10,6 +10,8 @@ use time::format_description::well_known::Rfc2822;
 use time::{OffsetDateTime, UtcOffset};
 use wasmtpd_protocol::Address;
 
+use crate::ip_text::push_ip;
+
 /// How the message came: the `with` clause of RFC 3848.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Protocol {
@@ -84,7 +86,7 @@ impl Trace<'_> {
         field.push_str("Received: from ");
         field.push_str(helo);
         field.push_str(" ([");
-        crate::ip_text::push_ip(&mut field, self.peer.ip());
+        push_ip(&mut field, self.peer.ip());
         field.push_str("])\r\n\tby ");
         field.push_str(self.by);
         field.push_str(" (wasmtpd) with ");
@@ -146,7 +148,7 @@ pub fn new_id() -> String {
     id
 }
 
-/// Appends `value` as `{value:0width$X}` would.
+/// Appends `value` as `{value:0width$X}` would (for a `width` of at most 32).
 fn push_upper_hex(out: &mut String, mut value: u128, width: usize) {
     let mut digits = [b'0'; 32];
     let mut start = digits.len();
@@ -155,7 +157,7 @@ fn push_upper_hex(out: &mut String, mut value: u128, width: usize) {
         digits[start] = b"0123456789ABCDEF"[(value & 0xf) as usize];
         value >>= 4;
     }
-    start = start.min(digits.len() - width.max(1));
+    start = start.min(digits.len().saturating_sub(width.max(1)));
     out.push_str(std::str::from_utf8(&digits[start..]).unwrap_or_default());
 }
 

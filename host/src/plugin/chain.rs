@@ -26,6 +26,7 @@ use crate::handler::{
     VerdictsFuture,
 };
 use crate::hook::{Hook, HookKind};
+use crate::ip_text::ip_text;
 use crate::metrics::{Stage, TenantMetrics, stage_label};
 
 /// A plugin instance handed more of a message than this is dropped after the call.
@@ -103,7 +104,7 @@ impl Handlers for PluginChain {
             warm: Arc::clone(&self.warm),
             edited: None,
             peer: Peer {
-                ip: crate::ip_text::ip_text(peer.ip()),
+                ip: ip_text(peer.ip()),
                 port: peer.port(),
             },
         })

@@ -1,5 +1,5 @@
 //! The client's address, with its text made once a session: the session's log lines name
-//! it, the message's line among them, and std's formatter took 2,500 instructions a line.
+//! it, the message's line among them, and std's formatter took about 2,500 instructions an `ip:port`.
 
 use std::fmt;
 use std::net::SocketAddr;

@@ -11,7 +11,8 @@ use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-/// Longer than any session can last: a configured timeout past it waits this long.
+/// Longer than any one read is meant to wait: a configured timeout past it waits this
+/// long (and `Instant + Duration` cannot overflow).
 const MAX_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
 
 pub(super) struct ReadWaits {
@@ -76,11 +77,14 @@ mod tests {
         // An earlier deadline than the one set (DATA's shorter timeout) is kept too.
         let (deadline, _) = waits.arm(Duration::from_secs(2));
         assert!(!ended(deadline).await);
-        tokio::time::advance(Duration::from_secs(3)).await;
-        let (mut deadline, _) = waits.arm(Duration::from_secs(2));
-        assert!(!ended(deadline.as_mut()).await);
+        tokio::time::advance(Duration::from_millis(1999)).await;
+        let (deadline, _) = waits.arm(Duration::from_secs(2));
+        assert!(!ended(deadline).await, "re-armed 1.999 s after");
         tokio::time::advance(Duration::from_millis(2001)).await;
-        assert!(ended(deadline).await, "2 s after the last arming");
+        assert!(
+            ended(waits.deadline.as_mut().unwrap().as_mut()).await,
+            "2 s after the last arming"
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -90,8 +94,11 @@ mod tests {
         let (deadline, _) = waits.arm(Duration::MAX);
         assert!(!ended(deadline).await);
         tokio::time::advance(MAX_TIMEOUT - Duration::from_secs(1)).await;
-        let (deadline, _) = waits.arm(Duration::MAX);
-        assert!(!ended(deadline).await);
+        let deadline = waits.deadline.as_mut().unwrap().as_mut();
+        assert!(!ended(deadline).await, "a second before the year");
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let deadline = waits.deadline.as_mut().unwrap().as_mut();
+        assert!(ended(deadline).await, "a second after the year");
     }
 
     #[tokio::test]
