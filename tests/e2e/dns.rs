@@ -107,10 +107,11 @@ fn dns_is_not_granted_by_default_and_a_silent_server_times_out() {
     server.wait_for_log("DNS lookup timed out");
 }
 
-/// The shipped filter checking its client against `zones` (resolver at `servers`).
-fn filter_with_dnsbl(servers: &str, zones: &str) -> Server {
+/// The shipped filter checking its client against `zones` (resolver at `servers`, each
+/// lookup given `timeout_ms`).
+fn filter_with_dnsbl(servers: &str, zones: &str, timeout_ms: u64) -> Server {
     let config = format!(
-        "[dns]\nservers = [{servers}]\ntimeout_ms = 500\n\
+        "[dns]\nservers = [{servers}]\ntimeout_ms = {timeout_ms}\n\
          [plugin.filter]\ndns = true\n[plugin.filter.settings]\ndnsbl_zones = [{zones}]\n"
     );
     Server::with_config(&config, &["filter", "sink"])
@@ -121,7 +122,9 @@ fn the_filter_refuses_a_client_a_dnsbl_lists_and_defers_when_it_cannot_ask() {
     let zone = zone();
     let servers = format!("\"127.0.0.1:{}\"", zone.port);
     // Listed: refused at connect, naming the list (no enhanced code before EHLO).
-    let mut server = filter_with_dnsbl(&servers, "\"clean.test\", \"bl.test\"");
+    // A resolver that answers gets a timeout a loaded CI machine cannot reach: at 500 ms,
+    // a fresh-clone run once took the listed client for one that could not be checked.
+    let mut server = filter_with_dnsbl(&servers, "\"clean.test\", \"bl.test\"", 10_000);
     let (mut client, greeting) = RawClient::connect(server.addr);
     assert_eq!(
         greeting,
@@ -130,13 +133,13 @@ fn the_filter_refuses_a_client_a_dnsbl_lists_and_defers_when_it_cannot_ask() {
     client.expect_closed();
     server.wait_for_log("127.0.0.1 listed in bl.test");
     // Not listed: served.
-    let server = filter_with_dnsbl(&servers, "\"clean.test\"");
+    let server = filter_with_dnsbl(&servers, "\"clean.test\"", 10_000);
     let (_client, greeting) = RawClient::connect(server.addr);
     assert!(greeting.starts_with("220 "), "{greeting}");
     // The resolver does not answer: deferred, never accepted by accident.
     let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
     let port = silent.local_addr().unwrap().port();
-    let server = filter_with_dnsbl(&format!("\"127.0.0.1:{port}\""), "\"bl.test\"");
+    let server = filter_with_dnsbl(&format!("\"127.0.0.1:{port}\""), "\"bl.test\"", 500);
     let (_client, greeting) = RawClient::connect(server.addr);
     assert_eq!(greeting, "451 Cannot check your address now, try again later");
 }
