@@ -23,6 +23,7 @@ mod lmtp;
 mod log_lines;
 mod memory;
 mod metrics;
+mod pgo;
 mod plugins;
 mod proxy;
 mod proxy_protocol;
