@@ -49,15 +49,18 @@ fn everything_else_is_built_as_without_the_wrapper() {
         &["--crate-name", "wasmtpd", "-C", "opt-level=0"],
         &["--crate-name", "build_script_build", "--crate-type", "bin"],
         &["--crate-name", "sink", "--target", "wasm32-wasip2", "-C", "opt-level=3"],
-        &[
-            "--crate-name",
-            "wasmtpd",
-            "-C",
-            "opt-level=3",
-            "-Cprofile-generate=/tmp/counts",
-        ],
     ] {
         assert_eq!(passed_on(args), args.join(" "), "{args:?}");
+    }
+    // Optimised code with a target named, or a profile or instrumentation of its own.
+    for extra in [
+        &["--target", "x86_64-unknown-linux-gnu"][..],
+        &["-Cprofile-generate=/tmp/counts"],
+        &["-C", "profile-use=/mine.profdata"],
+        &["-C", "instrument-coverage"],
+    ] {
+        let args = [&["--crate-name", "wasmtpd", "-C", "opt-level=3"][..], extra].concat();
+        assert_eq!(passed_on(&args), args.join(" "), "{args:?}");
     }
 }
 
