@@ -27,7 +27,7 @@ import statistics
 import subprocess
 import sys
 
-from benchlib import free_port, stop, wait_greeting
+from benchlib import free_port, stop, wait_greeting, wasmtpd_argv
 from smtp_bench import load
 
 
@@ -61,7 +61,7 @@ def main():
     specs = []
     for i, binary in enumerate(args.wasmtpd):
         name = os.path.basename(binary) if args.wasmtpd.count(binary) == 1 else f"{binary}#{i}"
-        specs.append((name, [binary, "--listen", "127.0.0.1:{port}", "--hostname", "bench.test", *plugins]))
+        specs.append((name, wasmtpd_argv(binary, "{port}", *plugins)))
     if args.smtp_sink:
         specs.append(("smtp-sink", ["smtp-sink", "-u", "nobody", "127.0.0.1:{port}", "1024"]))
     for spec in args.server:

@@ -37,6 +37,12 @@ def work_dir(prefix):
     return work
 
 
+def wasmtpd_argv(binary, port, *args):
+    """The command line of a benchmarked wasmtpd on 127.0.0.1:`port` (a number, or a
+    "{port}" placeholder), its default configuration, and `args`."""
+    return [str(binary), "--listen", f"127.0.0.1:{port}", "--hostname", "bench.test", *args]
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -15,7 +15,7 @@ import os
 import subprocess
 import sys
 
-from benchlib import free_port, stop, wait_greeting, work_dir
+from benchlib import free_port, stop, wait_greeting, wasmtpd_argv, work_dir
 from smtp_bench import load
 
 WORK = [
@@ -27,8 +27,7 @@ WORK = [
 def serve(binary, plugin, cache, runs, env=None):
     """Starts the server with `plugin`, sends it `runs` (sessions, messages), stops it."""
     port = free_port()
-    argv = [binary, "--listen", f"127.0.0.1:{port}", "--hostname", "bench.test",
-            "--cache-dir", str(cache), "--plugin", plugin]
+    argv = wasmtpd_argv(binary, port, "--cache-dir", str(cache), "--plugin", plugin)
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
         wait_greeting(port, proc, plugin, seconds=120)

@@ -30,7 +30,7 @@ import statistics
 import subprocess
 import sys
 import time
-from benchlib import WASMTPD, free_port, stop, wait_greeting
+from benchlib import WASMTPD, free_port, stop, wait_greeting, wasmtpd_argv
 
 
 
@@ -73,7 +73,7 @@ def start_servers(binary, wasmtpd_args, cpus, stdout=None):
     port = free_port()
     servers.append(Server("smtp-sink", ["smtp-sink", "-u", "nobody", f"127.0.0.1:{port}", "1024"], port, cpus))
     port = free_port()
-    argv = [str(binary), "--listen", f"127.0.0.1:{port}", "--hostname", "bench.test", *wasmtpd_args]
+    argv = wasmtpd_argv(binary, port, *wasmtpd_args)
     servers.append(Server("wasmtpd", argv, port, cpus, stdout=stdout))
     return servers
 
