@@ -11,7 +11,10 @@ turn, so a slow phase of the machine hurts both sides of it).
 CPU is the server's run time from /proc/PID/task/*/schedstat (all its threads that live
 through the turn: wasmtpd's and smtp-sink's do, in
 nanoseconds as the scheduler counts them; /proc's user and system times are sampled at
-the tick and split at random between threads that wake on timers).
+the tick and split at random between threads that wake on timers). The client's CPU is
+smtp-source's user and system time a message: when it saturates its core (10 sessions and
+more on 2 cores) the rate is the inverse of it, and part of it is the cost of waking a
+server that sleeps between commands.
 
     bench/ab.py --wasmtpd target/release/wasmtpd --wasmtpd /tmp/wasmtpd-before --smtp-sink
     bench/ab.py --server 'name=CMD ... {port} ...' ...     # any server; {port} is replaced
@@ -21,6 +24,7 @@ wasmtpd runs with its default configuration and the sink plugin (--plugin to cha
 
 import argparse
 import os
+import resource
 import random
 import shlex
 import statistics
@@ -41,6 +45,12 @@ def run_time_ns(pid):
         except FileNotFoundError:
             pass  # a thread that ended meanwhile
     return total
+
+
+def children_cpu_s():
+    """User and system time of this process's waited-for children so far (smtp-source)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main():
@@ -84,6 +94,7 @@ def main():
         names = [name for name, _, _ in servers]
         rates = {name: [] for name in names}
         cpus = {name: [] for name in names}
+        client_cpus = {name: [] for name in names}
         ratios = {name: [] for name in names}
         cpu_ratios = {name: [] for name in names}
         print(f"{args.sessions} session(s), {args.size} octets, a connection a message, "
@@ -93,9 +104,10 @@ def main():
             random.shuffle(order)
             turn_rate, turn_cpu = {}, {}
             for name, port, proc in order:
-                before = run_time_ns(proc.pid)
+                before, client_before = run_time_ns(proc.pid), children_cpu_s()
                 turn_rate[name] = load(port, args.sessions, args.size, args.messages, None, False)
                 cpu = (run_time_ns(proc.pid) - before) / 1e3 / args.messages
+                client_cpus[name].append((children_cpu_s() - client_before) * 1e6 / args.messages)
                 rates[name].append(turn_rate[name])
                 cpus[name].append(cpu)
                 turn_cpu[name] = cpu
@@ -105,11 +117,12 @@ def main():
             print(f"turn {turn + 1}: " + ", ".join(
                 f"{name} {rates[name][-1]:,.0f} msg/s {cpus[name][-1]:.0f} µs" for name in names), flush=True)
         print()
-        print(f"{'server':>24} {'msg/s':>8} {'CPU µs/msg':>11}   against {names[0]} in the same turn: "
-              "rate, CPU (range)")
+        print(f"{'server':>24} {'msg/s':>8} {'CPU µs/msg':>11} {'client µs/msg':>14}   against {names[0]} "
+              "in the same turn: rate, CPU (range)")
         for name in names:
             r, c = ratios[name], cpu_ratios[name]
-            print(f"{name:>24} {statistics.median(rates[name]):>8,.0f} {statistics.median(cpus[name]):>11.1f}   "
+            print(f"{name:>24} {statistics.median(rates[name]):>8,.0f} {statistics.median(cpus[name]):>11.1f} "
+                  f"{statistics.median(client_cpus[name]):>14.1f}   "
                   f"{statistics.median(r):.3f} ({min(r):.2f}-{max(r):.2f}), "
                   f"{statistics.median(c):.3f} ({min(c):.2f}-{max(c):.2f})")
         print("(medians over the turns)")
