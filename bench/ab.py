@@ -18,6 +18,10 @@ server that sleeps between commands.
 
     bench/ab.py --wasmtpd target/release/wasmtpd --wasmtpd /tmp/wasmtpd-before --smtp-sink
     bench/ab.py --server 'name=CMD ... {port} ...' ...     # any server; {port} is replaced
+    bench/ab.py --wasmtpd target/release/wasmtpd --smtp-sink --tokio-floor
+
+--tokio-floor builds and adds bench/peers/tokio-floor, the least an SMTP sink on tokio can
+do, twice: with its accept loop on the main thread, and on the worker as wasmtpd has it.
 
 wasmtpd runs with its default configuration and the sink plugin (--plugin to change it).
 """
@@ -47,6 +51,17 @@ def run_time_ns(pid):
     return total
 
 
+def build_tokio_floor():
+    """Builds bench/peers/tokio-floor (release, without the server's profile) and returns
+    the binary's path."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    target = os.path.join(root, "target", "tokio-floor")
+    subprocess.run(["cargo", "build", "--release", "--quiet", "--manifest-path",
+                    os.path.join(root, "bench", "peers", "tokio-floor", "Cargo.toml"), "--target-dir", target],
+                   check=True, env={**os.environ, "RUSTC_WRAPPER": ""})
+    return os.path.join(target, "release", "tokio-floor")
+
+
 def children_cpu_s():
     """User and system time of this process's waited-for children so far (smtp-source)."""
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -58,6 +73,8 @@ def main():
     parser.add_argument("--wasmtpd", action="append", default=[], metavar="BINARY",
                         help="a wasmtpd binary to measure (repeatable)")
     parser.add_argument("--smtp-sink", action="store_true", help="measure postfix's smtp-sink too")
+    parser.add_argument("--tokio-floor", action="store_true",
+                        help="measure bench/peers/tokio-floor too (built here), both shapes")
     parser.add_argument("--server", action="append", default=[], metavar="NAME=COMMAND",
                         help="any server; {port} in COMMAND is its port (repeatable)")
     parser.add_argument("--plugin", action="append", default=[], help="wasmtpd's plugin chain (default: sink)")
@@ -74,6 +91,10 @@ def main():
         specs.append((name, wasmtpd_argv(binary, "{port}", *plugins)))
     if args.smtp_sink:
         specs.append(("smtp-sink", ["smtp-sink", "-u", "nobody", "127.0.0.1:{port}", "1024"]))
+    if args.tokio_floor:
+        floor = build_tokio_floor()
+        specs.append(("tokio-floor", [floor, "{port}"]))
+        specs.append(("tokio-floor/worker-accept", [floor, "{port}", "--accept-on-worker"]))
     for spec in args.server:
         name, _, command = spec.partition("=")
         specs.append((name, shlex.split(command)))
