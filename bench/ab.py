@@ -12,9 +12,9 @@ CPU is the server's run time from /proc/PID/task/*/schedstat (all its threads th
 through the turn: wasmtpd's and smtp-sink's do, in
 nanoseconds as the scheduler counts them; /proc's user and system times are sampled at
 the tick and split at random between threads that wake on timers). The client's CPU is
-smtp-source's user and system time a message: when it saturates its core (10 sessions and
-more on 2 cores) the rate is the inverse of it, and part of it is the cost of waking a
-server that sleeps between commands.
+smtp-source's user and system time a message: at 10 sessions and more on 2 cores it keeps
+its core 90% busy or more, so the rate is close to the inverse of it, and part of it is the
+cost of waking a server that sleeps between commands.
 
     bench/ab.py --wasmtpd target/release/wasmtpd --wasmtpd /tmp/wasmtpd-before --smtp-sink
     bench/ab.py --server 'name=CMD ... {port} ...' ...     # any server; {port} is replaced
@@ -28,8 +28,8 @@ wasmtpd runs with its default configuration and the sink plugin (--plugin to cha
 
 import argparse
 import os
-import resource
 import random
+import resource
 import shlex
 import statistics
 import subprocess
@@ -56,9 +56,11 @@ def build_tokio_floor():
     the binary's path."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     target = os.path.join(root, "target", "tokio-floor")
-    subprocess.run(["cargo", "build", "--release", "--quiet", "--manifest-path",
-                    os.path.join(root, "bench", "peers", "tokio-floor", "Cargo.toml"), "--target-dir", target],
-                   check=True, env={**os.environ, "RUSTC_WRAPPER": ""})
+    crate = os.path.join(root, "bench", "peers", "tokio-floor")
+    # From the crate's directory: cargo and rustup read their configuration and the pinned
+    # toolchain from the working directory, not from --manifest-path.
+    subprocess.run(["cargo", "build", "--release", "--locked", "--quiet", "--target-dir", target],
+                   check=True, cwd=crate, env={**os.environ, "RUSTC_WRAPPER": ""})
     return os.path.join(target, "release", "tokio-floor")
 
 

@@ -12,15 +12,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 fn main() {
-    let mut args = std::env::args().skip(1);
-    let port: u16 = match args.next().map(|a| a.parse()) {
-        Some(Ok(port)) => port,
-        _ => {
-            eprintln!("usage: tokio-floor PORT [--accept-on-worker]");
-            std::process::exit(2);
-        }
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (port, on_worker) = match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        [port] => (port.parse::<u16>().ok(), false),
+        [port, "--accept-on-worker"] => (port.parse::<u16>().ok(), true),
+        _ => (None, false),
     };
-    let on_worker = args.next().as_deref() == Some("--accept-on-worker");
+    let Some(port) = port else {
+        eprintln!("usage: tokio-floor PORT [--accept-on-worker]");
+        std::process::exit(2);
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -36,7 +37,10 @@ fn main() {
     };
     runtime.block_on(async move {
         if on_worker {
-            let _ = tokio::spawn(accept).await;
+            // The loop never ends; a panic in it (the port taken) ends the process.
+            if let Err(e) = tokio::spawn(accept).await {
+                std::panic::resume_unwind(e.into_panic());
+            }
         } else {
             accept.await
         }
