@@ -35,7 +35,7 @@ import statistics
 import subprocess
 import sys
 
-from benchlib import free_port, stop, wait_greeting, wasmtpd_argv
+from benchlib import ROOT, free_port, smtp_sink_argv, stop, wait_greeting, wasmtpd_argv
 from smtp_bench import load
 
 
@@ -54,14 +54,13 @@ def run_time_ns(pid):
 def build_tokio_floor():
     """Builds bench/peers/tokio-floor (release, without the server's profile) and returns
     the binary's path."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    target = os.path.join(root, "target", "tokio-floor")
-    crate = os.path.join(root, "bench", "peers", "tokio-floor")
+    target = ROOT / "target" / "tokio-floor"
+    crate = ROOT / "bench" / "peers" / "tokio-floor"
     # From the crate's directory: cargo and rustup read their configuration and the pinned
     # toolchain from the working directory, not from --manifest-path.
-    subprocess.run(["cargo", "build", "--release", "--locked", "--quiet", "--target-dir", target],
+    subprocess.run(["cargo", "build", "--release", "--locked", "--quiet", "--target-dir", str(target)],
                    check=True, cwd=crate, env={**os.environ, "RUSTC_WRAPPER": ""})
-    return os.path.join(target, "release", "tokio-floor")
+    return str(target / "release" / "tokio-floor")
 
 
 def children_cpu_s():
@@ -92,7 +91,7 @@ def main():
         name = os.path.basename(binary) if args.wasmtpd.count(binary) == 1 else f"{binary}#{i}"
         specs.append((name, wasmtpd_argv(binary, "{port}", *plugins)))
     if args.smtp_sink:
-        specs.append(("smtp-sink", ["smtp-sink", "-u", "nobody", "127.0.0.1:{port}", "1024"]))
+        specs.append(("smtp-sink", smtp_sink_argv("{port}")))
     if args.tokio_floor:
         floor = build_tokio_floor()
         specs.append(("tokio-floor", [floor, "{port}"]))

@@ -43,6 +43,12 @@ def wasmtpd_argv(binary, port, *args):
     return [str(binary), "--listen", f"127.0.0.1:{port}", "--hostname", "bench.test", *args]
 
 
+def smtp_sink_argv(port):
+    """postfix's smtp-sink on 127.0.0.1:`port` (a number, or a "{port}" placeholder), the
+    server the benchmarks compare with: as nobody, a listen backlog of 1,024."""
+    return ["smtp-sink", "-u", "nobody", f"127.0.0.1:{port}", "1024"]
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

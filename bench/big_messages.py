@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import WASMTPD, free_port, wait_greeting
+from benchlib import WASMTPD, free_port, smtp_sink_argv, wait_greeting
 
 
 def peak_kib(pid):
@@ -87,7 +87,7 @@ def main():
     if not args.no_sink:
         port = free_port()
         with tempfile.TemporaryDirectory() as spool:
-            measure("smtp-sink", ["smtp-sink", "-u", "nobody", f"127.0.0.1:{port}", "1024"], port, args, cwd=spool)
+            measure("smtp-sink", smtp_sink_argv(port), port, args, cwd=spool)
 
 
 if __name__ == "__main__":

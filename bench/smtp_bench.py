@@ -30,7 +30,7 @@ import statistics
 import subprocess
 import sys
 import time
-from benchlib import WASMTPD, free_port, stop, wait_greeting, wasmtpd_argv
+from benchlib import WASMTPD, free_port, smtp_sink_argv, stop, wait_greeting, wasmtpd_argv
 
 
 
@@ -71,7 +71,7 @@ class Server:
 def start_servers(binary, wasmtpd_args, cpus, stdout=None):
     servers = []
     port = free_port()
-    servers.append(Server("smtp-sink", ["smtp-sink", "-u", "nobody", f"127.0.0.1:{port}", "1024"], port, cpus))
+    servers.append(Server("smtp-sink", smtp_sink_argv(port), port, cpus))
     port = free_port()
     argv = wasmtpd_argv(binary, port, *wasmtpd_args)
     servers.append(Server("wasmtpd", argv, port, cpus, stdout=stdout))

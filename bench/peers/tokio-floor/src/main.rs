@@ -53,6 +53,7 @@ async fn session(mut stream: TcpStream) {
         return;
     }
     let mut buf = vec![0u8; 8192];
+    let mut replies = Vec::new();
     let (mut have, mut in_data) = (0, false);
     loop {
         let read = tokio::time::timeout(Duration::from_secs(300), stream.read(&mut buf[have..])).await;
@@ -60,7 +61,7 @@ async fn session(mut stream: TcpStream) {
             Ok(Ok(n)) if n > 0 => have += n,
             _ => return,
         }
-        let mut replies = Vec::new();
+        replies.clear();
         let mut start = 0;
         while let Some(end) = buf[start..have].windows(2).position(|w| w == b"\r\n") {
             let line = &buf[start..start + end];
@@ -72,14 +73,19 @@ async fn session(mut stream: TcpStream) {
                 }
                 continue;
             }
-            let verb = line.get(..4).map(<[u8]>::to_ascii_uppercase);
-            match verb.as_deref() {
-                Some(b"EHLO") => replies.extend_from_slice(b"250-tokio-floor\r\n250 PIPELINING\r\n"),
-                Some(b"DATA") => {
+            // The verb upper-cased on the stack: nothing is allocated for a command.
+            let mut verb = [0u8; 4];
+            if let Some(first) = line.get(..4) {
+                verb.copy_from_slice(first);
+                verb.make_ascii_uppercase();
+            }
+            match &verb {
+                b"EHLO" => replies.extend_from_slice(b"250-tokio-floor\r\n250 PIPELINING\r\n"),
+                b"DATA" => {
                     in_data = true;
                     replies.extend_from_slice(b"354 End data with <CR><LF>.<CR><LF>\r\n");
                 }
-                Some(b"QUIT") => {
+                b"QUIT" => {
                     replies.extend_from_slice(b"221 2.0.0 Bye\r\n");
                     let _ = stream.write_all(&replies).await;
                     return;
